@@ -1,0 +1,1 @@
+"""ClickHouse: schema files, migrations, the ClickPipes-style loader and the embedded HTTP server."""

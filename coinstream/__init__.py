@@ -1,0 +1,1 @@
+"""The shell on top: the CLI, the local broker launcher and the local stack supervisor."""

@@ -1,0 +1,3 @@
+from coinstream.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per sub-command, each exposing `command` (discovered by `coinstream.cli`)."""

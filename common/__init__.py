@@ -1,0 +1,1 @@
+"""The foundation: settings, Kafka client configuration, logging. Imports no stage."""

@@ -1,0 +1,300 @@
+"""One typed settings object for every component, read from the environment and `.env`.
+
+Why one object: every stage needs the same few facts (where Kafka is, where ClickHouse is, which
+coins), and an operator should find every knob in `.env.example`. Unset Kafka, ClickHouse and API-key
+settings select the embedded local defaults (DESIGN §6), so the same code runs on a laptop and in
+production, switched by settings only.
+
+Validation happens once, at start: a malformed value fails with the variable's name and the form
+it expects. Error messages never include the offending value, because the value may be a secret.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_COINS: tuple[str, ...] = (
+    "USDT", "BTC", "ETH", "FDUSD", "XRP", "SOL", "USDC", "DOGE", "LINK", "AAVE",
+)
+SIMULATED_API_PORT = 8788
+LOCAL_KAFKA_PORT = 9092
+LOCAL_CLICKHOUSE_PORT = 8123
+
+
+class SettingsError(ValueError):
+    """A setting is malformed. The message names the variable and the expected form, never the value."""
+
+
+@dataclass(frozen=True)
+class ClickHouseTarget:
+    """Where and as whom to reach ClickHouse over HTTP (parsed from CLICKHOUSE_URL or the local default)."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    database: str
+    secure: bool
+
+    @property
+    def http_url(self) -> str:
+        """The URL without credentials, safe to print."""
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://{self.host}:{self.port}/{self.database}"
+
+    def connect_kwargs(self) -> dict:
+        """Keyword arguments for `clickhouse_connect.get_client`."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "username": self.username,
+            "password": self.password,
+            "database": self.database,
+            "secure": self.secure,
+        }
+
+
+# The expected form of each setting, used in error messages and mirrored in `.env.example`.
+EXPECTED_FORMS: dict[str, str] = {
+    "LCW_API_KEY": "a LiveCoinWatch API key (unset = use the simulated API)",
+    "LCW_BASE_URL": "an http(s) URL such as https://api.livecoinwatch.com",
+    "COINS": "comma-separated coin codes such as BTC,ETH,SOL",
+    "CURRENCY": "a 3-5 letter currency code such as USD",
+    "POLL_INTERVAL_S": "a number of seconds > 0",
+    "DAILY_CREDIT_BUDGET": "a whole number of credits > 0",
+    "HISTORICAL_DAILY_CREDITS": "a whole number of credits >= 0",
+    "KAFKA_BOOTSTRAP_SERVERS": "host:port[,host:port…]",
+    "KAFKA_SECURITY_PROTOCOL": "one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+    "KAFKA_SASL_MECHANISM": "one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+    "KAFKA_SASL_USERNAME": "the SASL user name (Confluent Cloud: the API key)",
+    "KAFKA_SASL_PASSWORD": "the SASL password (Confluent Cloud: the API secret)",
+    "KAFKA_SSL_CA_LOCATION": "a path to a CA bundle file",
+    "KAFKA_TOPIC_PARTITIONS": "a whole number >= 1",
+    "KAFKA_REPLICATION_FACTOR": "a whole number >= 1",
+    "CLICKHOUSE_URL": "http(s)://user:password@host:port/database",
+    "CLICKHOUSE_USER": "a user name",
+    "CLICKHOUSE_PASSWORD": "a password",
+    "CLICKHOUSE_READONLY_USER": "a user name",
+    "CLICKHOUSE_READONLY_PASSWORD": "a password",
+    "CLICKHOUSE_PORT": "a TCP port number 1-65535",
+    "KSQLDB_URL": "an http(s) URL such as http://localhost:8088",
+    "KSQLDB_USER": "a user name (Confluent Cloud: the ksqlDB API key)",
+    "KSQLDB_PASSWORD": "a password (Confluent Cloud: the ksqlDB API secret)",
+    "METABASE_URL": "an http(s) URL such as http://localhost:3000",
+    "METABASE_USER": "a Metabase user's e-mail address",
+    "METABASE_PASSWORD": "that user's password",
+    "METABASE_API_KEY": "a Metabase API key",
+    "COINSTREAM_DATA_DIR": "a directory path",
+    "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
+}
+
+
+def _check_http_url(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL")
+    return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """Every setting of coinstream. Field names are the environment variables, lower-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        frozen=True,
+    )
+
+    # LiveCoinWatch
+    lcw_api_key: SecretStr | None = None
+    lcw_base_url: str | None = None
+    coins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_COINS
+    currency: str = Field("USD", pattern=r"^[A-Z]{3,5}$")
+    poll_interval_s: float | None = Field(None, gt=0)
+    daily_credit_budget: int = Field(10_000, gt=0)
+    historical_daily_credits: int = Field(500, ge=0)
+
+    # Kafka
+    kafka_bootstrap_servers: str | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None
+    kafka_topic_partitions: int = Field(1, ge=1)
+    kafka_replication_factor: int = Field(1, ge=1)
+
+    # ClickHouse
+    clickhouse_url: SecretStr | None = None
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr = SecretStr("")
+    clickhouse_readonly_user: str = "dashboard"
+    clickhouse_readonly_password: SecretStr = SecretStr("dashboard")
+    clickhouse_port: int = Field(LOCAL_CLICKHOUSE_PORT, ge=1, le=65535)
+
+    # ksqlDB and Metabase
+    ksqldb_url: str | None = None
+    ksqldb_user: str | None = None
+    ksqldb_password: SecretStr | None = None
+    metabase_url: str | None = None
+    metabase_user: str | None = None
+    metabase_password: SecretStr | None = None
+    metabase_api_key: SecretStr | None = None
+
+    # Local state and logging
+    coinstream_data_dir: Path = Path("./data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("coins", mode="before")
+    @classmethod
+    def _split_coins(cls, value: object) -> object:
+        if isinstance(value, str):
+            codes = tuple(code.strip().upper() for code in value.split(",") if code.strip())
+            if not codes or any(not code.replace("_", "").isalnum() for code in codes):
+                raise ValueError("not a list of coin codes")
+            return codes
+        return value
+
+    @field_validator("currency", "log_level", "kafka_security_protocol", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("lcw_base_url", "ksqldb_url", "metabase_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return _check_http_url(value)
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("not host:port")
+        return value.strip()
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _clickhouse_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        _parse_clickhouse_url(value.get_secret_value())
+        return value
+
+    # ---- derived views -------------------------------------------------------------------------
+
+    @property
+    def uses_simulated_api(self) -> bool:
+        """True when no API key is set: the producers talk to the simulated LiveCoinWatch API."""
+        return self.lcw_api_key is None or self.lcw_api_key.get_secret_value() == ""
+
+    @property
+    def effective_lcw_base_url(self) -> str:
+        """The LiveCoinWatch base URL: explicit, else the real API with a key, else the simulator."""
+        if self.lcw_base_url:
+            return self.lcw_base_url
+        if self.uses_simulated_api:
+            return f"http://127.0.0.1:{SIMULATED_API_PORT}"
+        return "https://api.livecoinwatch.com"
+
+    @property
+    def uses_local_kafka(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def effective_kafka_bootstrap(self) -> str:
+        """Configured bootstrap servers, else the local broker's default address."""
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{LOCAL_KAFKA_PORT}"
+
+    @property
+    def uses_local_clickhouse(self) -> bool:
+        return self.clickhouse_url is None
+
+    def clickhouse_target(self, readonly: bool = False) -> ClickHouseTarget:
+        """Where to reach ClickHouse: CLICKHOUSE_URL, else the local embedded server.
+
+        With `readonly`, the local server's read-only user is used (dashboards). Against an external
+        server the read-only user applies only when CLICKHOUSE_READONLY_USER is explicitly set.
+        """
+        if self.clickhouse_url is not None:
+            target = _parse_clickhouse_url(self.clickhouse_url.get_secret_value())
+            if readonly and "CLICKHOUSE_READONLY_USER" in os.environ:
+                return ClickHouseTarget(
+                    target.host, target.port, self.clickhouse_readonly_user,
+                    self.clickhouse_readonly_password.get_secret_value(), target.database,
+                    target.secure,
+                )
+            return target
+        user, password = (
+            (self.clickhouse_readonly_user, self.clickhouse_readonly_password)
+            if readonly else (self.clickhouse_user, self.clickhouse_password)
+        )
+        return ClickHouseTarget(
+            "127.0.0.1", self.clickhouse_port, user, password.get_secret_value(), "default", False,
+        )
+
+    @property
+    def clickhouse_data_dir(self) -> Path:
+        return (self.coinstream_data_dir / "clickhouse").resolve()
+
+
+def _parse_clickhouse_url(url: str) -> ClickHouseTarget:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL")
+    try:
+        port = parts.port or (8443 if parts.scheme == "https" else 8123)
+    except ValueError:
+        raise ValueError("bad port") from None
+    database = parts.path.strip("/") or "default"
+    if "/" in database:
+        raise ValueError("bad database name")
+    return ClickHouseTarget(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username or "default"),
+        password=unquote(parts.password or ""),
+        database=database,
+        secure=parts.scheme == "https",
+    )
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Turn pydantic's error into lines naming each variable and its expected form.
+
+    pydantic's own text includes the input value; we rebuild the message from the location and
+    our expected-form table only, so a mistyped secret is never echoed.
+    """
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        variable = field.upper()
+        expected = EXPECTED_FORMS.get(variable, "a valid value")
+        lines.append(f"{variable} is malformed: expected {expected}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(env_file: str | os.PathLike | None = ".env", **overrides: object) -> Settings:
+    """Read the settings once; raise `SettingsError` naming any malformed variable."""
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached: the environment does not change under a running process)."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""The local live web dashboard, rendering the same spec as Metabase."""

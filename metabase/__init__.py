@@ -1,0 +1,1 @@
+"""Metabase dashboards as code and their provisioning through Metabase's REST API."""
