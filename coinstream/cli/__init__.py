@@ -33,11 +33,17 @@ def load_settings_or_exit() -> Settings:
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """coinstream: real-time cryptocurrency rates from LiveCoinWatch to Kafka, ksqlDB and ClickHouse."""
-    if ctx.resilient_parsing:
+    if ctx.resilient_parsing or _asks_for_help():
         return
     settings = load_settings_or_exit()
     configure_logging(settings.log_level)
     ctx.obj = settings
+
+
+def _asks_for_help() -> bool:
+    """Help must work even with a broken `.env`, so settings are not read for it."""
+    # click parses the sub-command's arguments only after this group's callback has run.
+    return any(arg in ("-h", "--help") for arg in sys.argv[1:])
 
 
 def _register_commands() -> None:
