@@ -71,6 +71,11 @@ EXPECTED_FORMS: dict[str, str] = {
     "POLL_INTERVAL_S": "a number of seconds > 0",
     "DAILY_CREDIT_BUDGET": "a whole number of credits > 0",
     "HISTORICAL_DAILY_CREDITS": "a whole number of credits >= 0",
+    "LCW_CONNECT_TIMEOUT_S": "a number of seconds > 0",
+    "LCW_READ_TIMEOUT_S": "a number of seconds > 0",
+    "LCW_RETRY_ATTEMPTS": "a whole number of attempts >= 1",
+    "LCW_RETRY_BACKOFF_S": "a number of seconds >= 0 (first retry wait; doubles per attempt)",
+    "LCW_RETRY_MAX_WAIT_S": "a number of seconds >= 0 (longest single retry wait)",
     "KAFKA_BOOTSTRAP_SERVERS": "host:port[,host:port…]",
     "KAFKA_SECURITY_PROTOCOL": "one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
     "KAFKA_SASL_MECHANISM": "one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
@@ -122,6 +127,11 @@ class Settings(BaseSettings):
     poll_interval_s: float | None = Field(None, gt=0)
     daily_credit_budget: int = Field(10_000, gt=0)
     historical_daily_credits: int = Field(500, ge=0)
+    lcw_connect_timeout_s: float = Field(5.0, gt=0)
+    lcw_read_timeout_s: float = Field(15.0, gt=0)
+    lcw_retry_attempts: int = Field(5, ge=1)
+    lcw_retry_backoff_s: float = Field(0.5, ge=0)
+    lcw_retry_max_wait_s: float = Field(30.0, ge=0)
 
     # Kafka
     kafka_bootstrap_servers: str | None = None

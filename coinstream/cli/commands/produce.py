@@ -1,0 +1,110 @@
+"""`coinstream produce current`: poll LiveCoinWatch (or the simulated API) into Kafka."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import click
+from confluent_kafka import KafkaException, Producer
+
+from common.kafka_config import admin_config, producer_config
+from common.kafka_topics import ensure_topics
+from common.settings import Settings
+from producers.client import LiveCoinWatchClient
+from producers.credits import CreditGuard
+from producers.current import (
+    TOPIC, CurrentRatesProducer, IntervalTooFast, ShutdownRequested, current_budget,
+    interruptible_sleep, plan_interval,
+)
+from producers.errors import LcwError
+from producers.metrics import ProducerMetrics
+
+log = logging.getLogger("coinstream.produce")
+
+
+@click.group("produce")
+def command() -> None:
+    """Run a producer: LiveCoinWatch rates into Kafka."""
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT/SIGTERM for the duration of the block (previous handlers restored)."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("%s received: finishing the current poll and flushing", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@command.command("current")
+@click.option("--once", is_flag=True, help="Poll once, flush and exit.")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds between polls (default: POLL_INTERVAL_S, else derived from the credit "
+                   "budget). A faster interval than the budget sustains is refused.")
+@click.option("--topic", default=TOPIC, show_default=True, help="Kafka topic to publish to.")
+@click.pass_obj
+def current(settings: Settings, once: bool, interval: float | None, topic: str) -> None:
+    """Publish the current rate of every coin in COINS to Kafka, one record per coin per poll."""
+    codes = list(settings.coins)
+    interval_s = 0.0
+    if not once:
+        try:
+            interval_s = plan_interval(settings, interval, len(codes))
+        except IntervalTooFast as error:
+            raise click.UsageError(str(error)) from None
+
+    metrics = ProducerMetrics()
+    budget, label = current_budget(settings)
+    with _stop_on_signals() as stop:
+        client = LiveCoinWatchClient.from_settings(
+            settings, credits=CreditGuard(budget, label), metrics=metrics,
+            sleep=interruptible_sleep(stop))
+        try:
+            ensure_topics(admin_config(settings), [topic], settings.kafka_topic_partitions,
+                          settings.kafka_replication_factor)
+        except KafkaException as error:
+            raise click.ClickException(
+                f"cannot prepare topic {topic} on Kafka at {settings.effective_kafka_bootstrap}: "
+                f"{error}") from None
+        producer = CurrentRatesProducer(client, Producer(producer_config(settings)), codes,
+                                        settings.currency, topic, metrics)
+        failure: Exception | None = None
+        polls = 0
+        try:
+            credits = client.credits_status()
+            log.info("%s: %d of %d credits left today; polling %d coins %s into %s",
+                     client.base_url, credits["dailyCreditsRemaining"],
+                     credits["dailyCreditsLimit"], len(codes),
+                     "once" if once else f"every {interval_s:g} s", topic)
+            polls = producer.run(interval_s, stop, once=once)
+        except ShutdownRequested:
+            pass
+        except LcwError as error:
+            failure = error
+        finally:
+            unacknowledged = producer.flush(30.0)
+            client.close()
+    counts = metrics.snapshot()
+    click.echo(
+        f"produce current: {polls} poll(s), {counts['records_produced']} records produced, "
+        f"{counts['records_delivered']} delivered, {counts['delivery_failures']} delivery failures, "
+        f"{counts['coins_missing']} coins missing, {counts['api_retries']} retries, "
+        f"{counts['credits_used']} credits used")
+    if failure is not None:
+        raise click.ClickException(str(failure))
+    if unacknowledged or counts["delivery_failures"]:
+        raise click.ClickException(
+            f"{unacknowledged} record(s) still unacknowledged and {counts['delivery_failures']} "
+            f"failed delivery to {topic}")

@@ -1,0 +1,238 @@
+"""The current-rates producer: poll `/coins/map` for the configured coins, publish one record per coin.
+
+Why it looks like this:
+- One `/coins/map` call (one credit) covers up to 100 coins, so a poll costs ceil(coins / 100)
+  credits and the sustainable interval follows from the daily budget minus the backfill's reserve
+  (`plan_interval`); a faster one is refused with the arithmetic.
+- Each coin becomes a record in `coins_current_full`: key = the code (UTF-8), value = every field
+  the API returned plus `fetched_at` (epoch ms, when the response arrived), Kafka timestamp =
+  `fetched_at`. A coin that is missing from the answer, or whose rate is null (or not a positive
+  number), is logged and counted, never published — a 0 would be read as a crash of the coin.
+- The Kafka producer is idempotent with acks=all (`common.kafka_config.producer_config`), delivery
+  reports are counted, and a stop request (SIGINT/SIGTERM via `stop`) ends the loop between polls
+  and flushes, so every record handed to Kafka is acknowledged before the process exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from common.settings import Settings
+from producers.client import LiveCoinWatchClient
+from producers.credits import SECONDS_PER_DAY
+from producers.errors import CreditBudgetExceeded, LcwError, LcwRejectedError
+from producers.metrics import ProducerMetrics
+
+log = logging.getLogger(__name__)
+
+TOPIC = "coins_current_full"
+MAX_CODES_PER_CALL = 100
+# The default interval leaves this share of the budget unused, for retries and restarts.
+DEFAULT_INTERVAL_HEADROOM = 0.05
+
+
+class IntervalTooFast(ValueError):
+    """The requested polling interval would spend more credits per day than the budget allows."""
+
+
+class ShutdownRequested(Exception):
+    """Raised from an interrupted wait: a stop was requested (SIGINT/SIGTERM)."""
+
+
+def credits_per_poll(n_codes: int) -> int:
+    return max(1, math.ceil(n_codes / MAX_CODES_PER_CALL))
+
+
+def current_budget(settings: Settings) -> tuple[int, str]:
+    """Credits per UTC day the current-rates producer may let the key spend, and how that figure arises."""
+    budget = settings.daily_credit_budget - settings.historical_daily_credits
+    label = (f"DAILY_CREDIT_BUDGET {settings.daily_credit_budget} − HISTORICAL_DAILY_CREDITS "
+             f"{settings.historical_daily_credits} reserved for the backfill")
+    return budget, label
+
+
+def plan_interval(settings: Settings, requested_s: float | None, n_codes: int,
+                  source: str = "--interval") -> float:
+    """The polling interval to use: `requested_s` (or POLL_INTERVAL_S) if the budget sustains it,
+    else the budget-derived default. Raise `IntervalTooFast` with the arithmetic when it does not."""
+    per_poll = credits_per_poll(n_codes)
+    available, label = current_budget(settings)
+    calls = f"{per_poll} /coins/map call{'s' if per_poll > 1 else ''} for {n_codes} coins"
+    if available <= 0:
+        raise IntervalTooFast(f"no credits are left for current rates: {label} = {available}")
+    minimum = SECONDS_PER_DAY * per_poll / available
+    if requested_s is None and settings.poll_interval_s is not None:
+        requested_s, source = settings.poll_interval_s, "POLL_INTERVAL_S"
+    if requested_s is None:
+        # Round up to 1/100 s after leaving headroom, so the default never exceeds the budget.
+        return math.ceil(minimum / (1 - DEFAULT_INTERVAL_HEADROOM) * 100) / 100
+    if requested_s < minimum:
+        needed = SECONDS_PER_DAY / requested_s * per_poll
+        raise IntervalTooFast(
+            f"{source} {requested_s:g} s is too fast: each poll costs {per_poll} credit(s) "
+            f"({calls}), so polling every {requested_s:g} s needs {SECONDS_PER_DAY} / "
+            f"{requested_s:g} × {per_poll} = {needed:.0f} credits per UTC day, but only {label} = "
+            f"{available} are available; the fastest allowed interval is {SECONDS_PER_DAY} × "
+            f"{per_poll} / {available} = {minimum:.3f} s")
+    return requested_s
+
+
+def _chunks(codes: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(codes), size):
+        yield list(codes[start:start + size])
+
+
+def _usable_rate(rate: Any) -> bool:
+    return (isinstance(rate, (int, float)) and not isinstance(rate, bool)
+            and math.isfinite(rate) and rate > 0)
+
+
+@dataclass
+class PollResult:
+    """What one poll did: records handed to Kafka, and coins left out with the reason."""
+
+    published: list[str] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+    fetched_at_ms: list[int] = field(default_factory=list)
+
+
+class CurrentRatesProducer:
+    """Polls the API and publishes current rates; `run` loops, `poll_once` does one poll."""
+
+    def __init__(self, client: LiveCoinWatchClient, producer: Producer, codes: Sequence[str],
+                 currency: str = "USD", topic: str = TOPIC,
+                 metrics: ProducerMetrics | None = None) -> None:
+        self.client = client
+        self.producer = producer
+        self.codes = list(dict.fromkeys(codes))
+        self.currency = currency
+        self.topic = topic
+        self.metrics = metrics or client.metrics
+
+    # ---- one poll ------------------------------------------------------------------------------
+
+    def poll_once(self) -> PollResult:
+        """Fetch every configured coin (one call per 100 codes) and hand the records to Kafka."""
+        result = PollResult()
+        for chunk in _chunks(self.codes, MAX_CODES_PER_CALL):
+            response = self.client.coins_map(chunk, self.currency, meta=True)
+            result.fetched_at_ms.append(response.received_at_ms)
+            self._publish(chunk, response.data, response.received_at_ms, result)
+        self.producer.poll(0)
+        return result
+
+    def _publish(self, requested: list[str], coins: list[Any], fetched_at: int,
+                 result: PollResult) -> None:
+        by_code: dict[str, dict[str, Any]] = {}
+        for coin in coins:
+            if isinstance(coin, dict) and isinstance(coin.get("code"), str):
+                by_code.setdefault(coin["code"], coin)
+        for code in requested:
+            coin = by_code.get(code)
+            if coin is None:
+                self._missing(code, "missing", result)
+                continue
+            if not _usable_rate(coin.get("rate")):
+                self._missing(code, "null_rate" if coin.get("rate") is None else "invalid_rate", result)
+                continue
+            value = json.dumps({**coin, "fetched_at": fetched_at}, separators=(",", ":"),
+                               ensure_ascii=False)
+            self._produce(code.encode("utf-8"), value.encode("utf-8"), fetched_at)
+            result.published.append(code)
+        unexpected = sorted(set(by_code) - set(requested))
+        if unexpected:
+            log.debug("ignoring coins the request did not ask for: %s", ", ".join(unexpected))
+
+    def _missing(self, code: str, reason: str, result: PollResult) -> None:
+        result.missing[code] = reason
+        self.metrics.coins_missing.labels(code, reason).inc()
+        log.warning("coin %s not published: %s", code,
+                    "absent from the API's answer" if reason == "missing" else f"rate is {reason}")
+
+    def _produce(self, key: bytes, value: bytes, timestamp_ms: int) -> None:
+        while True:
+            try:
+                self.producer.produce(self.topic, key=key, value=value, timestamp=timestamp_ms,
+                                      on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports until there is room.
+                self.producer.poll(0.5)
+        self.metrics.records_produced.labels(self.topic).inc()
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        key = message.key().decode("utf-8", "replace") if message.key() else ""
+        if error is not None:
+            self.metrics.delivery_failures.labels(self.topic).inc()
+            log.error("delivery of %s failed: %s", key, error)
+            return
+        self.metrics.records_delivered.labels(self.topic).inc()
+        log.debug("delivered key=%s ts=%d to %s[%d]@%d", key, message.timestamp()[1],
+                  message.topic(), message.partition(), message.offset())
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def run(self, interval_s: float, stop: threading.Event, once: bool = False,
+            max_polls: int | None = None) -> int:
+        """Poll every `interval_s` until `stop` is set (or once / `max_polls` times); return polls made.
+
+        Transient failures (all retries used) are logged and counted, and the next poll comes at
+        its time; a rejected key or request and an exhausted credit budget end the run (raised).
+        In `once` mode any failure is raised.
+        """
+        polls = 0
+        next_at = time.monotonic()
+        while not stop.is_set():
+            try:
+                self.poll_once()
+                self.metrics.polls.labels("ok").inc()
+            except ShutdownRequested:
+                break
+            except (LcwRejectedError, CreditBudgetExceeded):
+                self.metrics.polls.labels("failed").inc()
+                raise
+            except LcwError as error:
+                self.metrics.polls.labels("failed").inc()
+                if once:
+                    raise
+                log.error("poll failed, next poll at its time: %s", error)
+            polls += 1
+            if once or (max_polls is not None and polls >= max_polls):
+                break
+            next_at += interval_s
+            now = time.monotonic()
+            if next_at < now:  # a slow poll (retries): start again from now, do not burst
+                next_at = now
+            self._serve_until(next_at, stop)
+        return polls
+
+    def _serve_until(self, deadline: float, stop: threading.Event) -> None:
+        """Wait for the next poll while serving delivery reports; return early on stop."""
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.producer.poll(min(left, 0.1))
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        """Wait for every outstanding delivery report; return how many are still unacknowledged."""
+        return self.producer.flush(timeout_s)
+
+
+def interruptible_sleep(stop: threading.Event):
+    """A `sleep` for the client's retry waits that ends early, raising `ShutdownRequested`, on stop."""
+
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise ShutdownRequested()
+
+    return sleep
