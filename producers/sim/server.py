@@ -128,12 +128,11 @@ class SimulatedApi:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if path.startswith("/_sim/"):
-            response = await self._admin(request, path)
-        else:
-            try:
-                response = await self._api(request, path)
-            except ApiError as error:
-                response = error_response(error.status, error.description, error.headers)
+            return await self._admin(request, path)  # test switches are not counted as API traffic
+        try:
+            response = await self._api(request, path)
+        except ApiError as error:
+            response = error_response(error.status, error.description, error.headers)
         self.state.record(path, response.status)
         return response
 

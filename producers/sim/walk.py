@@ -44,9 +44,17 @@ recomputes it from this text, not by calling this module):
 
    i.e. rounded to 10 significant digits.
 
-Per-coin parameters come from the coin's volatility class (`producers.sim.catalog`)::
+Per-coin parameters: ``P`` and the volatility class are the coin's row in `producers.sim.catalog`;
+the class gives::
 
     sigma = DAILY_VOLATILITY[class] / 320.0       L = LEVELS[class]
+
+    class    DAILY_VOLATILITY   LEVELS
+    stable   0.002              12
+    major    0.03               24
+    large    0.045              24
+    mid      0.06               24
+    meme     0.09               24
 
 (320 calibrates the construction so that the standard deviation of one-day log-returns is about the
 class's daily volatility.) Stablecoins use few levels and a tiny scale, so they stay within about
