@@ -26,6 +26,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from common.kafka_config import admin_config
+from common.kafka_topics import ensure_topics
 from common.settings import Settings
 from producers.client import LiveCoinWatchClient
 from producers.credits import SECONDS_PER_DAY
@@ -84,6 +86,12 @@ def plan_interval(settings: Settings, requested_s: float | None, n_codes: int,
             f"{available} are available; the fastest allowed interval is {SECONDS_PER_DAY} × "
             f"{per_poll} / {available} = {minimum:.3f} s")
     return requested_s
+
+
+def prepare_topic(settings: Settings, topic: str = TOPIC) -> list[str]:
+    """Create the topic if it is missing, with the configured partitions and replication factor."""
+    return ensure_topics(admin_config(settings), [topic], settings.kafka_topic_partitions,
+                         settings.kafka_replication_factor)
 
 
 def _chunks(codes: Sequence[str], size: int) -> Iterator[list[str]]:

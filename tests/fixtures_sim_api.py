@@ -101,12 +101,13 @@ class Record:
     offset: int
 
 
-def read_topic(bootstrap: str, topic: str, expected: int | None = None, idle_s: float = 1.0,
+def read_topic(bootstrap: str, topic: str, expected: int | None = None, idle_s: float = 0.5,
                timeout_s: float = 20.0) -> list[Record]:
     """Every record of `topic` from the beginning: stops `idle_s` after the last record once
     `expected` (if given) are read — the idle wait would reveal duplicates — or at `timeout_s`."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}",
-                         "enable.auto.commit": False, "broker.address.family": "v4"})
+                         "enable.auto.commit": False, "broker.address.family": "v4",
+                         "fetch.wait.max.ms": 100})
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = sorted(metadata.topics[topic].partitions)

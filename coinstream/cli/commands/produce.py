@@ -11,14 +11,13 @@ from collections.abc import Iterator
 import click
 from confluent_kafka import KafkaException, Producer
 
-from common.kafka_config import admin_config, producer_config
-from common.kafka_topics import ensure_topics
+from common.kafka_config import producer_config
 from common.settings import Settings
 from producers.client import LiveCoinWatchClient
 from producers.credits import CreditGuard
 from producers.current import (
     TOPIC, CurrentRatesProducer, IntervalTooFast, ShutdownRequested, current_budget,
-    interruptible_sleep, plan_interval,
+    interruptible_sleep, plan_interval, prepare_topic,
 )
 from producers.errors import LcwError
 from producers.metrics import ProducerMetrics
@@ -72,8 +71,7 @@ def current(settings: Settings, once: bool, interval: float | None, topic: str) 
             settings, credits=CreditGuard(budget, label), metrics=metrics,
             sleep=interruptible_sleep(stop))
         try:
-            ensure_topics(admin_config(settings), [topic], settings.kafka_topic_partitions,
-                          settings.kafka_replication_factor)
+            prepare_topic(settings, topic)
         except KafkaException as error:
             raise click.ClickException(
                 f"cannot prepare topic {topic} on Kafka at {settings.effective_kafka_bootstrap}: "
