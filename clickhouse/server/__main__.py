@@ -1,0 +1,53 @@
+"""`python -m clickhouse.server [--port N] [--path DIR]`: the embedded server without the CLI shell.
+
+Users and passwords come from the settings (CLICKHOUSE_USER, CLICKHOUSE_PASSWORD,
+CLICKHOUSE_READONLY_USER, CLICKHOUSE_READONLY_PASSWORD), never from the command line, so they do
+not show up in process listings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from clickhouse.server.engine import EngineStartError, ensure_utc_process
+
+
+def main(argv: list[str] | None = None) -> int:
+    ensure_utc_process()  # before anything can load chDB
+    from common.logging_setup import configure_logging
+    from common.settings import SettingsError, get_settings
+
+    from clickhouse.server.runner import ServerConfig, serve, users_from_settings
+
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        print(f"clickhouse server: {error}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="python -m clickhouse.server", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=settings.clickhouse_port, help="0 = any free port")
+    parser.add_argument("--path", type=Path, default=settings.clickhouse_data_dir)
+    parser.add_argument("--workers", type=int, default=8, help="chDB calls running at once")
+    parser.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
+    args = parser.parse_args(argv)
+    configure_logging(settings.log_level, component="clickhouse")
+    config = ServerConfig(
+        path=args.path, users=users_from_settings(settings), host=args.host, port=args.port,
+        max_workers=args.workers, port_file=args.port_file,
+    )
+    try:
+        serve(config)
+    except EngineStartError as error:
+        print(f"clickhouse server: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"clickhouse server: cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

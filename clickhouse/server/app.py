@@ -1,0 +1,467 @@
+"""The aiohttp application answering ClickHouse's HTTP interface on top of the chDB engine.
+
+aiohttp because both bodies stream: a request body (an insert of millions of rows, possibly
+chunked and compressed) is read as it arrives and fed to chDB's streaming insert, and a query
+result is written block by block as chDB produces it, while one event loop serves every other
+client. Blocking chDB calls run on the engine's worker pool (see `engine.py` for the concurrency
+model); the rules of the protocol live in `protocol.py`, `compression.py` and `sqlscan.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Mapping
+
+from aiohttp import web
+
+from clickhouse.server import sqlscan
+from clickhouse.server.auth import User, UserDirectory
+from clickhouse.server.compression import Decoder, Encoder, request_decoder, response_encoder
+from clickhouse.server.engine import (
+    Engine, EngineConnection, EngineStream, check_statement, get_is_readonly,
+    refuse_insert_select_with_data,
+)
+from clickhouse.server.errors import (
+    NOT_IMPLEMENTED, QUERY_IS_TOO_LARGE, STD_EXCEPTION, SYNTAX_ERROR, UNSUPPORTED_MEDIA_TYPE, ClickHouseError,
+)
+from clickhouse.server.protocol import (
+    QueryRequest, Summary, check_output_format, content_type, exception_block, is_streamable,
+    new_exception_tag, parse_query_request,
+)
+from clickhouse.server.sessions import Session, SessionStore
+
+log = logging.getLogger(__name__)
+
+BODY_CHUNK = 1 << 16
+# The most request-body bytes kept in memory while looking for the end of an INSERT statement,
+# and for a whole non-INSERT query (chDB applies `max_query_size` itself afterwards).
+MAX_QUERY_TEXT = 64 << 20
+# Results buffered for `wait_end_of_query=1` spill to a temporary file beyond this size.
+SPOOL_IN_MEMORY = 32 << 20
+# chDB streams only SELECTs ("Streaming query is not supported" for DESCRIBE, SHOW, ...).
+_STREAMED_STATEMENTS = frozenset({"SELECT", "WITH"})
+
+STATE_KEY = web.AppKey("clickhouse_state", object)
+
+
+@dataclass
+class ServerState:
+    engine: Engine
+    users: UserDirectory
+    sessions: SessionStore
+    display_name: str
+
+
+def _first_values(params: Mapping[str, str]) -> dict[str, str]:
+    """URL parameters as a plain dict; a repeated name keeps its first value."""
+    result: dict[str, str] = {}
+    for key, value in params.items():
+        result.setdefault(key, value)
+    return result
+
+
+def _error_response(state: ServerState, error: ClickHouseError, query_id: str | None) -> web.Response:
+    headers = {
+        "X-ClickHouse-Exception-Code": str(error.code),
+        "X-ClickHouse-Server-Display-Name": state.display_name,
+        "Content-Type": "text/plain; charset=UTF-8",
+    }
+    if query_id:
+        headers["X-ClickHouse-Query-Id"] = query_id
+    if error.http_status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="ClickHouse server HTTP API"'
+    return web.Response(status=error.http_status, body=error.body(state.engine.version), headers=headers)
+
+
+class RequestBody:
+    """The request body as decoded chunks, read on demand."""
+
+    def __init__(self, request: web.Request) -> None:
+        self._content = request.content
+        self._decoder: Decoder = request_decoder(request.headers.get("Content-Encoding"))
+        self._finished = False
+
+    async def next(self) -> bytes | None:
+        """The next non-empty decoded chunk, or None at the end of the body."""
+        while not self._finished:
+            raw = await self._content.read(BODY_CHUNK)
+            if not raw:
+                self._finished = True
+                tail = self._decoder.finish()
+                return tail or None
+            decoded = self._decoder.feed(raw)
+            if decoded:
+                return decoded
+        return None
+
+    async def drain(self) -> None:
+        """Read and drop the rest, so the client can finish sending and then read our answer."""
+        with contextlib.suppress(Exception):
+            while await self._content.read(BODY_CHUNK):
+                pass
+        self._finished = True
+
+
+async def handle_ping(request: web.Request) -> web.Response:
+    return web.Response(text="Ok.\n")
+
+
+async def handle_query(request: web.Request) -> web.StreamResponse:
+    state: ServerState = request.app[STATE_KEY]
+    started = time.monotonic()
+    params = _first_values(request.query)
+    query_id = params.get("query_id")
+    body: RequestBody | None = None
+    user_name = "-"
+    try:
+        user = state.users.authenticate(params, request.headers)
+        user_name = user.name
+        query_request = parse_query_request(params, request.headers)
+        query_id = query_request.query_id
+        if params.get("compress") in ("1", "true") or params.get("decompress") in ("1", "true"):
+            raise ClickHouseError.make(
+                NOT_IMPLEMENTED,
+                "ClickHouse's native compression (compress=1/decompress=1) is not supported "
+                "by the embedded server; use HTTP Content-Encoding/Accept-Encoding",
+            )
+        is_get = request.method in ("GET", "HEAD")
+        if is_get:
+            if not query_request.query_param:
+                return web.Response(text="Ok.\n")
+            source = _QuerySource(query_request.query_param.encode("utf-8"), None)
+        elif (request.content_type or "").startswith("multipart/form-data"):
+            source = await _read_multipart(request, query_request)
+        else:
+            body = RequestBody(request)
+            prefix = (query_request.query_param + "\n").encode("utf-8") if query_request.query_param else b""
+            source = _QuerySource(prefix, body)
+        response = await _execute(request, state, user, query_request, source, is_get)
+        log.debug(
+            "%s %s user=%s query_id=%s status=%s %.1f ms", request.method, request.path,
+            user_name, query_id, response.status, (time.monotonic() - started) * 1000,
+        )
+        return response
+    except ClickHouseError as error:
+        if body is not None:
+            await body.drain()
+        log.info("query failed: user=%s query_id=%s code=%s", user_name, query_id, error.code)
+        return _error_response(state, error, query_id)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception as error:  # a bug of ours: still answer like ClickHouse, and log it
+        log.exception("internal error handling query_id=%s", query_id)
+        if body is not None:
+            await body.drain()
+        return _error_response(state, ClickHouseError.make(STD_EXCEPTION, f"Internal server error: {error}"), query_id)
+
+
+@dataclass
+class _QuerySource:
+    """The query text bytes known so far, plus the rest of the body (None if no body)."""
+
+    head: bytes
+    body: RequestBody | None
+
+
+async def _read_multipart(request: web.Request, query_request: QueryRequest) -> _QuerySource:
+    """A multipart/form-data request: `query` and `param_*` fields; files would be external data."""
+    reader = await request.multipart()
+    query_text = query_request.query_param or ""
+    while True:
+        part = await reader.next()
+        if part is None:
+            break
+        if getattr(part, "filename", None):
+            raise ClickHouseError.make(
+                NOT_IMPLEMENTED, "External data (files in multipart requests) is not supported by the embedded server"
+            )
+        name = part.name or ""
+        value = (await part.read(decode=True)).decode("utf-8", errors="replace")
+        if name == "query":
+            query_text = value if not query_text else query_text + "\n" + value
+        elif name.startswith("param_"):
+            query_request.query_parameters[name[len("param_"):]] = value
+    if not query_text:
+        raise ClickHouseError.make(UNSUPPORTED_MEDIA_TYPE, "Empty query in multipart request")
+    return _QuerySource(query_text.encode("utf-8"), None)
+
+
+async def _read_rest(buffer: bytearray, body: RequestBody | None) -> None:
+    """Append the rest of the body to `buffer` (a query text, so bounded by MAX_QUERY_TEXT)."""
+    while body is not None:
+        chunk = await body.next()
+        if chunk is None:
+            return
+        buffer += chunk
+        if len(buffer) > MAX_QUERY_TEXT:
+            raise ClickHouseError.make(QUERY_IS_TOO_LARGE, "Max query size exceeded")
+
+
+async def _execute(
+    request: web.Request, state: ServerState, user: User, query_request: QueryRequest,
+    source: _QuerySource, is_get: bool,
+) -> web.StreamResponse:
+    """Tell query from inline insert data, then run it on a connection for this request."""
+    buffer = bytearray(source.head)
+    eof = source.body is None
+    while True:
+        try:
+            split = sqlscan.split_insert(buffer.decode("latin-1"), final=eof)
+            break
+        except sqlscan.NeedMore:
+            chunk = await source.body.next() if source.body is not None else None
+            if chunk is None:
+                eof = True
+            else:
+                buffer += chunk
+                if len(buffer) > MAX_QUERY_TEXT:
+                    raise ClickHouseError.make(QUERY_IS_TOO_LARGE, "Max query size exceeded") from None
+    if split is not None and split.uses_select:
+        # INSERT ... SELECT: fine as a plain query unless data follows (input() is unsupported).
+        await _read_rest(buffer, source.body)
+        if bytes(buffer[split.data_start:]).strip():
+            raise refuse_insert_select_with_data()
+        split = None
+    if split is None:
+        await _read_rest(buffer, source.body)
+        query = bytes(buffer).decode("utf-8", errors="replace").strip()
+        if not query:
+            raise ClickHouseError.make(SYNTAX_ERROR, "Empty query")
+        async with _connection(state, user, query_request, is_get) as connection:
+            return await _run_query(request, state, connection, query_request, query, is_get)
+    statement = bytes(buffer[:split.statement_end]).decode("utf-8", errors="replace").strip()
+    first_data = bytes(buffer[split.data_start:])
+    async with _connection(state, user, query_request, is_get) as connection:
+        return await _run_insert(state, connection, query_request, statement, split.input_format,
+                                 first_data, source.body, is_get)
+
+
+@contextlib.asynccontextmanager
+async def _connection(
+    state: ServerState, user: User, query_request: QueryRequest, is_get: bool
+) -> AsyncIterator[EngineConnection]:
+    """The connection a request runs on, with the request's settings and database applied.
+
+    With a session: the session's connection; the request's settings and database are put back
+    afterwards, since URL settings apply to one query only. Without: a new connection, made
+    read-only first for the read-only user and for GET requests, closed afterwards.
+    """
+    engine = state.engine
+    if query_request.session_id:
+        session = await state.sessions.acquire(
+            query_request.session_id, user, query_request.session_timeout, query_request.session_check
+        )
+        broken = False
+        try:
+            snapshot = await engine.call(_enter_session, session, query_request)
+            try:
+                yield session.connection
+            finally:
+                try:
+                    await engine.call(_leave_session, session, snapshot)
+                except Exception:
+                    broken = True
+        finally:
+            state.sessions.release(session, broken=broken)
+        return
+    connection = await engine.call(_fresh_connection, engine, user, query_request, is_get)
+    try:
+        yield connection
+    finally:
+        await engine.call(connection.close)
+
+
+def _fresh_connection(engine: Engine, user: User, query_request: QueryRequest, is_get: bool) -> EngineConnection:
+    connection = engine.connect()
+    try:
+        if user.readonly or is_get:
+            connection.make_readonly()
+        connection.apply_settings(query_request.settings)
+        if query_request.database:
+            connection.use_database(query_request.database)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _enter_session(session: Session, query_request: QueryRequest) -> tuple[dict[str, str | None], str | None]:
+    connection = session.connection
+    snapshot = connection.snapshot_settings(list(query_request.settings))
+    database = connection.current_database() if query_request.database else None
+    try:
+        connection.apply_settings(query_request.settings)
+        if query_request.database:
+            connection.use_database(query_request.database)
+    except BaseException:
+        _leave_session(session, (snapshot, database))
+        raise
+    return snapshot, database
+
+
+def _leave_session(session: Session, saved: tuple[dict[str, str | None], str | None]) -> None:
+    snapshot, database = saved
+    session.connection.restore_settings(snapshot)
+    if database is not None:
+        session.connection.use_database(database)
+
+
+def _base_headers(state: ServerState, query_request: QueryRequest, fmt: str, summary: Summary) -> dict[str, str]:
+    return {
+        "X-ClickHouse-Server-Display-Name": state.display_name,
+        "X-ClickHouse-Query-Id": query_request.query_id,
+        "X-ClickHouse-Format": fmt,
+        "X-ClickHouse-Timezone": query_request.settings.get("session_timezone") or state.engine.timezone,
+        "X-ClickHouse-Summary": summary.header(),
+        "Content-Type": content_type(fmt),
+    }
+
+
+def _encoder_for(request: web.Request, state: ServerState, query_request: QueryRequest) -> tuple[str, Encoder] | None:
+    setting = query_request.settings.get("enable_http_compression")
+    enabled = state.engine.http_compression_default if setting is None else setting.strip().lower() in ("1", "true")
+    return response_encoder(request.headers.get("Accept-Encoding")) if enabled else None
+
+
+async def _run_insert(
+    state: ServerState, connection: EngineConnection, query_request: QueryRequest, statement: str,
+    fmt: str, first_data: bytes, body: RequestBody | None, is_get: bool,
+) -> web.Response:
+    """Stream the body into chDB's streaming insert, then answer with the written counts."""
+    engine = state.engine
+    if is_get:
+        raise get_is_readonly()
+    await engine.call(check_statement, connection, statement, is_get)
+    insert = await engine.call(connection.insert, statement, fmt)
+    try:
+        if first_data:
+            await engine.call(insert.append, first_data)
+        while body is not None:
+            chunk = await body.next()
+            if chunk is None:
+                break
+            await engine.call(insert.append, chunk)
+        summary = await engine.call(insert.finish)
+    except BaseException:
+        await engine.call(insert.cancel)
+        raise
+    headers = _base_headers(state, query_request, fmt, summary)
+    headers["Content-Type"] = "text/plain; charset=UTF-8"
+    return web.Response(body=b"", headers=headers)
+
+
+async def _run_query(
+    request: web.Request, state: ServerState, connection: EngineConnection,
+    query_request: QueryRequest, query: str, is_get: bool,
+) -> web.StreamResponse:
+    engine = state.engine
+    await engine.call(check_statement, connection, query, is_get)
+    check_output_format(query_request.default_format)
+    fmt = check_output_format(sqlscan.output_format(query) or query_request.default_format)
+    parameters = query_request.query_parameters
+    encoder = _encoder_for(request, state, query_request)
+    if sqlscan.first_keyword(query) in _STREAMED_STATEMENTS and is_streamable(fmt):
+        stream = await engine.call(connection.stream, query, fmt, parameters)
+        try:
+            first = await engine.call(stream.next_chunk)  # errors here still get a proper status
+            if query_request.wait_end_of_query:
+                return await _buffered_stream_response(state, query_request, fmt, stream, first, encoder)
+            return await _streaming_response(request, state, query_request, fmt, stream, first, encoder)
+        finally:
+            await engine.call(stream.cancel)
+    data, summary = await engine.call(connection.execute, query, fmt, parameters)
+    headers = _base_headers(state, query_request, fmt, summary)
+    if encoder is not None and data:
+        name, codec = encoder
+        data = await asyncio.get_running_loop().run_in_executor(None, _encode_all, codec, data)
+        headers["Content-Encoding"] = name
+    return web.Response(body=data, headers=headers)
+
+
+def _encode_all(codec: Encoder, data: bytes) -> bytes:
+    return codec.compress(data) + codec.finish()
+
+
+async def _buffered_stream_response(
+    state: ServerState, query_request: QueryRequest, fmt: str, stream: EngineStream,
+    first: bytes | None, encoder: tuple[str, Encoder] | None,
+) -> web.Response:
+    """`wait_end_of_query=1`: the whole result first (spilling to disk if large), then the answer,
+    so that an error anywhere in the result still becomes an HTTP error status."""
+    engine = state.engine
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        chunk = first
+        codec = encoder[1] if encoder else None
+        while chunk is not None:
+            spool.write(codec.compress(chunk) if codec else chunk)
+            chunk = await engine.call(stream.next_chunk)
+        if codec:
+            spool.write(codec.finish())
+        spool.seek(0)
+        data = spool.read()
+    headers = _base_headers(state, query_request, fmt, stream.summary)
+    if encoder:
+        headers["Content-Encoding"] = encoder[0]
+    return web.Response(body=data, headers=headers)
+
+
+async def _streaming_response(
+    request: web.Request, state: ServerState, query_request: QueryRequest, fmt: str,
+    stream: EngineStream, first: bytes | None, encoder: tuple[str, Encoder] | None,
+) -> web.StreamResponse:
+    """Send blocks as chDB produces them; a later error is written in-band, tagged, like ClickHouse."""
+    engine = state.engine
+    tag = new_exception_tag()
+    headers = _base_headers(state, query_request, fmt, stream.summary)
+    headers["X-ClickHouse-Exception-Tag"] = tag
+    if encoder:
+        headers["Content-Encoding"] = encoder[0]
+    response = web.StreamResponse(headers=headers)
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    codec = encoder[1] if encoder else None
+    chunk = first
+    try:
+        while chunk is not None:
+            await response.write(codec.compress(chunk) if codec else chunk)
+            chunk = await engine.call(stream.next_chunk)
+    except ClickHouseError as error:
+        log.info("query failed while streaming: query_id=%s code=%s", query_request.query_id, error.code)
+        block = exception_block(tag, error.message)
+        await response.write(codec.compress(block) if codec else block)
+    if codec:
+        await response.write(codec.finish())
+    await response.write_eof()
+    return response
+
+
+def build_app(engine: Engine, users: UserDirectory, display_name: str | None = None) -> web.Application:
+    """The application: `/ping`, `/replicas_status` and the query handler on every other path."""
+    app = web.Application()
+    sessions = SessionStore(engine)
+    app[STATE_KEY] = ServerState(engine, users, sessions, display_name or socket.gethostname())
+    app.router.add_get("/ping", handle_ping)
+    app.router.add_get("/replicas_status", handle_ping)
+    app.router.add_route("*", "/{tail:.*}", handle_query)
+
+    async def reap_sessions(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(5)
+                await sessions.reap()
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sessions.close_all()
+
+    app.cleanup_ctx.append(reap_sessions)
+    return app

@@ -1,0 +1,339 @@
+"""The chDB engine behind the HTTP server: one data directory, many lightweight connections.
+
+Concurrency model (measured on chDB 4.4 / ClickHouse 26.9, see tests/test_clickhouse_server.py):
+chDB keeps one ClickHouse engine per process, but a process may open many `Connection`s to the
+same path. Each connection has its own session context (settings, current database, temporary
+tables) while sharing the databases, and queries on different connections run truly in parallel:
+the engine is ClickHouse's own multi-threaded server code and releases the GIL. Opening one costs
+about a millisecond. So instead of one global lock, the server gives every HTTP request (or every
+ClickHouse HTTP session) its own connection and runs the blocking chDB calls on a bounded thread
+pool (`max_workers`, ClickHouse's `max_concurrent_queries` in spirit). The event loop never waits
+on chDB, and a streamed result holds no thread between chunks: each chunk is one pool task, so a
+slow reader keeps only its open stream, never a worker, and cannot starve other clients.
+
+Everything here is synchronous and meant to run on that pool (`Engine.call`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
+
+from clickhouse.server.errors import (
+    NOT_IMPLEMENTED, READONLY, SUPPORT_IS_DISABLED, SYNTAX_ERROR, ClickHouseError,
+)
+from clickhouse.server.protocol import Summary, set_statement
+from clickhouse.server import sqlscan
+
+T = TypeVar("T")
+
+# ClickHouse's `readonly` levels. Level 2 forbids writes and DDL but lets a client change settings
+# (dashboard tools need that), and it can never be lowered again on that connection.
+READONLY_LEVEL = 2
+
+KAFKA_REFUSAL = (
+    "The Kafka table engine is disabled in the embedded chDB server: chDB cannot run it and "
+    "creating one corrupts the database (DESIGN §6). Land topics with the ClickPipes-style "
+    "loader instead"
+)
+
+
+def ensure_utc_process() -> None:
+    """Make the process time zone UTC before chDB starts (DESIGN §6), as the server needs."""
+    os.environ["TZ"] = "UTC"
+    if hasattr(time, "tzset"):
+        time.tzset()
+
+
+class EngineStartError(RuntimeError):
+    """The data directory cannot be opened (for example another process owns it)."""
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What a statement does, from chDB's own parser: 'READ_ONLY', 'MUTATING', 'CONTROL', ..."""
+
+    query_class: str
+    statement_count: int
+
+
+def _summary_from_result(result: Any, elapsed_s: float | None = None) -> Summary:
+    def number(name: str) -> int:
+        method = getattr(result, name, None)
+        try:
+            return int(method()) if method else 0
+        except Exception:
+            return 0
+
+    elapsed = elapsed_s if elapsed_s is not None else float(getattr(result, "elapsed", lambda: 0)())
+    return Summary(
+        read_rows=number("storage_rows_read"),
+        read_bytes=number("storage_bytes_read"),
+        written_rows=number("rows_written"),
+        written_bytes=number("bytes_written"),
+        result_rows=number("rows_read"),
+        result_bytes=number("bytes_read"),
+        elapsed_ns=int(elapsed * 1e9),
+    )
+
+
+class EngineStream:
+    """A running query whose result is fetched block by block (formats that concatenate)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._started = time.monotonic()
+        self.summary = Summary()
+        self.done = False
+
+    def next_chunk(self) -> bytes | None:
+        """The next block of output, or None at the end. Raises ClickHouseError on failure."""
+        if self.done:
+            return None
+        try:
+            chunk = self._stream.fetch()
+        except Exception as error:
+            self.done = True
+            raise ClickHouseError.from_engine(error) from None
+        if chunk is None:
+            self.done = True
+            self.summary.elapsed_ns = int((time.monotonic() - self._started) * 1e9)
+            return None
+        data = chunk.bytes()
+        part = _summary_from_result(chunk, 0.0)
+        self.summary.result_rows += part.result_rows
+        self.summary.result_bytes += len(data)
+        self.summary.read_rows += part.read_rows
+        self.summary.read_bytes += part.read_bytes
+        return data
+
+    def cancel(self) -> None:
+        """Stop the query (client went away or an error happened); safe to call twice."""
+        if not self.done:
+            self.done = True
+            try:
+                self._stream.cancel()
+            except Exception:
+                pass
+
+
+class EngineInsert:
+    """An INSERT fed with the request body chunk by chunk (chDB's streaming insert)."""
+
+    def __init__(self, inserter: Any) -> None:
+        self._inserter = inserter
+        self._open = True
+
+    def append(self, data: bytes) -> None:
+        try:
+            self._inserter.append(data)
+        except Exception as error:
+            self.cancel()
+            raise ClickHouseError.from_engine(error) from None
+
+    def finish(self) -> Summary:
+        started = time.monotonic()
+        try:
+            result = self._inserter.finish()
+        except Exception as error:
+            self._open = False
+            raise ClickHouseError.from_engine(error) from None
+        self._open = False
+        return Summary(
+            written_rows=int(getattr(result, "rows_written", 0) or 0),
+            written_bytes=int(getattr(result, "bytes_written", 0) or 0),
+            elapsed_ns=int(float(getattr(result, "elapsed", time.monotonic() - started)) * 1e9),
+        )
+
+    def cancel(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                self._inserter.cancel()
+            except Exception:
+                pass
+
+
+class EngineConnection:
+    """One chDB connection: a ClickHouse session context of its own (settings, database)."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.readonly = False
+
+    def make_readonly(self) -> None:
+        """Switch this connection to `readonly` for good (chDB refuses to lower it again)."""
+        self.run(f"SET readonly = {READONLY_LEVEL}")
+        self.readonly = True
+
+    def run(self, sql: str, fmt: str = "TabSeparated", params: Mapping[str, str] | None = None) -> bytes:
+        """Execute one statement and return its whole output."""
+        return self.execute(sql, fmt, params)[0]
+
+    def execute(
+        self, sql: str, fmt: str, params: Mapping[str, str] | None = None
+    ) -> tuple[bytes, Summary]:
+        """Execute one statement; its output in `fmt` (all of it) and the counters."""
+        started = time.monotonic()
+        try:
+            result = self._raw.query(sql, fmt, params=dict(params or {}))
+        except Exception as error:
+            raise ClickHouseError.from_engine(error) from None
+        data = result.bytes() if hasattr(result, "bytes") else bytes(result or b"")
+        summary = _summary_from_result(result, time.monotonic() - started)
+        summary.result_bytes = len(data)
+        return data, summary
+
+    def stream(self, sql: str, fmt: str, params: Mapping[str, str] | None = None) -> EngineStream:
+        try:
+            return EngineStream(self._raw.send_query(sql, fmt, params=dict(params or {})))
+        except Exception as error:
+            raise ClickHouseError.from_engine(error) from None
+
+    def insert(self, statement: str, fmt: str) -> EngineInsert:
+        try:
+            return EngineInsert(self._raw.send_insert(statement, fmt))
+        except Exception as error:
+            raise ClickHouseError.from_engine(error) from None
+
+    def classify(self, sql: str) -> Classification | None:
+        """chDB's own classification of the statement, or None if this chDB cannot tell.
+
+        The analysis lives on the extension object behind chDB's Python wrapper (chDB's own
+        `chdb.durable` reaches it the same way); this is the one place that does.
+        """
+        raw = getattr(self._raw, "_conn", None)
+        classify = getattr(raw, "classify_query", None)
+        if classify is None:
+            return None
+        try:
+            report = classify(sql)
+        except Exception:
+            return None
+        query_class = report.get("query_class")
+        name = getattr(query_class, "name", str(query_class))
+        return Classification(name, int(report.get("statement_count", 0)))
+
+    def apply_settings(self, settings: Mapping[str, str]) -> None:
+        statement = set_statement(settings)
+        if statement:
+            self.run(statement)
+
+    def snapshot_settings(self, names: list[str]) -> dict[str, str | None]:
+        """Current values of the named settings (None = at its default), to restore later."""
+        if not names:
+            return {}
+        quoted = ", ".join("'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'" for name in names)
+        data = self.run(
+            f"SELECT name, value, changed FROM system.settings WHERE name IN ({quoted})",
+            "JSONEachRow",
+        )
+        current: dict[str, str | None] = {name: None for name in names}
+        for line in data.decode("utf-8").splitlines():
+            row = json.loads(line)
+            current[row["name"]] = row["value"] if int(row["changed"]) else None
+        return current
+
+    def restore_settings(self, snapshot: Mapping[str, str | None]) -> None:
+        for name, value in snapshot.items():
+            if value is None:
+                self.run(f"SET {name} = DEFAULT")
+            else:
+                self.apply_settings({name: value})
+
+    def current_database(self) -> str:
+        return self.run("SELECT currentDatabase()").decode("utf-8").strip()
+
+    def use_database(self, database: str) -> None:
+        self.run(f"USE `{database.replace('`', '``')}`")
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        except Exception:
+            pass
+
+
+def check_statement(connection: EngineConnection, sql: str, method_is_get: bool) -> None:
+    """Refuse what the server must never run, before chDB sees it.
+
+    A Kafka table (DESIGN §6), several statements in one request (ClickHouse's HTTP interface
+    refuses them too), and writes over GET (ClickHouse treats GET as read-only).
+    """
+    if sqlscan.creates_kafka_table(sql):
+        raise ClickHouseError.make(SUPPORT_IS_DISABLED, KAFKA_REFUSAL)
+    classification = connection.classify(sql)
+    if classification is None:
+        return
+    if classification.statement_count > 1:
+        raise ClickHouseError.make(SYNTAX_ERROR, "Syntax error (Multi-statements are not allowed)")
+    if method_is_get and classification.query_class == "MUTATING":
+        raise get_is_readonly()
+
+
+def get_is_readonly() -> ClickHouseError:
+    """ClickHouse's answer to a write sent with HTTP GET."""
+    return ClickHouseError.make(
+        READONLY,
+        "Cannot execute query in readonly mode. For queries over HTTP, method GET implies "
+        "readonly. You should use method POST for modifying queries",
+    )
+
+
+class Engine:
+    """Owns the chDB data directory for this process and the worker pool that runs chDB calls."""
+
+    def __init__(self, path: Path | str, max_workers: int = 8) -> None:
+        ensure_utc_process()
+        from chdb.state import sqlitelike  # imported late: TZ must be set before chDB starts
+
+        self._sqlitelike = sqlitelike
+        self.path = Path(path).resolve()
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            # The anchor connection stays open for the server's life, so the engine is never torn
+            # down and restarted between requests.
+            self._anchor = EngineConnection(sqlitelike.Connection(str(self.path)))
+            row = self._anchor.run(
+                "SELECT version(), timezone(), getSetting('enable_http_compression')"
+            ).decode().strip().split("\t")
+        except ClickHouseError as error:
+            raise EngineStartError(f"cannot open the ClickHouse data directory {self.path}: {error}") from None
+        except Exception as error:  # chDB raises RuntimeError subclasses when it cannot start
+            raise EngineStartError(f"cannot open the ClickHouse data directory {self.path}: {error}") from None
+        self.version, self.timezone = row[0], row[1]
+        self.http_compression_default = row[2] in ("1", "true")
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="chdb")
+        self.max_workers = max_workers
+
+    def connect(self) -> EngineConnection:
+        """A new connection to the same databases, with its own settings and current database."""
+        try:
+            return EngineConnection(self._sqlitelike.Connection(str(self.path)))
+        except Exception as error:
+            raise ClickHouseError.from_engine(error) from None
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a blocking chDB call on the worker pool without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    def close(self) -> None:
+        """Stop the pool (waiting for running calls) and close the engine's data directory."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._anchor.close()
+
+
+def refuse_insert_select_with_data() -> ClickHouseError:
+    """INSERT ... SELECT FROM input() with inline data: chDB's streaming insert cannot do it."""
+    return ClickHouseError.make(
+        NOT_IMPLEMENTED,
+        "INSERT ... SELECT with data in the request body (the input() table function) is not "
+        "supported by the embedded server; insert into a staging table and INSERT ... SELECT from it",
+    )

@@ -1,0 +1,88 @@
+"""Start and stop the embedded ClickHouse HTTP server: engine, users, listening socket, signals.
+
+Both entry points use this: `coinstream clickhouse serve` (the operator's command) and
+`python -m clickhouse.server` (what the test launcher runs, since `clickhouse/` must not import
+the `coinstream/` shell).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from clickhouse.server.auth import User, UserDirectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What the server needs to run; `port=0` picks a free port (written to `port_file`)."""
+
+    path: Path
+    users: tuple[User, ...]
+    host: str = "127.0.0.1"
+    port: int = 8123
+    max_workers: int = 8
+    port_file: Path | None = None
+
+
+def users_from_settings(settings: object) -> tuple[User, ...]:
+    """The full user and the read-only dashboard user from `common.settings.Settings`."""
+    return (
+        User(settings.clickhouse_user, settings.clickhouse_password.get_secret_value(), readonly=False),  # type: ignore[attr-defined]
+        User(
+            settings.clickhouse_readonly_user,  # type: ignore[attr-defined]
+            settings.clickhouse_readonly_password.get_secret_value(),  # type: ignore[attr-defined]
+            readonly=True,
+        ),
+    )
+
+
+async def serve_async(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set or SIGTERM/SIGINT arrives, then shut down cleanly."""
+    from clickhouse.server.app import build_app
+    from clickhouse.server.engine import Engine
+
+    engine = Engine(config.path, max_workers=config.max_workers)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    app = build_app(engine, UserDirectory(list(config.users)))
+    runner = web.AppRunner(
+        app, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=5.0,
+    )
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []  # the bound port when port=0
+        port = sockets[0].getsockname()[1] if sockets else config.port
+        if config.port_file is not None:
+            temporary = config.port_file.with_suffix(".tmp")
+            temporary.write_text(str(port))
+            os.replace(temporary, config.port_file)
+        log.info(
+            "ClickHouse HTTP interface on http://%s:%s (chDB %s, data in %s, users: %s)",
+            config.host, port, engine.version, engine.path, ", ".join(u.name for u in config.users),
+        )
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+        engine.close()
+
+
+def serve(config: ServerConfig) -> None:
+    """Blocking entry point."""
+    asyncio.run(serve_async(config))

@@ -1,0 +1,249 @@
+"""A small lexer over ClickHouse SQL text, enough to answer the HTTP layer's questions.
+
+The HTTP interface receives a query and, for INSERTs, the data in one byte stream
+(`INSERT INTO t FORMAT Native\\n<binary>`). Before chDB sees anything the server has to know where
+the statement ends and the data begins, which output format a SELECT asked for (to label the
+response), and whether a statement would create a Kafka table (refused, DESIGN §6). Those
+questions need the token structure (strings, quoted identifiers, comments, parentheses), not the
+full grammar; chDB parses and validates the statement itself afterwards.
+
+The scanner works on `str`; callers holding bytes decode them as latin-1, which maps every byte to
+one character, so offsets found here are byte offsets into the original body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_NUMBER_RE = re.compile(r"[0-9][0-9A-Za-z_.]*")
+_HEREDOC_RE = re.compile(r"\$([A-Za-z0-9_]*)\$")
+
+
+class Incomplete(Exception):
+    """The text ends inside a token (string, comment, quoted identifier): more input is needed."""
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # "word", "quoted" (`x` or "x"), "string", "number", "punct"
+    text: str
+    start: int
+    end: int
+    depth: int  # parenthesis/bracket depth at the token
+
+    def is_word(self, *words: str) -> bool:
+        return self.kind == "word" and self.text.upper() in words
+
+
+def tokens(text: str) -> Iterator[Token]:
+    """Yield the significant tokens of `text` (whitespace and comments skipped).
+
+    Raises `Incomplete` when the text ends inside a string, comment or quoted identifier.
+    """
+    pos, depth, size = 0, 0, len(text)
+    while pos < size:
+        char = text[pos]
+        if char in " \t\r\n\f\v":
+            pos += 1
+        elif text.startswith("--", pos) or (char == "#" and text[pos + 1:pos + 2] in (" ", "!")):
+            newline = text.find("\n", pos)
+            if newline < 0:
+                raise Incomplete
+            pos = newline + 1
+        elif text.startswith("/*", pos):
+            pos = _skip_block_comment(text, pos)
+        elif char in "'\"`":
+            end = _skip_quoted(text, pos, char)
+            kind = "string" if char == "'" else "quoted"
+            yield Token(kind, text[pos:end], pos, end, depth)
+            pos = end
+        elif char == "$" and (match := _HEREDOC_RE.match(text, pos)):
+            close = text.find(match.group(0), match.end())
+            if close < 0:
+                raise Incomplete
+            end = close + len(match.group(0))
+            yield Token("string", text[pos:end], pos, end, depth)
+            pos = end
+        elif match := _WORD_RE.match(text, pos):
+            yield Token("word", match.group(0), pos, match.end(), depth)
+            pos = match.end()
+        elif match := _NUMBER_RE.match(text, pos):
+            yield Token("number", match.group(0), pos, match.end(), depth)
+            pos = match.end()
+        else:
+            if char in ")]":
+                depth = max(0, depth - 1)
+            yield Token("punct", char, pos, pos + 1, depth)
+            if char in "([":
+                depth += 1
+            pos += 1
+
+
+def _skip_block_comment(text: str, pos: int) -> int:
+    """End of a /* */ comment; ClickHouse allows them nested."""
+    level, pos = 0, pos
+    while True:
+        opening, closing = text.find("/*", pos), text.find("*/", pos)
+        if closing < 0:
+            raise Incomplete
+        if 0 <= opening < closing:
+            level, pos = level + 1, opening + 2
+        else:
+            level, pos = level - 1, closing + 2
+            if level == 0:
+                return pos
+
+
+def _skip_quoted(text: str, pos: int, quote: str) -> int:
+    """End of a quoted token: backslash escapes and doubled quotes both continue it."""
+    index = pos + 1
+    while True:
+        if index >= len(text):
+            raise Incomplete
+        char = text[index]
+        if char == "\\":
+            index += 2
+        elif char == quote:
+            if text[index + 1:index + 2] == quote:
+                index += 2
+            elif index + 1 >= len(text):
+                # A doubled quote may still follow in the next chunk of input.
+                raise Incomplete
+            else:
+                return index + 1
+        else:
+            index += 1
+
+
+def _complete_tokens(text: str) -> tuple[list[Token], bool]:
+    """All tokens, and whether the scan reached the end of the text without `Incomplete`."""
+    found: list[Token] = []
+    try:
+        for token in tokens(text):
+            found.append(token)
+    except Incomplete:
+        return found, False
+    return found, True
+
+
+@dataclass(frozen=True)
+class InsertSplit:
+    """An INSERT statement carrying inline data.
+
+    `text[:statement_end]` is the INSERT without its FORMAT clause or VALUES keyword (what chDB's
+    streaming insert wants), `input_format` the data's format, `data_start` the offset where the
+    data begins, and `uses_select` whether the data feeds an `INSERT ... SELECT ... FROM input()`.
+    """
+
+    statement_end: int
+    input_format: str
+    data_start: int
+    uses_select: bool
+
+
+class NeedMore(Exception):
+    """The text seen so far ends before the point where query and data could be told apart."""
+
+
+def split_insert(text: str, final: bool) -> InsertSplit | None:
+    """Find where an INSERT's inline data starts, ClickHouse-style.
+
+    Returns None when the text is not an INSERT with inline data (then the whole text is the
+    query). Raises `NeedMore` when `final` is False and the answer depends on text not seen yet.
+    ClickHouse's rule: data follows `VALUES`, or follows `FORMAT <name>` after the spaces and at
+    most one line break.
+    """
+    significant, complete = _complete_tokens(text)
+    if not significant:
+        if complete and final:
+            return None
+        raise NeedMore
+    first = significant[0]
+    if not first.is_word("INSERT"):
+        if first.end == len(text) and not final and "INSERT".startswith(first.text.upper()):
+            raise NeedMore  # "INS" might become "INSERT"
+        return None
+    uses_select = False
+    for index, token in enumerate(significant):
+        if token.depth != 0:
+            continue
+        if token.is_word("SELECT", "WITH"):
+            uses_select = True
+        elif token.is_word("VALUES") and not uses_select:
+            if token.end == len(text) and not final:
+                raise NeedMore  # "VALUES" may be the prefix of a longer word
+            return InsertSplit(token.start, "Values", token.end, False)
+        elif token.is_word("FORMAT") and index + 1 < len(significant):
+            name = significant[index + 1]
+            if name.kind not in ("word", "quoted"):
+                continue
+            if name.end == len(text) and not final:
+                raise NeedMore
+            data_start = _data_start_after(text, name.end, final)
+            fmt = name.text.strip('`"') if name.kind == "quoted" else name.text
+            return InsertSplit(token.start, fmt, data_start, uses_select)
+    if final:
+        return None
+    raise NeedMore
+
+
+def _data_start_after(text: str, pos: int, final: bool) -> int:
+    """Skip spaces and tabs, then at most one line break (\\r\\n or \\n)."""
+    size = len(text)
+    while pos < size and text[pos] in " \t\f":
+        pos += 1
+    if pos == size and not final:
+        raise NeedMore  # the line break, or the data, may be in the next chunk
+    if text.startswith("\r\n", pos):
+        return pos + 2
+    if pos < size and text[pos] == "\r" and pos + 1 == size and not final:
+        raise NeedMore
+    if pos < size and text[pos] == "\n":
+        return pos + 1
+    return pos
+
+
+def first_keyword(query: str) -> str:
+    """The statement's first word, upper-cased ("" if none): SELECT, INSERT, CREATE, ..."""
+    found, _ = _complete_tokens(query)
+    for token in found:
+        if token.kind == "word":
+            return token.text.upper()
+        if token.text != "(":
+            return ""
+    return ""
+
+
+def output_format(query: str) -> str | None:
+    """The format named by a top-level `FORMAT x` clause of a (non-INSERT) query, if any."""
+    found, _ = _complete_tokens(query)
+    result = None
+    for index, token in enumerate(found[:-1]):
+        if token.depth == 0 and token.is_word("FORMAT"):
+            name = found[index + 1]
+            if name.kind in ("word", "quoted"):
+                result = name.text.strip('`"') if name.kind == "quoted" else name.text
+    return result
+
+
+def creates_kafka_table(query: str) -> bool:
+    """Whether the statement names the Kafka table engine (`ENGINE = Kafka`, `ENGINE Kafka(...)`).
+
+    chDB must never get one (DESIGN §6: creating a Kafka table corrupts the database), whatever
+    the statement (CREATE, ATTACH, REPLACE, ...), so any `ENGINE [=] Kafka` outside string literals
+    counts.
+    """
+    found, _ = _complete_tokens(query)
+    for index, token in enumerate(found):
+        if not token.is_word("ENGINE"):
+            continue
+        following = found[index + 1:index + 3]
+        if following and following[0].text == "=":
+            following = following[1:]
+        if following and following[0].kind in ("word", "quoted"):
+            if following[0].text.strip('`"').lower() == "kafka":
+                return True
+    return False

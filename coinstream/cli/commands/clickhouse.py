@@ -1,0 +1,82 @@
+"""`coinstream clickhouse ...`: the embedded ClickHouse server (chDB behind ClickHouse's HTTP API).
+
+`serve` owns the chDB data directory and answers ClickHouse's HTTP interface on 127.0.0.1, so every
+other process (producers, loader, dashboards, `coinstream sql`) uses clickhouse-connect over HTTP
+exactly as against a real ClickHouse server (DESIGN §6).
+
+Further sub-commands live in sibling modules named `clickhouse_<name>.py` exposing a click command
+as `<name>_command` (e.g. `clickhouse_migrate.migrate_command`); they are attached to this group
+below, so adding one never means editing this file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+import click
+
+from common.settings import Settings
+
+
+@click.group("clickhouse")
+def command() -> None:
+    """The embedded ClickHouse server."""
+
+
+@command.command("serve")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="TCP port on 127.0.0.1 (default: CLICKHOUSE_PORT, 8123; 0 = any free port).")
+@click.option("--path", "path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="chDB data directory (default: $COINSTREAM_DATA_DIR/clickhouse).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--workers", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="chDB calls running at once (queries, inserts, stream chunks).")
+@click.pass_obj
+def serve(settings: Settings, port: int | None, path: Path | None, host: str, workers: int) -> None:
+    """Serve ClickHouse's HTTP interface over a chDB data directory until SIGTERM/Ctrl-C.
+
+    Users come from the settings: CLICKHOUSE_USER/CLICKHOUSE_PASSWORD (full access) and
+    CLICKHOUSE_READONLY_USER/CLICKHOUSE_READONLY_PASSWORD (read-only, for dashboards).
+    """
+    from clickhouse.server.engine import EngineStartError, ensure_utc_process
+
+    ensure_utc_process()  # before the engine module loads chDB
+    from clickhouse.server.runner import ServerConfig, serve as run_server, users_from_settings
+
+    config = ServerConfig(
+        path=(path or settings.clickhouse_data_dir).resolve(),
+        users=users_from_settings(settings),
+        host=host,
+        port=settings.clickhouse_port if port is None else port,
+        max_workers=workers,
+    )
+    try:
+        run_server(config)
+    except EngineStartError as error:
+        click.echo(f"coinstream clickhouse serve: {error}", err=True)
+        sys.exit(1)
+    except OSError as error:
+        click.echo(
+            f"coinstream clickhouse serve: cannot listen on {config.host}:{config.port}: "
+            f"{error.strerror or error}",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _attach_sibling_subcommands() -> None:
+    package = importlib.import_module("coinstream.cli.commands")
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if not info.name.startswith("clickhouse_"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        name = info.name[len("clickhouse_"):]
+        subcommand = getattr(module, f"{name}_command", None)
+        if isinstance(subcommand, click.Command) and subcommand.name not in command.commands:
+            command.add_command(subcommand)
+
+
+_attach_sibling_subcommands()
