@@ -97,6 +97,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "METABASE_USER": "a Metabase user's e-mail address",
     "METABASE_PASSWORD": "that user's password",
     "METABASE_API_KEY": "a Metabase API key",
+    "LOADER_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
     "COINSTREAM_DATA_DIR": "a directory path",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
 }
@@ -159,6 +160,9 @@ class Settings(BaseSettings):
     metabase_user: str | None = None
     metabase_password: SecretStr | None = None
     metabase_api_key: SecretStr | None = None
+
+    # ClickHouse loader: Prometheus /metrics on 127.0.0.1 (0 = off)
+    loader_metrics_port: int = Field(9464, ge=0, le=65535)
 
     # Local state and logging
     coinstream_data_dir: Path = Path("./data")

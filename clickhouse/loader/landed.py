@@ -1,0 +1,103 @@
+"""What ClickHouse already holds, so a redelivered message is never landed twice.
+
+The loader commits Kafka offsets only after ClickHouse accepted a batch, so after a crash Kafka
+redelivers what was inserted but not yet committed, possibly cut into different batches. The
+truth about what landed is in ClickHouse itself, never in a separate watermark (the reference
+wrote one before the data was safe):
+
+- per (table, topic, partition), the high-water mark max(_offset) is read when the partition is
+  assigned; a message above it has certainly not landed (the loader is the only writer of the
+  partition's rows while it owns the partition, and it advances the mark after each insert);
+- a message at or below it is looked up by identity (_offset, _timestamp, _key) and skipped only
+  if that very message is there. The identity check matters when a topic was re-created (the local
+  broker keeps topics in memory) and offsets start again at 0: new messages are then landed, not
+  mistaken for old ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from clickhouse.loader.records import Record
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class LandedIndex:
+    """High-water marks per (table, topic, partition), and identity lookups below them."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._high: dict[tuple[str, str, int], int] = {}
+
+    def load(self, tables: Iterable[str], partitions: Iterable[TopicPartition]) -> None:
+        """Read max(_offset) of each assigned partition from each table (-1 = nothing landed)."""
+        wanted = list(partitions)
+        topics = sorted({topic for topic, _ in wanted})
+        if not topics:
+            return
+        for table in tables:
+            for topic, partition in wanted:
+                self._high[(table, topic, partition)] = -1
+            rows = self._client.query(
+                f"SELECT _topic, _partition, max(_offset) FROM {table} "
+                f"WHERE _topic IN ({', '.join(_quote(topic) for topic in topics)}) "
+                "GROUP BY _topic, _partition"
+            ).result_rows
+            for topic, partition, high in rows:
+                if (table, topic, partition) in self._high:
+                    self._high[(table, topic, partition)] = int(high)
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop the marks of revoked partitions (another loader may write them now)."""
+        gone = set(partitions)
+        for key in [key for key in self._high if (key[1], key[2]) in gone]:
+            del self._high[key]
+
+    def high_water(self, table: str, topic: str, partition: int) -> int:
+        return self._high.get((table, topic, partition), -1)
+
+    def advance(self, table: str, topic: str, partition: int, offset: int) -> None:
+        """After an insert: everything of this table up to `offset` is in ClickHouse."""
+        key = (table, topic, partition)
+        if offset > self._high.get(key, -1):
+            self._high[key] = offset
+
+    def landed(self, table: str, records: list[Record]) -> set[tuple[str, int, int]]:
+        """Which of `records` (all at or below the mark) are in `table`: (topic, partition, offset).
+
+        One query per partition over the offset range, comparing identities in Python.
+        """
+        by_partition: dict[TopicPartition, list[Record]] = defaultdict(list)
+        for record in records:
+            by_partition[(record.topic, record.partition)].append(record)
+        found: set[tuple[str, int, int]] = set()
+        for (topic, partition), group in by_partition.items():
+            low = min(record.offset for record in group)
+            high = max(record.offset for record in group)
+            result = self._client.query(
+                f"SELECT DISTINCT _offset, toUnixTimestamp64Milli(_timestamp), _key FROM {table} "
+                f"WHERE _topic = {_quote(topic)} AND _partition = {int(partition)} "
+                f"AND _offset BETWEEN {int(low)} AND {int(high)}",
+                column_formats={"_key": "bytes"},
+            )
+            present = {(int(offset), int(ts), bytes(key)) for offset, ts, key in result.result_rows}
+            for record in group:
+                if record.identity in present:
+                    found.add((topic, partition, record.offset))
+                else:
+                    log.warning(
+                        "%s[%d]@%d is below the landed high-water mark of %s but a different "
+                        "message is stored there (topic re-created?): landing it",
+                        topic, partition, record.offset, table,
+                    )
+        return found

@@ -1,0 +1,261 @@
+"""The ClickPipes-style loader: Kafka consumer group -> batches -> ClickHouse -> commit.
+
+The loop: consume; parse each message into its landing table's rows, or an error-table row with
+the reason; when the batch is big enough (`batch_rows` messages) or old enough (`batch_ms`),
+insert one block per table through clickhouse-connect, and only then commit the offsets.
+
+Exactly-once on top of at-least-once delivery (clickhouse/README.md, "Exactly-once"):
+- a message already in ClickHouse is skipped (`landed.LandedIndex`: high-water mark per table
+  and partition read at assignment, identity check below it), so redelivery after a crash, a
+  re-read by a new consumer group, or batches cut differently than the first time never double a
+  row nor a candle;
+- each insert carries a deduplication token from its offset ranges, so a retried insert that had
+  in fact succeeded is dropped by ClickHouse together with the materialized views behind it.
+
+Stopping (`request_stop`, SIGTERM in the CLI) finishes the current batch (insert + commit) and
+leaves the group cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from clickhouse.loader.batch import Batch, dedup_token
+from clickhouse.loader.formats import ERROR_COLUMNS, FORMATS, TableFormat, error_row, parse
+from clickhouse.loader.landed import LandedIndex
+from clickhouse.loader.metrics import LoaderMetrics
+from clickhouse.loader.records import Record
+from clickhouse.loader.sink import ClickHouseSink, InsertAborted
+from clickhouse.loader.validation import Rejected
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GROUP = "coinstream-clickhouse-loader"
+
+
+@dataclass
+class LoaderConfig:
+    """What to load and how big the batches are. Topic names are `topic_prefix` + table name."""
+
+    tables: tuple[str, ...] = tuple(FORMATS)
+    topic_prefix: str = ""
+    batch_rows: int = 20_000
+    batch_ms: int = 1_000
+    max_message_bytes: int = 1_048_576
+    report_interval_s: float = 10.0
+    # Stop once nothing arrived for this long and nothing is pending (None = run until stopped).
+    stop_when_idle_s: float | None = None
+    # Fault injection for the crash tests: sleep after the inserts, before the commit.
+    pause_after_insert_s: float = 0.0
+
+    def formats_by_topic(self) -> dict[str, TableFormat]:
+        unknown = [table for table in self.tables if table not in FORMATS]
+        if unknown:
+            raise ValueError(f"unknown table(s) {', '.join(unknown)}; known: {', '.join(FORMATS)}")
+        return {self.topic_prefix + table: FORMATS[table] for table in self.tables}
+
+
+@dataclass
+class _Progress:
+    last_message_at: float = field(default_factory=time.monotonic)
+    last_report_at: float = field(default_factory=time.monotonic)
+    assigned: bool = False
+
+
+class Loader:
+    """One consumer in the loader's group, writing through one clickhouse-connect client."""
+
+    def __init__(self, consumer_conf: dict[str, Any], clickhouse_client: Any,
+                 config: LoaderConfig | None = None, metrics: LoaderMetrics | None = None) -> None:
+        self.config = config or LoaderConfig()
+        self._formats = self.config.formats_by_topic()
+        self._consumer_conf = dict(consumer_conf)
+        self._stop = False
+        self.metrics = metrics or LoaderMetrics()
+        self._sink = ClickHouseSink(clickhouse_client, should_stop=lambda: self._stop)
+        self._landed = LandedIndex(clickhouse_client)
+        self._batch = Batch()
+        self._consumer: Consumer | None = None
+        self._progress = _Progress()
+
+    # ---- control ------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Finish the current batch, commit, leave the group (safe from a signal handler)."""
+        self._stop = True
+
+    @property
+    def tables(self) -> list[str]:
+        names = []
+        for spec in self._formats.values():
+            names += [spec.table, spec.error_table]
+        return list(dict.fromkeys(names))
+
+    def run(self) -> None:
+        """Consume until `request_stop` (or idle, if configured); always leaves the group."""
+        consumer = Consumer(self._consumer_conf)
+        self._consumer = consumer
+        consumer.subscribe(list(self._formats), on_assign=self._on_assign,
+                           on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("loader: consuming %s in group %s", ", ".join(self._formats),
+                 self._consumer_conf.get("group.id"))
+        try:
+            while not self._stop:
+                self._step(consumer)
+            self._flush()
+        except InsertAborted as error:
+            log.warning("loader: %s; the batch will be redelivered", error)
+        finally:
+            self._report(consumer)
+            consumer.close()
+            self._consumer = None
+            log.info("loader: stopped")
+
+    # ---- the loop -----------------------------------------------------------------------------
+
+    def _step(self, consumer: Consumer) -> None:
+        config = self.config
+        wait = 0.5
+        if len(self._batch):
+            wait = max(0.0, min(wait, config.batch_ms / 1000 - self._batch.age_s()))
+        room = max(1, min(5_000, config.batch_rows - len(self._batch)))
+        messages = consumer.consume(num_messages=room, timeout=wait)
+        now = time.monotonic()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("loader: consumer error: %s", error)
+                continue
+            self._add(Record.from_message(message))
+        if messages:
+            self._progress.last_message_at = now
+        if len(self._batch) and (len(self._batch) >= config.batch_rows
+                                 or self._batch.age_s() >= config.batch_ms / 1000):
+            self._flush()
+        if now - self._progress.last_report_at >= config.report_interval_s:
+            self._report(consumer)
+        if (config.stop_when_idle_s is not None and self._progress.assigned
+                and not len(self._batch)
+                and now - self._progress.last_message_at >= config.stop_when_idle_s):
+            log.info("loader: idle for %.1fs, stopping", config.stop_when_idle_s)
+            self._stop = True
+
+    def _add(self, record: Record) -> None:
+        spec = self._formats[record.topic]
+        try:
+            rows = parse(spec, record, self.config.max_message_bytes)
+            table, columns = spec.table, spec.columns
+        except Rejected as rejected:
+            rows = [error_row(record, rejected.reason)]
+            table, columns = spec.error_table, ERROR_COLUMNS
+        check = record.offset <= self._landed.high_water(table, record.topic, record.partition)
+        self._batch.add(table, columns, record, rows, check)
+
+    def _flush(self) -> None:
+        """Insert the batch (one block per table), then commit its offsets."""
+        batch = self._batch
+        if not len(batch):
+            return
+        started = time.monotonic()
+        for part in batch.tables.values():
+            to_check = part.to_check()
+            skip = self._landed.landed(part.table, to_check) if to_check else set()
+            records = [record for record, _, _ in part.entries
+                       if (record.topic, record.partition, record.offset) not in skip]
+            rows = part.rows(skip)
+            self._sink.insert(part.table, part.columns, rows, dedup_token(part.table, records))
+            for record, _, _ in part.entries:
+                self._landed.advance(part.table, record.topic, record.partition, record.offset)
+            self._count(part.table, rows, len(skip))
+        self.metrics.insert_seconds.observe(time.monotonic() - started)
+        if self.config.pause_after_insert_s:
+            log.info("loader: batch inserted, pausing %.1fs before the commit (fault injection)",
+                     self.config.pause_after_insert_s)
+            time.sleep(self.config.pause_after_insert_s)
+        self._commit(batch.next_offsets)
+        self.metrics.batches.inc()
+        self._batch = Batch()
+
+    def _count(self, table: str, rows: list[tuple], skipped: int) -> None:
+        if table.endswith("_clickpipes_error"):
+            landing = table[: -len("_clickpipes_error")]
+            for row in rows:
+                self.metrics.rejected(landing, row[-1].split(":", 1)[0])
+            self.metrics.skipped(landing, skipped)
+        else:
+            self.metrics.inserted(table, len(rows))
+            self.metrics.skipped(table, skipped)
+
+    def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
+        if self._consumer is None or not next_offsets:
+            return
+        offsets = [TopicPartition(topic, partition, offset)
+                   for (topic, partition), offset in sorted(next_offsets.items())]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:
+            # The rows are in ClickHouse; a redelivery will be recognised and skipped.
+            log.warning("loader: offset commit failed (%s); redelivered messages will be skipped",
+                        error)
+
+    # ---- rebalancing --------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assigned = [(tp.topic, tp.partition) for tp in partitions]
+        delay = 0.2
+        while True:
+            try:
+                self._landed.load(self.tables, assigned)
+                break
+            except Exception as error:
+                if self._stop:
+                    raise InsertAborted("ClickHouse unreachable at assignment") from error
+                log.error("loader: cannot read landed offsets from ClickHouse (%s); retrying",
+                          str(error).splitlines()[0][:300])
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self._progress.assigned = True
+        self._progress.last_message_at = time.monotonic()
+        log.info("loader: assigned %s", ", ".join(f"{t}[{p}]" for t, p in assigned) or "nothing")
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Land and commit what we hold before another member takes the partitions over.
+        self._flush()
+        self._landed.forget((tp.topic, tp.partition) for tp in partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The partitions already belong to someone else: land nothing more of them (their new
+        # owner gets them redelivered and checks ClickHouse before landing anything).
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        self._batch.drop_partitions(lost)
+        self._landed.forget(lost)
+
+    # ---- reporting ----------------------------------------------------------------------------
+
+    def _report(self, consumer: Consumer) -> None:
+        self._progress.last_report_at = time.monotonic()
+        self.metrics.report(self.lag(consumer))
+
+    @staticmethod
+    def lag(consumer: Consumer) -> dict[tuple[str, int], int]:
+        """high watermark - position for each assigned partition (positions not yet known: skipped)."""
+        lag: dict[tuple[str, int], int] = {}
+        try:
+            assignment = consumer.assignment()
+            if not assignment:
+                return lag
+            for tp in consumer.position(assignment):
+                if tp.offset < 0:
+                    continue
+                _low, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                lag[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+        except (KafkaException, RuntimeError) as error:
+            log.debug("loader: lag unavailable: %s", error)
+        return lag
+
