@@ -20,10 +20,15 @@ import click
 
 from common.settings import Settings
 
+from coinstream.cli.commands.clickhouse_migrate import migrate_command
+
 
 @click.group("clickhouse")
 def command() -> None:
     """The embedded ClickHouse server."""
+
+
+command.add_command(migrate_command)
 
 
 @command.command("serve")
