@@ -14,6 +14,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from producers.sim import walk
 from producers.sim.catalog import COINS
+from producers.sim.launcher import SimApiProcess
 from producers.sim.state import Fault, SimState, parse_fault_spec
 from tests.fixtures_sim_api import SIM_SEED, WRONG_KEY, cli_env, reference_rate
 
@@ -290,3 +291,14 @@ def test_utc_day_is_the_credit_day():
     assert state.charge("k", midnight - 1) == 0
     assert state.charge("k", midnight - 1) is None
     assert state.charge("k", midnight) == 0
+
+
+def test_the_process_launcher_runs_the_simulator_as_a_child(tmp_path):
+    with SimApiProcess(seed=SIM_SEED, guard_ms=250, rejected_keys=(WRONG_KEY,)) as sim:
+        response = post(sim, "/coins/single", {"code": "SOL"})
+        assert response.json()["rate"] == reference_rate("SOL", now_ms())
+        assert post(sim, "/credits", headers={"x-api-key": WRONG_KEY}).status_code == 401
+        requests_seen = sim.admin.stats()["requests"]
+        assert (requests_seen["/coins/single"], requests_seen["/credits"]) == (1, 1)
+        process = sim._process
+    assert process.poll() == 0

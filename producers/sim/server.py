@@ -160,10 +160,9 @@ class SimulatedApi:
         body = await self._json_body(request)
         key = request.headers.get("x-api-key", "")
         if path in ("/coins/map", "/coins/single", "/coins/list"):
-            payload = await self._at_stable_step(lambda t: self._endpoint(path, body, t, key))
+            text = await self._at_stable_step(lambda t: _dumps(self._endpoint(path, body, t, key)))
         else:
-            payload = self._endpoint(path, body, now_ms(), key)
-        text = json.dumps(payload, separators=(",", ":"))
+            text = _dumps(self._endpoint(path, body, now_ms(), key))
         if malformed:
             text = text[: max(1, len(text) // 2)]
         return web.Response(text=text, content_type="application/json")
@@ -180,8 +179,9 @@ class SimulatedApi:
             raise ApiError(400, "The request body must be a JSON object")
         return body
 
-    async def _at_stable_step(self, build: Callable[[int], Any]) -> Any:
-        """Build the payload at an instant that is not in the last `guard_ms` of its step."""
+    async def _at_stable_step(self, build: Callable[[int], str]) -> str:
+        """Build the body at an instant that is not in the last `guard_ms` of its step, and make sure
+        building it did not run into that zone either (else wait for the next step and rebuild)."""
         step, guard = walk.STEP_MS, self.config.guard_ms
         while True:
             t = now_ms()
@@ -307,6 +307,10 @@ class SimulatedApi:
         except (KeyError, TypeError, ValueError) as error:
             return error_response(400, f"bad admin request: {error}")
         return web.json_response(self.state.stats())
+
+
+def _dumps(payload: Any) -> str:
+    return json.dumps(payload, separators=(",", ":"))
 
 
 def _currency(body: dict[str, Any]) -> str:

@@ -51,7 +51,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 @click.option("--once", is_flag=True, help="Poll once, flush and exit.")
 @click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds between polls (default: POLL_INTERVAL_S, else derived from the credit "
-                   "budget). A faster interval than the budget sustains is refused.")
+                   "budget). A faster interval than the budget sustains is refused. Ignored with --once.")
 @click.option("--topic", default=TOPIC, show_default=True, help="Kafka topic to publish to.")
 @click.pass_obj
 def current(settings: Settings, once: bool, interval: float | None, topic: str) -> None:
@@ -67,15 +67,15 @@ def current(settings: Settings, once: bool, interval: float | None, topic: str) 
     metrics = ProducerMetrics()
     budget, label = current_budget(settings)
     with _stop_on_signals() as stop:
-        client = LiveCoinWatchClient.from_settings(
-            settings, credits=CreditGuard(budget, label), metrics=metrics,
-            sleep=interruptible_sleep(stop))
         try:
             prepare_topic(settings, topic)
         except KafkaException as error:
             raise click.ClickException(
                 f"cannot prepare topic {topic} on Kafka at {settings.effective_kafka_bootstrap}: "
                 f"{error}") from None
+        client = LiveCoinWatchClient.from_settings(
+            settings, credits=CreditGuard(budget, label), metrics=metrics,
+            sleep=interruptible_sleep(stop))
         producer = CurrentRatesProducer(client, Producer(producer_config(settings)), codes,
                                         settings.currency, topic, metrics)
         failure: Exception | None = None
