@@ -1,0 +1,194 @@
+"""Aggregate functions (UDAFs): resolution, and the Python statements that update their state.
+
+Why generated statements: an aggregation runs every aggregate of the query once per record and
+window, so instead of calling an object per aggregate we emit a few lines of Python per aggregate
+and the planner compiles them, together, into one `update(st, row)` function. Each aggregate owns
+consecutive slots of the per-(key, window) state list; `result_code` reads its final value.
+
+State values are plain JSON-able Python values (numbers, strings, lists, dicts, Decimal, bytes)
+so the Kafka runner can write them to its changelog topic.
+
+Semantics (ksqlDB): COUNT(*) counts rows, COUNT(x) non-null x; SUM starts at 0 and skips nulls
+(INT->INT, BIGINT->BIGINT, DOUBLE->DOUBLE, DECIMAL->DECIMAL); MIN/MAX skip nulls (NULL when none);
+AVG is a DOUBLE over non-null values, 0.0 when there are none; EARLIEST/LATEST_BY_OFFSET follow
+processing order and ignore nulls unless asked not to, with an optional N giving an ARRAY;
+TOPK/TOPKDISTINCT keep the K largest (distinct) non-null values, descending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ksql.errors import InvalidStatement, UnsupportedStatement
+from ksql.types import BIGINT, DOUBLE, INTEGER, NULL, SqlType, array_of, decimal_type
+
+AGGREGATE_NAMES = {
+    "COUNT", "SUM", "MIN", "MAX", "AVG", "EARLIEST_BY_OFFSET", "LATEST_BY_OFFSET", "TOPK", "TOPKDISTINCT",
+}
+KNOWN_UNSUPPORTED_AGGREGATES = {
+    "COLLECT_LIST", "COLLECT_SET", "COUNT_DISTINCT", "HISTOGRAM", "STDDEV_SAMP", "STDDEV_SAMPLE",
+    "CORRELATION", "ATTR",
+}
+
+
+def is_aggregate(name: str) -> bool:
+    return name in AGGREGATE_NAMES or name in KNOWN_UNSUPPORTED_AGGREGATES
+
+
+@dataclass
+class AggregateCall:
+    """One aggregate of a query, bound to its argument (already compiled to code over `row`)."""
+
+    name: str
+    result_type: SqlType
+    slots: int
+    init_codes: list[str]  # one Python expression per slot (fresh values: lists are created per window)
+    update_template: list[str]  # lines using {v} (the argument value) and {s0}.. (slots)
+    result_template: str  # expression using {s0}..
+    arg_code: str | None = None  # Python expression producing the argument value from `row`
+    arg_nullable: bool = True
+    constants: dict[str, Any] = field(default_factory=dict)
+
+    def slot_names(self, base: int) -> dict[str, str]:
+        return {f"s{index}": f"st[{base + index}]" for index in range(self.slots)}
+
+
+def _literal_param(args, index: int, expected: str, name: str, pos) -> Any:
+    from ksql import ast
+
+    node = args[index]
+    if not isinstance(node, ast.Literal) or node.type.base != expected:
+        what = "a BOOLEAN literal" if expected == "BOOLEAN" else "an INTEGER literal"
+        raise InvalidStatement(f"{name}: parameter {index + 1} must be {what}", pos.line, pos.column)
+    return node.value
+
+
+def resolve_aggregate(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos) -> AggregateCall:
+    """Build the `AggregateCall` for `name(args)`; `arg_types[i]` is the type of `args[i]`."""
+    from ksql import ast
+
+    line, column = pos.line, pos.column
+    if name in KNOWN_UNSUPPORTED_AGGREGATES:
+        raise UnsupportedStatement(f"aggregate function {name}", line, column)
+
+    def reject() -> InvalidStatement:
+        types = ", ".join(str(t) for t in arg_types) if not star else "*"
+        return InvalidStatement(f"Function '{name}' does not accept parameters ({types}).", line, column)
+
+    if name == "COUNT":
+        if star or not args or (isinstance(args[0], ast.Literal) and args[0].value is not None and len(args) == 1):
+            return AggregateCall(name, BIGINT, 1, ["0"], ["{s0} += 1"], "{s0}")
+        if len(args) != 1:
+            raise reject()
+        return AggregateCall(name, BIGINT, 1, ["0"], ["if {v} is not None: {s0} += 1"], "{s0}")
+    if star or not args:
+        raise reject()
+    value_type = arg_types[0]
+    base = value_type.base
+
+    if name == "SUM":
+        if len(args) != 1:
+            raise reject()
+        if base == "INTEGER":
+            return AggregateCall(name, INTEGER, 1, ["0"],
+                                 ["if {v} is not None: {s0} = _wrap_int({s0} + {v})"], "{s0}")
+        if base == "BIGINT":
+            return AggregateCall(name, BIGINT, 1, ["0"],
+                                 ["if {v} is not None: {s0} = _wrap_long({s0} + {v})"], "{s0}")
+        if base == "DOUBLE":
+            return AggregateCall(name, DOUBLE, 1, ["0.0"], ["if {v} is not None: {s0} += {v}"], "{s0}")
+        if base == "DECIMAL":
+            result = decimal_type(min(38, value_type.precision + 10), value_type.scale)
+            zero = Decimal(0).scaleb(-value_type.scale)
+            return AggregateCall(name, result, 1, ["_ZERO"], ["if {v} is not None: {s0} += {v}"], "{s0}",
+                                 constants={"_ZERO": zero})
+        raise reject()
+
+    if name in ("MIN", "MAX"):
+        if len(args) != 1:
+            raise reject()
+        if base not in ("INTEGER", "BIGINT", "DOUBLE", "DECIMAL", "STRING", "BYTES", "DATE", "TIME", "TIMESTAMP"):
+            raise reject()
+        op = "<" if name == "MIN" else ">"
+        return AggregateCall(name, value_type, 1, ["None"],
+                             [f"if {{v}} is not None and ({{s0}} is None or {{v}} {op} {{s0}}): {{s0}} = {{v}}"],
+                             "{s0}")
+
+    if name == "AVG":
+        if len(args) != 1:
+            raise reject()
+        if base in ("INTEGER", "BIGINT"):
+            init = "0"
+        elif base == "DOUBLE":
+            init = "0.0"
+        elif base == "DECIMAL":
+            raise UnsupportedStatement("AVG over DECIMAL", line, column)
+        else:
+            raise reject()
+        return AggregateCall(name, DOUBLE, 2, [init, "0"],
+                             ["if {v} is not None:", "    {s0} += {v}", "    {s1} += 1"],
+                             "(float({s0}) / {s1} if {s1} else 0.0)")
+
+    if name in ("EARLIEST_BY_OFFSET", "LATEST_BY_OFFSET"):
+        if value_type == NULL:
+            raise reject()
+        count = None
+        ignore_nulls = True
+        if len(args) == 2:
+            if isinstance(args[1], ast.Literal) and args[1].type.base == "BOOLEAN":
+                ignore_nulls = args[1].value
+            else:
+                count = _literal_param(args, 1, "INTEGER", name, pos)
+        elif len(args) == 3:
+            count = _literal_param(args, 1, "INTEGER", name, pos)
+            ignore_nulls = _literal_param(args, 2, "BOOLEAN", name, pos)
+        elif len(args) != 1:
+            raise reject()
+        if count is not None and count <= 0:
+            raise InvalidStatement(f"{name}: the number of values must be greater than 0", line, column)
+        earliest = name == "EARLIEST_BY_OFFSET"
+        guard = "if {v} is not None:" if ignore_nulls else "if True:"
+        if count is None:
+            if earliest:
+                if ignore_nulls:
+                    return AggregateCall(name, value_type, 1, ["None"],
+                                         ["if {s0} is None and {v} is not None: {s0} = {v}"], "{s0}")
+                return AggregateCall(name, value_type, 2, ["False", "None"],
+                                     ["if not {s0}:", "    {s0} = True", "    {s1} = {v}"], "{s1}")
+            return AggregateCall(name, value_type, 1, ["None"], [guard, "    {s0} = {v}"], "{s0}")
+        if earliest:
+            lines = [guard, f"    if len({{s0}}) < {count}: {{s0}}.append({{v}})"]
+        else:
+            lines = [guard, "    {s0}.append({v})", f"    if len({{s0}}) > {count}: del {{s0}}[0]"]
+        return AggregateCall(name, array_of(value_type), 1, ["[]"], lines, "list({s0})")
+
+    if name in ("TOPK", "TOPKDISTINCT"):
+        if len(args) != 2:
+            raise reject()
+        k = _literal_param(args, 1, "INTEGER", name, pos)
+        if k <= 0:
+            raise InvalidStatement(f"{name}: k must be greater than 0", line, column)
+        if base not in ("INTEGER", "BIGINT", "DOUBLE", "STRING"):
+            if base == "DECIMAL":
+                raise UnsupportedStatement(f"{name} over DECIMAL", line, column)
+            raise reject()
+        distinct = " and {v} not in {s0}" if name == "TOPKDISTINCT" else ""
+        lines = [f"if {{v}} is not None{distinct}:", "    _insort_desc({s0}, {v})",
+                 f"    if len({{s0}}) > {k}: {{s0}}.pop()"]
+        return AggregateCall(name, array_of(value_type), 1, ["[]"], lines, "list({s0})")
+
+    raise InvalidStatement(f"Can't find any functions with the name '{name}'", line, column)
+
+
+def insort_desc(values: list, value: Any) -> None:
+    """Insert keeping `values` sorted in descending order (after existing equal values)."""
+    low, high = 0, len(values)
+    while low < high:
+        middle = (low + high) // 2
+        if values[middle] < value:
+            high = middle
+        else:
+            low = middle + 1
+    values.insert(low, value)

@@ -1,0 +1,513 @@
+"""Run query plans over records: decode, filter, aggregate into windows, emit output records.
+
+Why independent of Kafka: the test runner, the property test and the Kafka runner all feed the
+same `Pipeline` with (topic, partition, offset, key bytes, value bytes, timestamp) and get output
+records back as (topic, key bytes, value bytes, timestamp, window). The Kafka runner adds
+delivery, offsets and the changelog around it; the test runner compares the outputs.
+
+State lives per input partition ("task", as in Kafka Streams), because stream time, and with it
+the grace rule, is per partition. Each (key, window) state is a list:
+    [max ROWTIME in the window, next input offset not yet applied, aggregate slots...]
+The second slot makes replays after a restart idempotent: a record whose offset is below it was
+already applied to that window and is skipped (see ksql/kafka_runner.py).
+
+Two emission modes for EMIT CHANGES: "each" (one output per update, what ksqlDB's test runner
+shows with its record cache off) and "cached" (the latest value per key and window at each
+flush, what a ksqlDB server does with its record cache on). EMIT FINAL emits once per window when
+stream time passes window end + grace.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from ksql import timefmt
+from ksql.errors import RecordError
+from ksql.planner import Catalog, QueryPlan, SourceDef
+from ksql.serde import RowSerde, session_windowed_key, split_windowed_key, time_windowed_key
+
+log = logging.getLogger(__name__)
+
+_LONG = struct.Struct(">q")
+NO_TIME = -(2**63)
+
+# An output record: (topic, key bytes, value bytes or None, timestamp ms, window or None) where
+# window is (start, end, "time"|"session").
+Output = tuple
+
+
+@dataclass
+class ProcessingLogEntry:
+    """A record that could not be (fully) processed, and why (ksqlDB's processing log)."""
+
+    source: str  # query id, or the source name for decoding errors
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    key: bytes | None = None
+    value: bytes | None = None
+
+
+ErrorSink = Callable[[ProcessingLogEntry], None]
+
+
+# ---- reading sources ---------------------------------------------------------------------------------------------------
+
+class SourceReader:
+    """Decodes a record of one source's topic into the source's row layout."""
+
+    def __init__(self, source: SourceDef) -> None:
+        self.source = source
+        keys, values = source.key_columns, source.value_columns
+        self._key_count = len(keys)
+        self._decode_key = RowSerde(source.key_format, [c.name for c in keys], [c.type for c in keys],
+                                    is_key=True, delimiter=source.key_delimiter).deserializer()
+        self._decode_value = RowSerde(source.value_format, [c.name for c in values], [c.type for c in values],
+                                      is_key=False, wrap_single=source.wrap_single_value,
+                                      delimiter=source.value_delimiter).deserializer()
+        self._window_kind = source.window_kind
+        self._window_size = source.window_size
+        self._ts_index = None
+        self._ts_parse = None
+        if source.timestamp_column is not None:
+            index, column = source.find(source.timestamp_column)  # type: ignore[misc]
+            self._ts_index = index
+            if column.type.base == "STRING":
+                pattern = timefmt.parser(source.timestamp_format or "")
+                self._ts_parse = lambda text: pattern.parse_millis(text, timefmt.zone(None))
+
+    def read(self, key: bytes | None, value: bytes | None, timestamp: int, partition: int, offset: int) -> list:
+        if value is None:
+            raise RecordError("null value (tombstone): ignored by a stream")
+        window_start = window_end = None
+        if self._window_kind is not None:
+            if key is None:
+                raise RecordError("windowed source record without a key")
+            session = self._window_kind == "SESSION"
+            key, window_start, window_end = split_windowed_key(key, session)
+            if not session:
+                window_end = window_start + self._window_size
+        row = self._decode_key(key) if self._key_count else []
+        row += self._decode_value(value)
+        if self._ts_index is not None:
+            raw = row[self._ts_index]
+            if raw is None:
+                raise RecordError(f"timestamp column {self.source.timestamp_column} is null")
+            if self._ts_parse is not None:
+                try:
+                    raw = self._ts_parse(raw)
+                except ValueError as error:
+                    raise RecordError(f"cannot parse timestamp column {self.source.timestamp_column}: {error}") from None
+            timestamp = raw
+        if timestamp is None or timestamp < 0:
+            raise RecordError(f"negative or missing timestamp ({timestamp}): record skipped")
+        row.append(timestamp)
+        row.append(partition)
+        row.append(offset)
+        row.append(window_start)
+        row.append(window_end)
+        return row
+
+
+# ---- queries ---------------------------------------------------------------------------------------------------------------
+
+class QueryRuntime:
+    """Common parts: output serdes and error isolation per projected column."""
+
+    def __init__(self, plan: QueryPlan, on_error: ErrorSink) -> None:
+        self.plan = plan
+        self.query_id = plan.query_id
+        self.topic = plan.sink.topic
+        self.on_error = on_error
+        sink = plan.sink
+        self._ser_key = RowSerde(sink.key_format, [c.name for c in sink.key_columns],
+                                 [c.type for c in sink.key_columns], is_key=True,
+                                 delimiter=sink.key_delimiter).serializer()
+        self._ser_value = RowSerde(sink.value_format, [c.name for c in sink.value_columns],
+                                   [c.type for c in sink.value_columns], is_key=False,
+                                   wrap_single=sink.wrap_single_value, delimiter=sink.value_delimiter).serializer()
+        self._rowtime = plan.source.pseudo_index("ROWTIME")
+        self.skip_below: dict[int, int] = {}  # partition -> first offset not yet applied (set on restore)
+        self.dropped_late = 0
+
+    def _error(self, row: list, reason: str) -> None:
+        source = self.plan.source
+        self.on_error(ProcessingLogEntry(self.query_id, source.topic, row[source.pseudo_index("ROWPARTITION")],
+                                         row[source.pseudo_index("ROWOFFSET")], reason))
+
+    def _safe_items(self, args: tuple, row_for_log: list, error: Exception) -> tuple:
+        """Evaluate each projected column on its own: a failing one becomes NULL (ksqlDB does the same)."""
+        values = []
+        for function, label in zip(self.plan.item_functions, self.plan.item_labels):
+            try:
+                values.append(function(*args))
+            except Exception as item_error:  # noqa: BLE001 - any expression error nulls the column
+                self._error(row_for_log, f"Error computing expression for column {label}: "
+                                         f"{type(item_error).__name__}: {item_error}")
+                values.append(None)
+        del error
+        return tuple(values)
+
+    def _where(self, row: list) -> bool:
+        where = self.plan.where
+        if where is None:
+            return True
+        try:
+            return where(row)
+        except Exception as error:  # noqa: BLE001
+            self._error(row, f"Error evaluating WHERE: {type(error).__name__}: {error}")
+            return False
+
+    # hooks the pipeline calls
+    def process(self, row: list, out: list) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def flush(self, out: list) -> None:
+        """Emit cached updates (cached mode only)."""
+
+    def drain_changes(self, partition: int) -> list:
+        return []
+
+    def tasks(self) -> Iterable[int]:
+        return ()
+
+
+class ProjectRuntime(QueryRuntime):
+    """CREATE STREAM AS SELECT without aggregation: filter and project each record."""
+
+    def __init__(self, plan: QueryPlan, on_error: ErrorSink) -> None:
+        super().__init__(plan, on_error)
+        source = plan.source
+        self._windowed = source.window_kind
+        self._ws_index = source.pseudo_index("WINDOWSTART")
+        self._offset_index = source.pseudo_index("ROWOFFSET")
+        self._partition_index = source.pseudo_index("ROWPARTITION")
+
+    def process(self, row: list, out: list) -> None:
+        if self.skip_below and row[self._offset_index] < self.skip_below.get(row[self._partition_index], 0):
+            return
+        if not self._where(row):
+            return
+        try:
+            values = self.plan.project(row)
+        except Exception as error:  # noqa: BLE001
+            values = self._safe_items((row,), row, error)
+        key = self._ser_key(self.plan.project_key(row))
+        window = None
+        if self._windowed is not None:
+            start, end = row[self._ws_index], row[self._ws_index + 1]
+            if self._windowed == "SESSION":
+                key = session_windowed_key(key, start, end)
+                window = (start, end, "session")
+            else:
+                key = time_windowed_key(key, start)
+                window = (start, end, "time")
+        out.append((self.topic, key, self._ser_value(values), row[self._rowtime], window))
+
+
+class _Task:
+    """State of one aggregate query for one input partition."""
+
+    __slots__ = ("stream_time", "store", "heap", "dirty", "changed", "evicted")
+
+    def __init__(self) -> None:
+        self.stream_time = NO_TIME
+        self.store: dict = {}  # windowed: ws -> {key: st}; otherwise key -> st
+        self.heap: list[int] = []  # window starts present in `store`
+        self.dirty: dict = {}  # (key, ws) -> st awaiting emission (cached mode)
+        self.changed: dict = {}  # (key, ws) -> st awaiting the changelog
+        self.evicted: list = []  # (key, ws) closed since the last drain
+
+
+class AggregateRuntime(QueryRuntime):
+    """GROUP BY, optionally windowed (tumbling/hopping), EMIT CHANGES or EMIT FINAL."""
+
+    def __init__(self, plan: QueryPlan, on_error: ErrorSink, cached: bool, track_changes: bool) -> None:
+        super().__init__(plan, on_error)
+        self._cached = cached
+        self._track = track_changes
+        self._tasks: dict[int, _Task] = {}
+        self._key_bytes: dict[tuple, bytes | None] = {}
+        source = plan.source
+        self._offset_index = source.pseudo_index("ROWOFFSET")
+        self._partition_index = source.pseudo_index("ROWPARTITION")
+        windows = plan.windows
+        self._windows = windows
+        if windows is not None:
+            self._size = windows.size
+            self._grace = windows.grace
+            self._tumbling = windows.kind == "TUMBLING"
+
+    # ---- helpers ------------------------------------------------------------------------------------------------------
+
+    def task(self, partition: int) -> _Task:
+        task = self._tasks.get(partition)
+        if task is None:
+            task = self._tasks[partition] = _Task()
+        return task
+
+    def tasks(self) -> Iterable[int]:
+        return list(self._tasks)
+
+    def key_bytes(self, key: tuple) -> bytes | None:
+        cached = self._key_bytes.get(key, False)
+        if cached is False:
+            if len(self._key_bytes) > 200_000:
+                self._key_bytes.clear()
+            cached = self._key_bytes[key] = self._ser_key(key)
+        return cached
+
+    def _emit(self, key: tuple, ws: int | None, st: list, out: list, row: list | None) -> None:
+        plan = self.plan
+        we = None if ws is None else ws + self._size
+        value: bytes | None
+        try:
+            if plan.having is not None and not plan.having(key, ws, we, st):
+                value = None
+            else:
+                value = self._ser_value(plan.agg_project(key, ws, we, st))
+        except Exception as error:  # noqa: BLE001
+            log_row = row if row is not None else self._log_row(key)
+            values = self._safe_items((key, ws, we, st), log_row, error)
+            value = self._ser_value(values)
+        key_data = self.key_bytes(key)
+        if ws is None:
+            out.append((self.topic, key_data, value, st[0], None))
+        else:
+            out.append((self.topic, key_data + _LONG.pack(ws), value, st[0], (ws, we, "time")))
+
+    def _log_row(self, key: tuple) -> list:
+        row = [None] * self.plan.source.width
+        row[self._partition_index] = -1
+        row[self._offset_index] = -1
+        return row
+
+    # ---- processing --------------------------------------------------------------------------------------------------
+
+    def process(self, row: list, out: list) -> None:
+        plan = self.plan
+        offset = row[self._offset_index]
+        partition = row[self._partition_index]
+        if plan.where is not None and not self._where(row):
+            return
+        try:
+            key = plan.group_key(row)
+        except Exception as error:  # noqa: BLE001
+            self._error(row, f"Error computing GROUP BY key: {type(error).__name__}: {error}")
+            return
+        if key is None:
+            self._error(row, "GROUP BY key is null: record dropped")
+            return
+        ts = row[self._rowtime]
+        task = self._tasks.get(partition)
+        if task is None:
+            task = self.task(partition)
+        if self._windows is None:
+            self._process_unwindowed(task, key, row, ts, offset, out)
+            return
+        advanced = ts > task.stream_time
+        if advanced:
+            task.stream_time = ts
+        close = task.stream_time - self._grace
+        size = self._size
+        store = task.store
+        update = plan.agg_update
+        cached = self._cached
+        emit_now = not cached and not plan.emit_final
+        if self._tumbling:
+            starts = (ts - ts % size,)
+        else:
+            starts = self._windows.starts(ts)
+        for ws in starts:
+            if ws + size <= close:
+                self.dropped_late += 1
+                self._error(row, f"late record: window [{ws}, {ws + size}) closed (stream time "
+                                 f"{task.stream_time}, grace {self._grace} ms)")
+                continue
+            window = store.get(ws)
+            if window is None:
+                window = store[ws] = {}
+                heapq.heappush(task.heap, ws)
+            st = window.get(key)
+            if st is None:
+                st = window[key] = plan.agg_init()
+            elif offset < st[1]:
+                continue  # already applied before a restart
+            update(st, row)
+            if ts > st[0]:
+                st[0] = ts
+            st[1] = offset + 1
+            if self._track:
+                task.changed[(key, ws)] = st
+            if emit_now:
+                self._emit(key, ws, st, out, row)
+            elif cached and not plan.emit_final:
+                task.dirty[(key, ws)] = st
+        if advanced and task.heap and task.heap[0] + size + self._grace <= task.stream_time:
+            self._close_windows(task, out)
+
+    def _process_unwindowed(self, task: _Task, key: tuple, row: list, ts: int, offset: int, out: list) -> None:
+        if ts > task.stream_time:
+            task.stream_time = ts
+        st = task.store.get(key)
+        if st is None:
+            st = task.store[key] = self.plan.agg_init()
+        elif offset < st[1]:
+            return
+        self.plan.agg_update(st, row)
+        if ts > st[0]:
+            st[0] = ts
+        st[1] = offset + 1
+        if self._track:
+            task.changed[(key, None)] = st
+        if self._cached:
+            task.dirty[(key, None)] = st
+        else:
+            self._emit(key, None, st, out, row)
+
+    def _close_windows(self, task: _Task, out: list) -> None:
+        """Drop windows whose end + grace has passed; EMIT FINAL emits them first, in end-time order."""
+        limit = task.stream_time - self._size - self._grace
+        heap = task.heap
+        while heap and heap[0] <= limit:
+            ws = heapq.heappop(heap)
+            window = task.store.pop(ws, None)
+            if not window:
+                continue
+            if self.plan.emit_final:
+                for key in sorted(window, key=lambda k: self.key_bytes(k) or b""):
+                    self._emit(key, ws, window[key], out, None)
+            for key in window:
+                if self._cached:
+                    st = task.dirty.pop((key, ws), None)
+                    if st is not None:
+                        self._emit(key, ws, st, out, None)
+                if self._track:
+                    task.changed.pop((key, ws), None)
+                    task.evicted.append((key, ws))
+
+    # ---- cached mode and changelog support ----------------------------------------------------------------------------
+
+    def flush(self, out: list) -> None:
+        for task in self._tasks.values():
+            if task.dirty:
+                dirty, task.dirty = task.dirty, {}
+                for (key, ws), st in dirty.items():
+                    self._emit(key, ws, st, out, None)
+
+    def drain_changes(self, partition: int) -> list:
+        """(key, ws, state or None) changed since the last call; None marks a closed window."""
+        task = self._tasks.get(partition)
+        if task is None:
+            return []
+        changes = [(key, ws, st) for (key, ws), st in task.changed.items()]
+        changes.extend((key, ws, None) for key, ws in task.evicted)
+        task.changed = {}
+        task.evicted = []
+        return changes
+
+    def stream_time(self, partition: int) -> int:
+        task = self._tasks.get(partition)
+        return NO_TIME if task is None else task.stream_time
+
+    def restore(self, partition: int, stream_time: int, entries: Iterable[tuple[tuple, int | None, list]],
+                out: list) -> None:
+        """Rebuild one partition's state (from the changelog) before processing resumes."""
+        task = self._tasks[partition] = _Task()
+        task.stream_time = stream_time
+        for key, ws, st in entries:
+            if ws is None:
+                task.store[key] = st
+            else:
+                window = task.store.get(ws)
+                if window is None:
+                    window = task.store[ws] = {}
+                    heapq.heappush(task.heap, ws)
+                window[key] = st
+        if self._windows is not None and task.heap and task.heap[0] + self._size + self._grace <= stream_time:
+            self._close_windows(task, out)
+
+    def drop_partition(self, partition: int) -> None:
+        self._tasks.pop(partition, None)
+
+    def window_count(self) -> int:
+        total = 0
+        for task in self._tasks.values():
+            if self._windows is None:
+                total += len(task.store)
+            else:
+                total += sum(len(window) for window in task.store.values())
+        return total
+
+
+# ---- the pipeline --------------------------------------------------------------------------------------------------------------
+
+class Pipeline:
+    """All queries of a catalog, routed by input topic."""
+
+    def __init__(self, catalog: Catalog, *, cached: bool = False, track_changes: bool = False,
+                 on_error: ErrorSink | None = None) -> None:
+        self.catalog = catalog
+        self.errors: list[ProcessingLogEntry] = []
+        self.error_count = 0
+        self._on_error = on_error
+        self.queries: list[QueryRuntime] = []
+        for plan in catalog.queries:
+            if plan.kind == "project":
+                self.queries.append(ProjectRuntime(plan, self._error))
+            else:
+                self.queries.append(AggregateRuntime(plan, self._error, cached, track_changes))
+        readers: dict[str, SourceReader] = {}
+        routes: dict[str, list[tuple[SourceReader, list[QueryRuntime]]]] = {}
+        for runtime in self.queries:
+            source = runtime.plan.source
+            reader = readers.get(source.name)
+            if reader is None:
+                reader = readers[source.name] = SourceReader(source)
+                routes.setdefault(source.topic, []).append((reader, []))
+            for route_reader, runtimes in routes[source.topic]:
+                if route_reader is reader:
+                    runtimes.append(runtime)
+        self._routes = routes
+
+    def _error(self, entry: ProcessingLogEntry) -> None:
+        self.error_count += 1
+        if self._on_error is not None:
+            self._on_error(entry)
+        else:
+            self.errors.append(entry)
+
+    @property
+    def input_topics(self) -> list[str]:
+        return list(self._routes)
+
+    @property
+    def output_topics(self) -> list[str]:
+        return [runtime.topic for runtime in self.queries]
+
+    def process(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+                timestamp: int, out: list | None = None) -> list:
+        """Feed one input record; returns (and appends to `out`) the output records it produced."""
+        if out is None:
+            out = []
+        for reader, runtimes in self._routes.get(topic, ()):
+            try:
+                row = reader.read(key, value, timestamp, partition, offset)
+            except RecordError as error:
+                self._error(ProcessingLogEntry(reader.source.name, topic, partition, offset, str(error), key, value))
+                continue
+            for runtime in runtimes:
+                runtime.process(row, out)
+        return out
+
+    def flush(self, out: list | None = None) -> list:
+        if out is None:
+            out = []
+        for runtime in self.queries:
+            runtime.flush(out)
+        return out

@@ -1,0 +1,563 @@
+"""Parse ksqlDB statements (the subset in ksql/grammar.lark) into `ksql.ast` nodes.
+
+Why lark: a real grammar gives exact error positions and rejects anything it does not know,
+where regular expressions would silently accept malformed or partly understood statements.
+Statements outside the subset that ksqlDB would accept (INSERT INTO, joins, PARTITION BY, ...)
+raise `UnsupportedStatement`; text that is not ksqlDB raises `InvalidStatement`, both with the
+line and column of the problem.
+"""
+
+from __future__ import annotations
+
+import functools
+from decimal import Decimal
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from ksql import ast
+from ksql.errors import InvalidStatement, KsqlError, UnsupportedStatement
+from ksql.types import (
+    BIGINT, BOOLEAN, DOUBLE, INTEGER, INT_MAX, INT_MIN, LONG_MAX, NULL, SIMPLE_TYPE_NAMES, STRING,
+    SqlType, array_of, decimal_type, map_of, struct_of,
+)
+
+GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
+
+TIME_UNITS_MS = {
+    "MILLISECOND": 1, "MILLISECONDS": 1,
+    "SECOND": 1000, "SECONDS": 1000,
+    "MINUTE": 60_000, "MINUTES": 60_000,
+    "HOUR": 3_600_000, "HOURS": 3_600_000,
+    "DAY": 86_400_000, "DAYS": 86_400_000,
+}
+
+# How lark's terminal names read in an error message.
+_TERMINAL_TEXT = {
+    "SEMICOLON": "';'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "DOT": "'.'", "STAR": "'*'",
+    "EQUAL": "'='", "LESSTHAN": "'<'", "MORETHAN": "'>'", "LSQB": "'['", "RSQB": "']'",
+    "MINUS": "'-'", "PLUS": "'+'", "SLASH": "'/'", "PERCENT": "'%'", "IDENT": "an identifier",
+    "DIGIT_IDENT": "an identifier", "QUOTED_IDENT": "an identifier", "DQ_IDENT": "an identifier",
+    "STRING": "a string", "INT_NUMBER": "a number", "DECIMAL_NUMBER": "a number",
+    "FLOAT_NUMBER": "a number", "$END": "end of input",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(GRAMMAR_PATH.read_text(), parser="lalr", lexer="contextual",
+                propagate_positions=True, maybe_placeholders=False)
+
+
+def parse(text: str) -> list[ast.Statement]:
+    """Parse a script of `;`-terminated statements; raise `InvalidStatement`/`UnsupportedStatement`."""
+    try:
+        tree = _lark().parse(text)
+    except UnexpectedInput as error:
+        raise _syntax_error(text, error) from None
+    try:
+        return _Builder(text).transform(tree)
+    except VisitError as error:
+        if isinstance(error.orig_exc, KsqlError):
+            raise error.orig_exc from None
+        raise
+
+
+def parse_file(path: str | Path) -> list[ast.Statement]:
+    return parse(Path(path).read_text(encoding="utf-8"))
+
+
+def _syntax_error(text: str, error: UnexpectedInput) -> KsqlError:
+    line, column = error.line, error.column
+    if isinstance(error, UnexpectedEOF) or (isinstance(error, UnexpectedToken) and error.token.type == "$END"):
+        return InvalidStatement("unexpected end of input (is a ';' missing?)", line if line and line > 0 else None,
+                                column if column and column > 0 else None)
+    offset = getattr(error, "pos_in_stream", None)
+    if offset is not None and "=>" in text[max(0, offset - 1):offset + 2]:
+        return UnsupportedStatement("lambda functions", line, column)
+    if isinstance(error, UnexpectedToken):
+        expected = sorted({_TERMINAL_TEXT.get(name, f"'{name.strip('_')}'") for name in error.expected
+                           if not name.startswith("__")})
+        shown = ", ".join(expected[:12]) + (", ..." if len(expected) > 12 else "")
+        return InvalidStatement(f"syntax error at '{error.token}': expected {shown}", line, column)
+    if isinstance(error, UnexpectedCharacters):
+        return InvalidStatement(f"syntax error: unexpected character '{error.char}'", line, column)
+    return InvalidStatement(f"syntax error: {error}", line, column)
+
+
+def _pos(meta_or_token) -> ast.Pos:
+    line = getattr(meta_or_token, "line", None)
+    column = getattr(meta_or_token, "column", None)
+    return ast.Pos(line, column)
+
+
+def normalize_identifier(token: Token | str) -> str:
+    """ksqlDB's rule: unquoted identifiers are upper-cased; `quoted` and "quoted" keep their case."""
+    text = str(token)
+    if text.startswith("`") and text.endswith("`") and len(text) >= 2:
+        return text[1:-1].replace("``", "`")
+    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        return text[1:-1].replace('""', '"')
+    return text.upper()
+
+
+def parse_duration(amount: int, unit: str, pos: ast.Pos) -> int:
+    factor = TIME_UNITS_MS.get(unit.upper())
+    if factor is None:
+        raise InvalidStatement(f"unknown time unit '{unit}' (use MILLISECONDS, SECONDS, MINUTES, HOURS or DAYS)",
+                               pos.line, pos.column)
+    return amount * factor
+
+
+def decimal_literal_type(value: Decimal) -> SqlType:
+    _sign, digits, exponent = value.as_tuple()
+    scale = max(0, -int(exponent))
+    precision = max(len(digits), scale, 1)
+    return decimal_type(min(precision, 38), min(scale, 38))
+
+
+@v_args(meta=True)
+class _Builder(Transformer):
+    """Turns lark's tree into `ksql.ast` nodes, raising for constructs outside the subset."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+
+    # ---- script and statements --------------------------------------------------------------------------
+
+    def start(self, meta, children):
+        return list(children)
+
+    def _statement_text(self, meta) -> str:
+        if getattr(meta, "empty", True):
+            return ""
+        return self._text[meta.start_pos:meta.end_pos].strip() + ";"
+
+    def create_source(self, meta, children):
+        or_replace = if_not_exists = read_only = False
+        kind = name = None
+        columns: tuple = ()
+        properties: tuple = ()
+        for child in children:
+            if child == "OR_REPLACE":
+                or_replace = True
+            elif child == "IF_NOT_EXISTS":
+                if_not_exists = True
+            elif isinstance(child, Token) and child.type == "SOURCE":
+                read_only = True
+            elif isinstance(child, tuple) and child and child[0] == "KIND":
+                kind = child[1]
+            elif isinstance(child, _Ident):
+                name = child.name
+            elif isinstance(child, _Columns):
+                columns = child.columns
+            elif isinstance(child, _Props):
+                properties = child.properties
+        return ast.CreateSource(kind, name, columns, properties, or_replace, if_not_exists, read_only,
+                                text=self._statement_text(meta), pos=_pos(meta))
+
+    def create_as_select(self, meta, children):
+        or_replace = if_not_exists = False
+        kind = name = query = None
+        properties: tuple = ()
+        for child in children:
+            if child == "OR_REPLACE":
+                or_replace = True
+            elif child == "IF_NOT_EXISTS":
+                if_not_exists = True
+            elif isinstance(child, tuple) and child and child[0] == "KIND":
+                kind = child[1]
+            elif isinstance(child, _Ident):
+                name = child.name
+            elif isinstance(child, _Props):
+                properties = child.properties
+            elif isinstance(child, ast.Query):
+                query = child
+        return ast.CreateAsSelect(kind, name, properties, query, or_replace, if_not_exists,
+                                  text=self._statement_text(meta), pos=_pos(meta))
+
+    def select_statement(self, meta, children):
+        raise UnsupportedStatement("transient (push/pull) SELECT queries: only CREATE STREAM/TABLE AS SELECT "
+                                   "runs in the local engine", meta.line, meta.column)
+
+    def other_statement(self, meta, children):
+        words = [str(child).upper() for child in children[:2] if isinstance(child, Token)]
+        head = words[0] if words else "this"
+        if head in ("TYPE", "SINK", "CONNECTOR"):
+            head = "CREATE " + head
+        elif head == "SOURCE":
+            head = "CREATE SOURCE CONNECTOR"
+        raise UnsupportedStatement(f"{head} statements", meta.line, meta.column)
+
+    def kind(self, meta, children):
+        return ("KIND", str(children[0]).upper())
+
+    def or_replace(self, meta, children):
+        return "OR_REPLACE"
+
+    def if_not_exists(self, meta, children):
+        return "IF_NOT_EXISTS"
+
+    # ---- columns, properties, types -----------------------------------------------------------------------
+
+    def identifier(self, meta, children):
+        return _Ident(normalize_identifier(children[0]), _pos(children[0]))
+
+    def table_elements(self, meta, children):
+        return _Columns(tuple(children))
+
+    def table_element(self, meta, children):
+        ident, sql_type = children[0], children[1]
+        constraint = children[2] if len(children) > 2 else None
+        return ast.ColumnDef(ident.name, sql_type, constraint, ident.pos)
+
+    def key_constraint(self, meta, children):
+        return "KEY"
+
+    def primary_key_constraint(self, meta, children):
+        return "PRIMARY KEY"
+
+    def headers_constraint(self, meta, children):
+        raise UnsupportedStatement("HEADERS/HEADER columns", meta.line, meta.column)
+
+    def with_clause(self, meta, children):
+        return _Props(tuple(children))
+
+    def property(self, meta, children):
+        ident, literal = children
+        value = literal.value
+        raw = value if isinstance(value, str) else ("" if value is None else str(value))
+        return ast.Property(ident.name.upper(), value, raw, ident.pos)
+
+    def simple_type(self, meta, children):
+        ident = children[0]
+        params = children[1] if len(children) > 1 else None
+        name = ident.name.upper()
+        if name == "DECIMAL":
+            if params is None or len(params) != 2:
+                raise InvalidStatement("DECIMAL needs a precision and a scale, e.g. DECIMAL(10, 2)",
+                                       ident.pos.line, ident.pos.column)
+            try:
+                return decimal_type(params[0], params[1])
+            except ValueError as error:
+                raise InvalidStatement(str(error), ident.pos.line, ident.pos.column) from None
+        if name in ("VARCHAR", "STRING") and params is not None:
+            return STRING
+        if params is not None:
+            raise InvalidStatement(f"type {name} takes no parameters", ident.pos.line, ident.pos.column)
+        if name in SIMPLE_TYPE_NAMES:
+            return SIMPLE_TYPE_NAMES[name]
+        raise UnsupportedStatement(f"type '{ident.name}' (custom types are not supported)",
+                                   ident.pos.line, ident.pos.column)
+
+    def type_params(self, meta, children):
+        return [int(child) for child in children]
+
+    def array_type(self, meta, children):
+        return array_of(children[-1])
+
+    def map_type(self, meta, children):
+        key, value = children[-2], children[-1]
+        if key != STRING:
+            raise InvalidStatement(f"MAP keys must be STRING, not {key}", meta.line, meta.column)
+        return map_of(key, value)
+
+    def struct_type(self, meta, children):
+        fields = [child for child in children if isinstance(child, tuple)]
+        names = [name for name, _ in fields]
+        if len(set(names)) != len(names):
+            raise InvalidStatement("duplicate STRUCT field names", meta.line, meta.column)
+        return struct_of(fields)
+
+    def struct_field(self, meta, children):
+        return (children[0].name, children[1])
+
+    # ---- queries ---------------------------------------------------------------------------------------------
+
+    def query(self, meta, children):
+        select = children[0]
+        source_alias = children[1]
+        parts = {"window": None, "where": None, "group_by": (), "having": None, "emit": None}
+        for child in children[2:]:
+            parts[child[0]] = child[1]
+        return ast.Query(select, source_alias[0], source_alias[1], parts["window"], parts["where"],
+                         parts["group_by"], parts["having"], parts["emit"], pos=_pos(meta),
+                         source_pos=source_alias[2])
+
+    def select_items(self, meta, children):
+        return tuple(children)
+
+    def select_all(self, meta, children):
+        return ast.SelectAll(None, _pos(meta))
+
+    def select_all_from(self, meta, children):
+        return ast.SelectAll(children[0].name, _pos(meta))
+
+    def select_expr(self, meta, children):
+        alias = children[1].name if len(children) > 1 else None
+        return ast.SelectItem(children[0], alias, _pos(meta))
+
+    def relation(self, meta, children):
+        if len(children) > 1:
+            join_meta = children[1]
+            raise UnsupportedStatement("JOIN", join_meta.line, join_meta.column)
+        return children[0]
+
+    def aliased_relation(self, meta, children):
+        name = children[0]
+        alias = children[1].name if len(children) > 1 else None
+        return (name.name, alias, name.pos)
+
+    def join(self, meta, children):
+        return meta
+
+    def window_clause(self, meta, children):
+        return ("window", children[-1])
+
+    def _window(self, meta, kind, durations, options):
+        grace = retention = None
+        for option_kind, value in options:
+            if option_kind == "grace":
+                grace = value
+            else:
+                retention = value
+        size = durations[0]
+        advance = durations[1] if len(durations) > 1 else None
+        pos = _pos(meta)
+        if size <= 0:
+            raise InvalidStatement("window SIZE must be greater than zero", pos.line, pos.column)
+        if advance is not None:
+            if advance <= 0:
+                raise InvalidStatement("window ADVANCE BY must be greater than zero", pos.line, pos.column)
+            if advance > size:
+                raise InvalidStatement("window ADVANCE BY must not be larger than the window SIZE",
+                                       pos.line, pos.column)
+        return ast.WindowSpec(kind, size, advance, grace, retention, pos)
+
+    def tumbling(self, meta, children):
+        return self._window(meta, "TUMBLING", [children[0]], children[1])
+
+    def hopping(self, meta, children):
+        return self._window(meta, "HOPPING", [children[0], children[1]], children[2])
+
+    def session(self, meta, children):
+        return self._window(meta, "SESSION", [children[0]], children[1])
+
+    def window_options(self, meta, children):
+        kinds = [kind for kind, _ in children]
+        if len(set(kinds)) != len(kinds) or kinds not in ([], ["retention"], ["grace"], ["retention", "grace"]):
+            raise InvalidStatement("window options must be RETENTION then GRACE PERIOD, each at most once",
+                                   meta.line, meta.column)
+        return children
+
+    def retention(self, meta, children):
+        return ("retention", children[0])
+
+    def grace(self, meta, children):
+        return ("grace", children[0])
+
+    def duration(self, meta, children):
+        amount, unit = children
+        return parse_duration(int(amount), unit.name, unit.pos)
+
+    def where_clause(self, meta, children):
+        return ("where", children[0])
+
+    def group_by_clause(self, meta, children):
+        return ("group_by", tuple(children))
+
+    def partition_by_clause(self, meta, children):
+        raise UnsupportedStatement("PARTITION BY", meta.line, meta.column)
+
+    def having_clause(self, meta, children):
+        return ("having", children[0])
+
+    def emit_clause(self, meta, children):
+        return ("emit", str(children[0]).upper())
+
+    def limit_clause(self, meta, children):
+        raise UnsupportedStatement("LIMIT in a persistent query", meta.line, meta.column)
+
+    # ---- expressions -----------------------------------------------------------------------------------------
+
+    def or_op(self, meta, children):
+        return ast.Or(children[0], children[1], pos=_pos(meta))
+
+    def and_op(self, meta, children):
+        return ast.And(children[0], children[1], pos=_pos(meta))
+
+    def not_op(self, meta, children):
+        return ast.Not(children[-1], pos=_pos(meta))
+
+    def comparison(self, meta, children):
+        left, op, right = children
+        op = "<>" if op == "!=" else op
+        return ast.Compare(op, left, right, pos=_pos(meta))
+
+    def comp_op(self, meta, children):
+        return str(children[0])
+
+    @staticmethod
+    def _split_not(children):
+        negate = any(isinstance(child, Token) and child.type == "NOT" for child in children)
+        rest = [child for child in children if not (isinstance(child, Token) and child.type in ("NOT", "NULL"))]
+        return negate, rest
+
+    def between(self, meta, children):
+        negate, (value, low, high) = self._split_not(children)
+        return ast.Between(value, low, high, negate, pos=_pos(meta))
+
+    def in_list(self, meta, children):
+        negate, rest = self._split_not(children)
+        return ast.InList(rest[0], tuple(rest[1:]), negate, pos=_pos(meta))
+
+    def like(self, meta, children):
+        negate, rest = self._split_not(children)
+        escape = None
+        if len(rest) > 2:
+            escape = _unquote(rest[2])
+            if len(escape) != 1:
+                raise InvalidStatement("LIKE ESCAPE must be a single character", meta.line, meta.column)
+        return ast.Like(rest[0], rest[1], escape, negate, pos=_pos(meta))
+
+    def is_null(self, meta, children):
+        negate, rest = self._split_not(children)
+        return ast.IsNull(rest[0], negate, pos=_pos(meta))
+
+    def is_distinct(self, meta, children):
+        negate, rest = self._split_not(children)
+        return ast.IsDistinct(rest[0], rest[1], negate, pos=_pos(meta))
+
+    def concat_op(self, meta, children):
+        return ast.Concat(children[0], children[1], pos=_pos(meta))
+
+    def _arith(self, op, meta, children):
+        return ast.Arith(op, children[0], children[1], pos=_pos(meta))
+
+    def add(self, meta, children):
+        return self._arith("+", meta, children)
+
+    def sub(self, meta, children):
+        return self._arith("-", meta, children)
+
+    def mul(self, meta, children):
+        return self._arith("*", meta, children)
+
+    def div(self, meta, children):
+        return self._arith("/", meta, children)
+
+    def mod(self, meta, children):
+        return self._arith("%", meta, children)
+
+    def neg(self, meta, children):
+        operand = children[0]
+        if isinstance(operand, ast.Literal) and operand.type.is_numeric:
+            value = -operand.value
+            sql_type = operand.type
+            if sql_type == BIGINT and value == INT_MIN:
+                sql_type = INTEGER
+            return ast.Literal(value, sql_type, pos=_pos(meta))
+        return ast.Negate(operand, pos=_pos(meta))
+
+    def pos(self, meta, children):
+        return children[0]
+
+    def subscript(self, meta, children):
+        return ast.Subscript(children[0], children[1], pos=_pos(meta))
+
+    def deref(self, meta, children):
+        return ast.Deref(children[0], children[1].name, pos=_pos(meta))
+
+    def cast(self, meta, children):
+        return ast.Cast(children[0], children[1], pos=_pos(meta))
+
+    def when_clause(self, meta, children):
+        return ("when", children[0], children[1])
+
+    def else_clause(self, meta, children):
+        return ("else", children[0])
+
+    def searched_case(self, meta, children):
+        return self._case(meta, None, children)
+
+    def simple_case(self, meta, children):
+        return self._case(meta, children[0], children[1:])
+
+    def _case(self, meta, operand, parts):
+        whens = tuple((part[1], part[2]) for part in parts if part[0] == "when")
+        default = next((part[1] for part in parts if part[0] == "else"), None)
+        return ast.Case(operand, whens, default, pos=_pos(meta))
+
+    def func_star(self, meta, children):
+        return ast.FunctionCall(children[0].name.upper(), (), True, pos=_pos(meta))
+
+    def func_call(self, meta, children):
+        return ast.FunctionCall(children[0].name.upper(), tuple(children[1:]), False, pos=_pos(meta))
+
+    def array_ctor(self, meta, children):
+        return ast.ArrayCtor(tuple(child for child in children if not isinstance(child, Token)),
+                             pos=_pos(meta))
+
+    def column_ref(self, meta, children):
+        ident = children[0]
+        return ast.ColumnRef(ident.name, None, pos=ident.pos)
+
+    def qualified_column_ref(self, meta, children):
+        source, column = children
+        return ast.ColumnRef(column.name, source.name, pos=source.pos)
+
+    # ---- literals ----------------------------------------------------------------------------------------------
+
+    def string_lit(self, meta, children):
+        return ast.Literal(_unquote(children[0]), STRING, pos=_pos(meta))
+
+    def int_lit(self, meta, children):
+        value = int(children[0])
+        if value > LONG_MAX:
+            raise InvalidStatement(f"number {value} is out of range for BIGINT", meta.line, meta.column)
+        return ast.Literal(value, INTEGER if INT_MIN <= value <= INT_MAX else BIGINT, pos=_pos(meta))
+
+    def decimal_lit(self, meta, children):
+        value = Decimal(str(children[0]))
+        return ast.Literal(value, decimal_literal_type(value), pos=_pos(meta))
+
+    def double_lit(self, meta, children):
+        return ast.Literal(float(children[0]), DOUBLE, pos=_pos(meta))
+
+    def true_lit(self, meta, children):
+        return ast.Literal(True, BOOLEAN, pos=_pos(meta))
+
+    def false_lit(self, meta, children):
+        return ast.Literal(False, BOOLEAN, pos=_pos(meta))
+
+    def null_lit(self, meta, children):
+        return ast.Literal(None, NULL, pos=_pos(meta))
+
+
+class _Ident:
+    __slots__ = ("name", "pos")
+
+    def __init__(self, name: str, pos: ast.Pos) -> None:
+        self.name = name
+        self.pos = pos
+
+
+class _Columns:
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: tuple) -> None:
+        self.columns = columns
+
+
+class _Props:
+    __slots__ = ("properties",)
+
+    def __init__(self, properties: tuple) -> None:
+        self.properties = properties
+
+
+def _unquote(token) -> str:
+    text = str(token)
+    return text[1:-1].replace("''", "'")
