@@ -244,7 +244,11 @@ class Loader:
 
     @staticmethod
     def lag(consumer: Consumer) -> dict[tuple[str, int], int]:
-        """high watermark - position for each assigned partition (positions not yet known: skipped)."""
+        """high watermark - position for each assigned partition (positions not yet known: skipped).
+
+        The high watermark is the one the last fetch response brought (`cached=True`): no broker
+        round trip per partition, and the consumer fetches continuously anyway.
+        """
         lag: dict[tuple[str, int], int] = {}
         try:
             assignment = consumer.assignment()
@@ -253,8 +257,9 @@ class Loader:
             for tp in consumer.position(assignment):
                 if tp.offset < 0:
                     continue
-                _low, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-                lag[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0:
+                    lag[(tp.topic, tp.partition)] = max(0, high - tp.offset)
         except (KafkaException, RuntimeError) as error:
             log.debug("loader: lag unavailable: %s", error)
         return lag

@@ -45,12 +45,18 @@ def _split_tables(_ctx: click.Context, _param: click.Parameter, value: str) -> t
               help="Apply clickhouse/schema first (idempotent).")
 @click.option("--stop-when-idle", type=float, default=None,
               help="Exit after this many seconds without messages (backfills, benchmarks).")
+@click.option("--report-interval", type=click.FloatRange(0.1, 3600), default=10.0,
+              show_default=True, help="Seconds between the lag/rows-per-second log lines.")
+@click.option("-X", "--consumer-property", "consumer_properties", multiple=True,
+              metavar="KEY=VALUE", help="Extra librdkafka consumer property (repeatable), e.g. "
+              "-X session.timeout.ms=10000.")
 @click.option("--pause-after-insert", type=float, default=0.0, hidden=True,
               help="Fault injection for crash tests: sleep between insert and commit.")
 @click.pass_obj
 def command(settings: Settings, tables: tuple[str, ...], topic_prefix: str, group: str,
             batch_rows: int, batch_ms: int, max_message_bytes: int, metrics_port: int | None,
-            migrate: bool, stop_when_idle: float | None, pause_after_insert: float) -> None:
+            migrate: bool, stop_when_idle: float | None, report_interval: float,
+            consumer_properties: tuple[str, ...], pause_after_insert: float) -> None:
     """Load Kafka topics into ClickHouse like ClickPipes: batches, exactly once, error tables.
 
     Offsets are committed only after ClickHouse accepted the batch; messages already in
@@ -73,8 +79,14 @@ def command(settings: Settings, tables: tuple[str, ...], topic_prefix: str, grou
     config = LoaderConfig(
         tables=tables, topic_prefix=topic_prefix, batch_rows=batch_rows, batch_ms=batch_ms,
         max_message_bytes=max_message_bytes, stop_when_idle_s=stop_when_idle,
-        pause_after_insert_s=pause_after_insert,
+        report_interval_s=report_interval, pause_after_insert_s=pause_after_insert,
     )
+    extra = {"client.id": "coinstream-loader"}
+    for item in consumer_properties:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter("expected KEY=VALUE", param_hint="-X")
+        extra[key.strip()] = value.strip()
     ensure_topics(admin_config(settings), list(config.formats_by_topic()),
                   partitions=settings.kafka_topic_partitions,
                   replication_factor=settings.kafka_replication_factor)
@@ -83,8 +95,7 @@ def command(settings: Settings, tables: tuple[str, ...], topic_prefix: str, grou
     bound = metrics.serve(port)
     if bound:
         log.info("loader metrics on http://127.0.0.1:%d/metrics", bound)
-    loader = Loader(consumer_config(settings, group, **{"client.id": "coinstream-loader"}),
-                    client, config, metrics)
+    loader = Loader(consumer_config(settings, group, **extra), client, config, metrics)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         loader.request_stop()
