@@ -1,0 +1,191 @@
+"""Schema files and migrations against the embedded ClickHouse server over HTTP.
+
+Fresh apply, re-apply as a no-op, a tampered or missing applied file refused before anything runs,
+the `coinstream clickhouse migrate` command, and the column types the issue requires.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from clickhouse.migrations import (
+    MIGRATIONS_TABLE, SCHEMA_DIR, MigrationError, load_migrations, migrate, split_statements,
+)
+
+pytest_plugins = ["tests.fixtures_clickhouse"]
+
+LANDING = ["coins_current_full", "coins_historical", "ohlc_by_minute", "mov_avg_60s"]
+VIEWS = [
+    "v_ohlc_by_minute", "v_60_sec_mov_avg", "v_ohlc_by_day", "v_change_by_second", "v_hist_daily",
+    "v_10_day_mov_avg", "v_change_by_day", "v_change_by_day_latest", "overview_for_dashboard",
+    "v_candles_5m", "v_candles_15m", "v_candles_1h", "v_candles_4h", "v_candles_1d",
+]
+FILES = [path.name for path in sorted(SCHEMA_DIR.glob("*.sql"))]
+
+
+def tables(client: Any) -> dict[str, str]:
+    return dict(client.query(
+        "SELECT name, engine FROM system.tables WHERE database = currentDatabase()"
+    ).result_rows)
+
+
+def column_types(client: Any, table: str) -> dict[str, str]:
+    return dict(client.query(
+        "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = {t:String}",
+        parameters={"t": table},
+    ).result_rows)
+
+
+def ledger(client: Any) -> list[tuple[str, str]]:
+    return [tuple(row) for row in client.query(
+        f"SELECT name, checksum FROM {MIGRATIONS_TABLE} ORDER BY name").result_rows]
+
+
+def test_split_statements_respects_quotes_and_comments():
+    script = (
+        "-- a comment; with a semicolon\n"
+        "CREATE TABLE a (x String DEFAULT 'a;b') ENGINE = Memory;\n"
+        "/* block; comment */ SELECT 'it''s; fine', \"odd;name\", `other;name`, 'back\\'slash;';\n"
+        "# hash comment;\n"
+        "SELECT 1\n"
+    )
+    assert split_statements(script) == [
+        "-- a comment; with a semicolon\nCREATE TABLE a (x String DEFAULT 'a;b') ENGINE = Memory",
+        "/* block; comment */ SELECT 'it''s; fine', \"odd;name\", `other;name`, 'back\\'slash;'",
+        "# hash comment;\nSELECT 1",
+    ]
+
+
+def test_split_statements_exact_pieces():
+    assert split_statements("SELECT 1; SELECT ';'; -- only a comment;\n") == ["SELECT 1", "SELECT ';'"]
+    assert split_statements("  ;; \n") == []
+
+
+def test_every_statement_is_idempotent():
+    # A file interrupted half-way is simply run again, so each statement must tolerate a re-run.
+    for migration in load_migrations():
+        for statement in migration.statements:
+            code = "\n".join(line for line in statement.splitlines()
+                             if not line.strip().startswith("--")).strip().upper()
+            assert code.startswith(("CREATE TABLE IF NOT EXISTS", "CREATE OR REPLACE VIEW",
+                                    "CREATE MATERIALIZED VIEW IF NOT EXISTS")), \
+                (migration.name, statement[:80])
+
+
+def test_no_kafka_engine_in_any_statement():
+    # chDB has no Kafka table engine, and creating one corrupts the database (DESIGN §6).
+    for migration in load_migrations():
+        for statement in migration.statements:
+            assert re.search(r"ENGINE\s*=\s*Kafka", statement, re.I) is None, migration.name
+
+
+def test_fresh_apply_then_reapply_is_a_no_op(clickhouse_client):
+    report = migrate(clickhouse_client)
+    assert report.applied == FILES and report.already_applied == []
+    assert [name for name, _ in ledger(clickhouse_client)] == FILES
+    created = tables(clickhouse_client)
+    for name in LANDING:
+        assert created[name] == "MergeTree"
+        assert created[f"{name}_clickpipes_error"] == "MergeTree"
+    for name in VIEWS:
+        assert created[name] == "View"
+    for size in ("5m", "15m", "1h", "4h", "1d"):
+        assert created[f"candles_{size}"] == "AggregatingMergeTree"
+        assert created[f"candles_{size}_mv"] == "MaterializedView"
+    # DESIGN §5: no Float32 anywhere (caps and supplies need Float64).
+    assert clickhouse_client.query(
+        "SELECT count() FROM system.columns WHERE database = currentDatabase() "
+        "AND type LIKE '%Float32%'").result_rows == [(0,)]
+    before = ledger(clickhouse_client)
+
+    again = migrate(clickhouse_client)
+    assert again.applied == [] and again.already_applied == FILES
+    assert ledger(clickhouse_client) == before
+    assert tables(clickhouse_client) == created
+
+
+def test_landing_column_types(clickhouse_client):
+    migrate(clickhouse_client)
+    current = column_types(clickhouse_client, "coins_current_full")
+    assert current["code"] == "LowCardinality(String)"
+    assert current["fetched_at"] == "DateTime64(3, 'UTC')"
+    assert current["rate"] == "Float64"
+    for name in ("volume", "cap", "liquidity", "circulating_supply", "total_supply", "max_supply"):
+        assert current[name] == "Nullable(Float64)", name
+    assert current["categories"] == "Array(LowCardinality(String))"
+    for table in LANDING:
+        types = column_types(clickhouse_client, table)
+        assert {name: types[name] for name in ("_topic", "_partition", "_offset", "_timestamp", "_key")} == {
+            "_topic": "LowCardinality(String)", "_partition": "Int32", "_offset": "Int64",
+            "_timestamp": "DateTime64(3, 'UTC')", "_key": "String",
+        }
+    historical = column_types(clickhouse_client, "coins_historical")
+    assert (historical["date"], historical["ts"], historical["rate"]) == \
+        ("Date", "DateTime64(3, 'UTC')", "Float64")
+    errors = column_types(clickhouse_client, "ohlc_by_minute_clickpipes_error")
+    assert (errors["_raw"], errors["reason"], errors["_offset"]) == ("String", "String", "Int64")
+
+
+@pytest.fixture
+def schema_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "schema"
+    shutil.copytree(SCHEMA_DIR, target)
+    return target
+
+
+def test_tampered_applied_file_is_refused_before_anything_runs(clickhouse_client, schema_copy):
+    migrate(clickhouse_client, schema_copy)
+    views = schema_copy / "0004_views_windowed.sql"
+    views.write_text(views.read_text() + "\n-- an innocent-looking edit\n")
+    (schema_copy / "0099_new_table.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS added (x UInt8) ENGINE = MergeTree ORDER BY x;\n")
+    with pytest.raises(MigrationError, match="0004_views_windowed.sql was changed after it was applied"):
+        migrate(clickhouse_client, schema_copy)
+    # The new file was not applied either: every check happens before any statement runs.
+    assert "added" not in tables(clickhouse_client)
+    assert len(ledger(clickhouse_client)) == len(FILES)
+
+
+def test_missing_applied_file_is_refused(clickhouse_client, schema_copy):
+    migrate(clickhouse_client, schema_copy)
+    (schema_copy / "0006_views_live.sql").unlink()
+    with pytest.raises(MigrationError, match="0006_views_live.sql was applied but the file is missing"):
+        migrate(clickhouse_client, schema_copy)
+
+
+def test_new_file_is_applied_alone(clickhouse_client, schema_copy):
+    migrate(clickhouse_client, schema_copy)
+    (schema_copy / "0099_new_table.sql").write_text(
+        "-- a later schema change\nCREATE TABLE IF NOT EXISTS added (x UInt8) ENGINE = MergeTree ORDER BY x;\n")
+    report = migrate(clickhouse_client, schema_copy)
+    assert report.applied == ["0099_new_table.sql"] and report.already_applied == FILES
+    assert tables(clickhouse_client)["added"] == "MergeTree"
+
+
+def test_badly_named_file_is_refused(tmp_path: Path):
+    (tmp_path / "views.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="views.sql is not named NNNN_lowercase_name.sql"):
+        load_migrations(tmp_path)
+
+
+def test_cli_migrate_against_clickhouse_url(clickhouse_server, clickhouse_database, isolated_env):
+    from coinstream.cli import main
+
+    isolated_env.setenv("CLICKHOUSE_URL", clickhouse_server.dsn(database=clickhouse_database))
+    result = CliRunner().invoke(main, ["clickhouse", "migrate"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"applied {name}" for name in FILES] + [
+        f"{len(FILES)} applied, 0 already applied"]
+    again = CliRunner().invoke(main, ["clickhouse", "migrate"])
+    assert again.exit_code == 0 and again.output == f"0 applied, {len(FILES)} already applied\n"
+    client = clickhouse_server.client(database=clickhouse_database)
+    try:
+        assert [name for name, _ in ledger(client)] == FILES
+    finally:
+        client.close()
