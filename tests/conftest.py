@@ -10,6 +10,9 @@ import pytest
 
 from coinstream.local_broker import LocalBroker
 
+# Fixtures of the embedded ClickHouse server and the simulated LiveCoinWatch API.
+pytest_plugins = ["tests.fixtures_clickhouse", "tests.fixtures_sim_api"]
+
 # Views, ksql time formatting and chDB all assume UTC (DESIGN §3, §6).
 os.environ["TZ"] = "UTC"
 
