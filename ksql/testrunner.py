@@ -290,3 +290,22 @@ def run(statements: str, inputs: list[dict], expected_outputs: list[dict]) -> Te
         report = f"ok: {total} output record(s) match" + ("\n" + "\n".join(lines) if lines else "")
         return TestResult(EXIT_MATCH, report, produced, pipeline.errors)
     return TestResult(EXIT_DIFFER, "outputs differ:\n" + "\n".join(lines), produced, pipeline.errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ksql.testrunner -s statements.sql -i input.json -o output.json` (no CLI start-up cost)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m ksql.testrunner", description=__doc__.splitlines()[0])
+    parser.add_argument("-s", "--statements", required=True)
+    parser.add_argument("-i", "--input-file", required=True)
+    parser.add_argument("-o", "--output-file", required=True)
+    args = parser.parse_args(argv)
+    result = run_files(args.statements, args.input_file, args.output_file)
+    print(result.report, file=sys.stdout if result.exit_code == 0 else sys.stderr)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

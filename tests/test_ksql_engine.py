@@ -1,0 +1,257 @@
+"""The local ksql engine: the project's statements and the ksqlDB semantics they rely on.
+
+Every expected value below was computed by hand from the inputs (window starts, averages, wrapped
+integers, Java-style formatting); the comments show the arithmetic.
+"""
+
+from __future__ import annotations
+
+import glob
+import struct
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ksql.engine import Pipeline
+from ksql.planner import plan_script
+from ksql.testrunner import run
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_SQL = "\n".join(Path(p).read_text() for p in sorted(glob.glob(str(ROOT / "ksql/*.sql"))))
+
+# 1700000000000 ms = 2023-11-14 22:13:20 UTC; its minute starts at 1699999980000 (22:13:00).
+T0 = 1_700_000_000_000
+
+
+def plain(value):
+    """Decoded output with DOUBLEs as floats (the runner keeps JSON numbers exact as Decimal)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def produce(statements: str, inputs: list[dict]) -> tuple[dict[str, list[dict]], list]:
+    result = run(statements, inputs, [])
+    assert result.exit_code == 0, result.report
+    return {topic: [plain(r) for r in records] for topic, records in result.actual.items()}, result.processing_log
+
+
+def coin(code: str | None, rate: float | None, fetched_at: int, kafka_ts: int = 5) -> dict:
+    return {"topic": "coins_current_full", "key": code, "timestamp": kafka_ts,
+            "value": {"code": code, "rate": rate, "fetched_at": fetched_at, "name": "n", "rank": 1,
+                      "delta": {"hour": 1.01, "day": 0.99}, "categories": ["x"]}}
+
+
+def ohlc(code, start, ts, minute, o, h, low, c):
+    return {"topic": "ohlc_by_minute", "key": code, "timestamp": ts,
+            "window": {"start": start, "end": start + 60_000, "type": "time"},
+            "value": {"COIN_CODE": code, "WINDOW_START": minute, "OPEN": o, "HIGH": h, "LOW": low, "CLOSE": c}}
+
+
+def avg(code, start, ts, second, value):
+    return {"topic": "mov_avg_60s", "key": code, "timestamp": ts,
+            "window": {"start": start, "end": start + 60_000, "type": "time"},
+            "value": {"COIN_CODE": code, "WINDOW_START": second, "MOV_AVG": value}}
+
+
+def test_project_statements_on_a_known_input() -> None:
+    inputs = [
+        coin("BTC", 100.0, T0),             # 22:13:20
+        coin("BTC", 110.0, T0 + 10_000),    # 22:13:30
+        coin("ETH", None, T0 + 7_000),      # null rate: ignored by every aggregate
+        coin("ETH", 10.0, T0 + 5_000),      # out of order, same windows
+        coin("BTC", 95.0, T0 + 200_000),    # 22:16:40: stream time jumps, close = T0+200000-120000
+        coin("BTC", 1.0, T0 + 30_000),      # 22:13:50: every window of it ends <= T0+80000: dropped
+        coin("BTC", 120.0, T0 + 150_000),   # 22:15:50: within the 2-minute grace
+        {"topic": "coins_current_full", "key": "BTC", "timestamp": 5, "value": "not json"},
+        coin(None, 5.0, T0 + 150_001),      # no key: GROUP BY key is null
+    ]
+    # Windows: tumbling start = ts - ts % 60000; hopping starts from (ts - 30000) // 30000 * 30000.
+    w_1213, w_1215, w_1216 = T0 - 20_000, T0 + 100_000, T0 + 160_000
+    h_121230, h_1213, h_121330 = T0 - 50_000, T0 - 20_000, T0 + 10_000
+    h_1215, h_121530, h_1216, h_121630 = T0 + 100_000, T0 + 130_000, T0 + 160_000, T0 + 190_000
+    topics, log = produce(PROJECT_SQL, inputs)
+    assert topics["ohlc_by_minute"] == [
+        ohlc("BTC", w_1213, T0, "2023-11-14 22:13", 100.0, 100.0, 100.0, 100.0),
+        ohlc("BTC", w_1213, T0 + 10_000, "2023-11-14 22:13", 100.0, 110.0, 100.0, 110.0),
+        ohlc("ETH", w_1213, T0 + 7_000, "2023-11-14 22:13", None, None, None, None),
+        ohlc("ETH", w_1213, T0 + 7_000, "2023-11-14 22:13", 10.0, 10.0, 10.0, 10.0),
+        ohlc("BTC", w_1216, T0 + 200_000, "2023-11-14 22:16", 95.0, 95.0, 95.0, 95.0),
+        ohlc("BTC", w_1215, T0 + 150_000, "2023-11-14 22:15", 120.0, 120.0, 120.0, 120.0),
+    ]
+    assert topics["mov_avg_60s"] == [
+        avg("BTC", h_121230, T0, "2023-11-14 22:12:30", 100.0),
+        avg("BTC", h_1213, T0, "2023-11-14 22:13:00", 100.0),
+        avg("BTC", h_1213, T0 + 10_000, "2023-11-14 22:13:00", 105.0),     # (100 + 110) / 2
+        avg("BTC", h_121330, T0 + 10_000, "2023-11-14 22:13:30", 110.0),
+        avg("ETH", h_121230, T0 + 7_000, "2023-11-14 22:12:30", 0.0),      # AVG of no values is 0.0
+        avg("ETH", h_1213, T0 + 7_000, "2023-11-14 22:13:00", 0.0),
+        avg("ETH", h_121230, T0 + 7_000, "2023-11-14 22:12:30", 10.0),
+        avg("ETH", h_1213, T0 + 7_000, "2023-11-14 22:13:00", 10.0),
+        avg("BTC", h_1216, T0 + 200_000, "2023-11-14 22:16:00", 95.0),
+        avg("BTC", h_121630, T0 + 200_000, "2023-11-14 22:16:30", 95.0),
+        avg("BTC", h_1215, T0 + 150_000, "2023-11-14 22:15:00", 120.0),
+        avg("BTC", h_121530, T0 + 150_000, "2023-11-14 22:15:30", 120.0),
+    ]
+    reasons = [(entry.source, entry.offset, entry.reason.split(":")[0]) for entry in log]
+    assert reasons == [
+        ("CTAS_OHLC_BY_MINUTE_1", 5, "late record"),
+        ("CTAS_MOV_AVG_60S_2", 5, "late record"),
+        ("CTAS_MOV_AVG_60S_2", 5, "late record"),
+        ("COINS_CURRENT_STREAM", 7, "Failed to deserialize JSON"),
+        ("CTAS_OHLC_BY_MINUTE_1", 8, "GROUP BY key is null"),
+        ("CTAS_MOV_AVG_60S_2", 8, "GROUP BY key is null"),
+    ]
+
+
+def test_windowed_key_layout_and_value_without_key_columns() -> None:
+    pipeline = Pipeline(plan_script(PROJECT_SQL))
+    value = orjson.dumps({"code": "DOGE", "rate": 0.25, "fetched_at": T0})
+    out = pipeline.process("coins_current_full", 0, 0, b"DOGE", value, 123)
+    assert [(o[0], o[1], orjson.loads(o[2]), o[3]) for o in out] == [
+        ("ohlc_by_minute", b"DOGE" + struct.pack(">q", T0 - 20_000),
+         {"COIN_CODE": "DOGE", "WINDOW_START": "2023-11-14 22:13", "OPEN": 0.25, "HIGH": 0.25, "LOW": 0.25,
+          "CLOSE": 0.25}, T0),
+        ("mov_avg_60s", b"DOGE" + struct.pack(">q", T0 - 50_000),
+         {"COIN_CODE": "DOGE", "WINDOW_START": "2023-11-14 22:12:30", "MOV_AVG": 0.25}, T0),
+        ("mov_avg_60s", b"DOGE" + struct.pack(">q", T0 - 20_000),
+         {"COIN_CODE": "DOGE", "WINDOW_START": "2023-11-14 22:13:00", "MOV_AVG": 0.25}, T0),
+    ]
+
+
+AGG_SQL = """
+CREATE STREAM s (id BIGINT KEY, v INT, d DOUBLE, name STRING) WITH (kafka_topic='s', value_format='JSON');
+CREATE TABLE agg AS SELECT id, COUNT(*) AS n, COUNT(v) AS nv, SUM(v) AS sv, AVG(v) AS av, MIN(name) AS mn,
+  MAX(d) AS mx, LATEST_BY_OFFSET(name, false) AS last_name, EARLIEST_BY_OFFSET(v, 2) AS first2,
+  TOPK(d, 2) AS top2 FROM s GROUP BY id;
+"""
+
+
+def test_aggregate_functions() -> None:
+    inputs = [
+        {"topic": "s", "key": 1, "timestamp": 10, "value": {"v": None, "d": 1.5, "name": "b"}},
+        {"topic": "s", "key": 1, "timestamp": 30, "value": {"V": 2147483647, "D": None, "NAME": "a"}},
+        {"topic": "s", "key": 1, "timestamp": 20, "value": {"v": 3, "d": 2.5, "name": None}},
+        {"topic": "s", "key": 2, "timestamp": 40, "value": {"v": -7, "d": 0.5, "name": "z"}},
+    ]
+    topics, log = produce(AGG_SQL, inputs)
+    assert log == []
+    assert topics["AGG"] == [
+        {"topic": "AGG", "key": 1, "timestamp": 10, "value": {
+            "N": 1, "NV": 0, "SV": 0, "AV": 0.0, "MN": "b", "MX": 1.5, "LAST_NAME": "b", "FIRST2": [], "TOP2": [1.5]}},
+        {"topic": "AGG", "key": 1, "timestamp": 30, "value": {
+            "N": 2, "NV": 1, "SV": 2147483647, "AV": 2147483647.0, "MN": "a", "MX": 1.5, "LAST_NAME": "a",
+            "FIRST2": [2147483647], "TOP2": [1.5]}},
+        # SUM(INT) is an INT: 2147483647 + 3 wraps to -2147483646; AVG sums exactly: 2147483650 / 2.
+        # The timestamp stays 30: a non-windowed aggregate keeps the highest ROWTIME of its key.
+        {"topic": "AGG", "key": 1, "timestamp": 30, "value": {
+            "N": 3, "NV": 2, "SV": -2147483646, "AV": 1073741825.0, "MN": "a", "MX": 2.5, "LAST_NAME": None,
+            "FIRST2": [2147483647, 3], "TOP2": [2.5, 1.5]}},
+        {"topic": "AGG", "key": 2, "timestamp": 40, "value": {
+            "N": 1, "NV": 1, "SV": -7, "AV": -7.0, "MN": "z", "MX": 0.5, "LAST_NAME": "z", "FIRST2": [-7],
+            "TOP2": [0.5]}},
+    ]
+
+
+EXPR_SQL = """
+CREATE STREAM s (id INT KEY, a INT, b BIGINT, d DOUBLE, t STRING) WITH (kafka_topic='s', value_format='JSON');
+CREATE STREAM o WITH (value_format='DELIMITED') AS SELECT id, a / 2 AS q, a % 3 AS m, b * 2 AS big, d / 0 AS inf,
+  CASE WHEN a > 0 THEN 'pos' WHEN a < 0 THEN 'neg' ELSE 'zero' END AS sign, CAST(d AS INT) AS di,
+  t LIKE 'ab%' AS lk, a IN (1, -7) AS inl, a BETWEEN -10 AND 0 AS btw, ROUND(d) AS r,
+  TIMESTAMPTOSTRING(b, 'yyyy-MM-dd''T''HH:mm:ss.SSSXXX', 'America/New_York') AS ts_ny,
+  COALESCE(t, 'none') AS c, SUBSTRING(t, 2) AS sub
+  FROM s WHERE a IS NOT NULL;
+"""
+
+
+def test_expressions_and_delimited_output() -> None:
+    inputs = [
+        {"topic": "s", "key": 1, "timestamp": 1, "value": {"a": -7, "b": T0 + 123, "d": 2.5, "t": "abc"}},
+        {"topic": "s", "key": 2, "timestamp": 2, "value": {"a": 7, "b": 9223372036854775807, "d": -2.5, "t": None}},
+        {"topic": "s", "key": 3, "timestamp": 3, "value": {"a": None, "b": 1, "d": 1.0, "t": "x"}},
+        {"topic": "s", "key": 4, "timestamp": 4, "value": {"a": 0, "b": 0, "d": 1e300, "t": "x,y"}},
+    ]
+    topics, log = produce(EXPR_SQL, inputs)
+    assert [(r["key"], r["value"], r["timestamp"]) for r in topics["O"]] == [
+        # -7/2 truncates to -3; Java's -7 % 3 is -1; 2.5/0 is Infinity; ROUND(2.5) = 3;
+        # 22:13:20.123 UTC is 17:13:20.123 in New York (UTC-5 in November).
+        (1, "-3,-1,3400000000246,Infinity,neg,2,true,true,true,3,2023-11-14T17:13:20.123-05:00,abc,bc", 1),
+        # BIGINT 2 * 9223372036854775807 wraps to -2; ROUND(-2.5) = -2 (halves go up); the instant is out of
+        # range for a date, so that column is NULL (and logged); NULL LIKE is NULL; SUBSTRING(NULL) is NULL.
+        (2, "3,1,-2,-Infinity,pos,-2,,false,false,-2,,none,", 2),
+        # CAST(1e300 AS INT) saturates; ROUND(1e300) saturates at the BIGINT maximum; strings with the
+        # delimiter are quoted.
+        (4, '0,0,0,Infinity,zero,2147483647,false,false,true,9223372036854775807,'
+            '1969-12-31T19:00:00.000-05:00,"x,y",",y"', 4),
+    ]
+    assert [(entry.offset, entry.reason.split(":")[0]) for entry in log] == [
+        (1, "Error computing expression for column TS_NY")]
+
+
+def test_having_failures_are_tombstones() -> None:
+    statements = ("CREATE STREAM s (id BIGINT KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
+                  "CREATE TABLE h AS SELECT id, COUNT(*) AS c FROM s GROUP BY id HAVING COUNT(*) > 1;")
+    inputs = [{"topic": "s", "key": k, "timestamp": i, "value": {"v": 1}} for i, k in enumerate([1, 1, 2])]
+    topics, _ = produce(statements, inputs)
+    assert [(r["key"], r["value"]) for r in topics["H"]] == [(1, None), (1, {"C": 2}), (2, None)]
+
+
+def test_emit_final_emits_each_window_once_when_it_closes() -> None:
+    statements = ("CREATE STREAM s (id STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
+                  "CREATE TABLE f AS SELECT id, COUNT(*) AS c, SUM(v) AS total FROM s "
+                  "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY id EMIT FINAL;")
+    records = [("B", 9_000, 1), ("A", 1_000, 2), ("A", 5_000, 3), ("A", 12_000, 4), ("A", 3_000, 100),
+               ("B", 15_000, 5), ("A", 25_000, 6)]
+    inputs = [{"topic": "s", "key": k, "timestamp": ts, "value": {"v": v}} for k, ts, v in records]
+    topics, log = produce(statements, inputs)
+    # Grace is 0 with EMIT FINAL: A@12000 closes [0,10000) (A: 2 rows, B: 1 row, in key order);
+    # A@3000 is then late; A@25000 closes [10000,20000). [20000,30000) stays open.
+    assert [(r["key"], r["window"]["start"], r["timestamp"], r["value"]) for r in topics["F"]] == [
+        ("A", 0, 5_000, {"C": 2, "TOTAL": 5}),
+        ("B", 0, 9_000, {"C": 1, "TOTAL": 1}),
+        ("A", 10_000, 12_000, {"C": 1, "TOTAL": 4}),
+        ("B", 10_000, 15_000, {"C": 1, "TOTAL": 5}),
+    ]
+    assert [entry.reason.split(":")[0] for entry in log] == ["late record"]
+
+
+def test_group_by_value_columns_with_json_key() -> None:
+    statements = ("CREATE STREAM s (id BIGINT KEY, region STRING, kind STRING, amount DOUBLE) "
+                  "WITH (kafka_topic='s', value_format='JSON');\n"
+                  "CREATE TABLE t WITH (KEY_FORMAT='JSON') AS SELECT region, kind, SUM(amount) AS total, "
+                  "AS_VALUE(region) AS r FROM s WHERE amount > 0 GROUP BY region, kind;")
+    inputs = [
+        {"topic": "s", "key": 1, "value": {"region": "eu", "kind": "x", "amount": 1.5}},
+        {"topic": "s", "key": 2, "value": {"region": "eu", "kind": "x", "amount": -4.0}},
+        {"topic": "s", "key": 3, "value": {"region": "us", "kind": "x", "amount": 2.0}},
+        {"topic": "s", "key": 4, "value": {"region": "eu", "kind": "x", "amount": 0.25}},
+        {"topic": "s", "key": 5, "value": {"region": None, "kind": "x", "amount": 9.0}},
+    ]
+    topics, log = produce(statements, inputs)
+    assert [(r["key"], r["value"]) for r in topics["T"]] == [
+        ({"REGION": "eu", "KIND": "x"}, {"TOTAL": 1.5, "R": "eu"}),
+        ({"REGION": "us", "KIND": "x"}, {"TOTAL": 2.0, "R": "us"}),
+        ({"REGION": "eu", "KIND": "x"}, {"TOTAL": 1.75, "R": "eu"}),
+    ]
+    assert [entry.reason for entry in log] == ["GROUP BY key is null: record dropped"]
+
+
+def test_timestamp_to_string_uses_the_process_zone_without_a_zone_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+    statements = ("CREATE STREAM s (id STRING KEY, ts BIGINT) WITH (kafka_topic='s', value_format='JSON', "
+                  "timestamp='ts');\n"
+                  "CREATE STREAM o AS SELECT id, TIMESTAMPTOSTRING(ROWTIME, 'yyyy-MM-dd HH:mm:ss z') AS local, "
+                  "TIMESTAMPTOSTRING(ROWTIME, 'HH:mm', 'Asia/Kolkata') AS ist FROM s;")
+    inputs = [{"topic": "s", "key": "k", "value": {"ts": T0}}]
+    monkeypatch.setenv("TZ", "UTC")
+    topics, _ = produce(statements, inputs)
+    assert topics["O"][0]["value"] == {"LOCAL": "2023-11-14 22:13:20 UTC", "IST": "03:43"}
+    monkeypatch.setenv("TZ", "Europe/Paris")  # UTC+1 in November
+    topics, _ = produce(statements, inputs)
+    assert topics["O"][0]["value"] == {"LOCAL": "2023-11-14 23:13:20 CET", "IST": "03:43"}
+    assert topics["O"][0]["timestamp"] == T0
