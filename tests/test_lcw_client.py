@@ -19,8 +19,6 @@ from producers.metrics import ProducerMetrics
 from producers.sim.launcher import SimApiServer
 from tests.fixtures_sim_api import WRONG_KEY, reference_rate
 
-pytest_plugins = ["tests.fixtures_sim_api"]
-
 KEY = "client-test-key"
 FAST = RetryPolicy(attempts=5, backoff_s=0.001, max_wait_s=5.0)
 

@@ -17,8 +17,6 @@ from coinstream.local_broker import free_port
 from producers.client import SIMULATED_API_KEY
 from tests.fixtures_sim_api import SIM_SEED, WRONG_KEY, cli_env, read_topic, reference_rate
 
-pytest_plugins = ["tests.fixtures_sim_api"]
-
 TEN = ["USDT", "BTC", "ETH", "FDUSD", "XRP", "SOL", "USDC", "DOGE", "LINK", "AAVE"]
 DELIVERED = re.compile(r"delivered key=(\S+) ts=(\d+) to (\S+)\[(\d+)\]@(\d+)")
 SUMMARY = re.compile(r"(\d+) records produced, (\d+) delivered, (\d+) delivery failures")

@@ -22,8 +22,6 @@ from producers.metrics import ProducerMetrics
 from producers.sim.catalog import COINS
 from tests.fixtures_sim_api import read_topic, reference_rate
 
-pytest_plugins = ["tests.fixtures_sim_api"]
-
 TEN = list(DEFAULT_COINS)
 API_FIELDS = {"code", "rate", "volume", "cap", "liquidity", "delta", "name", "symbol", "rank", "age",
               "color", "png32", "png64", "webp32", "webp64", "exchanges", "markets", "pairs",

@@ -18,8 +18,6 @@ from producers.sim.launcher import SimApiProcess
 from producers.sim.state import Fault, SimState, parse_fault_spec
 from tests.fixtures_sim_api import SIM_SEED, WRONG_KEY, cli_env, reference_rate
 
-pytest_plugins = ["tests.fixtures_sim_api"]
-
 KEY = {"x-api-key": "test-key"}
 DAY_MS = 86_400_000
 META_FIELDS = {"name", "symbol", "rank", "age", "color", "png32", "png64", "webp32", "webp64",
