@@ -4,7 +4,7 @@ The loop: consume; parse each message into its landing table's rows, or an error
 the reason; when the batch is big enough (`batch_rows` messages) or old enough (`batch_ms`),
 insert one block per table through clickhouse-connect, and only then commit the offsets.
 
-Exactly-once on top of at-least-once delivery (clickhouse/README.md, "Exactly-once"):
+Exactly-once on top of at-least-once delivery (clickhouse/schema/README.md, "Exactly-once"):
 - a message already in ClickHouse is skipped (`landed.LandedIndex`: high-water mark per table
   and partition read at assignment, identity check below it), so redelivery after a crash, a
   re-read by a new consumer group, or batches cut differently than the first time never double a

@@ -10,12 +10,14 @@
 -- arrays, never JSON strings. Nullable only where the source may say "unknown" (volume, cap and
 -- supplies of small coins, meta fields): NULL is unknown, never 0.
 --
--- Exactly-once (see clickhouse/README.md, "Exactly-once"): plain MergeTree without PARTITION BY,
--- so one insert is one part (all or nothing) and rows land in offset order; the loader reads
--- max(_offset) per (_topic, _partition) from each table at assignment and skips what is already
--- there. `non_replicated_deduplication_window` makes a retried insert with the same
+-- Exactly-once (clickhouse/schema/README.md, "Exactly-once"): plain MergeTree without PARTITION
+-- BY, so one insert is one part (all or nothing) and a table's rows of a partition land in offset
+-- order. At assignment the loader reads max(_offset) per (_topic, _partition) from each table and
+-- checks a redelivered message at or below it by identity (_offset, _timestamp, _key), skipping it
+-- only if it is there; the minmax index on _offset keeps that lookup to a few granules.
+-- `non_replicated_deduplication_window` makes a retried insert with the same
 -- `insert_deduplication_token` a no-op, for this table and for the materialized views behind it.
---
+
 -- Message contracts (the producers' side; the loader enforces them):
 --
 -- coins_current_full: key = code (UTF-8); value = one LiveCoinWatch /coins/map coin with
@@ -77,7 +79,8 @@ CREATE TABLE IF NOT EXISTS coins_current_full
     _offset            Int64,
     _timestamp         DateTime64(3, 'UTC'),
     _key               String,
-    _loaded_at         DateTime64(3, 'UTC') DEFAULT now64(3)
+    _loaded_at         DateTime64(3, 'UTC') DEFAULT now64(3),
+    INDEX offset_minmax _offset TYPE minmax GRANULARITY 1
 )
 ENGINE = MergeTree
 ORDER BY (code, fetched_at, _offset)
@@ -104,7 +107,8 @@ CREATE TABLE IF NOT EXISTS coins_historical
     _offset            Int64,
     _timestamp         DateTime64(3, 'UTC'),
     _key               String,
-    _loaded_at         DateTime64(3, 'UTC') DEFAULT now64(3)
+    _loaded_at         DateTime64(3, 'UTC') DEFAULT now64(3),
+    INDEX offset_minmax _offset TYPE minmax GRANULARITY 1
 )
 ENGINE = MergeTree
 ORDER BY (code, date, _offset)
@@ -123,7 +127,8 @@ CREATE TABLE IF NOT EXISTS ohlc_by_minute
     _offset            Int64,
     _timestamp         DateTime64(3, 'UTC'),
     _key               String,
-    _loaded_at         DateTime64(3, 'UTC') DEFAULT now64(3)
+    _loaded_at         DateTime64(3, 'UTC') DEFAULT now64(3),
+    INDEX offset_minmax _offset TYPE minmax GRANULARITY 1
 )
 ENGINE = MergeTree
 ORDER BY (code, window_start, _offset)
@@ -139,7 +144,8 @@ CREATE TABLE IF NOT EXISTS mov_avg_60s
     _offset            Int64,
     _timestamp         DateTime64(3, 'UTC'),
     _key               String,
-    _loaded_at         DateTime64(3, 'UTC') DEFAULT now64(3)
+    _loaded_at         DateTime64(3, 'UTC') DEFAULT now64(3),
+    INDEX offset_minmax _offset TYPE minmax GRANULARITY 1
 )
 ENGINE = MergeTree
 ORDER BY (code, window_start, _offset)

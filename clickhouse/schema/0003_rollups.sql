@@ -11,7 +11,7 @@
 --
 -- Exactly-once: an MV fires on every insert into its source, so a duplicate insert would double
 -- `samples`. The loader never re-inserts a row it already landed (high-water mark per partition,
--- clickhouse/README.md), and a retried insert carries the same insert_deduplication_token: with
+-- clickhouse/schema/README.md), and a retried insert carries the same insert_deduplication_token: with
 -- non_replicated_deduplication_window on the source and on these targets (and
 -- deduplicate_blocks_in_dependent_materialized_views, on by default in ClickHouse 26), the retried
 -- block is dropped before and behind the MVs. open/high/low/close and coins_latest are idempotent
