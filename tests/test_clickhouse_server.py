@@ -304,6 +304,7 @@ def test_readonly_user_reads_but_cannot_write(clickhouse_server, clickhouse_clie
         with pytest.raises(DatabaseError) as caught:
             reader.insert("t", [[7]], column_names=["a"])
         assert caught.value.code == 164
+        assert f"DB::Exception: {TEST_READONLY_USER}: Cannot execute query in readonly mode" in str(caught.value)
     finally:
         reader.close()
     assert clickhouse_client.query("SELECT count(), sum(a) FROM t").result_rows == [(2, 3)]
@@ -354,7 +355,7 @@ def test_kafka_engine_is_refused(clickhouse_client):
 
 
 def test_sessions_keep_state_and_request_settings_do_not_leak(clickhouse_server):
-    first, second = clickhouse_server.client(), clickhouse_server.client()
+    first, second = clickhouse_server.client(database="default"), clickhouse_server.client()
     try:
         default_block = first.query("SELECT getSetting('max_block_size')").result_rows[0][0]
         first.command("CREATE TEMPORARY TABLE scratch (a UInt32)")
@@ -369,6 +370,16 @@ def test_sessions_keep_state_and_request_settings_do_not_leak(clickhouse_server)
                            settings={"max_block_size": 777}).result_rows == [(777,)]
         assert first.query("SELECT getSetting('max_block_size')").result_rows == [(default_block,)]
         assert second.query("SELECT getSetting('max_threads')").result_rows != [(1,)]
+        # The database parameter applies per request, whatever USE did to the session.
+        first.command("USE system")
+        assert first.query("SELECT currentDatabase()").result_rows == [("default",)]
+        assert first.query("SELECT currentDatabase()", settings={"max_block_size": 5}).result_rows == [("default",)]
+        with pytest.raises(DatabaseError) as caught:
+            first.query("SELECT 1", settings={"no_such_setting_here": 1, "max_block_size": 9})
+        assert caught.value.code == 115
+        assert first.query("SELECT getSetting('max_block_size'), getSetting('max_threads')").result_rows == [
+            (default_block, 1)
+        ]
     finally:
         first.close()
         second.close()

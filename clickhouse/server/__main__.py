@@ -32,11 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", type=Path, default=settings.clickhouse_data_dir)
     parser.add_argument("--workers", type=int, default=8, help="chDB calls running at once")
     parser.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="shut down when the parent process exits (used by the test launcher)")
     args = parser.parse_args(argv)
     configure_logging(settings.log_level, component="clickhouse")
     config = ServerConfig(
         path=args.path, users=users_from_settings(settings), host=args.host, port=args.port,
-        max_workers=args.workers, port_file=args.port_file,
+        max_workers=args.workers, port_file=args.port_file, exit_with_parent=args.exit_with_parent,
     )
     try:
         serve(config)

@@ -34,7 +34,7 @@ from clickhouse.server.protocol import (
     QueryRequest, Summary, check_output_format, content_type, exception_block, is_streamable,
     new_exception_tag, parse_query_request,
 )
-from clickhouse.server.sessions import Session, SessionStore
+from clickhouse.server.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,16 @@ BODY_CHUNK = 1 << 16
 # The most request-body bytes kept in memory while looking for the end of an INSERT statement,
 # and for a whole non-INSERT query (chDB applies `max_query_size` itself afterwards).
 MAX_QUERY_TEXT = 64 << 20
+# Beyond this many bytes of statement text the INSERT/data boundary is searched once, not per chunk.
+SCAN_INCREMENTALLY = 1 << 20
+# Response blocks at least this large are compressed on a helper thread, not the event loop.
+OFFLOAD_COMPRESSION = 256 << 10
 # Results buffered for `wait_end_of_query=1` spill to a temporary file beyond this size.
 SPOOL_IN_MEMORY = 32 << 20
 # chDB streams only SELECTs ("Streaming query is not supported" for DESCRIBE, SHOW, ...).
 _STREAMED_STATEMENTS = frozenset({"SELECT", "WITH"})
+# Statements that change a session's own settings or database (see sessions.py).
+_SESSION_STATEMENTS = frozenset({"SET", "USE"})
 
 STATE_KEY = web.AppKey("clickhouse_state", object)
 
@@ -64,6 +70,14 @@ def _first_values(params: Mapping[str, str]) -> dict[str, str]:
     for key, value in params.items():
         result.setdefault(key, value)
     return result
+
+
+def _as_user(error: ClickHouseError, user_name: str) -> ClickHouseError:
+    """chDB runs everything as its internal user `default`; name the requesting user instead."""
+    internal = "DB::Exception: default: "
+    if user_name in ("-", "default") or internal not in error.message:
+        return error
+    return ClickHouseError(error.code, error.message.replace(internal, f"DB::Exception: {user_name}: ", 1))
 
 
 def _error_response(state: ServerState, error: ClickHouseError, query_id: str | None) -> web.Response:
@@ -100,12 +114,16 @@ class RequestBody:
                 return decoded
         return None
 
-    async def drain(self) -> None:
-        """Read and drop the rest, so the client can finish sending and then read our answer."""
-        with contextlib.suppress(Exception):
-            while await self._content.read(BODY_CHUNK):
-                pass
-        self._finished = True
+
+async def _drain(request: web.Request) -> None:
+    """Read and drop the rest of the body, so the client can finish sending and read our answer.
+
+    HTTP clients such as urllib3 send the whole body before reading the response; answering an
+    early error (unknown table, bad data) without consuming the body would break their pipe.
+    """
+    with contextlib.suppress(Exception):
+        while await request.content.read(BODY_CHUNK):
+            pass
 
 
 async def handle_ping(request: web.Request) -> web.Response:
@@ -117,9 +135,10 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
     started = time.monotonic()
     params = _first_values(request.query)
     query_id = params.get("query_id")
-    body: RequestBody | None = None
     user_name = "-"
     try:
+        if request.method in ("GET", "HEAD") and not params.get("query"):
+            return web.Response(text="Ok.\n")  # ClickHouse answers this without credentials
         user = state.users.authenticate(params, request.headers)
         user_name = user.name
         query_request = parse_query_request(params, request.headers)
@@ -132,15 +151,12 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
             )
         is_get = request.method in ("GET", "HEAD")
         if is_get:
-            if not query_request.query_param:
-                return web.Response(text="Ok.\n")
-            source = _QuerySource(query_request.query_param.encode("utf-8"), None)
+            source = _QuerySource((query_request.query_param or "").encode("utf-8"), None)
         elif (request.content_type or "").startswith("multipart/form-data"):
             source = await _read_multipart(request, query_request)
         else:
-            body = RequestBody(request)
             prefix = (query_request.query_param + "\n").encode("utf-8") if query_request.query_param else b""
-            source = _QuerySource(prefix, body)
+            source = _QuerySource(prefix, RequestBody(request))
         response = await _execute(request, state, user, query_request, source, is_get)
         log.debug(
             "%s %s user=%s query_id=%s status=%s %.1f ms", request.method, request.path,
@@ -148,16 +164,14 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
         )
         return response
     except ClickHouseError as error:
-        if body is not None:
-            await body.drain()
+        await _drain(request)
         log.info("query failed: user=%s query_id=%s code=%s", user_name, query_id, error.code)
-        return _error_response(state, error, query_id)
+        return _error_response(state, _as_user(error, user_name), query_id)
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception as error:  # a bug of ours: still answer like ClickHouse, and log it
         log.exception("internal error handling query_id=%s", query_id)
-        if body is not None:
-            await body.drain()
+        await _drain(request)
         return _error_response(state, ClickHouseError.make(STD_EXCEPTION, f"Internal server error: {error}"), query_id)
 
 
@@ -192,6 +206,14 @@ async def _read_multipart(request: web.Request, query_request: QueryRequest) -> 
     return _QuerySource(query_text.encode("utf-8"), None)
 
 
+async def _split_insert(buffer: bytearray, final: bool) -> sqlscan.InsertSplit | None:
+    """`sqlscan.split_insert` over the bytes; long texts are scanned off the event loop."""
+    text = buffer.decode("latin-1")
+    if len(text) <= SCAN_INCREMENTALLY:
+        return sqlscan.split_insert(text, final)
+    return await asyncio.get_running_loop().run_in_executor(None, sqlscan.split_insert, text, final)
+
+
 async def _read_rest(buffer: bytearray, body: RequestBody | None) -> None:
     """Append the rest of the body to `buffer` (a query text, so bounded by MAX_QUERY_TEXT)."""
     while body is not None:
@@ -212,16 +234,22 @@ async def _execute(
     eof = source.body is None
     while True:
         try:
-            split = sqlscan.split_insert(buffer.decode("latin-1"), final=eof)
+            split = await _split_insert(buffer, eof)
             break
         except sqlscan.NeedMore:
+            if eof:  # cannot happen with final=True; never spin on it
+                split = None
+                break
+            if len(buffer) > SCAN_INCREMENTALLY:
+                # A very long statement with no data yet: stop rescanning, scan it whole once.
+                await _read_rest(buffer, source.body)
+                eof = True
+                continue
             chunk = await source.body.next() if source.body is not None else None
             if chunk is None:
                 eof = True
             else:
                 buffer += chunk
-                if len(buffer) > MAX_QUERY_TEXT:
-                    raise ClickHouseError.make(QUERY_IS_TOO_LARGE, "Max query size exceeded") from None
     if split is not None and split.uses_select:
         # INSERT ... SELECT: fine as a plain query unless data follows (input() is unsupported).
         await _read_rest(buffer, source.body)
@@ -248,27 +276,25 @@ async def _connection(
 ) -> AsyncIterator[EngineConnection]:
     """The connection a request runs on, with the request's settings and database applied.
 
-    With a session: the session's connection; the request's settings and database are put back
-    afterwards, since URL settings apply to one query only. Without: a new connection, made
-    read-only first for the read-only user and for GET requests, closed afterwards.
+    With a session: the session's connection carrying the request's settings and database (see
+    `sessions.py`). Without: a new connection, made read-only first for the read-only user and for
+    GET requests, closed afterwards.
     """
     engine = state.engine
     if query_request.session_id:
         session = await state.sessions.acquire(
             query_request.session_id, user, query_request.session_timeout, query_request.session_check
         )
-        broken = False
         try:
-            snapshot = await engine.call(_enter_session, session, query_request)
+            await engine.call(session.prepare, query_request.settings, query_request.database)
             try:
                 yield session.connection
             finally:
-                try:
-                    await engine.call(_leave_session, session, snapshot)
-                except Exception:
-                    broken = True
+                if session.connection.changes_session_state:
+                    await engine.call(session.reset_quietly)
         finally:
-            state.sessions.release(session, broken=broken)
+            session.connection.changes_session_state = False
+            state.sessions.release(session)
         return
     connection = await engine.call(_fresh_connection, engine, user, query_request, is_get)
     try:
@@ -289,27 +315,6 @@ def _fresh_connection(engine: Engine, user: User, query_request: QueryRequest, i
         connection.close()
         raise
     return connection
-
-
-def _enter_session(session: Session, query_request: QueryRequest) -> tuple[dict[str, str | None], str | None]:
-    connection = session.connection
-    snapshot = connection.snapshot_settings(list(query_request.settings))
-    database = connection.current_database() if query_request.database else None
-    try:
-        connection.apply_settings(query_request.settings)
-        if query_request.database:
-            connection.use_database(query_request.database)
-    except BaseException:
-        _leave_session(session, (snapshot, database))
-        raise
-    return snapshot, database
-
-
-def _leave_session(session: Session, saved: tuple[dict[str, str | None], str | None]) -> None:
-    snapshot, database = saved
-    session.connection.restore_settings(snapshot)
-    if database is not None:
-        session.connection.use_database(database)
 
 
 def _base_headers(state: ServerState, query_request: QueryRequest, fmt: str, summary: Summary) -> dict[str, str]:
@@ -361,17 +366,20 @@ async def _run_query(
     query_request: QueryRequest, query: str, is_get: bool,
 ) -> web.StreamResponse:
     engine = state.engine
+    keyword = sqlscan.first_keyword(query)
+    if keyword in _SESSION_STATEMENTS:
+        connection.changes_session_state = True
     await engine.call(check_statement, connection, query, is_get)
     check_output_format(query_request.default_format)
     fmt = check_output_format(sqlscan.output_format(query) or query_request.default_format)
     parameters = query_request.query_parameters
     encoder = _encoder_for(request, state, query_request)
-    if sqlscan.first_keyword(query) in _STREAMED_STATEMENTS and is_streamable(fmt):
+    if keyword in _STREAMED_STATEMENTS and is_streamable(fmt):
         stream = await engine.call(connection.stream, query, fmt, parameters)
         try:
             first = await engine.call(stream.next_chunk)  # errors here still get a proper status
             if query_request.wait_end_of_query:
-                return await _buffered_stream_response(state, query_request, fmt, stream, first, encoder)
+                return await _buffered_stream_response(request, state, query_request, fmt, stream, first, encoder)
             return await _streaming_response(request, state, query_request, fmt, stream, first, encoder)
         finally:
             await engine.call(stream.cancel)
@@ -388,10 +396,19 @@ def _encode_all(codec: Encoder, data: bytes) -> bytes:
     return codec.compress(data) + codec.finish()
 
 
+async def _encode_chunk(codec: Encoder | None, data: bytes) -> bytes:
+    """Compress one block of a streamed response; big blocks off the event loop."""
+    if codec is None:
+        return data
+    if len(data) < OFFLOAD_COMPRESSION:
+        return codec.compress(data)
+    return await asyncio.get_running_loop().run_in_executor(None, codec.compress, data)
+
+
 async def _buffered_stream_response(
-    state: ServerState, query_request: QueryRequest, fmt: str, stream: EngineStream,
-    first: bytes | None, encoder: tuple[str, Encoder] | None,
-) -> web.Response:
+    request: web.Request, state: ServerState, query_request: QueryRequest, fmt: str,
+    stream: EngineStream, first: bytes | None, encoder: tuple[str, Encoder] | None,
+) -> web.StreamResponse:
     """`wait_end_of_query=1`: the whole result first (spilling to disk if large), then the answer,
     so that an error anywhere in the result still becomes an HTTP error status."""
     engine = state.engine
@@ -399,16 +416,22 @@ async def _buffered_stream_response(
         chunk = first
         codec = encoder[1] if encoder else None
         while chunk is not None:
-            spool.write(codec.compress(chunk) if codec else chunk)
+            spool.write(await _encode_chunk(codec, chunk))
             chunk = await engine.call(stream.next_chunk)
         if codec:
             spool.write(codec.finish())
+        size = spool.tell()
         spool.seek(0)
-        data = spool.read()
-    headers = _base_headers(state, query_request, fmt, stream.summary)
-    if encoder:
-        headers["Content-Encoding"] = encoder[0]
-    return web.Response(body=data, headers=headers)
+        headers = _base_headers(state, query_request, fmt, stream.summary)
+        if encoder:
+            headers["Content-Encoding"] = encoder[0]
+        response = web.StreamResponse(headers=headers)
+        response.content_length = size
+        await response.prepare(request)
+        while block := spool.read(BODY_CHUNK * 16):
+            await response.write(block)
+        await response.write_eof()
+        return response
 
 
 async def _streaming_response(
@@ -429,7 +452,7 @@ async def _streaming_response(
     chunk = first
     try:
         while chunk is not None:
-            await response.write(codec.compress(chunk) if codec else chunk)
+            await response.write(await _encode_chunk(codec, chunk))
             chunk = await engine.call(stream.next_chunk)
     except ClickHouseError as error:
         log.info("query failed while streaming: query_id=%s code=%s", query_request.query_id, error.code)

@@ -166,6 +166,8 @@ class EngineConnection:
     def __init__(self, raw: Any) -> None:
         self._raw = raw
         self.readonly = False
+        # Set by the app when a request runs SET/USE on a session's connection.
+        self.changes_session_state = False
 
     def make_readonly(self) -> None:
         """Switch this connection to `readonly` for good (chDB refuses to lower it again)."""

@@ -28,7 +28,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,7 +74,7 @@ class RunningServer:
     def credentials(self, readonly: bool = False) -> tuple[str, str]:
         return (self.readonly_user, self.readonly_password) if readonly else (self.user, self.password)
 
-    def client(self, readonly: bool = False, **kwargs: Any):
+    def client(self, readonly: bool = False, **kwargs: Any) -> "Client":
         """A clickhouse-connect client for this server (full user, or the read-only one)."""
         import clickhouse_connect
 
@@ -179,6 +182,7 @@ def start_server(
     command = [
         sys.executable, "-m", "clickhouse.server", "--host", "127.0.0.1", "--port", str(port),
         "--path", str(path), "--workers", str(workers), "--port-file", str(port_file),
+        "--exit-with-parent",
     ]
     log_file = open(log_path, "ab")
     process = subprocess.Popen(

@@ -31,6 +31,7 @@ class ServerConfig:
     port: int = 8123
     max_workers: int = 8
     port_file: Path | None = None
+    exit_with_parent: bool = False  # stop when the process that started it dies (tests)
 
 
 def users_from_settings(settings: object) -> tuple[User, ...]:
@@ -51,6 +52,8 @@ async def serve_async(config: ServerConfig, stop: asyncio.Event | None = None) -
     from clickhouse.server.engine import Engine
 
     engine = Engine(config.path, max_workers=config.max_workers)
+    if engine.timezone != "UTC":  # chDB was loaded before TZ could be set (DESIGN §6 wants UTC)
+        log.warning("the ClickHouse server time zone is %s, not UTC", engine.timezone)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -58,6 +61,7 @@ async def serve_async(config: ServerConfig, stop: asyncio.Event | None = None) -
             loop.add_signal_handler(signum, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
+    watchdog = asyncio.create_task(_watch_parent(stop)) if config.exit_with_parent else None
     app = build_app(engine, UserDirectory(list(config.users)))
     runner = web.AppRunner(
         app, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=5.0,
@@ -79,8 +83,20 @@ async def serve_async(config: ServerConfig, stop: asyncio.Event | None = None) -
         await stop.wait()
         log.info("shutting down")
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         await runner.cleanup()
         engine.close()
+
+
+async def _watch_parent(stop: asyncio.Event) -> None:
+    """Set `stop` once the parent process is gone (we get re-parented), so no test leaves an orphan."""
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(0.5)
+        if os.getppid() != parent:
+            log.warning("parent process %s exited: shutting down", parent)
+            stop.set()
 
 
 def serve(config: ServerConfig) -> None:

@@ -5,6 +5,13 @@ creates a temporary table expects to see it in its next query, as on a real serv
 owns one `EngineConnection` (its own settings, current database, temporary tables); it is used by
 one request at a time (a concurrent one gets SESSION_IS_LOCKED, like ClickHouse) and closed after
 `session_timeout` seconds without use. Requests without a session get a fresh connection each.
+
+URL settings and the `database` parameter apply to one request only, while `SET`/`USE` statements
+change the session. Putting the session back after every request costs several chDB calls, and a
+client sends the same URL settings every time, so the restore is lazy: the request's settings stay
+applied after it, remembered with the session's own values, and the next request only changes what
+differs (restoring what it no longer asks for). After a `SET` or `USE` statement everything is put
+back at once, so the session's own state is never confused with a request's.
 """
 
 from __future__ import annotations
@@ -26,9 +33,62 @@ class Session:
     timeout_s: float
     busy: bool = False
     expires_at: float = field(default_factory=time.monotonic)
+    # Request settings currently set on the connection, and the session's values they replaced
+    # (None = the setting's default); the same for the database.
+    applied: dict[str, str] = field(default_factory=dict)
+    originals: dict[str, str | None] = field(default_factory=dict)
+    applied_database: str | None = None
+    original_database: str | None = None
+    broken: bool = False  # its state could not be put back: dropped on release
 
     def touch(self) -> None:
         self.expires_at = time.monotonic() + self.timeout_s
+
+    def prepare(self, settings: dict[str, str], database: str | None) -> None:
+        """Make the connection carry exactly these request settings and database (chDB calls)."""
+        connection = self.connection
+        try:
+            stale = {name: self.originals[name] for name in self.applied if name not in settings}
+            if stale:
+                connection.restore_settings(stale)
+                for name in stale:
+                    del self.applied[name], self.originals[name]
+            new_names = [name for name in settings if name not in self.applied]
+            self.originals.update(connection.snapshot_settings(new_names))
+            changed = {name: value for name, value in settings.items() if self.applied.get(name) != value}
+            self.applied.update(changed)  # before applying: a failure must still restore them
+            connection.apply_settings(changed)
+            if database and database != self.applied_database:
+                if self.applied_database is None:
+                    self.original_database = connection.current_database()
+                self.applied_database = database
+                connection.use_database(database)
+            elif not database and self.applied_database is not None:
+                self.reset_database()
+        except BaseException:
+            self.reset_quietly()
+            raise
+
+    def reset(self) -> None:
+        """Put the session's own settings and database back (after SET/USE, or a failure)."""
+        if self.originals:
+            self.connection.restore_settings(self.originals)
+        self.applied.clear()
+        self.originals.clear()
+        if self.applied_database is not None:
+            self.reset_database()
+
+    def reset_quietly(self) -> None:
+        """`reset`, marking the session broken instead of raising if that fails too."""
+        try:
+            self.reset()
+        except Exception:
+            self.broken = True
+
+    def reset_database(self) -> None:
+        original, self.applied_database = self.original_database, None
+        if original:
+            self.connection.use_database(original)
 
 
 class SessionStore:
@@ -74,11 +134,11 @@ class SessionStore:
             connection.make_readonly()
         return connection
 
-    def release(self, session: Session, broken: bool = False) -> None:
-        """Give the session back; a `broken` one (state could not be restored) is dropped."""
+    def release(self, session: Session) -> None:
+        """Give the session back; a broken one (state could not be restored) is dropped."""
         session.busy = False
         session.touch()
-        if broken and self._sessions.get(session.session_id) is session:
+        if session.broken and self._sessions.get(session.session_id) is session:
             del self._sessions[session.session_id]
             asyncio.get_running_loop().create_task(self._engine.call(session.connection.close))
 

@@ -156,9 +156,9 @@ def split_insert(text: str, final: bool) -> InsertSplit | None:
     ClickHouse's rule: data follows `VALUES`, or follows `FORMAT <name>` after the spaces and at
     most one line break.
     """
-    significant, complete = _complete_tokens(text)
+    significant, _ = _complete_tokens(text)
     if not significant:
-        if complete and final:
+        if final:
             return None
         raise NeedMore
     first = significant[0]
