@@ -289,14 +289,20 @@ def test_errors_carry_clickhouse_code_text_and_status(clickhouse_server, clickho
     assert caught.value.code == 62 and "Multi-statements are not allowed" in str(caught.value)
 
 
-def test_readonly_user_reads_but_cannot_write(clickhouse_server, clickhouse_client):
+def test_readonly_user_reads_but_cannot_write(clickhouse_server, clickhouse_client, tmp_path):
     clickhouse_client.command("CREATE TABLE t (a UInt8) ENGINE = MergeTree ORDER BY a")
     clickhouse_client.insert("t", [[1], [2]], column_names=["a"])
     reader = clickhouse_server.client(readonly=True, database=clickhouse_client.database)
+    written = tmp_path / "written.csv"
     try:
         assert reader.query("SELECT sum(a) FROM t").result_rows == [(3,)]
+        assert reader.command("SHOW TABLES") == "t"
+        assert reader.query("SELECT a FROM t ORDER BY a", settings={"max_threads": 1}).result_rows == [(1,), (2,)]
+        reader.command("SET max_block_size = 1000")
         for statement in ("INSERT INTO t VALUES (9)", "CREATE TABLE u (a UInt8) ENGINE = Memory",
-                          "DROP TABLE t", "SET readonly = 0"):
+                          "DROP TABLE t", "SET readonly = 0", "SYSTEM STOP MERGES", "KILL QUERY WHERE 1",
+                          f"INSERT INTO FUNCTION file('{written}', 'CSV') SELECT 1",
+                          "OPTIMIZE TABLE t FINAL", "CREATE TEMPORARY TABLE tt (a UInt8)"):
             with pytest.raises(DatabaseError) as caught:
                 reader.command(statement)
             assert caught.value.code == 164, statement
@@ -309,6 +315,16 @@ def test_readonly_user_reads_but_cannot_write(clickhouse_server, clickhouse_clie
         reader.close()
     assert clickhouse_client.query("SELECT count(), sum(a) FROM t").result_rows == [(2, 3)]
     assert clickhouse_client.command("EXISTS TABLE u") == 0
+    assert not written.exists()
+
+
+def test_into_outfile_is_refused(clickhouse_client, tmp_path):
+    target = tmp_path / "out.csv"
+    with pytest.raises(DatabaseError) as caught:
+        clickhouse_client.command(f"SELECT 1 INTO OUTFILE '{target}'")
+    assert caught.value.code == 358
+    assert "INTO OUTFILE is not allowed" in str(caught.value)
+    assert not target.exists()
 
 
 def test_wrong_credentials_are_refused_like_clickhouse(clickhouse_server):
@@ -337,8 +353,10 @@ def test_get_requests_are_read_only(clickhouse_server, clickhouse_client):
     clickhouse_client.command("CREATE TABLE g (a UInt8) ENGINE = MergeTree ORDER BY a")
     table = f"{clickhouse_client.database}.g"
     for params in ({}, {"session_id": "get-session"}):
-        status, headers, _ = http(clickhouse_server, f"INSERT INTO {table} VALUES (1)", method="GET", **params)
-        assert (status, headers["X-ClickHouse-Exception-Code"]) == (500, "164")
+        for statement in (f"INSERT INTO {table} VALUES (1)", f"TRUNCATE TABLE {table}", "SYSTEM STOP MERGES"):
+            status, headers, body = http(clickhouse_server, statement, method="GET", **params)
+            assert (status, headers["X-ClickHouse-Exception-Code"]) == (500, "164"), statement
+            assert b"readonly" in body
     assert http(clickhouse_server, f"SELECT count() FROM {table}", method="GET")[2] == b"0\n"
 
 
@@ -497,6 +515,8 @@ def test_statement_checks():
     assert sqlscan.output_format("SELECT 1 FORMAT JSONEachRow") == "JSONEachRow"
     assert sqlscan.output_format("SELECT * FROM (SELECT 1 FORMAT CSV) /* FORMAT XML */") is None
     assert sqlscan.first_keyword("  -- comment\n (SELECT 1)") == "SELECT"
+    assert sqlscan.writes_outfile("select 1 into   outfile 'x.csv'")
+    assert not sqlscan.writes_outfile("SELECT 'INTO OUTFILE' AS into_outfile")
 
 
 def test_request_codecs_handle_concatenated_frames_fed_in_pieces():

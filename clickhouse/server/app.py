@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import tempfile
@@ -24,7 +25,7 @@ from clickhouse.server import sqlscan
 from clickhouse.server.auth import User, UserDirectory
 from clickhouse.server.compression import Decoder, Encoder, request_decoder, response_encoder
 from clickhouse.server.engine import (
-    Engine, EngineConnection, EngineStream, check_statement, get_is_readonly,
+    Engine, EngineConnection, EngineStream, check_statement, get_is_readonly, readonly_refusal,
     refuse_insert_select_with_data,
 )
 from clickhouse.server.errors import (
@@ -262,12 +263,12 @@ async def _execute(
         if not query:
             raise ClickHouseError.make(SYNTAX_ERROR, "Empty query")
         async with _connection(state, user, query_request, is_get) as connection:
-            return await _run_query(request, state, connection, query_request, query, is_get)
+            return await _run_query(request, state, connection, user, query_request, query, is_get)
     statement = bytes(buffer[:split.statement_end]).decode("utf-8", errors="replace").strip()
     first_data = bytes(buffer[split.data_start:])
     async with _connection(state, user, query_request, is_get) as connection:
-        return await _run_insert(state, connection, query_request, statement, split.input_format,
-                                 first_data, source.body, is_get)
+        return await _run_insert(state, connection, user, query_request, statement,
+                                 split.input_format, first_data, source.body, is_get)
 
 
 @contextlib.asynccontextmanager
@@ -335,14 +336,16 @@ def _encoder_for(request: web.Request, state: ServerState, query_request: QueryR
 
 
 async def _run_insert(
-    state: ServerState, connection: EngineConnection, query_request: QueryRequest, statement: str,
-    fmt: str, first_data: bytes, body: RequestBody | None, is_get: bool,
+    state: ServerState, connection: EngineConnection, user: User, query_request: QueryRequest,
+    statement: str, fmt: str, first_data: bytes, body: RequestBody | None, is_get: bool,
 ) -> web.Response:
     """Stream the body into chDB's streaming insert, then answer with the written counts."""
     engine = state.engine
     if is_get:
         raise get_is_readonly()
-    await engine.call(check_statement, connection, statement, is_get)
+    if user.readonly:  # every insert writes (chDB's readonly lets INSERT INTO FUNCTION through)
+        raise readonly_refusal(user.name)
+    await engine.call(check_statement, connection, statement)
     insert = await engine.call(connection.insert, statement, fmt)
     try:
         if first_data:
@@ -362,14 +365,17 @@ async def _run_insert(
 
 
 async def _run_query(
-    request: web.Request, state: ServerState, connection: EngineConnection,
+    request: web.Request, state: ServerState, connection: EngineConnection, user: User,
     query_request: QueryRequest, query: str, is_get: bool,
 ) -> web.StreamResponse:
     engine = state.engine
     keyword = sqlscan.first_keyword(query)
     if keyword in _SESSION_STATEMENTS:
         connection.changes_session_state = True
-    await engine.call(check_statement, connection, query, is_get)
+    await engine.call(functools.partial(
+        check_statement, connection, query, readonly_user=user.name if user.readonly else None,
+        method_is_get=is_get,
+    ))
     check_output_format(query_request.default_format)
     fmt = check_output_format(sqlscan.output_format(query) or query_request.default_format)
     parameters = query_request.query_parameters

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from clickhouse.server.errors import (
-    NOT_IMPLEMENTED, READONLY, SUPPORT_IS_DISABLED, SYNTAX_ERROR, ClickHouseError,
+    INTO_OUTFILE_NOT_ALLOWED, NOT_IMPLEMENTED, READONLY, SUPPORT_IS_DISABLED, SYNTAX_ERROR,
+    ClickHouseError,
 )
 from clickhouse.server.protocol import Summary, set_statement
 from clickhouse.server import sqlscan
@@ -262,21 +263,48 @@ class EngineConnection:
             pass
 
 
-def check_statement(connection: EngineConnection, sql: str, method_is_get: bool) -> None:
+# What a read-only request may run: statements chDB's parser classifies as READ_ONLY, plus the
+# session statements SET and USE (chDB itself refuses `SET readonly`). Everything else the parser
+# calls CONTROL (SYSTEM, KILL, INSERT INTO FUNCTION, SELECT ... INTO OUTFILE, temporary tables) or
+# MUTATING is refused, because chDB's `readonly` setting alone lets some of those through.
+_READONLY_CONTROL_KEYWORDS = frozenset({"SET", "USE"})
+_READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
+
+
+def check_statement(
+    connection: EngineConnection, sql: str, *, readonly_user: str | None = None,
+    method_is_get: bool = False,
+) -> None:
     """Refuse what the server must never run, before chDB sees it.
 
-    A Kafka table (DESIGN §6), several statements in one request (ClickHouse's HTTP interface
-    refuses them too), and writes over GET (ClickHouse treats GET as read-only).
+    A Kafka table (DESIGN §6); `INTO OUTFILE` (it would write files on this machine; ClickHouse's
+    server refuses it too); several statements in one request (ClickHouse's HTTP interface refuses
+    them); and, for the read-only user (`readonly_user`, its name) or a GET request, anything that
+    is not a read.
     """
     if sqlscan.creates_kafka_table(sql):
         raise ClickHouseError.make(SUPPORT_IS_DISABLED, KAFKA_REFUSAL)
+    if sqlscan.writes_outfile(sql):
+        raise ClickHouseError.make(INTO_OUTFILE_NOT_ALLOWED, "INTO OUTFILE is not allowed")
     classification = connection.classify(sql)
-    if classification is None:
-        return
-    if classification.statement_count > 1:
+    if classification is not None and classification.statement_count > 1:
         raise ClickHouseError.make(SYNTAX_ERROR, "Syntax error (Multi-statements are not allowed)")
-    if method_is_get and classification.query_class == "MUTATING":
-        raise get_is_readonly()
+    if readonly_user is None and not method_is_get:
+        return
+    keyword = sqlscan.first_keyword(sql)
+    if classification is None:
+        allowed = keyword in _READ_KEYWORDS | _READONLY_CONTROL_KEYWORDS
+    else:
+        allowed = classification.query_class in ("READ_ONLY", "UNKNOWN") or (
+            classification.query_class == "CONTROL" and keyword in _READONLY_CONTROL_KEYWORDS
+        )
+    if not allowed:
+        raise get_is_readonly() if method_is_get else readonly_refusal(readonly_user or "default")
+
+
+def readonly_refusal(user_name: str) -> ClickHouseError:
+    """ClickHouse's answer to a write by a user with the `readonly` setting."""
+    return ClickHouseError.make(READONLY, f"{user_name}: Cannot execute query in readonly mode")
 
 
 def get_is_readonly() -> ClickHouseError:

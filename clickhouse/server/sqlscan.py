@@ -247,3 +247,12 @@ def creates_kafka_table(query: str) -> bool:
             if following[0].text.strip('`"').lower() == "kafka":
                 return True
     return False
+
+
+def writes_outfile(query: str) -> bool:
+    """Whether the query has an `INTO OUTFILE` clause (chDB would write that file locally)."""
+    found, _ = _complete_tokens(query)
+    return any(
+        token.is_word("INTO") and following.is_word("OUTFILE")
+        for token, following in zip(found, found[1:])
+    )
