@@ -63,7 +63,8 @@ def free_port(host: str = LOOPBACK) -> int:
 
 def wait_for_metadata(bootstrap: str, timeout_s: float = 30.0) -> None:
     """Block until the broker at `bootstrap` answers a metadata request, or raise `BrokerError`."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4"})
+    # log_level 2: librdkafka's "connection refused" errors are expected while the broker starts.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "log_level": 2})
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while time.monotonic() < deadline:

@@ -71,12 +71,16 @@ EXPECTED_FORMS: dict[str, str] = {
     "POLL_INTERVAL_S": "a number of seconds > 0",
     "DAILY_CREDIT_BUDGET": "a whole number of credits > 0",
     "HISTORICAL_DAILY_CREDITS": "a whole number of credits >= 0",
+    "HISTORICAL_BACKFILL_DAYS": "a whole number of days >= 1",
+    "HISTORICAL_CLOSE_MARGIN_S": "a number of seconds >= 0",
     "LCW_CONNECT_TIMEOUT_S": "a number of seconds > 0",
     "LCW_READ_TIMEOUT_S": "a number of seconds > 0",
     "LCW_RETRY_ATTEMPTS": "a whole number of attempts >= 1",
     "LCW_RETRY_BACKOFF_S": "a number of seconds >= 0 (first retry wait; doubles per attempt)",
     "LCW_RETRY_MAX_WAIT_S": "a number of seconds >= 0 (longest single retry wait)",
     "KAFKA_BOOTSTRAP_SERVERS": "host:port[,host:port…]",
+    "KAFKA_LOCAL_PORT": "a TCP port number 1-65535",
+    "SIM_API_PORT": "a TCP port number 1-65535",
     "KAFKA_SECURITY_PROTOCOL": "one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
     "KAFKA_SASL_MECHANISM": "one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
     "KAFKA_SASL_USERNAME": "the SASL user name (Confluent Cloud: the API key)",
@@ -128,6 +132,10 @@ class Settings(BaseSettings):
     poll_interval_s: float | None = Field(None, gt=0)
     daily_credit_budget: int = Field(10_000, gt=0)
     historical_daily_credits: int = Field(500, ge=0)
+    # Daily closes: the default backfill window (the latest N closed days), and how long after
+    # 12:00 UTC a day counts as closed (the API needs a moment to have the 12:00 point).
+    historical_backfill_days: int = Field(30, ge=1)
+    historical_close_margin_s: float = Field(300.0, ge=0)
     lcw_connect_timeout_s: float = Field(5.0, gt=0)
     lcw_read_timeout_s: float = Field(15.0, gt=0)
     lcw_retry_attempts: int = Field(5, ge=1)
@@ -136,6 +144,8 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap_servers: str | None = None
+    kafka_local_port: int = Field(LOCAL_KAFKA_PORT, ge=1, le=65535)
+    sim_api_port: int = Field(SIMULATED_API_PORT, ge=1, le=65535)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
@@ -220,7 +230,7 @@ class Settings(BaseSettings):
         if self.lcw_base_url:
             return self.lcw_base_url
         if self.uses_simulated_api:
-            return f"http://127.0.0.1:{SIMULATED_API_PORT}"
+            return f"http://127.0.0.1:{self.sim_api_port}"
         return "https://api.livecoinwatch.com"
 
     @property
@@ -230,7 +240,7 @@ class Settings(BaseSettings):
     @property
     def effective_kafka_bootstrap(self) -> str:
         """Configured bootstrap servers, else the local broker's default address."""
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{LOCAL_KAFKA_PORT}"
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_local_port}"
 
     @property
     def uses_local_clickhouse(self) -> bool:

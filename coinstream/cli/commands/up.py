@@ -1,0 +1,34 @@
+"""`coinstream up`: the whole local stack in one command."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from common.settings import Settings
+
+from coinstream.stack.services import local_stack
+from coinstream.stack.supervisor import StackError, Supervisor
+
+
+@click.command("up")
+@click.option("--infra-only", is_flag=True,
+              help="Start only the local broker and ClickHouse server.")
+@click.pass_obj
+def command(settings: Settings, infra_only: bool) -> None:
+    """Start every local part in dependency order, restart crashed ones, stop all on Ctrl+C."""
+    services = local_stack(settings, infrastructure_only=infra_only)
+    supervisor = Supervisor(services)
+
+    def announce() -> None:
+        target = settings.clickhouse_target()
+        supervisor.say("up", f"ready: Kafka {settings.effective_kafka_bootstrap}, "
+                             f"ClickHouse {target.http_url}")
+        supervisor.say("up", 'try: coinstream sql "SELECT code, rate, updated_at FROM overview_for_dashboard"')
+        supervisor.say("up", "Ctrl+C stops everything")
+
+    try:
+        asyncio.run(supervisor.run_until_stopped(on_ready=announce))
+    except StackError as error:
+        raise click.ClickException(str(error)) from None

@@ -1,0 +1,1 @@
+"""The local stack: which processes run, and the supervisor that runs them."""

@@ -1,0 +1,79 @@
+"""Which processes make up the local stack, in dependency order, and how to tell each is ready.
+
+A part configured to an external service (KAFKA_BOOTSTRAP_SERVERS, CLICKHOUSE_URL, LCW_API_KEY)
+is not started: the stack then uses that service, exactly as every component would on its own.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from common.settings import Settings
+
+from coinstream.local_broker import BrokerError, wait_for_metadata
+from coinstream.stack.supervisor import Service
+
+
+def _coinstream(*args: str) -> list[str]:
+    return [sys.executable, "-m", "coinstream", *args]
+
+
+def http_probe(url: str, method: str = "GET", body: bytes | None = None) -> Callable[[], bool]:
+    """A readiness probe: True when `url` answers 2xx."""
+    def probe() -> bool:
+        request = urllib.request.Request(url, data=body, method=method,
+                                         headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=1.0) as response:
+                return 200 <= response.status < 300
+        except (urllib.error.URLError, OSError):
+            return False
+    return probe
+
+
+def kafka_probe(bootstrap: str) -> Callable[[], bool]:
+    """A readiness probe: True when the broker answers a metadata request."""
+    def probe() -> bool:
+        try:
+            wait_for_metadata(bootstrap, timeout_s=1.0)
+            return True
+        except BrokerError:
+            return False
+    return probe
+
+
+def infrastructure(settings: Settings) -> list[Service]:
+    """The broker and the ClickHouse server, where they are local."""
+    services = []
+    if settings.uses_local_kafka:
+        services.append(Service("broker", _coinstream("broker", "--port", str(settings.kafka_local_port)),
+                                ready=kafka_probe(settings.effective_kafka_bootstrap)))
+    if settings.uses_local_clickhouse:
+        port = str(settings.clickhouse_port)
+        services.append(Service(
+            "clickhouse", _coinstream("clickhouse", "serve", "--port", port),
+            ready=http_probe(f"http://127.0.0.1:{port}/ping")))
+    return services
+
+
+def pipeline(settings: Settings) -> list[Service]:
+    """Schema migrations, the simulated API (without an API key), and the pipeline's processes."""
+    services = [Service("migrate", _coinstream("clickhouse", "migrate"), oneshot=True)]
+    if settings.uses_simulated_api and not settings.lcw_base_url:
+        services.append(Service(
+            "sim-api", _coinstream("sim-api", "--port", str(settings.sim_api_port)),
+            ready=http_probe(f"{settings.effective_lcw_base_url}/status", "POST", b"{}")))
+    services.append(Service("loader", _coinstream("load", "--no-migrate")))
+    services.append(Service("producer", _coinstream("produce", "current")))
+    return services
+
+
+def local_stack(settings: Settings, infrastructure_only: bool = False) -> list[Service]:
+    """Every service of `coinstream up`, in start order."""
+    services = infrastructure(settings)
+    if not infrastructure_only:
+        services += pipeline(settings)
+    return services

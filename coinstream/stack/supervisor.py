@@ -1,0 +1,211 @@
+"""A small process supervisor for the local stack.
+
+Why our own: the stack needs dependency order with readiness probes (the loader must not start
+before ClickHouse answers), one-shot steps (migrations) between long-running services, restarts
+with backoff, and every child's output on one terminal with a prefix. supervisord and circus run
+as daemons with config files and know nothing of readiness; honcho prefixes output but never
+restarts. The logic here is a few dozen lines of asyncio around `asyncio.create_subprocess_exec`.
+
+Children get SIGTERM if the supervisor dies (Linux `PR_SET_PDEATHSIG`), so even a `kill -9` of
+`coinstream up` leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+# Exit code of a usage or settings error (click, and our settings check): restarting cannot help.
+CONFIGURATION_ERROR_EXIT_CODE = 2
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Service:
+    """One part of the stack.
+
+    `ready` is a blocking probe (run in a thread) that returns True once the service answers;
+    without it the service counts as ready once started. A `oneshot` service must exit 0 before the
+    next one starts and is never restarted.
+    """
+
+    name: str
+    argv: Sequence[str]
+    ready: Callable[[], bool] | None = None
+    oneshot: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    ready_timeout_s: float = 60.0
+
+
+@dataclass
+class ServiceState:
+    service: Service
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    status: str = "pending"  # pending, starting, running, done, backoff, failed, stopped
+
+
+class StackError(RuntimeError):
+    """A service could not be started (a one-shot failed, or a probe timed out)."""
+
+
+class Supervisor:
+    """Start services in order, restart crashed ones with backoff, stop everything on request."""
+
+    def __init__(self, services: Sequence[Service], *, out=None, min_backoff_s: float = 1.0,
+                 max_backoff_s: float = 30.0, healthy_after_s: float = 60.0,
+                 stop_timeout_s: float = 10.0) -> None:
+        self.states = [ServiceState(service) for service in services]
+        self.out = out or sys.stdout
+        self.min_backoff_s = min_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.healthy_after_s = healthy_after_s
+        self.stop_timeout_s = stop_timeout_s
+        self._stopping = asyncio.Event()
+        self.failure: StackError | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._width = max((len(s.name) for s in services), default=8)
+
+    # ---- output -------------------------------------------------------------------------------
+
+    def say(self, name: str, line: str) -> None:
+        self.out.write(f"{name:<{self._width}} | {line}\n")
+        self.out.flush()
+
+    async def _pump(self, name: str, stream: asyncio.StreamReader) -> None:
+        while True:
+            line = await stream.readline()
+            if not line:
+                return
+            self.say(name, line.decode(errors="replace").rstrip())
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    async def _spawn(self, state: ServiceState) -> None:
+        service = state.service
+        state.status = "starting"
+        state.process = await asyncio.create_subprocess_exec(
+            *service.argv,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env={**os.environ, **service.env},
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            start_new_session=True,
+        )
+        state.started_at = time.monotonic()
+        self._tasks.append(asyncio.create_task(self._pump(service.name, state.process.stdout)))
+
+    async def _await_ready(self, state: ServiceState) -> None:
+        service = state.service
+        if service.oneshot:
+            code = await state.process.wait()
+            if code != 0:
+                state.status = "failed"
+                raise StackError(f"{service.name} failed with exit code {code}")
+            state.status = "done"
+            return
+        deadline = time.monotonic() + service.ready_timeout_s
+        while service.ready is not None and not await asyncio.to_thread(service.ready):
+            if state.process.returncode is not None:
+                raise StackError(f"{service.name} exited with code {state.process.returncode} "
+                                 "before it was ready")
+            if time.monotonic() > deadline or self._stopping.is_set():
+                raise StackError(f"{service.name} was not ready within {service.ready_timeout_s:.0f}s")
+            await asyncio.sleep(0.2)
+        state.status = "running"
+
+    async def _watch(self, state: ServiceState) -> None:
+        """Restart the service whenever it exits, with exponential backoff, until stopping."""
+        backoff = self.min_backoff_s
+        while not self._stopping.is_set():
+            code = await state.process.wait()
+            if self._stopping.is_set():
+                return
+            if code == CONFIGURATION_ERROR_EXIT_CODE:
+                state.status = "failed"
+                self.say(state.service.name, "exited with a configuration error; not restarting it. "
+                                             "Stopping the stack.")
+                self.failure = StackError(f"{state.service.name} has a configuration error "
+                                          "(see its output above)")
+                self._stopping.set()
+                return
+            if time.monotonic() - state.started_at >= self.healthy_after_s:
+                backoff = self.min_backoff_s
+            state.status = "backoff"
+            self.say(state.service.name, f"exited with code {code}; restarting in {backoff:.1f}s")
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                return
+            except asyncio.TimeoutError:
+                pass
+            backoff = min(backoff * 2, self.max_backoff_s)
+            state.restarts += 1
+            await self._spawn(state)
+            state.status = "running"
+
+    async def start(self) -> None:
+        """Start every service in order, each after the previous one is ready (or done)."""
+        for state in self.states:
+            self.say(state.service.name, "starting: " + " ".join(state.service.argv[-3:]))
+            await self._spawn(state)
+            await self._await_ready(state)
+            if not state.service.oneshot:
+                self.say(state.service.name, "ready")
+                self._tasks.append(asyncio.create_task(self._watch(state)))
+
+    async def stop(self) -> None:
+        """Stop long-running services in reverse order: SIGTERM, then SIGKILL after a timeout."""
+        self._stopping.set()
+        for state in reversed(self.states):
+            process = state.process
+            if process is None or process.returncode is not None:
+                continue
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=self.stop_timeout_s)
+            except asyncio.TimeoutError:
+                self.say(state.service.name, "did not stop in time; killing it")
+                process.kill()
+                await process.wait()
+            state.status = "stopped"
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def run_until_stopped(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Start everything, then wait for SIGINT/SIGTERM; always stop what was started."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._stopping.set)
+        try:
+            starting = asyncio.create_task(self.start())
+            stopping = asyncio.create_task(self._stopping.wait())
+            done, _ = await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if starting in done:
+                starting.result()  # raise a start failure
+                if on_ready is not None:
+                    on_ready()
+                await stopping
+            else:
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+        finally:
+            await self.stop()
+        if self.failure is not None:
+            raise self.failure

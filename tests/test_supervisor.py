@@ -1,0 +1,90 @@
+"""The stack supervisor: start order with readiness, restarts with backoff, prefixed output, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from coinstream.stack.supervisor import Service, StackError, Supervisor
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def run(supervisor: Supervisor, after_start) -> None:
+    async def scenario() -> None:
+        await supervisor.start()
+        try:
+            await after_start()
+        finally:
+            await supervisor.stop()
+    asyncio.run(scenario())
+
+
+def test_crashing_service_is_restarted_with_growing_backoff(tmp_path: Path):
+    counter = tmp_path / "starts"
+    # Crashes on its first two starts, then stays up.
+    code = (f"import pathlib, time; p = pathlib.Path({str(counter)!r}); "
+            "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
+            "print('start', n, flush=True); time.sleep(0 if n < 3 else 60); raise SystemExit(1)")
+    out = io.StringIO()
+    supervisor = Supervisor([Service("flaky", python(code))], out=out, min_backoff_s=0.2)
+
+    async def wait_for_third_start() -> None:
+        for _ in range(100):
+            if "flaky | start 3" in out.getvalue():
+                return
+            await asyncio.sleep(0.05)
+
+    run(supervisor, wait_for_third_start)
+    state = supervisor.states[0]
+    assert state.restarts == 2
+    lines = out.getvalue().splitlines()
+    assert "flaky | exited with code 1; restarting in 0.2s" in lines
+    assert "flaky | exited with code 1; restarting in 0.4s" in lines
+    assert [line for line in lines if "start " in line and "starting" not in line] == [
+        "flaky | start 1", "flaky | start 2", "flaky | start 3"]
+    assert state.status == "stopped"
+
+
+def test_services_start_in_order_after_readiness_and_oneshots(tmp_path: Path):
+    marker = tmp_path / "ready"
+    out = io.StringIO()
+    services = [
+        Service("first", python(f"import pathlib, time; time.sleep(0.5); "
+                                f"pathlib.Path({str(marker)!r}).touch(); time.sleep(60)"),
+                ready=marker.exists),
+        Service("once", python(f"import pathlib, sys; sys.exit(0 if pathlib.Path({str(marker)!r}).exists() else 3)"),
+                oneshot=True),
+        Service("second", python("import time; print('up', flush=True); time.sleep(60)")),
+    ]
+    supervisor = Supervisor(services, out=out)
+    run(supervisor, lambda: asyncio.sleep(0.3))
+    assert [s.status for s in supervisor.states] == ["stopped", "done", "stopped"]
+    lines = out.getvalue().splitlines()
+    assert lines.index("first  | ready") < lines.index("second | ready")
+
+
+def test_failed_oneshot_stops_the_start():
+    supervisor = Supervisor([Service("migrate", python("raise SystemExit(4)"), oneshot=True)],
+                            out=io.StringIO())
+    with pytest.raises(StackError, match="migrate failed with exit code 4"):
+        asyncio.run(supervisor.start())
+
+
+def test_configuration_error_is_not_restarted_and_stops_the_stack():
+    out = io.StringIO()
+    supervisor = Supervisor([Service("producer", python("import time; time.sleep(0.2); raise SystemExit(2)"))],
+                            out=out, min_backoff_s=0.1)
+
+    async def scenario() -> None:
+        await supervisor.run_until_stopped()
+
+    with pytest.raises(StackError, match="producer has a configuration error"):
+        asyncio.run(scenario())
+    assert supervisor.states[0].restarts == 0
