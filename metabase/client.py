@@ -1,0 +1,145 @@
+"""A small client for Metabase's REST API: authentication, JSON in and out, readable errors.
+
+Why our own and not a client library: provisioning needs six endpoints, and a readable error
+("POST /api/card answered HTTP 400: name: value must be a non-blank string") matters more than
+coverage. Authentication follows Metabase's docs: `POST /api/session` {username, password} gives a
+session id sent as `X-Metabase-Session`, or an API key is sent as `x-api-key`.
+
+Secrets (the password, the API key, the session id, and any extra secret the caller names, such as
+the ClickHouse password inside a database's details) never appear in an error message: Metabase
+sometimes echoes request fields in its errors, so every message is scrubbed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import requests
+
+SESSION_HEADER = "X-Metabase-Session"
+API_KEY_HEADER = "x-api-key"
+_MAX_MESSAGE = 500
+
+
+class MetabaseError(RuntimeError):
+    """A request failed: the method, path, HTTP status (None without an answer) and Metabase's message."""
+
+    def __init__(self, method: str, path: str, status: int | None, message: str) -> None:
+        self.method, self.path, self.status, self.message = method, path, status, message
+        where = f"{method} {path}"
+        super().__init__(f"{where} answered HTTP {status}: {message}" if status is not None
+                         else f"{where} failed: {message}")
+
+
+def error_message(body: str) -> str:
+    """Metabase's explanation out of an error body: `message`, else the per-field `errors`, else the text."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:_MAX_MESSAGE] or "(empty answer)"
+    if isinstance(data, dict):
+        if isinstance(data.get("message"), str):
+            return data["message"][:_MAX_MESSAGE]
+        errors = data.get("errors")
+        if isinstance(errors, dict) and errors:
+            return "; ".join(f"{field}: {reason}" for field, reason in errors.items())[:_MAX_MESSAGE]
+    if isinstance(data, str):
+        return data[:_MAX_MESSAGE]
+    return body.strip()[:_MAX_MESSAGE]
+
+
+class MetabaseClient:
+    """JSON requests against one Metabase, authenticated by an API key or a session."""
+
+    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 30.0,
+                 secrets: Iterable[str] = ()) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._http = requests.Session()
+        self._secrets = {secret for secret in secrets if secret}
+        self._session_id: str | None = None
+        if api_key:
+            self._secrets.add(api_key)
+            self._http.headers[API_KEY_HEADER] = api_key
+
+    def add_secret(self, secret: str | None) -> None:
+        """Another value to keep out of error messages (e.g. a password inside a request body)."""
+        if secret:
+            self._secrets.add(secret)
+
+    def login(self, username: str, password: str) -> None:
+        """Open a session with a user's credentials (`POST /api/session`)."""
+        self.add_secret(password)
+        answer = self.request("POST", "/api/session", {"username": username, "password": password})
+        session_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(session_id, str) or not session_id:
+            raise MetabaseError("POST", "/api/session", None, "the answer holds no session id")
+        self.add_secret(session_id)
+        self._session_id = session_id
+        self._http.headers[SESSION_HEADER] = session_id
+
+    def logout(self) -> None:
+        """End the session opened by `login` (nothing to do with an API key)."""
+        if self._session_id is not None:
+            try:
+                self.request("DELETE", "/api/session")
+            except MetabaseError:
+                pass  # the session expires by itself; logging out is a courtesy
+            self._session_id = None
+            self._http.headers.pop(SESSION_HEADER, None)
+
+    def close(self) -> None:
+        self.logout()
+        self._http.close()
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("POST", path, body)
+
+    def put(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("PUT", path, body)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                params: dict[str, Any] | None = None) -> Any:
+        """Send one request; return the decoded JSON (None for an empty answer) or raise MetabaseError."""
+        try:
+            response = self._http.request(method, self.url + path, json=body, params=params,
+                                          timeout=self.timeout)
+        except requests.RequestException as error:
+            raise MetabaseError(method, path, None, self.scrub(_reason(error))) from None
+        if response.status_code >= 400:
+            raise MetabaseError(method, path, response.status_code,
+                                self.scrub(error_message(response.text)))
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise MetabaseError(method, path, response.status_code,
+                                "the answer is not JSON") from None
+
+    def scrub(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def __enter__(self) -> "MetabaseClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause of a transport failure (e.g. "Connection refused"), without URLs."""
+    current: BaseException | None = error
+    reason, seen = type(error).__name__, set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            reason = current.strerror
+        current = current.__cause__ or current.__context__
+    return reason
