@@ -26,8 +26,13 @@ Test modules import the names below directly, so assertion rewriting is off: PYT
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +164,52 @@ def known_dataset_database(clickhouse_server: Any) -> Iterator[str]:
         client.close()
         admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
         admin.close()
+
+
+@dataclass
+class DashboardProcess:
+    """A `coinstream dashboard --port 0` subprocess and the URL it printed."""
+
+    process: subprocess.Popen
+    url: str
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then SIGKILL if it does not exit in time; the exit status."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        return self.process.returncode
+
+
+def start_dashboard(clickhouse_server: Any, database: str, cwd: Path, *args: str,
+                    clickhouse_url: str | None = None) -> DashboardProcess:
+    """Start the dashboard reading `database` as the read-only user; wait for its URL line."""
+    from tests.fixtures_clickhouse import TEST_READONLY_PASSWORD, TEST_READONLY_USER
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith(
+        ("CLICKHOUSE_", "METABASE_", "KAFKA_", "LCW_"))}
+    env.update({
+        "TZ": "UTC",
+        # The full user's URL names server and database; the read-only user replaces its credentials.
+        "CLICKHOUSE_URL": clickhouse_url or clickhouse_server.dsn(database=database),
+        "CLICKHOUSE_READONLY_USER": TEST_READONLY_USER,
+        "CLICKHOUSE_READONLY_PASSWORD": TEST_READONLY_PASSWORD,
+    })
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coinstream", "dashboard", "--port", "0", *args],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    line = process.stdout.readline() if process.stdout else ""
+    prefix = "coinstream dashboard: serving "
+    if not line.startswith(prefix):
+        process.kill()
+        _, errors = process.communicate(timeout=15)
+        raise RuntimeError(f"the dashboard did not start: {line!r} {errors[-2000:]}")
+    return DashboardProcess(process, line[len(prefix):].split()[0].rstrip("/"))

@@ -1,0 +1,128 @@
+"""The live dashboard in headless Chromium, over ClickHouse holding the known dataset.
+
+The page is opened on an empty database first (its empty state must say so), then the known dataset
+(tests/fixtures_dashboard.py) is inserted and the page must pick it up by itself: the overview shows
+BTC's latest rate, the candlestick chart the expected number of candles for each coin and
+timeframe, with the moving average over them. Everything the page loads comes from the dashboard
+server (plotly.js included). A screenshot is saved to test-artifacts/dashboard.png.
+
+Chromium is Debian's (`apt-get install chromium`, done by `COINSTREAM_SETUP_BROWSER=1
+scripts/setup.sh`), driven by Playwright without any browser download.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures_dashboard import load_known_dataset, start_dashboard
+
+pytest_plugins = ["tests.fixtures_clickhouse", "tests.fixtures_dashboard"]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 20_000
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("Debian's chromium is not installed: run COINSTREAM_SETUP_BROWSER=1 "
+                    "scripts/setup.sh (or apt-get install chromium)")
+    return path
+
+
+@pytest.fixture
+def dashboard(clickhouse_server: Any, migrated_database: str, tmp_path: Path):
+    process = start_dashboard(clickhouse_server, migrated_database, tmp_path, "--interval", "0.3")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def page(tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=chromium_path(), headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+def wait_for_candles(page: Any, coin: str, timeframe: str, state: str = "ready") -> dict[str, str]:
+    selector = (f'#candles[data-state="{state}"][data-coin="{coin}"]'
+                f'[data-timeframe="{timeframe}"]')
+    element = page.wait_for_selector(selector, state="attached", timeout=WAIT_MS)
+    return {name: element.get_attribute(f"data-{name}") for name in ("candle-count", "overlay-count")}
+
+
+def test_live_dashboard_in_chromium(clickhouse_server, migrated_database, dashboard, page):
+    requested: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text)
+            if message.type == "error" else None)
+
+    page.goto(dashboard.url + "/")
+    # Before any data: a clear empty state, not an empty chart.
+    wait_for_candles(page, "BTC", "1m", state="empty")
+    assert page.inner_text("#candles-empty").startswith("No 1m candles for BTC yet.")
+    overview = page.wait_for_selector('[data-card="market_overview"][data-state="empty"]',
+                                      timeout=WAIT_MS)
+    assert overview.inner_text().endswith("No data yet.")
+
+    client = clickhouse_server.client(database=migrated_database)
+    try:
+        load_known_dataset(client)
+    finally:
+        client.close()
+
+    # The page picks the data up by itself: ten 1-minute candles, 21 moving-average points.
+    assert wait_for_candles(page, "BTC", "1m") == {"candle-count": "10", "overlay-count": "21"}
+    page.wait_for_selector('[data-card="market_overview"][data-state="ready"]', timeout=WAIT_MS)
+    rate = page.locator('[data-card="market_overview"] tr[data-code="BTC"] td[data-column="rate"]')
+    assert rate.inner_text() == "$60,910.00"
+    assert rate.get_attribute("data-value") == "60910"
+    codes = page.locator('[data-card="market_overview"] tbody tr').evaluate_all(
+        "rows => rows.map(row => row.dataset.code)")
+    assert codes == ["BTC", "ETH"]  # by market cap
+    assert page.inner_text('[data-card="latest_rate"] .scalar') == "$60,910.00"
+    assert page.locator("#coin option").evaluate_all("options => options.map(o => o.value)") == \
+        ["BTC", "ETH"]
+    page.wait_for_selector('[data-card="price_mov_avg_60s"][data-state="ready"] .main-svg',
+                           timeout=WAIT_MS)
+
+    page.select_option("#timeframe", "5m")
+    assert wait_for_candles(page, "BTC", "5m")["candle-count"] == "2"
+    page.select_option("#coin", "ETH")
+    assert wait_for_candles(page, "ETH", "5m")["candle-count"] == "2"
+    assert page.inner_text('[data-card="latest_rate"] .scalar') == "$3,095.00"
+    page.select_option("#timeframe", "1d")
+    # One daily candle; the 10-day average of the 12:00 closes drawn within its range (03-09 12:00).
+    assert wait_for_candles(page, "ETH", "1d") == {"candle-count": "1", "overlay-count": "1"}
+    assert page.url.endswith("?coin=ETH&timeframe=1d")
+
+    page.goto(dashboard.url + "/?coin=BTC&timeframe=1m")
+    assert wait_for_candles(page, "BTC", "1m")["candle-count"] == "10"
+    page.wait_for_selector('[data-card="daily_close_10d"][data-state="ready"] .main-svg',
+                           timeout=WAIT_MS)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    link = page.locator("a#attribution")
+    assert link.get_attribute("href") == "https://www.livecoinwatch.com" and link.is_visible()
+    assert [url for url in requested if not url.startswith(dashboard.url + "/")] == []
+    assert dashboard.url + "/vendor/plotly.min.js" in requested
+    assert problems == []
