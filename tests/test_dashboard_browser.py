@@ -4,7 +4,8 @@ The page is opened on an empty database first (its empty state must say so), the
 (tests/fixtures_dashboard.py) is inserted and the page must pick it up by itself: the overview shows
 BTC's latest rate, the candlestick chart the expected number of candles for each coin and
 timeframe, with the moving average over them. Everything the page loads comes from the dashboard
-server (plotly.js included). A screenshot is saved to test-artifacts/dashboard.png.
+server (plotly.js included). Screenshots are saved to test-artifacts/dashboard-empty.png and
+test-artifacts/dashboard.png.
 
 Chromium is Debian's (`apt-get install chromium`, done by `COINSTREAM_SETUP_BROWSER=1
 scripts/setup.sh`), driven by Playwright without any browser download.
@@ -82,6 +83,8 @@ def test_live_dashboard_in_chromium(clickhouse_server, migrated_database, dashbo
     overview = page.wait_for_selector('[data-card="market_overview"][data-state="empty"]',
                                       timeout=WAIT_MS)
     assert overview.inner_text().endswith("No data yet.")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-empty.png"))
 
     client = clickhouse_server.client(database=migrated_database)
     try:
@@ -118,7 +121,6 @@ def test_live_dashboard_in_chromium(clickhouse_server, migrated_database, dashbo
     assert wait_for_candles(page, "BTC", "1m")["candle-count"] == "10"
     page.wait_for_selector('[data-card="daily_close_10d"][data-state="ready"] .main-svg',
                            timeout=WAIT_MS)
-    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
     link = page.locator("a#attribution")
