@@ -74,24 +74,24 @@ class CardSource:
         with self._lock:
             try:
                 client = self._connect()
+                for card in self.cards_for(timeframe):
+                    sql, parameters = bind(card.sql, {"coin": coin})
+                    try:
+                        result = client.query(sql, parameters=parameters)
+                    except Exception as error:
+                        if not self._is_server_error(error):
+                            raise
+                        errors[card.key] = self._reason(error)  # ClickHouse refused this card
+                        continue
+                    cards[card.key] = {
+                        "columns": list(result.column_names),
+                        "rows": [[json_value(value) for value in row] for row in result.result_rows],
+                    }
             except Exception as error:  # unreachable, refused, bad credentials: show it, retry later
+                self._drop_client()
                 return {"coin": coin, "timeframe": timeframe, "cards": {}, "errors": {},
                         "error": f"cannot reach ClickHouse at {self.target.http_url} as "
                                  f"{self.target.username}: {self._reason(error)}"}
-            for card in self.cards_for(timeframe):
-                sql, parameters = bind(card.sql, {tag: coin for tag in card.tags})
-                try:
-                    result = client.query(sql, parameters=parameters)
-                except Exception as error:
-                    errors[card.key] = self._reason(error)
-                    if not self._is_server_error(error):
-                        self._drop_client()
-                        break
-                    continue
-                cards[card.key] = {
-                    "columns": list(result.column_names),
-                    "rows": [[json_value(value) for value in row] for row in result.result_rows],
-                }
         return {"coin": coin, "timeframe": timeframe, "cards": cards, "errors": errors,
                 "error": None}
 
@@ -110,11 +110,12 @@ class CardSource:
         return self._client
 
     def _drop_client(self) -> None:
-        if self._client is not None:
+        client, self._client = self._client, None
+        if client is not None:
             try:
-                self._client.close()
-            finally:
-                self._client = None
+                client.close()
+            except Exception:
+                pass  # a broken connection may fail to close; it is dropped either way
 
     @staticmethod
     def _is_server_error(error: Exception) -> bool:

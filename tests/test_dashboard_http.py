@@ -123,3 +123,25 @@ def test_sigterm_stops_the_server_with_a_stream_open(clickhouse_server, known_da
         assert process.stop(timeout=10) == 0
     finally:
         response.close()
+
+
+def test_a_failing_card_is_reported_alone(clickhouse_server, known_dataset_database, tmp_path):
+    from common.settings import ClickHouseTarget
+    from dashboard.data import CardSource
+    from metabase.spec import DEFAULT_SPEC
+
+    text = DEFAULT_SPEC.read_text()
+    assert text.count("FROM v_change_by_day_latest") == 1
+    path = tmp_path / "spec.yaml"
+    path.write_text(text.replace("FROM v_change_by_day_latest", "FROM v_no_such_view"))
+    target = ClickHouseTarget("127.0.0.1", clickhouse_server.port, "dashboard",
+                              TEST_READONLY_PASSWORD, known_dataset_database, False)
+    source = CardSource(load_spec(path), target)
+    try:
+        snapshot = source.snapshot("BTC", "1m")
+    finally:
+        source.close()
+    assert snapshot["error"] is None and list(snapshot["errors"]) == ["changes_latest"]
+    assert "v_no_such_view" in snapshot["errors"]["changes_latest"]
+    assert TEST_READONLY_PASSWORD not in snapshot["errors"]["changes_latest"]
+    assert len(snapshot["cards"]["ohlc_1m"]["rows"]) == 10
