@@ -182,9 +182,8 @@ class DashboardProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         return self.process.returncode
 
 
@@ -202,14 +201,16 @@ def start_dashboard(clickhouse_server: Any, database: str, cwd: Path, *args: str
         "CLICKHOUSE_READONLY_USER": TEST_READONLY_USER,
         "CLICKHOUSE_READONLY_PASSWORD": TEST_READONLY_PASSWORD,
     })
-    process = subprocess.Popen(
-        [sys.executable, "-m", "coinstream", "dashboard", "--port", "0", *args],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    log = cwd / "dashboard.log"  # a file, not a pipe: a full pipe would block the server
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "coinstream", "dashboard", "--port", "0", *args],
+            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True,
+        )
     line = process.stdout.readline() if process.stdout else ""
     prefix = "coinstream dashboard: serving "
     if not line.startswith(prefix):
         process.kill()
-        _, errors = process.communicate(timeout=15)
-        raise RuntimeError(f"the dashboard did not start: {line!r} {errors[-2000:]}")
+        process.wait(15)
+        raise RuntimeError(f"the dashboard did not start: {line!r} {log.read_text()[-2000:]}")
     return DashboardProcess(process, line[len(prefix):].split()[0].rstrip("/"))
