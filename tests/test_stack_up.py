@@ -110,14 +110,17 @@ def test_up_infra_only_serves_kafka_and_clickhouse(tmp_path):
 
 def test_supervisor_killed_hard_takes_its_children_along(tmp_path):
     process, _ = start_up(tmp_path, "--infra-only")
+    everything: list[psutil.Process] = []
     try:
         wait_for_line(process, "Ctrl+C stops everything")
-        children = [p for p in descendants(process.pid) if "coinstream" in " ".join(p.cmdline())]
+        everything = descendants(process.pid)
+        children = [p for p in everything if "coinstream" in " ".join(p.cmdline())]
         assert len(children) == 2
         process.kill()
         process.wait(10)
         _, alive = psutil.wait_procs(children, timeout=20)
         assert [p.pid for p in alive] == []
     finally:
-        for child in psutil.Process().children(recursive=True):
-            child.kill()
+        for leftover in everything:  # only what this test started, never the session's servers
+            if leftover.is_running():
+                leftover.kill()
