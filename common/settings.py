@@ -81,6 +81,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "KAFKA_BOOTSTRAP_SERVERS": "host:port[,host:port…]",
     "KAFKA_LOCAL_PORT": "a TCP port number 1-65535",
     "SIM_API_PORT": "a TCP port number 1-65535",
+    "DASHBOARD_PORT": "a TCP port number 1-65535",
     "KAFKA_SECURITY_PROTOCOL": "one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
     "KAFKA_SASL_MECHANISM": "one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
     "KAFKA_SASL_USERNAME": "the SASL user name (Confluent Cloud: the API key)",
@@ -146,6 +147,7 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
     kafka_local_port: int = Field(LOCAL_KAFKA_PORT, ge=1, le=65535)
     sim_api_port: int = Field(SIMULATED_API_PORT, ge=1, le=65535)
+    dashboard_port: int = Field(8050, ge=1, le=65535)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None

@@ -20,12 +20,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def start_up(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, dict[str, int]]:
-    ports = {"kafka": free_port(), "clickhouse": free_port(), "sim": free_port()}
+    ports = {"kafka": free_port(), "clickhouse": free_port(), "sim": free_port(),
+             "dashboard": free_port()}
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("KAFKA_", "CLICKHOUSE_", "LCW_"))}
     env.update({
         "KAFKA_LOCAL_PORT": str(ports["kafka"]), "CLICKHOUSE_PORT": str(ports["clickhouse"]),
-        "SIM_API_PORT": str(ports["sim"]), "COINSTREAM_DATA_DIR": str(tmp_path / "data"),
+        "SIM_API_PORT": str(ports["sim"]), "DASHBOARD_PORT": str(ports["dashboard"]),
+        "COINSTREAM_DATA_DIR": str(tmp_path / "data"),
         "POLL_INTERVAL_S": "10", "LOADER_METRICS_PORT": "0", "TZ": "UTC", "PYTHONUNBUFFERED": "1",
     })
     process = subprocess.Popen([sys.executable, "-m", "coinstream", "up", *args], cwd=tmp_path,
@@ -67,12 +69,15 @@ def test_up_starts_pipeline_and_ctrl_c_stops_every_process(tmp_path):
     try:
         lines = wait_for_line(process, "Ctrl+C stops everything")
         started = [line.split("|")[0].strip() for line in lines if line.endswith("| ready")]
-        assert started == ["broker", "clickhouse", "sim-api", "loader", "producer"]
+        assert started == ["broker", "clickhouse", "sim-api", "loader", "producer", "dashboard"]
+        assert f"dashboard: http://127.0.0.1:{ports['dashboard']}/" in [
+            line.split("| ", 1)[1] for line in lines if line.startswith("up ")]
         assert any(line.startswith("migrate") and "6 applied" in line for line in lines) or any(
             "applied" in line for line in lines if line.startswith("migrate"))
         children = descendants(process.pid)
         names = " ".join(" ".join(p.cmdline()) for p in children)
-        for part in ("broker", "clickhouse serve", "sim-api", "load", "produce current", "tansu"):
+        for part in ("broker", "clickhouse serve", "sim-api", "load", "produce current", "tansu",
+                     "dashboard"):
             assert part in names
 
         client = clickhouse_connect.get_client(host="127.0.0.1", port=ports["clickhouse"])

@@ -25,6 +25,8 @@ def command(settings: Settings, infra_only: bool) -> None:
         target = settings.clickhouse_target()
         supervisor.say("up", f"ready: Kafka {settings.effective_kafka_bootstrap}, "
                              f"ClickHouse {target.http_url}")
+        if not infra_only:
+            supervisor.say("up", f"dashboard: http://127.0.0.1:{settings.dashboard_port}/")
         supervisor.say("up", 'try: coinstream sql "SELECT code, rate, updated_at FROM overview_for_dashboard"')
         supervisor.say("up", "Ctrl+C stops everything")
 
