@@ -106,3 +106,9 @@ def current(settings: Settings, once: bool, interval: float | None, topic: str) 
         raise click.ClickException(
             f"{unacknowledged} record(s) still unacknowledged and {counts['delivery_failures']} "
             f"failed delivery to {topic}")
+
+
+# `coinstream produce historical`: the scheduled daily-close job (defined with `coinstream backfill`).
+from coinstream.cli.commands.backfill import historical_command  # noqa: E402
+
+command.add_command(historical_command)
