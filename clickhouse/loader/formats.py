@@ -14,8 +14,8 @@ from typing import Any
 
 from clickhouse.loader.records import Record
 from clickhouse.loader.validation import (
-    MS_PER_DAY, Rejected, code_field, count_field, day_number, decode_object, epoch_ms_field,
-    number_field, text_field, text_list_field,
+    COUNT, MS_PER_DAY, NUMBER, TEXT, Rejected, code_field, count_field, day_number, decode_object,
+    epoch_ms_field, number_field, text_field, text_list_field, typed_fields,
 )
 
 Row = tuple[Any, ...]
@@ -60,7 +60,14 @@ CURRENT_COLUMNS = (
     "exchanges", "markets", "pairs", "all_time_high_usd", "circulating_supply", "total_supply",
     "max_supply", "categories", *META_COLUMNS,
 )
-_DELTAS = ("hour", "day", "week", "month", "quarter", "year")
+_DELTA_PLAN = tuple((period, NUMBER) for period in ("hour", "day", "week", "month", "quarter", "year"))
+_MARKET_PLAN = (("volume", NUMBER), ("cap", NUMBER), ("liquidity", NUMBER))
+_META_PLAN = (
+    ("name", TEXT), ("symbol", TEXT), ("rank", COUNT), ("age", COUNT), ("color", TEXT),
+    ("png32", TEXT), ("png64", TEXT), ("webp32", TEXT), ("webp64", TEXT),
+    ("exchanges", COUNT), ("markets", COUNT), ("pairs", COUNT), ("allTimeHighUSD", NUMBER),
+    ("circulatingSupply", NUMBER), ("totalSupply", NUMBER), ("maxSupply", NUMBER),
+)
 
 
 def parse_current(record: Record) -> list[Row]:
@@ -74,20 +81,13 @@ def parse_current(record: Record) -> list[Row]:
         delta = {}
     elif not isinstance(delta, dict):
         raise Rejected("bad delta: field 'delta' is not an object")
-    deltas = tuple(number_field(delta, period) for period in _DELTAS)
     return [(
         code, fetched_at, rate,
-        number_field(coin, "volume"), number_field(coin, "cap"), number_field(coin, "liquidity"),
-        *deltas,
-        text_field(coin, "name"), text_field(coin, "symbol"),
-        count_field(coin, "rank"), count_field(coin, "age"), text_field(coin, "color"),
-        text_field(coin, "png32"), text_field(coin, "png64"),
-        text_field(coin, "webp32"), text_field(coin, "webp64"),
-        count_field(coin, "exchanges"), count_field(coin, "markets"), count_field(coin, "pairs"),
-        number_field(coin, "allTimeHighUSD"), number_field(coin, "circulatingSupply"),
-        number_field(coin, "totalSupply"), number_field(coin, "maxSupply"),
+        *typed_fields(coin, _MARKET_PLAN),
+        *typed_fields(delta, _DELTA_PLAN),
+        *typed_fields(coin, _META_PLAN),
         text_list_field(coin, "categories"),
-        *_meta(record),
+        record.topic, record.partition, record.offset, record.timestamp_ms, record.key,
     )]
 
 

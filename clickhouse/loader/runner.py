@@ -2,7 +2,8 @@
 
 The loop: consume; parse each message into its landing table's rows, or an error-table row with
 the reason; when the batch is big enough (`batch_rows` messages) or old enough (`batch_ms`),
-insert one block per table through clickhouse-connect, and only then commit the offsets.
+hand it to the insert worker (`pipeline.BatchWorker`), which inserts one block per table through
+clickhouse-connect and only then commits the offsets, while the next batch is being consumed.
 
 Exactly-once on top of at-least-once delivery (clickhouse/schema/README.md, "Exactly-once"):
 - a message already in ClickHouse is skipped (`landed.LandedIndex`: high-water mark per table
@@ -18,6 +19,7 @@ leaves the group cleanly.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from clickhouse.loader.batch import Batch, dedup_token
 from clickhouse.loader.formats import ERROR_COLUMNS, FORMATS, TableFormat, error_row, parse
 from clickhouse.loader.landed import LandedIndex
 from clickhouse.loader.metrics import LoaderMetrics
+from clickhouse.loader.pipeline import BatchWorker
 from clickhouse.loader.records import Record
 from clickhouse.loader.sink import ClickHouseSink, InsertAborted
 from clickhouse.loader.validation import Rejected
@@ -81,6 +84,7 @@ class Loader:
         self._landed = LandedIndex(clickhouse_client)
         self._batch = Batch()
         self._consumer: Consumer | None = None
+        self._worker: BatchWorker[Batch] | None = None
         self._progress = _Progress()
 
     # ---- control ------------------------------------------------------------------------------
@@ -98,8 +102,20 @@ class Loader:
 
     def run(self) -> None:
         """Consume until `request_stop` (or idle, if configured); always leaves the group."""
+        # A batch allocates tens of thousands of short-lived, cycle-free containers (decoded JSON,
+        # rows); with the default gen-0 threshold of 700 the cyclic collector rescans them
+        # constantly and doubles the parsing cost. Reference counting frees them anyway.
+        thresholds = gc.get_threshold()
+        gc.set_threshold(max(thresholds[0], 100_000), *thresholds[1:])
+        try:
+            self._run()
+        finally:
+            gc.set_threshold(*thresholds)
+
+    def _run(self) -> None:
         consumer = Consumer(self._consumer_conf)
         self._consumer = consumer
+        self._worker = BatchWorker(self._land)
         consumer.subscribe(list(self._formats), on_assign=self._on_assign,
                            on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("loader: consuming %s in group %s", ", ".join(self._formats),
@@ -107,12 +123,16 @@ class Loader:
         try:
             while not self._stop:
                 self._step(consumer)
+                self._worker.raise_if_failed()
             self._flush()
+            self._worker.wait_idle()
         except InsertAborted as error:
-            log.warning("loader: %s; the batch will be redelivered", error)
+            log.warning("loader: %s; the uncommitted batches will be redelivered", error)
+            self._batch = Batch()
         finally:
             self._report(consumer)
-            consumer.close()
+            consumer.close()  # leaves the group (on_revoke finds nothing left to land)
+            self._worker.close()
             self._consumer = None
             log.info("loader: stopped")
 
@@ -158,10 +178,14 @@ class Loader:
         self._batch.add(table, columns, record, rows, check)
 
     def _flush(self) -> None:
-        """Insert the batch (one block per table), then commit its offsets."""
-        batch = self._batch
-        if not len(batch):
+        """Hand the batch to the insert worker (after the previous one has landed)."""
+        if not len(self._batch):
             return
+        batch, self._batch = self._batch, Batch()
+        self._worker.submit(batch)
+
+    def _land(self, batch: Batch) -> None:
+        """On the worker: insert the batch (one block per table), then commit its offsets."""
         started = time.monotonic()
         for part in batch.tables.values():
             to_check = part.to_check()
@@ -180,7 +204,6 @@ class Loader:
             time.sleep(self.config.pause_after_insert_s)
         self._commit(batch.next_offsets)
         self.metrics.batches.inc()
-        self._batch = Batch()
 
     def _count(self, table: str, rows: list[tuple], skipped: int) -> None:
         if table.endswith("_clickpipes_error"):
@@ -207,6 +230,7 @@ class Loader:
     # ---- rebalancing --------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._worker.wait_idle()  # the ClickHouse client is the worker's while it lands a batch
         assigned = [(tp.topic, tp.partition) for tp in partitions]
         delay = 0.2
         while True:
@@ -226,13 +250,20 @@ class Loader:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Land and commit what we hold before another member takes the partitions over.
-        self._flush()
+        try:
+            self._flush()
+            self._worker.wait_idle()
+        except InsertAborted as error:
+            log.warning("loader: %s; the uncommitted batches will be redelivered", error)
+            self._batch = Batch()
+            self._stop = True
         self._landed.forget((tp.topic, tp.partition) for tp in partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The partitions already belong to someone else: land nothing more of them (their new
         # owner gets them redelivered and checks ClickHouse before landing anything).
         lost = {(tp.topic, tp.partition) for tp in partitions}
+        self._worker.wait_idle()
         self._batch.drop_partitions(lost)
         self._landed.forget(lost)
 

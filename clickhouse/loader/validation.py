@@ -140,3 +140,37 @@ def day_number(value: Any, name: str) -> int:
     if not 0 <= number <= MAX_DAY_NUMBER:
         raise Rejected(f"bad {name}: field '{name}' is outside 1970..2149")
     return number
+
+
+# Field kinds for `typed_fields`: the common case is checked inline (one loop, no call per field),
+# and anything unusual goes through the precise validators above, which accept it or raise.
+NUMBER, COUNT, TEXT = 0, 1, 2
+
+
+def typed_fields(obj: dict[str, Any], plan: tuple[tuple[str, int], ...]) -> list[Any]:
+    """The optional fields of `plan` in order: non-negative numbers as float, UInt32 counts,
+    strings; absent/null as None. Same rules as number_field/count_field/text_field, faster."""
+    values: list[Any] = []
+    append = values.append
+    get = obj.get
+    for name, kind in plan:
+        value = get(name)
+        if value is None:
+            append(None)
+            continue
+        kind_of_value = type(value)
+        if kind == NUMBER:
+            # orjson never yields NaN or infinity, so a float >= 0 is valid as it is.
+            if kind_of_value is float and value >= 0.0:
+                append(value)
+            elif kind_of_value is int and value >= 0:
+                append(float(value))
+            else:
+                append(number_field(obj, name))
+        elif kind == TEXT:
+            append(value if kind_of_value is str else text_field(obj, name))
+        elif kind_of_value is int and 0 <= value <= UINT32_MAX:
+            append(value)
+        else:
+            append(count_field(obj, name))
+    return values
