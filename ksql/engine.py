@@ -293,6 +293,8 @@ class AggregateRuntime(QueryRuntime):
         plan = self.plan
         offset = row[self._offset_index]
         partition = row[self._partition_index]
+        if self.skip_below and offset < self.skip_below.get(partition, -1):
+            return  # already reflected in the restored state
         if plan.where is not None and not self._where(row):
             return
         try:

@@ -686,9 +686,11 @@ class Catalog:
             if _contains_aggregate(expr):
                 raise InvalidStatement("GROUP BY does not support aggregate functions.", expr.pos.line, expr.pos.column)
             compiled = compiler.compile(expr, group_scope)
-            if compiled.type == NULL or not compiled.type.is_primitive and compiled.type.base != "STRUCT":
-                raise InvalidStatement(f"Invalid GROUP BY expression type {compiled.type}", expr.pos.line,
-                                       expr.pos.column)
+            if compiled.type == NULL:
+                raise InvalidStatement("Can't GROUP BY a NULL literal", expr.pos.line, expr.pos.column)
+            if not compiled.type.is_primitive:
+                raise UnsupportedStatement(f"GROUP BY a {compiled.type.base} expression", expr.pos.line,
+                                           expr.pos.column)
             group_compiled.append(compiled)
         key_count = len(group_by)
 

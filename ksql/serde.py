@@ -336,3 +336,38 @@ def split_windowed_key(data: bytes, session: bool) -> tuple[bytes, int, int | No
 
 def is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, Decimal)) or (isinstance(value, float) and math.isfinite(value))
+
+
+# ---- partitioning -------------------------------------------------------------------------------------------------------
+
+def murmur2(data: bytes) -> int:
+    """Kafka's `Utils.murmur2` (the Java client's default partitioner hash), as a signed 32-bit int."""
+    mask = 0xFFFFFFFF
+    m = 0x5BD1E995
+    length = len(data)
+    h = (0x9747B28C ^ length) & mask
+    for index in range(0, length - length % 4, 4):
+        k = data[index] | (data[index + 1] << 8) | (data[index + 2] << 16) | (data[index + 3] << 24)
+        k = (k * m) & mask
+        k ^= k >> 24
+        k = (k * m) & mask
+        h = (h * m) & mask
+        h ^= k
+    tail = length % 4
+    base = length - tail
+    if tail == 3:
+        h ^= data[base + 2] << 16
+    if tail >= 2:
+        h ^= data[base + 1] << 8
+    if tail >= 1:
+        h ^= data[base]
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def kafka_partition(key: bytes, partitions: int) -> int:
+    """The partition the Java producer (and Kafka Streams' windowed partitioner) picks for `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -21,8 +21,7 @@ from ksql.testrunner import run
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_SQL = "\n".join(Path(p).read_text() for p in sorted(glob.glob(str(ROOT / "ksql/*.sql"))))
 
-# 1700000000000 ms = 2023-11-14 22:13:20 UTC; its minute starts at 1699999980000 (22:13:00).
-T0 = 1_700_000_000_000
+from tests.ksql.known_coins import EXPECTED_AVG, EXPECTED_LOG, EXPECTED_OHLC, INPUTS, T0
 
 
 def plain(value):
@@ -42,72 +41,11 @@ def produce(statements: str, inputs: list[dict]) -> tuple[dict[str, list[dict]],
     return {topic: [plain(r) for r in records] for topic, records in result.actual.items()}, result.processing_log
 
 
-def coin(code: str | None, rate: float | None, fetched_at: int, kafka_ts: int = 5) -> dict:
-    return {"topic": "coins_current_full", "key": code, "timestamp": kafka_ts,
-            "value": {"code": code, "rate": rate, "fetched_at": fetched_at, "name": "n", "rank": 1,
-                      "delta": {"hour": 1.01, "day": 0.99}, "categories": ["x"]}}
-
-
-def ohlc(code, start, ts, minute, o, h, low, c):
-    return {"topic": "ohlc_by_minute", "key": code, "timestamp": ts,
-            "window": {"start": start, "end": start + 60_000, "type": "time"},
-            "value": {"COIN_CODE": code, "WINDOW_START": minute, "OPEN": o, "HIGH": h, "LOW": low, "CLOSE": c}}
-
-
-def avg(code, start, ts, second, value):
-    return {"topic": "mov_avg_60s", "key": code, "timestamp": ts,
-            "window": {"start": start, "end": start + 60_000, "type": "time"},
-            "value": {"COIN_CODE": code, "WINDOW_START": second, "MOV_AVG": value}}
-
-
 def test_project_statements_on_a_known_input() -> None:
-    inputs = [
-        coin("BTC", 100.0, T0),             # 22:13:20
-        coin("BTC", 110.0, T0 + 10_000),    # 22:13:30
-        coin("ETH", None, T0 + 7_000),      # null rate: ignored by every aggregate
-        coin("ETH", 10.0, T0 + 5_000),      # out of order, same windows
-        coin("BTC", 95.0, T0 + 200_000),    # 22:16:40: stream time jumps, close = T0+200000-120000
-        coin("BTC", 1.0, T0 + 30_000),      # 22:13:50: every window of it ends <= T0+80000: dropped
-        coin("BTC", 120.0, T0 + 150_000),   # 22:15:50: within the 2-minute grace
-        {"topic": "coins_current_full", "key": "BTC", "timestamp": 5, "value": "not json"},
-        coin(None, 5.0, T0 + 150_001),      # no key: GROUP BY key is null
-    ]
-    # Windows: tumbling start = ts - ts % 60000; hopping starts from (ts - 30000) // 30000 * 30000.
-    w_1213, w_1215, w_1216 = T0 - 20_000, T0 + 100_000, T0 + 160_000
-    h_121230, h_1213, h_121330 = T0 - 50_000, T0 - 20_000, T0 + 10_000
-    h_1215, h_121530, h_1216, h_121630 = T0 + 100_000, T0 + 130_000, T0 + 160_000, T0 + 190_000
-    topics, log = produce(PROJECT_SQL, inputs)
-    assert topics["ohlc_by_minute"] == [
-        ohlc("BTC", w_1213, T0, "2023-11-14 22:13", 100.0, 100.0, 100.0, 100.0),
-        ohlc("BTC", w_1213, T0 + 10_000, "2023-11-14 22:13", 100.0, 110.0, 100.0, 110.0),
-        ohlc("ETH", w_1213, T0 + 7_000, "2023-11-14 22:13", None, None, None, None),
-        ohlc("ETH", w_1213, T0 + 7_000, "2023-11-14 22:13", 10.0, 10.0, 10.0, 10.0),
-        ohlc("BTC", w_1216, T0 + 200_000, "2023-11-14 22:16", 95.0, 95.0, 95.0, 95.0),
-        ohlc("BTC", w_1215, T0 + 150_000, "2023-11-14 22:15", 120.0, 120.0, 120.0, 120.0),
-    ]
-    assert topics["mov_avg_60s"] == [
-        avg("BTC", h_121230, T0, "2023-11-14 22:12:30", 100.0),
-        avg("BTC", h_1213, T0, "2023-11-14 22:13:00", 100.0),
-        avg("BTC", h_1213, T0 + 10_000, "2023-11-14 22:13:00", 105.0),     # (100 + 110) / 2
-        avg("BTC", h_121330, T0 + 10_000, "2023-11-14 22:13:30", 110.0),
-        avg("ETH", h_121230, T0 + 7_000, "2023-11-14 22:12:30", 0.0),      # AVG of no values is 0.0
-        avg("ETH", h_1213, T0 + 7_000, "2023-11-14 22:13:00", 0.0),
-        avg("ETH", h_121230, T0 + 7_000, "2023-11-14 22:12:30", 10.0),
-        avg("ETH", h_1213, T0 + 7_000, "2023-11-14 22:13:00", 10.0),
-        avg("BTC", h_1216, T0 + 200_000, "2023-11-14 22:16:00", 95.0),
-        avg("BTC", h_121630, T0 + 200_000, "2023-11-14 22:16:30", 95.0),
-        avg("BTC", h_1215, T0 + 150_000, "2023-11-14 22:15:00", 120.0),
-        avg("BTC", h_121530, T0 + 150_000, "2023-11-14 22:15:30", 120.0),
-    ]
-    reasons = [(entry.source, entry.offset, entry.reason.split(":")[0]) for entry in log]
-    assert reasons == [
-        ("CTAS_OHLC_BY_MINUTE_1", 5, "late record"),
-        ("CTAS_MOV_AVG_60S_2", 5, "late record"),
-        ("CTAS_MOV_AVG_60S_2", 5, "late record"),
-        ("COINS_CURRENT_STREAM", 7, "Failed to deserialize JSON"),
-        ("CTAS_OHLC_BY_MINUTE_1", 8, "GROUP BY key is null"),
-        ("CTAS_MOV_AVG_60S_2", 8, "GROUP BY key is null"),
-    ]
+    topics, log = produce(PROJECT_SQL, INPUTS)
+    assert topics["ohlc_by_minute"] == EXPECTED_OHLC
+    assert topics["mov_avg_60s"] == EXPECTED_AVG
+    assert [(entry.source, entry.offset, entry.reason.split(":")[0]) for entry in log] == EXPECTED_LOG
 
 
 def test_windowed_key_layout_and_value_without_key_columns() -> None:

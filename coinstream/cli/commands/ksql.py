@@ -49,3 +49,57 @@ def test_command(statements: str, input_file: str, output_file: str) -> None:
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     click.echo(result.report, file=stream)
     sys.exit(result.exit_code)
+
+
+def _plan_or_exit(files: list[Path]):
+    from ksql.errors import KsqlError
+    from ksql.planner import plan_script
+
+    if not files:
+        raise click.UsageError("no statement files (and no ksql/*.sql found)")
+    try:
+        return plan_script(read_script(files))
+    except KsqlError as error:
+        click.echo(f"coinstream ksql: statement rejected: {error.describe()}", err=True)
+        sys.exit(2)
+
+
+@command.command(name="run")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--app-id", default="coinstream-ksql", show_default=True,
+              help="Consumer group and changelog prefix; a new id reprocesses the inputs from the start.")
+@click.option("--commit-interval-ms", default=1000, show_default=True, type=click.IntRange(min=10),
+              help="How often outputs are flushed, state is checkpointed and offsets are committed.")
+@click.option("--no-cache", is_flag=True,
+              help="Emit one output per update (like ksqlDB with its record cache off) instead of the latest "
+                   "value per window at each commit.")
+@click.option("--idle-exit", type=float, default=None,
+              help="Stop after this many seconds without input (batch runs, tests).")
+@click.option("--processing-log-topic", default="ksql_processing_log", show_default=True,
+              help="Topic receiving records that could not be processed, with the reason.")
+@click.option("--session-timeout-ms", type=click.IntRange(min=500), default=None,
+              help="Consumer group session timeout (default: common.kafka_config's). Shorter = faster restarts.")
+@click.option("--fail-at", hidden=True, default=None, help="Fault injection for tests: STAGE[:N].")
+@click.pass_obj
+def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_ms: int, no_cache: bool,
+                idle_exit: float | None, processing_log_topic: str, session_timeout_ms: int | None,
+                fail_at: str | None) -> None:
+    """Run the statements against Kafka (default: the project's ksql/*.sql, in file-name order)."""
+    from ksql.errors import KsqlError
+    from ksql.kafka_runner import KafkaRunner, RunnerError, install_signal_handlers
+
+    catalog = _plan_or_exit(statement_files(files))
+    runner = KafkaRunner(catalog, settings, app_id=app_id, commit_interval_ms=commit_interval_ms,
+                         cache=not no_cache, processing_log_topic=processing_log_topic, idle_exit_s=idle_exit,
+                         fail_at=fail_at, session_timeout_ms=session_timeout_ms)
+    install_signal_handlers(runner)
+    try:
+        stats = runner.run()
+    except KsqlError as error:
+        click.echo(f"coinstream ksql run: {error.describe()}", err=True)
+        sys.exit(2)
+    except RunnerError as error:
+        click.echo(f"coinstream ksql run: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"ksql run: {stats.records_in} record(s) in, {stats.records_out} out, "
+               f"{stats.processing_errors} processing-log entr(y/ies)")
