@@ -5,6 +5,7 @@ SIGKILL half-way, stopped by the credit budget, and run once from cron."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -168,3 +169,20 @@ def test_a_wrong_key_exits_1_without_showing_it_and_settles_nothing(cli):
     assert WRONG_KEY not in result.stdout + result.stderr
     assert cli.sim.admin.stats()["requests"] == {"/credits": 1}
     assert cli.settled() == 0
+
+
+def test_the_scheduled_job_sleeps_until_the_next_close_and_sigterm_ends_it_cleanly(cli, tmp_path):
+    process = cli.start("produce", "historical", COINS="BTC", HISTORICAL_BACKFILL_DAYS="1")
+    log = tmp_path / "run-0.log"
+    deadline = time.monotonic() + 60
+    while "next pass at" not in log.read_text():
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    # 13:00 (and a moment) on 03-31 → 12:05 on 04-01: 23 h 4 min and some seconds.
+    assert "next pass at 2025-04-01 12:05:00 UTC (in 23 h 4 min)" in log.read_text()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(15) == 0
+    assert ("backfill 2025-03-31..2025-03-31: 1 coins × 1 days = 1 closes; 1 delivered, 0 gaps, "
+            "0 already settled; 2 credits used, 0 retries. Complete up to 2025-03-31.") in log.read_text()
+    assert cli.sim.admin.stats()["requests"] == {"/credits": 1, HISTORY: 1}

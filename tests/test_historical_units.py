@@ -6,6 +6,7 @@ the comments), not computed by the module under test.
 
 from __future__ import annotations
 
+import io
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -145,3 +146,45 @@ def test_the_summary_says_how_far_it_got_and_when_it_resumes():
         "4 already settled; 7 credits used, 1 retries. Stopped: refusing /coins/single/history: … "
         "Settled 10 of 20; next: ETH 2025-03-06. Resumes when credits renew at 2025-04-01 00:00 "
         "UTC: run again then (`coinstream produce historical` does so itself).")
+
+
+def test_off_a_terminal_progress_is_a_log_line_with_rate_and_eta(caplog):
+    from producers.historical.display import LogProgress, make_progress
+
+    class Ticks:
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    ticks = Ticks()
+    progress = LogProgress(300, 100, "backfill 10 coins × 30 days", every_s=10.0, monotonic=ticks)
+    with caplog.at_level("INFO", logger="producers.historical"):
+        ticks.now = 4.0
+        progress.advance("BTC 2025-03-11")      # 101 settled, 4 s: no line yet
+        ticks.now = 10.0
+        progress.advance("ETH 2025-03-11")      # 102 settled, 10 s: a line
+        for _ in range(48):
+            progress.advance("BTC 2025-03-12")  # still 10 s: no line until the end
+        progress.close()
+    assert caplog.messages == [
+        # 2 new in 10 s = 0.2/s; 198 left / 0.2 = 990 s.
+        "backfill 10 coins × 30 days: 102/300 closes settled (0.2/s, ETA 990 s); last ETH 2025-03-11",
+        # 50 new in 10 s = 5.0/s; 150 left / 5 = 30 s.
+        "backfill 10 coins × 30 days: 150/300 closes settled (5.0/s, ETA 30 s); last BTC 2025-03-12",
+    ]
+    assert isinstance(make_progress(1, 0, "x", stream=io.StringIO()), LogProgress)  # not a tty
+
+
+def test_on_a_terminal_progress_is_a_bar_of_coins_times_days():
+    from producers.historical.display import BarProgress, make_progress
+
+    stream = io.StringIO()
+    bar = make_progress(300, 120, "backfill 10 coins × 30 days", show_bar=True, stream=stream)
+    assert isinstance(bar, BarProgress)
+    for _ in range(30):
+        bar.advance("ETH 2025-03-14")
+    bar.close()
+    last = stream.getvalue().replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("backfill 10 coins × 30 days:  50%")
+    assert "150/300" in last and "close/s" in last and "ETH 2025-03-14" in last

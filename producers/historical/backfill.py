@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Sequence
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -86,7 +87,6 @@ class BackfillReport:
     next_task: Task | None = None
     resumes_at: datetime | None = None
     note: str = ""
-    gap_reasons: dict[tuple[str, date], str] = field(default_factory=dict)
 
     @property
     def days(self) -> int:
@@ -273,7 +273,6 @@ class Backfill:
         self.store.record(rows)
         for row in rows:
             report.gaps += 1
-            report.gap_reasons[(row.code, row.day)] = row.reason
             self.metrics.coins_missing.labels(row.code, row.reason.split(":", 1)[0]).inc()
         log.warning("gap: %s %s%s: %s", rows[0].code, rows[0].day,
                     f" and {len(rows) - 1} more day(s)" if len(rows) > 1 else "", rows[0].reason)

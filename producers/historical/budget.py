@@ -77,19 +77,7 @@ class BackfillCredits:
         self.total.reserve(endpoint)
         self.spent[day] = self.spent.get(day, 0) + 1
 
-    # ---- for the backfill ----------------------------------------------------------------------
-
-    @property
-    def share_remaining(self) -> int:
-        return self._share_for(self._today()).remaining
-
-    @property
-    def share_used(self) -> int:
-        return self._share_for(self._today()).used_today
-
-    @property
-    def used_by_run(self) -> int:
-        return sum(self.spent.values())
+    # ---- at the end of a run -------------------------------------------------------------------
 
     def release(self) -> None:
         """Give back what this run reserved and did not spend (a clean end; a kill keeps it)."""

@@ -21,6 +21,7 @@ import click
 from confluent_kafka import KafkaException
 
 from common.settings import Settings
+from producers.errors import redact
 from producers.historical import TOPIC, BackfillReport, HistoricalService
 from producers.historical.days import as_utc, parse_day, utc_now
 from producers.historical.schedule import run_scheduled
@@ -109,7 +110,7 @@ def _open_service(settings: Settings, topic: str, now: datetime | None, stop: th
         first_line = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
         raise click.ClickException(
             f"cannot use ClickHouse at {target.http_url} for the backfill's progress: "
-            f"{first_line}") from None
+            f"{redact(first_line, target.password)}") from None
 
 
 def _finish(report: BackfillReport, unacknowledged: int) -> None:
