@@ -10,6 +10,7 @@ line and column of the problem.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -569,3 +570,52 @@ class _Props:
 def _unquote(token) -> str:
     text = str(token)
     return text[1:-1].replace("''", "'")
+
+
+@dataclass(frozen=True)
+class StatementInfo:
+    """What `ksql apply` needs to know about a statement, from syntax alone."""
+
+    text: str
+    kind: str  # CREATE | OTHER
+    object_type: str | None  # STREAM | TABLE
+    name: str | None
+    if_not_exists: bool
+    or_replace: bool
+    line: int
+    column: int
+
+
+def split_statements(text: str) -> list[StatementInfo]:
+    """Split a script into statements and identify CREATEs, checking syntax only.
+
+    Unlike `parse`, constructs outside the engine's subset (joins, PARTITION BY, ...) are fine
+    here: a real ksqlDB server will run them. Malformed text still raises `InvalidStatement`.
+    """
+    try:
+        tree = _lark().parse(text)
+    except UnexpectedInput as error:
+        raise _syntax_error(text, error) from None
+    result = []
+    for node in tree.children:
+        meta = node.meta
+        statement_text = text[meta.start_pos:meta.end_pos].strip() + ";"
+        if node.data in ("create_source", "create_as_select"):
+            object_type = name = None
+            if_not_exists = or_replace = False
+            for child in node.children:
+                if isinstance(child, Token):
+                    continue
+                if child.data == "kind":
+                    object_type = str(child.children[0]).upper()
+                elif child.data == "identifier" and name is None:
+                    name = normalize_identifier(child.children[0])
+                elif child.data == "if_not_exists":
+                    if_not_exists = True
+                elif child.data == "or_replace":
+                    or_replace = True
+            result.append(StatementInfo(statement_text, "CREATE", object_type, name, if_not_exists, or_replace,
+                                        meta.line, meta.column))
+        else:
+            result.append(StatementInfo(statement_text, "OTHER", None, None, False, False, meta.line, meta.column))
+    return result

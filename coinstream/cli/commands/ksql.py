@@ -103,3 +103,33 @@ def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_m
         sys.exit(1)
     click.echo(f"ksql run: {stats.records_in} record(s) in, {stats.records_out} out, "
                f"{stats.processing_errors} processing-log entr(y/ies)")
+
+
+@command.command(name="apply")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--server", default=None, help="ksqlDB server URL (default: KSQLDB_URL).")
+@click.pass_obj
+def apply_command(settings, files: tuple[str, ...], server: str | None) -> None:
+    """Send the statements to a ksqlDB server's REST API; existing streams/tables are left alone."""
+    from ksql.errors import KsqlError
+    from ksql.rest_apply import ApplyError, KsqlDbClient, apply_script, safe_url
+
+    url = server or settings.ksqldb_url
+    if not url:
+        raise click.UsageError("no ksqlDB server: pass --server or set KSQLDB_URL")
+    paths = statement_files(files)
+    if not paths:
+        raise click.UsageError("no statement files (and no ksql/*.sql found)")
+    password = settings.ksqldb_password.get_secret_value() if settings.ksqldb_password else None
+    client = KsqlDbClient(url, settings.ksqldb_user, password)
+    try:
+        report = apply_script(read_script(paths), client)
+    except KsqlError as error:
+        click.echo(f"coinstream ksql apply: not sent, the file is not valid ksqlDB: {error.describe()}", err=True)
+        sys.exit(2)
+    except ApplyError as error:
+        click.echo(f"coinstream ksql apply: {safe_url(url)}: {error}", err=True)
+        sys.exit(1)
+    finally:
+        client.close()
+    click.echo(report.summary())
