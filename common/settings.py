@@ -11,6 +11,7 @@ it expects. Error messages never include the offending value, because the value 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -103,6 +104,8 @@ EXPECTED_FORMS: dict[str, str] = {
     "METABASE_PASSWORD": "that user's password",
     "METABASE_API_KEY": "a Metabase API key",
     "LOADER_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
+    "PRODUCER_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
+    "METRICS_HOST": "an IP address to bind such as 127.0.0.1 (0.0.0.0 inside a container)",
     "COINSTREAM_DATA_DIR": "a directory path",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
 }
@@ -175,6 +178,10 @@ class Settings(BaseSettings):
 
     # ClickHouse loader: Prometheus /metrics on 127.0.0.1 (0 = off)
     loader_metrics_port: int = Field(9464, ge=0, le=65535)
+    # Current-rates producer: Prometheus /metrics (0 = off). METRICS_HOST: the address /metrics
+    # endpoints bind; loopback by default, 0.0.0.0 only where a container network must scrape them.
+    producer_metrics_port: int = Field(9465, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     # Local state and logging
     coinstream_data_dir: Path = Path("./data")
@@ -199,6 +206,12 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return _check_http_url(value)
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        ipaddress.ip_address(value.strip())  # ValueError: reported by name, never by value
+        return value.strip()
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

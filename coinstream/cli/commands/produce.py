@@ -12,6 +12,7 @@ import click
 from confluent_kafka import KafkaException, Producer
 
 from common.kafka_config import producer_config
+from common.metrics_http import MetricsEndpointError, serve_metrics
 from common.settings import Settings
 from producers.client import LiveCoinWatchClient
 from producers.credits import CreditGuard
@@ -53,8 +54,12 @@ def _stop_on_signals() -> Iterator[threading.Event]:
               help="Seconds between polls (default: POLL_INTERVAL_S, else derived from the credit "
                    "budget). A faster interval than the budget sustains is refused. Ignored with --once.")
 @click.option("--topic", default=TOPIC, show_default=True, help="Kafka topic to publish to.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Prometheus /metrics on METRICS_HOST (default PRODUCER_METRICS_PORT, not with "
+                   "--once; 0 = off).")
 @click.pass_obj
-def current(settings: Settings, once: bool, interval: float | None, topic: str) -> None:
+def current(settings: Settings, once: bool, interval: float | None, topic: str,
+            metrics_port: int | None) -> None:
     """Publish the current rate of every coin in COINS to Kafka, one record per coin per poll."""
     codes = list(settings.coins)
     interval_s = 0.0
@@ -65,6 +70,23 @@ def current(settings: Settings, once: bool, interval: float | None, topic: str) 
             raise click.UsageError(str(error)) from None
 
     metrics = ProducerMetrics()
+    # A --once run is over before anyone could scrape it: no endpoint unless asked for explicitly.
+    port = (0 if once else settings.producer_metrics_port) if metrics_port is None else metrics_port
+    try:
+        endpoint = serve_metrics(metrics.registry, port, settings.metrics_host)
+    except MetricsEndpointError as error:
+        raise click.ClickException(f"{error} (set PRODUCER_METRICS_PORT; 0 = off)") from None
+    if endpoint is not None:
+        log.info("producer metrics on %s", endpoint.url)
+    try:
+        _run_current(settings, once, interval_s, topic, codes, metrics)
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
+
+
+def _run_current(settings: Settings, once: bool, interval_s: float, topic: str, codes: list[str],
+                 metrics: ProducerMetrics) -> None:
     budget, label = current_budget(settings)
     with _stop_on_signals() as stop:
         try:
