@@ -69,7 +69,8 @@ def test_up_starts_pipeline_and_ctrl_c_stops_every_process(tmp_path):
     try:
         lines = wait_for_line(process, "Ctrl+C stops everything")
         started = [line.split("|")[0].strip() for line in lines if line.endswith("| ready")]
-        assert started == ["broker", "clickhouse", "sim-api", "loader", "producer", "dashboard"]
+        assert started == ["broker", "clickhouse", "sim-api", "loader", "producer", "historical",
+                           "dashboard"]
         assert f"dashboard: http://127.0.0.1:{ports['dashboard']}/" in [
             line.split("| ", 1)[1] for line in lines if line.startswith("up ")]
         assert any(line.startswith("migrate") and "6 applied" in line for line in lines) or any(
@@ -77,7 +78,7 @@ def test_up_starts_pipeline_and_ctrl_c_stops_every_process(tmp_path):
         children = descendants(process.pid)
         names = " ".join(" ".join(p.cmdline()) for p in children)
         for part in ("broker", "clickhouse serve", "sim-api", "load", "produce current", "tansu",
-                     "dashboard"):
+                     "produce historical", "dashboard"):
             assert part in names
 
         client = clickhouse_connect.get_client(host="127.0.0.1", port=ports["clickhouse"])

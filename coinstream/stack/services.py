@@ -68,6 +68,7 @@ def pipeline(settings: Settings) -> list[Service]:
             ready=http_probe(f"{settings.effective_lcw_base_url}/status", "POST", b"{}")))
     services.append(Service("loader", _coinstream("load", "--no-migrate")))
     services.append(Service("producer", _coinstream("produce", "current")))
+    services.append(Service("historical", _coinstream("produce", "historical", "--no-progress")))
     port = str(settings.dashboard_port)
     services.append(Service("dashboard", _coinstream("dashboard", "--port", port),
                             ready=http_probe(f"http://127.0.0.1:{port}/")))
