@@ -1,0 +1,190 @@
+"""`coinstream status` as an operator runs it: a subprocess against real parts, then dead ones.
+
+The broker, the ClickHouse server, the simulated API and the dashboard are the real local parts; the
+loader's and the producer's metrics are their real counter classes served by their real code with
+known counts. ksqlDB and Metabase cannot run here, so a small stand-in answers their two health
+endpoints (`/info`, `/api/health`) with the bodies their docs show, and checks ksqlDB's basic auth.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from clickhouse.loader.metrics import LoaderMetrics
+from coinstream.local_broker import free_port
+from common.metrics_http import serve_metrics
+from producers.metrics import ProducerMetrics
+from tests.fixtures_clickhouse import TEST_PASSWORD, TEST_READONLY_PASSWORD, TEST_READONLY_USER
+from tests.fixtures_dashboard import start_dashboard
+from tests.fixtures_sim_api import cli_env
+
+KSQL_USER, KSQL_PASSWORD = "ksql-user", "ksql-Pa55word-x"
+METABASE_PASSWORD = "metabase-Pa55word-y"
+
+
+def status(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coinstream", "status", *args], cwd=cwd,
+                          env=cli_env(**env), capture_output=True, text=True, timeout=60)
+
+
+class _StandIn(BaseHTTPRequestHandler):
+    """ksqlDB's GET /info (basic auth) and Metabase's GET /api/health, as their docs answer."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        expected = "Basic " + base64.b64encode(f"{KSQL_USER}:{KSQL_PASSWORD}".encode()).decode()
+        if self.path == "/info" and self.headers.get("Authorization") == expected:
+            self._json(200, {"KsqlServerInfo": {"version": "0.29.0", "kafkaClusterId": "c1",
+                                                "ksqlServiceId": "default_", "serverStatus": "RUNNING"}})
+        elif self.path == "/info":
+            self._json(401, {"@type": "generic_error", "error_code": 40100, "message": "Unauthorized"})
+        elif self.path == "/api/health":
+            self._json(200, {"status": "ok"})
+        else:
+            self._json(404, {"message": "not found"})
+
+    def _json(self, status_code: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status_code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def stand_in() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def metrics_endpoints() -> Iterator[tuple[int, int]]:
+    """The loader's and the producer's counters with known values, on their /metrics."""
+    loader = LoaderMetrics()
+    loader.inserted("coins_current_full", 40)
+    loader.inserted("ohlc_by_minute", 2)
+    loader.rejected("coins_current_full", "invalid_json")
+    loader.report({("coins_current_full", 0): 7, ("ohlc_by_minute", 0): 0})
+    producer = ProducerMetrics()
+    producer.records_produced.labels("coins_current_full").inc(20)
+    producer.records_delivered.labels("coins_current_full").inc(19)
+    producer.delivery_failures.labels("coins_current_full").inc(1)
+    producer.credits_used.inc(3)
+    loader_port = loader.serve(free_port())
+    producer_endpoint = serve_metrics(producer.registry, free_port())
+    try:
+        yield loader_port, producer_endpoint.port
+    finally:
+        loader.stop()
+        producer_endpoint.stop()
+
+
+def topic_count(bootstrap: str) -> int:
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    return sum(1 for name in metadata.topics if not name.startswith("__"))
+
+
+def test_every_part_up_is_ok_and_exit_0(tmp_path, kafka_bootstrap, clickhouse_server, sim_api,
+                                        stand_in, metrics_endpoints):
+    loader_port, producer_port = metrics_endpoints
+    dashboard = start_dashboard(clickhouse_server, "default", tmp_path)
+    try:
+        dashboard_port = int(dashboard.url.rsplit(":", 1)[1])
+        topics = topic_count(kafka_bootstrap)
+        result = status(
+            tmp_path, "--format", "json",
+            KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, **clickhouse_server.env(),
+            CLICKHOUSE_READONLY_USER=TEST_READONLY_USER,
+            CLICKHOUSE_READONLY_PASSWORD=TEST_READONLY_PASSWORD,
+            LCW_BASE_URL=sim_api.base_url, KSQLDB_URL=stand_in, KSQLDB_USER=KSQL_USER,
+            KSQLDB_PASSWORD=KSQL_PASSWORD, METABASE_URL=stand_in,
+            METABASE_USER="admin@example.com", METABASE_PASSWORD=METABASE_PASSWORD,
+            DASHBOARD_PORT=str(dashboard_port), LOADER_METRICS_PORT=str(loader_port),
+            PRODUCER_METRICS_PORT=str(producer_port))
+    finally:
+        dashboard.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    clickhouse = f"http://127.0.0.1:{clickhouse_server.port}/default"
+    assert json.loads(result.stdout) == [
+        {"part": "kafka", "address": kafka_bootstrap, "state": "ok",
+         "detail": f"1 broker, {topics} topic{'s' if topics != 1 else ''}"},
+        {"part": "clickhouse", "address": clickhouse, "state": "ok",
+         "detail": "ping Ok., SELECT 1 as default"},
+        {"part": "clickhouse-readonly", "address": clickhouse, "state": "ok",
+         "detail": "ping Ok., SELECT 1 as dashboard"},
+        # The simulator charges the /credits request itself: 10,000 - 1 left.
+        {"part": "livecoinwatch", "address": sim_api.base_url, "state": "ok",
+         "detail": "simulated API, 9,999 of 10,000 credits left today"},
+        {"part": "ksqldb", "address": stand_in, "state": "ok", "detail": "ksqlDB 0.29.0, RUNNING"},
+        {"part": "metabase", "address": stand_in, "state": "ok", "detail": "api/health ok"},
+        {"part": "dashboard", "address": f"http://127.0.0.1:{dashboard_port}", "state": "ok",
+         "detail": "healthz ok"},
+        {"part": "loader-metrics", "address": f"http://127.0.0.1:{loader_port}/metrics",
+         "state": "ok",
+         "detail": "consumer lag 7 over 2 partitions, 42 rows loaded, 1 to error tables"},
+        {"part": "producer-metrics", "address": f"http://127.0.0.1:{producer_port}/metrics",
+         "state": "ok",
+         "detail": "20 records produced, 19 delivered, 1 delivery failures, 3 credits used"},
+    ]
+    assert topic_count(kafka_bootstrap) == topics
+    stats = sim_api.admin.stats()
+    assert (stats["requests"], stats["credits_used"]) == ({"/status": 1, "/credits": 1}, 1)
+    for secret in (TEST_PASSWORD, TEST_READONLY_PASSWORD, KSQL_PASSWORD, METABASE_PASSWORD):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_a_dead_port_is_down_and_exit_1(tmp_path, kafka_bootstrap, sim_api):
+    dead = free_port()
+    result = status(
+        tmp_path, "--timeout", "2", "--skip", "dashboard", "--skip", "loader-metrics",
+        "--skip", "producer-metrics",
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, LCW_BASE_URL=sim_api.base_url,
+        CLICKHOUSE_URL=f"http://default:{TEST_PASSWORD}@127.0.0.1:{dead}/default",
+        CLICKHOUSE_READONLY_USER=TEST_READONLY_USER,
+        CLICKHOUSE_READONLY_PASSWORD=TEST_READONLY_PASSWORD)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[:3] for line in lines] == [
+        ["PART", "ADDRESS", "STATE"],
+        ["kafka", kafka_bootstrap, "ok"],
+        ["clickhouse", f"http://127.0.0.1:{dead}/default", "down"],
+        ["clickhouse-readonly", f"http://127.0.0.1:{dead}/default", "down"],
+        ["livecoinwatch", sim_api.base_url, "ok"],
+        ["ksqldb", "-", "off"],
+        ["metabase", "-", "off"],
+    ]
+    assert lines[2].endswith("  down   cannot connect (Connection refused)")
+    assert lines[5].endswith("  off    not configured: KSQLDB_URL unset")
+    for secret in (TEST_PASSWORD, TEST_READONLY_PASSWORD):
+        assert secret not in result.stdout + result.stderr
+
+    # A dead Kafka alone makes it 1 as well; a part asked for with --only but not configured too.
+    kafka_down = status(tmp_path, "--timeout", "1", "--only", "kafka",
+                        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{dead}")
+    assert kafka_down.returncode == 1
+    assert kafka_down.stdout.splitlines()[1].startswith(
+        f"kafka  127.0.0.1:{dead}  down   no metadata answer within 1 s (")
+    unset = status(tmp_path, "--only", "ksqldb")
+    assert (unset.returncode, unset.stdout.splitlines()[1]) == (
+        1, "ksqldb  -        down   not configured: KSQLDB_URL unset")
