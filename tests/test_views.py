@@ -256,9 +256,11 @@ def test_v_change_by_day_by_calendar_date(views):
 def test_v_change_by_day_latest(views):
     client, *_ = views
     assert rows(client, "SELECT * FROM v_change_by_day_latest ORDER BY code") == [
-        ("BTC", D(2024, 3, 9), 99.0, (99 / 100 - 1) * 100, (99 / 95 - 1) * 100),
-        ("OLDCOIN", D(2024, 3, 2), 12.0, (12 / 10 - 1) * 100, None),
-        ("ZERO", D(2024, 3, 9), 3.0, None, None),
+        ("BTC", D(2024, 3, 9), 99.0, (99 / 100 - 1) * 100, (99 / 95 - 1) * 100,
+         "Bitcoin", None, 2e12, utc("2024-03-09T12:00:00")),
+        ("OLDCOIN", D(2024, 3, 2), 12.0, (12 / 10 - 1) * 100, None,
+         "Old Coin", 1200.0, None, utc("2024-03-02T12:00:00")),
+        ("ZERO", D(2024, 3, 9), 3.0, None, None, "Zero", None, None, utc("2024-03-09T12:00:00")),
     ]
 
 

@@ -6,37 +6,34 @@
 -- The reference counted every update as a candle; here each (code, window_start) is one row.
 -- code and window_start come from the decoded key (the key without its last 8 bytes, and those 8
 -- bytes big-endian), so codes longer than 5 characters are kept whole.
--- One argMax over a tuple keeps the four prices of the same update together.
+-- The latest update is picked as a whole row (LIMIT 1 BY over the table's own sort order
+-- code, window_start, _offset), which streams instead of aggregating every update.
 
 CREATE OR REPLACE VIEW v_ohlc_by_minute AS
 SELECT
-    toDateTime(ws, 'UTC') AS window_start,
+    toDateTime(window_start, 'UTC') AS window_start,
     code,
-    latest.1 AS open,
-    latest.2 AS high,
-    latest.3 AS low,
-    latest.4 AS close
+    open,
+    high,
+    low,
+    close
 FROM
 (
-    SELECT
-        code,
-        window_start AS ws,
-        argMax((open, high, low, close), _offset) AS latest
+    SELECT code, window_start, open, high, low, close
     FROM ohlc_by_minute
-    GROUP BY code, ws
+    ORDER BY code ASC, window_start ASC, _offset DESC
+    LIMIT 1 BY code, window_start
 );
 
 CREATE OR REPLACE VIEW v_60_sec_mov_avg AS
 SELECT
-    toDateTime(ws, 'UTC') AS window_start,
+    toDateTime(window_start, 'UTC') AS window_start,
     code,
-    latest_mov_avg AS mov_avg
+    mov_avg
 FROM
 (
-    SELECT
-        code,
-        window_start AS ws,
-        argMax(mov_avg, _offset) AS latest_mov_avg
+    SELECT code, window_start, mov_avg
     FROM mov_avg_60s
-    GROUP BY code, ws
+    ORDER BY code ASC, window_start ASC, _offset DESC
+    LIMIT 1 BY code, window_start
 );

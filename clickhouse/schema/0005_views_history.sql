@@ -6,28 +6,22 @@
 -- (window frames with RANGE over the date), so gaps and duplicates cannot shift them; a change
 -- against a missing or zero earlier rate is NULL, never 0 or inf.
 
--- One row per coin and day: the latest fetch of that day's close. One argMax over a tuple, because
--- argMax skips NULL values and an unknown volume must stay NULL.
+-- One row per coin and day: the latest fetch of that day's close (ties: the higher offset). The
+-- whole row is picked (LIMIT 1 BY), so an unknown volume of the latest fetch stays NULL, and the
+-- table's sort order (code, date, _offset) makes it a streaming pick rather than an aggregation.
 CREATE OR REPLACE VIEW v_hist_daily AS
 SELECT
-    d AS date,
+    date,
     code,
-    latest.1 AS rate,
-    latest.2 AS volume,
-    latest.3 AS cap,
-    latest.4 AS liquidity,
-    latest.5 AS name,
-    latest.6 AS ts
-FROM
-(
-    SELECT
-        code,
-        date AS d,
-        argMax((rate, volume, cap, liquidity, CAST(name AS Nullable(String)), ts),
-               (fetched_at, _offset)) AS latest
-    FROM coins_historical
-    GROUP BY code, d
-);
+    rate,
+    volume,
+    cap,
+    liquidity,
+    CAST(name AS Nullable(String)) AS name,
+    ts
+FROM coins_historical
+ORDER BY code ASC, date ASC, fetched_at DESC, _offset DESC
+LIMIT 1 BY code, date;
 
 -- The average close over the ten calendar days ending on `date` (date-9 … date) that have data;
 -- days_with_data says how many there were.
@@ -67,9 +61,38 @@ FROM
     FROM v_hist_daily
 );
 
--- Each coin's latest day.
+-- Each coin's latest day, with the same changes as v_change_by_day (against the closes exactly 1
+-- and 7 calendar days earlier), plus the day's name, volume, cap and ts for the overview.
+-- Computed per coin from the array of its days rather than with window functions over every day:
+-- dashboards read this on each refresh, and it stays a few milliseconds for years of history.
 CREATE OR REPLACE VIEW v_change_by_day_latest AS
-SELECT code, date, rate, change_1d_pct, change_7d_pct
-FROM v_change_by_day
-ORDER BY code ASC, date DESC
-LIMIT 1 BY code;
+SELECT
+    code,
+    last_date AS date,
+    days[index_last].2 AS rate,
+    if(rate_1d_before IS NULL OR rate_1d_before = 0, NULL, (rate / rate_1d_before - 1) * 100)
+        AS change_1d_pct,
+    if(rate_7d_before IS NULL OR rate_7d_before = 0, NULL, (rate / rate_7d_before - 1) * 100)
+        AS change_7d_pct,
+    days[index_last].3 AS name,
+    days[index_last].4 AS volume,
+    days[index_last].5 AS cap,
+    days[index_last].6 AS ts
+FROM
+(
+    SELECT
+        code,
+        last_date,
+        days,
+        arrayFirstIndex(day -> day.1 = last_date, days) AS index_last,
+        arrayFirstIndex(day -> day.1 = last_date - 1, days) AS index_1d,
+        arrayFirstIndex(day -> day.1 = last_date - 7, days) AS index_7d,
+        if(index_1d = 0, NULL, days[index_1d].2) AS rate_1d_before,
+        if(index_7d = 0, NULL, days[index_7d].2) AS rate_7d_before
+    FROM
+    (
+        SELECT code, max(date) AS last_date, groupArray((date, rate, name, volume, cap, ts)) AS days
+        FROM v_hist_daily
+        GROUP BY code
+    )
+);

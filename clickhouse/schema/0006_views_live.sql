@@ -123,18 +123,17 @@ FROM
         )
         UNION ALL
         SELECT
-            d.code AS code,
-            h.name AS name,
-            d.rate AS rate,
-            d.change_1d_pct AS change_24h_pct,
-            d.change_7d_pct AS change_7d_pct,
-            h.volume AS volume_24h,
-            h.cap AS cap,
-            h.ts AS updated_at,
+            code,
+            name,
+            rate,
+            change_1d_pct AS change_24h_pct,
+            change_7d_pct,
+            volume AS volume_24h,
+            cap,
+            ts AS updated_at,
             'daily' AS source,
             1 AS priority
-        FROM v_change_by_day_latest AS d
-        INNER JOIN v_hist_daily AS h ON h.code = d.code AND h.date = d.date
+        FROM v_change_by_day_latest
     )
     GROUP BY code
 );
