@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
         frozen=True,
+        # `NAME=` (as in .env.example, and as docker compose passes an env_file) means unset.
+        env_ignore_empty=True,
     )
 
     # LiveCoinWatch
