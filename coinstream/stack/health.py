@@ -113,8 +113,10 @@ def _http(method: str, url: str, timeout_s: float, **kwargs) -> requests.Respons
 
 def _root_cause(error: BaseException) -> str:
     """The innermost reason of a connection error, e.g. 'Connection refused'."""
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    seen = {id(error)}
+    while (inner := error.__cause__ or error.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        error = inner
     text = getattr(error, "strerror", None) or str(error)
     return text.rsplit(":", 1)[-1].strip() or type(error).__name__
 
