@@ -69,8 +69,8 @@ def test_up_starts_pipeline_and_ctrl_c_stops_every_process(tmp_path):
     try:
         lines = wait_for_line(process, "Ctrl+C stops everything")
         started = [line.split("|")[0].strip() for line in lines if line.endswith("| ready")]
-        assert started == ["broker", "clickhouse", "sim-api", "loader", "producer", "historical",
-                           "dashboard"]
+        assert started == ["broker", "clickhouse", "sim-api", "ksql", "loader", "producer",
+                           "historical", "dashboard"]
         assert f"dashboard: http://127.0.0.1:{ports['dashboard']}/" in [
             line.split("| ", 1)[1] for line in lines if line.startswith("up ")]
         assert any(line.startswith("migrate") and "6 applied" in line for line in lines) or any(
@@ -78,7 +78,7 @@ def test_up_starts_pipeline_and_ctrl_c_stops_every_process(tmp_path):
         children = descendants(process.pid)
         names = " ".join(" ".join(p.cmdline()) for p in children)
         for part in ("broker", "clickhouse serve", "sim-api", "load", "produce current", "tansu",
-                     "produce historical", "dashboard"):
+                     "produce historical", "dashboard", "ksql run"):
             assert part in names
 
         client = clickhouse_connect.get_client(host="127.0.0.1", port=ports["clickhouse"])
@@ -87,9 +87,17 @@ def test_up_starts_pipeline_and_ctrl_c_stops_every_process(tmp_path):
         while time.monotonic() < deadline and rows < 10:
             rows = client.command("SELECT count() FROM coins_current_full")
             time.sleep(0.5)
+        expected_codes = sorted(["USDT", "BTC", "ETH", "FDUSD", "XRP", "SOL", "USDC", "DOGE", "LINK", "AAVE"])
         codes = [r[0] for r in client.query(
             "SELECT DISTINCT code FROM coins_current_full ORDER BY code").result_rows]
-        assert codes == sorted(["USDT", "BTC", "ETH", "FDUSD", "XRP", "SOL", "USDC", "DOGE", "LINK", "AAVE"])
+        assert codes == expected_codes
+        # The ksql engine derives candles and averages, and the loader lands them too.
+        for view in ("v_ohlc_by_minute", "v_60_sec_mov_avg"):
+            derived: list = []
+            while time.monotonic() < deadline + 30 and len(derived) < 10:
+                derived = client.query(f"SELECT DISTINCT code FROM {view} ORDER BY code").result_rows
+                time.sleep(0.5)
+            assert [r[0] for r in derived] == expected_codes, view
         client.close()
         stop_and_check_nothing_left(process, descendants(process.pid))
     finally:

@@ -60,12 +60,18 @@ def infrastructure(settings: Settings) -> list[Service]:
 
 
 def pipeline(settings: Settings) -> list[Service]:
-    """Schema migrations, the simulated API (without an API key), and the pipeline's processes."""
+    """Schema migrations, the simulated API (without an API key), and the pipeline's processes.
+
+    The local ksql engine runs unless KSQLDB_URL names a real ksqlDB server (which then runs the
+    same statements, applied with `coinstream ksql apply`).
+    """
     services = [Service("migrate", _coinstream("clickhouse", "migrate"), oneshot=True)]
     if settings.uses_simulated_api and not settings.lcw_base_url:
         services.append(Service(
             "sim-api", _coinstream("sim-api", "--port", str(settings.sim_api_port)),
             ready=http_probe(f"{settings.effective_lcw_base_url}/status", "POST", b"{}")))
+    if not settings.ksqldb_url:
+        services.append(Service("ksql", _coinstream("ksql", "run")))
     services.append(Service("loader", _coinstream("load", "--no-migrate")))
     services.append(Service("producer", _coinstream("produce", "current")))
     services.append(Service("historical", _coinstream("produce", "historical", "--no-progress")))
