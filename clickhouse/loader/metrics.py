@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from common.metrics_http import LOOPBACK, MetricsServer, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +38,22 @@ class LoaderMetrics:
         self.rows_per_second = Gauge("coinstream_loader_rows_per_second",
                                      "Rows inserted per second over the last reporting interval",
                                      registry=self.registry)
-        self._server: Any = None
+        self._server: MetricsServer | None = None
         self._interval_rows = 0
         self._interval_start = time.monotonic()
         self.totals = {"rows": 0, "errors": 0, "duplicates": 0}
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> int | None:
-        """Expose /metrics on host:port (0 = off). Returns the bound port."""
-        if port == 0:
-            return None
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        self._server = server
-        return server.server_address[1]
+    def serve(self, port: int, host: str = LOOPBACK) -> int | None:
+        """Expose /metrics on host:port (0 = off). Returns the bound port.
+
+        Raises common.metrics_http.MetricsEndpointError when the address cannot be bound.
+        """
+        self._server = serve_metrics(self.registry, port, host)
+        return self._server.port if self._server else None
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def inserted(self, table: str, rows: int) -> None:

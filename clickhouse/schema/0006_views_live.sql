@@ -1,35 +1,37 @@
 -- Views over coins_current_full (the live rates) and its rollups (0003_rollups.sql).
 
--- Multi-timeframe candles: merging the partial states of the rollup tables. bucket_start is UTC.
+-- Multi-timeframe candles: the partial states of the rollup tables merged per (code, bucket) by
+-- FINAL (which ClickHouse does per key range, in parallel, and skips for already-merged parts:
+-- several times faster than GROUP BY with -Merge combinators). bucket_start is UTC.
 CREATE OR REPLACE VIEW v_candles_5m AS
-SELECT bucket_start, code, argMinMerge(open_state) AS open, CAST(max(high_max) AS Float64) AS high,
-       CAST(min(low_min) AS Float64) AS low, argMaxMerge(close_state) AS close, sum(samples_sum) AS samples
-FROM candles_5m
-GROUP BY code, bucket_start;
+SELECT bucket_start, code, finalizeAggregation(open_state) AS open, CAST(high_max AS Float64) AS high,
+       CAST(low_min AS Float64) AS low, finalizeAggregation(close_state) AS close,
+       CAST(samples_sum AS UInt64) AS samples
+FROM candles_5m FINAL;
 
 CREATE OR REPLACE VIEW v_candles_15m AS
-SELECT bucket_start, code, argMinMerge(open_state) AS open, CAST(max(high_max) AS Float64) AS high,
-       CAST(min(low_min) AS Float64) AS low, argMaxMerge(close_state) AS close, sum(samples_sum) AS samples
-FROM candles_15m
-GROUP BY code, bucket_start;
+SELECT bucket_start, code, finalizeAggregation(open_state) AS open, CAST(high_max AS Float64) AS high,
+       CAST(low_min AS Float64) AS low, finalizeAggregation(close_state) AS close,
+       CAST(samples_sum AS UInt64) AS samples
+FROM candles_15m FINAL;
 
 CREATE OR REPLACE VIEW v_candles_1h AS
-SELECT bucket_start, code, argMinMerge(open_state) AS open, CAST(max(high_max) AS Float64) AS high,
-       CAST(min(low_min) AS Float64) AS low, argMaxMerge(close_state) AS close, sum(samples_sum) AS samples
-FROM candles_1h
-GROUP BY code, bucket_start;
+SELECT bucket_start, code, finalizeAggregation(open_state) AS open, CAST(high_max AS Float64) AS high,
+       CAST(low_min AS Float64) AS low, finalizeAggregation(close_state) AS close,
+       CAST(samples_sum AS UInt64) AS samples
+FROM candles_1h FINAL;
 
 CREATE OR REPLACE VIEW v_candles_4h AS
-SELECT bucket_start, code, argMinMerge(open_state) AS open, CAST(max(high_max) AS Float64) AS high,
-       CAST(min(low_min) AS Float64) AS low, argMaxMerge(close_state) AS close, sum(samples_sum) AS samples
-FROM candles_4h
-GROUP BY code, bucket_start;
+SELECT bucket_start, code, finalizeAggregation(open_state) AS open, CAST(high_max AS Float64) AS high,
+       CAST(low_min AS Float64) AS low, finalizeAggregation(close_state) AS close,
+       CAST(samples_sum AS UInt64) AS samples
+FROM candles_4h FINAL;
 
 CREATE OR REPLACE VIEW v_candles_1d AS
-SELECT bucket_start, code, argMinMerge(open_state) AS open, CAST(max(high_max) AS Float64) AS high,
-       CAST(min(low_min) AS Float64) AS low, argMaxMerge(close_state) AS close, sum(samples_sum) AS samples
-FROM candles_1d
-GROUP BY code, bucket_start;
+SELECT bucket_start, code, finalizeAggregation(open_state) AS open, CAST(high_max AS Float64) AS high,
+       CAST(low_min AS Float64) AS low, finalizeAggregation(close_state) AS close,
+       CAST(samples_sum AS UInt64) AS samples
+FROM candles_1d FINAL;
 
 -- Daily OHLC of the live rates, the day being the UTC day of the API's answer (fetched_at), not
 -- the Kafka or insert time. The name is the coin's latest one.
@@ -47,9 +49,8 @@ FROM v_candles_1d AS c
 LEFT JOIN
 (
     -- Nullable on the right side: an unmatched coin gets NULL whatever join_use_nulls says.
-    SELECT code, argMaxMerge(latest_state).name AS name
-    FROM coins_latest
-    GROUP BY code
+    SELECT code, finalizeAggregation(latest_state).name AS name
+    FROM coins_latest FINAL
 ) AS n ON n.code = c.code;
 
 -- Rate per coin and second (the last one of that second), against the coin's previous second
@@ -74,7 +75,7 @@ FROM
     FROM
     (
         SELECT code, toDateTime(fetched_at, 'UTC') AS ts,
-               argMax(rate, (fetched_at, _offset)) AS last_rate
+               argMax(rate, bitShiftLeft(toInt128(toUnixTimestamp64Milli(fetched_at)), 64) + _offset) AS last_rate
         FROM coins_current_full
         GROUP BY code, ts
     )
@@ -117,9 +118,8 @@ FROM
             2 AS priority
         FROM
         (
-            SELECT code, argMaxMerge(latest_state) AS l
-            FROM coins_latest
-            GROUP BY code
+            SELECT code, finalizeAggregation(latest_state) AS l
+            FROM coins_latest FINAL
         )
         UNION ALL
         SELECT

@@ -10,6 +10,7 @@ import click
 
 from common.kafka_config import admin_config, consumer_config
 from common.kafka_topics import ensure_topics
+from common.metrics_http import MetricsEndpointError
 from common.settings import Settings
 
 from clickhouse.loader import DEFAULT_GROUP, FORMATS, Loader, LoaderConfig
@@ -92,9 +93,12 @@ def command(settings: Settings, tables: tuple[str, ...], topic_prefix: str, grou
                   replication_factor=settings.kafka_replication_factor)
     metrics = LoaderMetrics()
     port = settings.loader_metrics_port if metrics_port is None else metrics_port
-    bound = metrics.serve(port)
+    try:
+        bound = metrics.serve(port, settings.metrics_host)
+    except MetricsEndpointError as error:
+        raise click.ClickException(f"{error} (set LOADER_METRICS_PORT or --metrics-port)") from None
     if bound:
-        log.info("loader metrics on http://127.0.0.1:%d/metrics", bound)
+        log.info("loader metrics on http://%s:%d/metrics", settings.metrics_host, bound)
     loader = Loader(consumer_config(settings, group, **extra), client, config, metrics)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
