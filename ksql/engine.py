@@ -236,6 +236,7 @@ class AggregateRuntime(QueryRuntime):
         source = plan.source
         self._offset_index = source.pseudo_index("ROWOFFSET")
         self._partition_index = source.pseudo_index("ROWPARTITION")
+        self._render = self._fused_renderer()
         windows = plan.windows
         self._windows = windows
         if windows is not None:
@@ -244,6 +245,22 @@ class AggregateRuntime(QueryRuntime):
             self._tumbling = windows.kind == "TUMBLING"
 
     # ---- helpers ------------------------------------------------------------------------------------------------------
+
+    def _fused_renderer(self) -> Callable[[tuple, Any, Any, list], bytes | None]:
+        """(key, ws, we, state) -> value bytes; JSON sinks get one generated function for both steps."""
+        plan = self.plan
+        sink = plan.sink
+        single_unwrapped = len(sink.value_columns) == 1 and sink.wrap_single_value is False
+        if sink.value_format != "JSON" or single_unwrapped or plan.having is not None or not plan.post_code:
+            project, serialize, having = plan.agg_project, self._ser_value, plan.having
+            if having is None:
+                return lambda key, ws, we, st: serialize(project(key, ws, we, st))
+            return lambda key, ws, we, st: serialize(project(key, ws, we, st)) if having(key, ws, we, st) else None
+        from ksql.serde import json_dumps
+
+        items = ", ".join(f"{column.name!r}: {code}" for column, code in zip(sink.value_columns, plan.value_codes))
+        plan.compiler.namespace["_json_dumps"] = json_dumps
+        return plan.compiler.function("render", "key, ws, we, st", [plan.post_code, f"return _json_dumps({{{items}}})"])
 
     def task(self, partition: int) -> _Task:
         task = self._tasks.get(partition)
@@ -263,19 +280,24 @@ class AggregateRuntime(QueryRuntime):
         return cached
 
     def _emit(self, key: tuple, ws: int | None, st: list, out: list, row: list | None) -> None:
-        plan = self.plan
         we = None if ws is None else ws + self._size
         value: bytes | None
         try:
-            if plan.having is not None and not plan.having(key, ws, we, st):
+            value = self._render(key, ws, we, st)
+        except Exception as error:  # noqa: BLE001 - isolate the failing column, like ksqlDB
+            plan = self.plan
+            try:
+                failed_having = plan.having is not None and not plan.having(key, ws, we, st)
+            except Exception:  # noqa: BLE001
+                failed_having = True
+            if failed_having:
                 value = None
             else:
-                value = self._ser_value(plan.agg_project(key, ws, we, st))
-        except Exception as error:  # noqa: BLE001
-            log_row = row if row is not None else self._log_row(key)
-            values = self._safe_items((key, ws, we, st), log_row, error)
-            value = self._ser_value(values)
-        key_data = self.key_bytes(key)
+                log_row = row if row is not None else self._log_row(key)
+                value = self._ser_value(self._safe_items((key, ws, we, st), log_row, error))
+        key_data = self._key_bytes.get(key)
+        if key_data is None:
+            key_data = self.key_bytes(key)
         if ws is None:
             out.append((self.topic, key_data, value, st[0], None))
         else:

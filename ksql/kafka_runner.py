@@ -108,6 +108,15 @@ class RunnerStats:
     cycles: int = 0
     restored_windows: int = 0
     started: float = field(default_factory=time.monotonic)
+    first_record_at: float | None = None
+    processed_until: float | None = None  # end of the last commit cycle that carried input
+
+    @property
+    def processing_seconds(self) -> float:
+        """From the first input record to the end of the commit cycle that made the last one durable."""
+        if self.first_record_at is None or self.processed_until is None:
+            return 0.0
+        return self.processed_until - self.first_record_at
 
 
 class RunnerError(RuntimeError):
@@ -154,9 +163,12 @@ class KafkaRunner:
             self._group_overrides = {"session.timeout.ms": session_timeout_ms,
                                      "heartbeat.interval.ms": max(100, session_timeout_ms // 4)}
         self._admin = AdminClient(admin_config(settings, bootstrap))
+        # Delivery reports only for failures: no Python callback per output record on the hot path,
+        # and a failure still stops the commit (see _flush).
         self._producer = Producer(producer_config(
-            settings, bootstrap, **{"partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000,
-                                    "queue.buffering.max.kbytes": 1_048_576}))
+            settings, bootstrap, **{"partitioner": "murmur2_random", "queue.buffering.max.messages": 200_000,
+                                    "queue.buffering.max.kbytes": 65_536, "delivery.report.only.error": True,
+                                    "on_delivery": self._on_delivery}))
         self._consumer: Consumer | None = None
         self._partition_cache: dict[tuple[str, bytes], int] = {}
         self._sink_partitions: dict[str, int] = {}
@@ -251,14 +263,13 @@ class KafkaRunner:
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int | None,
                  partition: int | None = None) -> None:
-        kwargs: dict[str, Any] = {"on_delivery": self._on_delivery}
-        if timestamp is not None:
-            kwargs["timestamp"] = timestamp
-        if partition is not None:
-            kwargs["partition"] = partition
+        produce = self._producer.produce
         while True:
             try:
-                self._producer.produce(topic, value, key, **kwargs)
+                if partition is None:
+                    produce(topic, value, key, timestamp=timestamp or 0)
+                else:
+                    produce(topic, value, key, partition, timestamp=timestamp or 0)
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -331,6 +342,8 @@ class KafkaRunner:
         if offsets and self._consumer is not None:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         self.stats.cycles += 1
+        if self._cycle_had_input:
+            self.stats.processed_until = time.monotonic()
         self._cycle_had_input = False
 
     # ---- restore --------------------------------------------------------------------------------------------------------
@@ -468,6 +481,8 @@ class KafkaRunner:
                     process(topic, partition, offset, message.key(), message.value(), timestamp, self._out)
                     positions[(topic, partition)] = offset + 1
                 if messages:
+                    if self.stats.first_record_at is None:
+                        self.stats.first_record_at = time.monotonic()
                     self.stats.records_in += len(messages)
                     self._last_input = time.monotonic()
                     self._cycle_had_input = True

@@ -120,6 +120,10 @@ class QueryPlan:
     having: Callable[[tuple, Any, Any, list], Any] | None = None
     item_functions: list[Callable] = field(default_factory=list)  # per value column, for error isolation
     item_labels: list[str] = field(default_factory=list)
+    # Source of the post-aggregation row and of each value column (lets the engine fuse projection
+    # and serialization into one generated function).
+    post_code: str = ""
+    value_codes: list[str] = field(default_factory=list)
 
 
 # ---- scopes -------------------------------------------------------------------------------------------------------------
@@ -830,7 +834,8 @@ class Catalog:
         return QueryPlan(query_id, "aggregate", source, sink, statement, compiler, where=where,
                          group_key=group_key, windows=windows, emit_final=emit_final, aggregates=aggregates,
                          agg_init=agg_init, agg_update=agg_update, agg_project=agg_project, having=having_function,
-                         item_functions=item_functions, item_labels=[c.name for c in value_columns])
+                         item_functions=item_functions, item_labels=[c.name for c in value_columns],
+                         post_code=post_code, value_codes=[c.code for c in value_codes])
 
 
 def plan_script(text: str) -> Catalog:

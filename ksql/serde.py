@@ -212,8 +212,12 @@ class RowSerde:
             if needs_b64:
                 return lambda values: json_dumps(_bytes_to_base64(values[0]))
             return lambda values: json_dumps(values[0])
-        names_tuple = tuple(names)
-        return lambda values: json_dumps(dict(zip(names_tuple, values)))
+        # dict literal built by generated code: cheaper than dict(zip(...)) per record
+        items = ", ".join(f"{name!r}: values[{index}]" for index, name in enumerate(names))
+        namespace: dict[str, Any] = {"json_dumps": json_dumps}
+        exec(compile(f"def serialize(values):\n    return json_dumps({{{items}}})\n", "<ksql json serializer>",
+                     "exec"), namespace)  # noqa: S102 - names are repr()-quoted
+        return namespace["serialize"]
 
     # ---- deserialize ----------------------------------------------------------------------------------------------------
 
@@ -255,12 +259,9 @@ class RowSerde:
         upper_index = {name.upper(): i for i, name in reversed(list(enumerate(self.names)))}
         for i, name in enumerate(self.names):
             index_of[name] = i
-        # Fast type checks: a value of exactly this Python type needs no conversion.
-        exact_types: list[type | None] = []
-        for sql_type in self.types:
-            exact_types.append({"DOUBLE": float, "STRING": str, "BOOLEAN": bool}.get(sql_type.base))
 
         def resolve(field: str) -> int:
+            """Case-insensitive fallback for a field name; remembered (bounded) for the next record."""
             index = index_of.get(field)
             if index is None:
                 index = upper_index.get(field.upper(), -1)
@@ -268,33 +269,66 @@ class RowSerde:
                 index_of[field] = index
             return index
 
-        def decode_object(data: bytes | None) -> list:
-            if data is None:
-                return [None] * count
-            try:
-                obj = loads(data)
-            except (ValueError, TypeError) as error:
-                raise RecordError(f"Failed to deserialize JSON: {error}") from None
-            if not isinstance(obj, dict):
-                raise RecordError(f"Failed to deserialize JSON: expected an object, got {type(obj).__name__}")
-            row = [None] * count
-            get = index_of.get
-            try:
-                for field, value in obj.items():
-                    index = get(field)
-                    if index is None:
-                        index = resolve(field)
-                    if index < 0 or value is None:
-                        continue
-                    if type(value) is exact_types[index]:
-                        row[index] = value
-                    else:
-                        row[index] = coercers[index](value)
-            except CoercionError as error:
-                raise RecordError(f"Failed to deserialize JSON field '{field}': {error}") from None
-            return row
+        # Generated per schema: copy the fields into row slots, then check each slot inline and
+        # convert only values that are not already of the column's Python type.
+        namespace: dict[str, Any] = {"loads": loads, "get": index_of.get, "resolve": resolve,
+                                     "RecordError": RecordError, "CoercionError": CoercionError,
+                                     "dict": dict, "float": float, "str": str, "int": int, "list": list}
+        lines = [
+            "def decode_object(data):",
+            f"    if data is None: return [None] * {count}",
+            "    try:",
+            "        obj = loads(data)",
+            "    except (ValueError, TypeError) as error:",
+            "        raise RecordError(f'Failed to deserialize JSON: {error}') from None",
+            "    if type(obj) is not dict:",
+            "        raise RecordError(f'Failed to deserialize JSON: expected an object, got {type(obj).__name__}')",
+            f"    row = [None] * {count}",
+            "    for field, value in obj.items():",
+            "        index = get(field)",
+            "        if index is None: index = resolve(field)",
+            "        if index >= 0: row[index] = value",
+            "    index = -1",
+            "    try:",
+        ]
+        for index, sql_type in enumerate(self.types):
+            namespace[f"c{index}"] = coercers[index]
+            check = _fast_check(sql_type)
+            lines.append(f"        v = row[{index}]")
+            if sql_type.base == "DOUBLE":  # JSON writes integral doubles as ints: float() is exact enough
+                lines.append(f"        if v is not None and type(v) is not float: index = {index}; "
+                             f"row[{index}] = float(v) if type(v) is int else c{index}(v)")
+            elif check is None:
+                lines.append(f"        if v is not None: index = {index}; row[{index}] = c{index}(v)")
+            else:
+                lines.append(f"        if v is not None and not ({check}): index = {index}; row[{index}] = c{index}(v)")
+        lines += [
+            "    except CoercionError as error:",
+            "        raise RecordError(f'Failed to deserialize JSON field {names[index]!r}: {error}') from None",
+            "    return row",
+        ]
+        namespace["names"] = list(self.names)
+        exec(compile("\n".join(lines) + "\n", "<ksql json decoder>", "exec"), namespace)  # noqa: S102
+        return namespace["decode_object"]
 
-        return decode_object
+
+def _fast_check(sql_type: SqlType) -> str | None:
+    """A Python condition on `v` that is true when `v` needs no conversion for `sql_type`."""
+    base = sql_type.base
+    if base == "DOUBLE":
+        return "type(v) is float"
+    if base == "STRING":
+        return "type(v) is str"
+    if base == "BOOLEAN":
+        return "v is True or v is False"
+    if base in ("INTEGER", "DATE"):
+        return "type(v) is int and -2147483648 <= v <= 2147483647"
+    if base in ("BIGINT", "TIMESTAMP"):
+        return "type(v) is int and -9223372036854775808 <= v <= 9223372036854775807"
+    if base == "ARRAY" and sql_type.element is not None and sql_type.element.base in ("STRING", "DOUBLE"):
+        element = "str" if sql_type.element.base == "STRING" else "float"
+        return f"type(v) is list and all(type(x) is {element} for x in v)"
+    return None
 
 
 def _contains_decimal(sql_type: SqlType) -> bool:

@@ -311,7 +311,8 @@ def coercer(sql_type: SqlType) -> Callable[[Any], Any]:
                                     f"requiredType: MAP")
             return {key(k): value_of(v) for k, v in value.items()}
     elif base == "STRUCT":
-        converters = [(name, coercer(typ)) for name, typ in sql_type.fields]
+        exact = {"DOUBLE": float, "STRING": str, "BOOLEAN": bool}
+        converters = [(name, coercer(typ), exact.get(typ.base)) for name, typ in sql_type.fields]
 
         def inner(value: Any) -> dict:
             if not isinstance(value, dict):
@@ -319,14 +320,14 @@ def coercer(sql_type: SqlType) -> Callable[[Any], Any]:
                                     f"requiredType: STRUCT")
             upper = None
             result = {}
-            for name, convert in converters:
+            for name, convert, python_type in converters:
                 if name in value:
                     raw = value[name]
                 else:
                     if upper is None:
                         upper = {str(k).upper(): v for k, v in value.items()}
                     raw = upper.get(name.upper())
-                result[name] = None if raw is None else convert(raw)
+                result[name] = raw if raw is None or type(raw) is python_type else convert(raw)
             return result
     elif base == "NULL":
         return lambda value: None

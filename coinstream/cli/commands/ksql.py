@@ -101,8 +101,10 @@ def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_m
     except RunnerError as error:
         click.echo(f"coinstream ksql run: {error}", err=True)
         sys.exit(1)
+    seconds = stats.processing_seconds
+    rate = f", {stats.records_in / seconds:.0f} records/s over {seconds:.2f} s" if seconds > 0 else ""
     click.echo(f"ksql run: {stats.records_in} record(s) in, {stats.records_out} out, "
-               f"{stats.processing_errors} processing-log entr(y/ies)")
+               f"{stats.processing_errors} processing-log entr(y/ies){rate}")
 
 
 @command.command(name="apply")
