@@ -212,31 +212,35 @@ class KafkaRunner:
         raise RunnerError(f"topics {sorted(missing)} did not appear")
 
     def prepare_topics(self) -> None:
-        """Create missing source, sink, changelog and processing-log topics; refuse what we cannot run safely."""
-        existing = self._topic_partitions()
+        """Create missing source, sink, changelog and processing-log topics; refuse what we cannot run safely.
+
+        Queries are visited in statement order, so a query reading another query's sink sees that
+        sink created with the partition count of its own source first.
+        """
+        counts = self._topic_partitions()
         default = self.settings.kafka_topic_partitions
-        sources: dict[str, int] = {}
-        for runtime in self.pipeline.queries:
-            source = runtime.plan.source
-            if source.topic not in existing and source.topic not in sources:
-                sources[source.topic] = source.partitions or default
-                log.warning("source topic %s does not exist: creating it with %d partition(s)", source.topic,
-                            sources[source.topic])
-        self._create_topics(sources)
-        counts = {**self._topic_partitions()}
-        wanted: dict[str, int] = {self.processing_log_topic: 1}
+        sink_topics = {runtime.topic for runtime in self.pipeline.queries}
+        self._create_topics({self.processing_log_topic: 1})
         for runtime in self.pipeline.queries:
             plan = runtime.plan
-            source_partitions = counts[plan.source.topic]
+            source_topic = plan.source.topic
+            if source_topic not in counts:
+                if source_topic not in sink_topics:
+                    log.warning("source topic %s does not exist: creating it with %d partition(s)", source_topic,
+                                plan.source.partitions or default)
+                self._create_topics({source_topic: plan.source.partitions or default})
+                counts = self._topic_partitions()
+            source_partitions = counts[source_topic]
+            wanted: dict[str, int] = {}
             if isinstance(runtime, AggregateRuntime):
                 if source_partitions > 1 and not group_by_is_source_key(plan):
                     raise UnsupportedStatement(
                         f"{plan.query_id}: GROUP BY on something other than the key of a topic with "
                         f"{source_partitions} partitions (ksqlDB would repartition; ksql run does not)")
                 wanted[self.changelog_topic(runtime)] = source_partitions
-            wanted.setdefault(plan.sink.topic, plan.sink.partitions or source_partitions)
-        self._create_topics(wanted)
-        counts = self._topic_partitions()
+            wanted[plan.sink.topic] = plan.sink.partitions or source_partitions
+            self._create_topics(wanted)
+            counts = self._topic_partitions()
         self._sink_partitions = {runtime.topic: counts[runtime.topic] for runtime in self.pipeline.queries}
 
     # ---- processing log ------------------------------------------------------------------------------------------------
