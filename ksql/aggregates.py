@@ -50,9 +50,17 @@ class AggregateCall:
     arg_code: str | None = None  # Python expression producing the argument value from `row`
     arg_nullable: bool = True
     constants: dict[str, Any] = field(default_factory=dict)
+    # Session windows only: lines folding another state's slots {b0}.. into {a0}.. (Kafka Streams'
+    # session merger); values that depend on order carry the input offset as their sequence.
+    merge_template: list[str] = field(default_factory=list)
 
     def slot_names(self, base: int) -> dict[str, str]:
         return {f"s{index}": f"st[{base + index}]" for index in range(self.slots)}
+
+    def merge_names(self, base: int) -> dict[str, str]:
+        names = {f"a{index}": f"acc[{base + index}]" for index in range(self.slots)}
+        names.update({f"b{index}": f"other[{base + index}]" for index in range(self.slots)})
+        return names
 
 
 def _literal_param(args, index: int, expected: str, name: str, pos) -> Any:
@@ -65,8 +73,39 @@ def _literal_param(args, index: int, expected: str, name: str, pos) -> Any:
     return node.value
 
 
-def resolve_aggregate(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos) -> AggregateCall:
-    """Build the `AggregateCall` for `name(args)`; `arg_types[i]` is the type of `args[i]`."""
+def resolve_aggregate(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos,
+                      session: bool = False) -> AggregateCall:
+    """Build the `AggregateCall` for `name(args)`; `arg_types[i]` is the type of `args[i]`.
+
+    With `session`, the call also gets a merge template, and order-dependent aggregates keep
+    (sequence, value) pairs; the update template may then use {seq}.
+    """
+    call = _resolve(name, args, arg_types, star, pos, session)
+    if session and not call.merge_template:
+        call.merge_template = _simple_merge(call)
+    return call
+
+
+def _simple_merge(call: AggregateCall) -> list[str]:
+    """Merges for aggregates whose state combines without order (COUNT, SUM, MIN, MAX, AVG, TOPK*)."""
+    name = call.name
+    if name == "COUNT":
+        return ["{a0} += {b0}"]
+    if name == "SUM":
+        if call.result_type.base == "INTEGER":
+            return ["{a0} = _wrap_int({a0} + {b0})"]
+        if call.result_type.base == "BIGINT":
+            return ["{a0} = _wrap_long({a0} + {b0})"]
+        return ["{a0} += {b0}"]
+    if name in ("MIN", "MAX"):
+        op = "<" if name == "MIN" else ">"
+        return [f"if {{b0}} is not None and ({{a0}} is None or {{b0}} {op} {{a0}}): {{a0}} = {{b0}}"]
+    if name == "AVG":
+        return ["{a0} += {b0}", "{a1} += {b1}"]
+    raise AssertionError(f"no merge for {name}")  # pragma: no cover - the others define their own
+
+
+def _resolve(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos, session: bool) -> AggregateCall:
     from ksql import ast
 
     line, column = pos.line, pos.column
@@ -150,6 +189,26 @@ def resolve_aggregate(name: str, args: tuple, arg_types: list[SqlType], star: bo
             raise InvalidStatement(f"{name}: the number of values must be greater than 0", line, column)
         earliest = name == "EARLIEST_BY_OFFSET"
         guard = "if {v} is not None:" if ignore_nulls else "if True:"
+        if session:
+            # (sequence, value) pairs: merging sessions must restore processing order.
+            if count is None:
+                if earliest:
+                    return AggregateCall(name, value_type, 1, ["None"], [guard, "    if {s0} is None: {s0} = [{seq}, {v}]"],
+                                         "({s0}[1] if {s0} is not None else None)",
+                                         merge_template=["if {b0} is not None and ({a0} is None or {b0}[0] < {a0}[0]): "
+                                                         "{a0} = {b0}"])
+                return AggregateCall(name, value_type, 1, ["None"], [guard, "    {s0} = [{seq}, {v}]"],
+                                     "({s0}[1] if {s0} is not None else None)",
+                                     merge_template=["if {b0} is not None and ({a0} is None or {b0}[0] > {a0}[0]): "
+                                                     "{a0} = {b0}"])
+            if earliest:
+                lines = [guard, f"    if len({{s0}}) < {count}: {{s0}}.append([{{seq}}, {{v}}])"]
+                merge = [f"{{a0}} = sorted({{a0}} + {{b0}})[:{count}]"]
+            else:
+                lines = [guard, "    {s0}.append([{seq}, {v}])", f"    if len({{s0}}) > {count}: del {{s0}}[0]"]
+                merge = [f"{{a0}} = sorted({{a0}} + {{b0}})[-{count}:]"]
+            return AggregateCall(name, array_of(value_type), 1, ["[]"], lines, "[pair[1] for pair in {s0}]",
+                                 merge_template=merge)
         if count is None:
             if earliest:
                 if ignore_nulls:
@@ -177,7 +236,9 @@ def resolve_aggregate(name: str, args: tuple, arg_types: list[SqlType], star: bo
         distinct = " and {v} not in {s0}" if name == "TOPKDISTINCT" else ""
         lines = [f"if {{v}} is not None{distinct}:", "    _insort_desc({s0}, {v})",
                  f"    if len({{s0}}) > {k}: {{s0}}.pop()"]
-        return AggregateCall(name, array_of(value_type), 1, ["[]"], lines, "list({s0})")
+        merge_distinct = " if _x not in {a0}" if name == "TOPKDISTINCT" else ""
+        merge = [f"for _x in [_x for _x in {{b0}}{merge_distinct}]: _insort_desc({{a0}}, _x)", f"del {{a0}}[{k}:]"]
+        return AggregateCall(name, array_of(value_type), 1, ["[]"], lines, "list({s0})", merge_template=merge)
 
     raise InvalidStatement(f"Can't find any functions with the name '{name}'", line, column)
 

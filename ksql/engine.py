@@ -239,7 +239,7 @@ class AggregateRuntime(QueryRuntime):
         self._render = self._fused_renderer()
         windows = plan.windows
         self._windows = windows
-        if windows is not None:
+        if windows is not None and windows.kind != "SESSION":
             self._size = windows.size
             self._grace = windows.grace
             self._tumbling = windows.kind == "TUMBLING"
@@ -469,6 +469,104 @@ class AggregateRuntime(QueryRuntime):
         return total
 
 
+class SessionAggregateRuntime(AggregateRuntime):
+    """GROUP BY with WINDOW SESSION, with Kafka Streams' merge semantics.
+
+    A record at ts merges every session of its key that ends at or after ts - gap and starts at or
+    before ts + gap. Unless the result is exactly [ts, ts], each merged session is removed with a
+    tombstone (timestamped with its end) before the merged session is emitted (timestamped with
+    its end). The merged session is dropped as late when its end < stream time - grace - gap.
+    Sessions are kept per key as [start, end, state], and evicted once no record could reach them.
+    (Not available in `ksql run`: restart safety for merging windows is not implemented.)
+    """
+
+    def __init__(self, plan: QueryPlan, on_error: ErrorSink, cached: bool, track_changes: bool) -> None:
+        super().__init__(plan, on_error, cached, track_changes)
+        self._gap = plan.windows.gap
+        self._grace = plan.windows.grace
+        self._windows = None  # not time windows: the base class's windowed paths must not run
+
+    def process(self, row: list, out: list) -> None:
+        plan = self.plan
+        offset = row[self._offset_index]
+        partition = row[self._partition_index]
+        if plan.where is not None and not self._where(row):
+            return
+        try:
+            key = plan.group_key(row)
+        except Exception as error:  # noqa: BLE001
+            self._error(row, f"Error computing GROUP BY key: {type(error).__name__}: {error}")
+            return
+        if key is None:
+            self._error(row, "GROUP BY key is null: record dropped")
+            return
+        ts = row[self._rowtime]
+        task = self.task(partition)
+        advanced = ts > task.stream_time
+        if advanced:
+            task.stream_time = ts
+        gap = self._gap
+        close = task.stream_time - self._grace - gap
+        sessions = task.store.setdefault(key, [])
+        merged = [session for session in sessions if session[1] >= ts - gap and session[0] <= ts + gap]
+        start = min([ts] + [session[0] for session in merged])
+        end = max([ts] + [session[1] for session in merged])
+        if end < close:
+            self.dropped_late += 1
+            self._error(row, f"late record: session [{start}, {end}] closed (stream time {task.stream_time}, "
+                             f"grace {self._grace} ms, gap {gap} ms)")
+            return
+        state = plan.agg_init()
+        for session in merged:
+            plan.agg_merge(state, session[2])
+        if (start, end) != (ts, ts):
+            for session in merged:
+                sessions.remove(session)
+                self._emit_session(key, session[0], session[1], None, session[1], out)
+        elif merged:
+            sessions.remove(merged[0])
+        plan.agg_update(state, row)
+        if ts > state[0]:
+            state[0] = ts
+        state[1] = offset + 1
+        sessions.append([start, end, state])
+        sessions.sort(key=lambda session: session[0])
+        heapq.heappush(task.heap, (end, start, key))
+        self._emit_session(key, start, end, state, end, out)
+        if advanced:
+            self._evict_sessions(task)
+
+    def _emit_session(self, key: tuple, start: int, end: int, state: list | None, timestamp: int, out: list) -> None:
+        key_data = self.key_bytes(key)
+        windowed = session_windowed_key(key_data, start, end)
+        if state is None:
+            value = None
+        else:
+            try:
+                value = self._render(key, start, end, state)
+            except Exception as error:  # noqa: BLE001
+                value = self._ser_value(self._safe_items((key, start, end, state), self._log_row(key), error))
+        out.append((self.topic, windowed, value, timestamp, (start, end, "session")))
+
+    def _evict_sessions(self, task: _Task) -> None:
+        """Forget sessions no future record can join or extend: end + gap < stream time - grace - gap."""
+        limit = task.stream_time - self._grace - 2 * self._gap
+        heap = task.heap
+        while heap and heap[0][0] < limit:
+            end, start, key = heapq.heappop(heap)
+            sessions = task.store.get(key)
+            if sessions:
+                sessions[:] = [s for s in sessions if not (s[0] == start and s[1] == end)]
+                if not sessions:
+                    del task.store[key]
+
+    def flush(self, out: list) -> None:
+        """Session updates are emitted as they happen (no record cache for sessions)."""
+
+    def window_count(self) -> int:
+        return sum(len(sessions) for task in self._tasks.values() for sessions in task.store.values())
+
+
 # ---- the pipeline --------------------------------------------------------------------------------------------------------------
 
 class Pipeline:
@@ -484,6 +582,8 @@ class Pipeline:
         for plan in catalog.queries:
             if plan.kind == "project":
                 self.queries.append(ProjectRuntime(plan, self._error))
+            elif plan.agg_merge is not None:
+                self.queries.append(SessionAggregateRuntime(plan, self._error, cached, track_changes))
             else:
                 self.queries.append(AggregateRuntime(plan, self._error, cached, track_changes))
         readers: dict[str, SourceReader] = {}

@@ -25,7 +25,7 @@ from ksql.errors import InvalidStatement, UnsupportedStatement
 from ksql.parser import TIME_UNITS_MS, parse
 from ksql.serde import KAFKA_FORMAT_TYPES, KNOWN_UNSUPPORTED_FORMATS, SUPPORTED_FORMATS
 from ksql.types import BIGINT, BOOLEAN, INTEGER, NULL, SqlType
-from ksql.windows import TimeWindows, make_time_windows
+from ksql.windows import SessionWindows, TimeWindows, make_session_windows, make_time_windows
 
 PSEUDO_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND")
 PSEUDO_TYPES = {"ROWTIME": BIGINT, "ROWPARTITION": INTEGER, "ROWOFFSET": BIGINT,
@@ -111,11 +111,12 @@ class QueryPlan:
     project_key: Callable[[list], tuple] | None = None
     # aggregate queries
     group_key: Callable[[list], tuple | None] | None = None
-    windows: TimeWindows | None = None
+    windows: TimeWindows | SessionWindows | None = None
     emit_final: bool = False
     aggregates: list[AggregateCall] = field(default_factory=list)
     agg_init: Callable[[], list] | None = None
     agg_update: Callable[[list, list], None] | None = None
+    agg_merge: Callable[[list, list], None] | None = None  # session windows: fold one state into another
     agg_project: Callable[[tuple, Any, Any, list], tuple] | None = None
     having: Callable[[tuple, Any, Any, list], Any] | None = None
     item_functions: list[Callable] = field(default_factory=list)  # per value column, for error isolation
@@ -677,8 +678,11 @@ class Catalog:
         if source.window_kind is not None:
             raise UnsupportedStatement("aggregating a windowed source", query.source_pos.line, query.source_pos.column)
         window = query.window
-        if window is not None and window.kind == "SESSION":
-            raise UnsupportedStatement("SESSION windows", window.pos.line, window.pos.column)
+        session = window is not None and window.kind == "SESSION"
+        if session and query.emit == "FINAL":
+            raise UnsupportedStatement("EMIT FINAL with SESSION windows", window.pos.line, window.pos.column)
+        if session and window.retention_ms is not None:
+            raise UnsupportedStatement("RETENTION for SESSION windows", window.pos.line, window.pos.column)
         for item in query.select:
             if isinstance(item, ast.SelectAll):
                 raise InvalidStatement("SELECT * is not allowed in an aggregate query.", item.pos.line, item.pos.column)
@@ -721,7 +725,7 @@ class Catalog:
                 arg_code, arg_nullable = first.code, first.nullable
                 for extra in node.args[1:]:
                     arg_types.append(compiler.compile(extra, scope).type)
-            call = resolve_aggregate(node.name, node.args, arg_types, node.star, node.pos)
+            call = resolve_aggregate(node.name, node.args, arg_types, node.star, node.pos, session=session)
             call.arg_code = arg_code
             call.arg_nullable = arg_nullable
             aggregates.append(call)
@@ -781,7 +785,9 @@ class Catalog:
 
         emit_final = query.emit == "FINAL"
         windows = None
-        if window is not None:
+        if session:
+            windows = make_session_windows(window.size_ms, window.grace_ms)
+        elif window is not None:
             windows = make_time_windows(window.kind, window.size_ms, window.advance_ms, window.grace_ms,
                                         window.retention_ms, emit_final)
             if window.retention_ms is not None and window.retention_ms < window.size_ms + windows.grace:
@@ -791,7 +797,7 @@ class Catalog:
                                        f"{window.retention_ms}]", window.pos.line, window.pos.column)
         sink = self._sink(statement, source, props, [c for c in key_columns if c is not None], value_columns,
                           window.kind if window is not None else None,
-                          window.size_ms if window is not None else None)
+                          window.size_ms if window is not None and not session else None)
 
         # Generated functions.
         where = self._where(query, source, compiler)
@@ -809,7 +815,9 @@ class Catalog:
             init_codes.extend(call.init_codes)
         agg_init = compiler.function("agg_init", "", [f"return [{', '.join(init_codes)}]"])
         update_body: list[str] = []
+        merge_body: list[str] = ["if other[0] > acc[0]: acc[0] = other[0]"]
         result_codes: list[str] = []
+        sequence = f"row[{source.pseudo_index('ROWOFFSET')}]"
         base = 2
         for index, call in enumerate(aggregates):
             slots = call.slot_names(base)
@@ -817,10 +825,13 @@ class Catalog:
                 update_body.append(f"_v{index} = {call.arg_code}")
             value_name = f"_v{index}" if call.arg_code is not None else "None"
             for line in call.update_template:
-                update_body.append(line.format(v=value_name, **slots))
+                update_body.append(line.format(v=value_name, seq=sequence, **slots))
+            for line in call.merge_template:
+                merge_body.append(line.format(**call.merge_names(base)))
             result_codes.append(call.result_template.format(**slots))
             base += call.slots
         agg_update = compiler.function("agg_update", "st, row", update_body or ["pass"])
+        agg_merge = compiler.function("agg_merge", "acc, other", merge_body) if session else None
         post_code = ("post = key + (ws, we, " + "".join(code + ", " for code in result_codes) + ")")
         agg_project = compiler.function(
             "agg_project", "key, ws, we, st",
@@ -833,7 +844,8 @@ class Catalog:
                           for i, c in enumerate(value_codes)]
         return QueryPlan(query_id, "aggregate", source, sink, statement, compiler, where=where,
                          group_key=group_key, windows=windows, emit_final=emit_final, aggregates=aggregates,
-                         agg_init=agg_init, agg_update=agg_update, agg_project=agg_project, having=having_function,
+                         agg_init=agg_init, agg_update=agg_update, agg_merge=agg_merge, agg_project=agg_project,
+                         having=having_function,
                          item_functions=item_functions, item_labels=[c.name for c in value_columns],
                          post_code=post_code, value_codes=[c.code for c in value_codes])
 

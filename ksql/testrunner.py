@@ -13,7 +13,7 @@ record by record in order; `timestamp` and `window` are compared when the expect
 numbers compare by value (a DECIMAL also by scale, and may be written as a string).
 
 Exit codes (`run` returns them): 0 outputs match, 1 they differ (with a readable diff), 2 a
-statement was rejected (the message says invalid or unsupported).
+statement was rejected (the message says invalid or unsupported), 3 an internal error (a bug).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ksql.planner import Catalog, SourceDef, plan_script
 from ksql.serde import RowSerde, json_dumps, json_loads_exact, split_windowed_key
 from ksql.types import CoercionError, coercer
 
-EXIT_MATCH, EXIT_DIFFER, EXIT_REJECTED = 0, 1, 2
+EXIT_MATCH, EXIT_DIFFER, EXIT_REJECTED, EXIT_INTERNAL_ERROR = 0, 1, 2, 3
 _LONG = struct.Struct(">q")
 
 
@@ -236,6 +236,16 @@ def _diff(topic: str, expected: list[dict], actual: list[dict]) -> list[str]:
 # ---- running ----------------------------------------------------------------------------------------------------------------------------
 
 def run_files(statements_path: str | Path, input_path: str | Path, output_path: str | Path) -> TestResult:
+    """Run one test; an unexpected exception becomes exit code 3 (never 1, which means "outputs differ")."""
+    try:
+        return _run_files(statements_path, input_path, output_path)
+    except Exception:  # noqa: BLE001 - a bug of ours must not look like a mismatch
+        import traceback
+
+        return TestResult(EXIT_INTERNAL_ERROR, "internal error (a bug in the engine):\n" + traceback.format_exc())
+
+
+def _run_files(statements_path: str | Path, input_path: str | Path, output_path: str | Path) -> TestResult:
     statements = Path(statements_path).read_text(encoding="utf-8")
     inputs = json_loads_exact(Path(input_path).read_text(encoding="utf-8")).get("inputs", [])
     outputs = json_loads_exact(Path(output_path).read_text(encoding="utf-8")).get("outputs", [])

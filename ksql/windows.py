@@ -46,3 +46,18 @@ def make_time_windows(kind: str, size: int, advance: int | None, grace: int | No
     effective_grace = default_grace(size, emit_final) if grace is None else grace
     effective_retention = retention if retention is not None else size + effective_grace
     return TimeWindows(kind, size, step, effective_grace, effective_retention)
+
+
+@dataclass(frozen=True)
+class SessionWindows:
+    """Session windows: a record joins (and merges) every session of its key whose span is within
+    `gap` of it. As in Kafka Streams 3, a record is dropped when the merged session's end is
+    earlier than stream time - grace - gap."""
+
+    gap: int
+    grace: int
+    kind: str = "SESSION"
+
+
+def make_session_windows(gap: int, grace: int | None) -> SessionWindows:
+    return SessionWindows(gap, default_grace(gap, False) if grace is None else grace)

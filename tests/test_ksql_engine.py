@@ -193,3 +193,30 @@ def test_timestamp_to_string_uses_the_process_zone_without_a_zone_argument(monke
     topics, _ = produce(statements, inputs)
     assert topics["O"][0]["value"] == {"LOCAL": "2023-11-14 23:13:20 CET", "IST": "03:43"}
     assert topics["O"][0]["timestamp"] == T0
+
+
+def test_session_windows_merge_with_tombstones() -> None:
+    statements = ("CREATE STREAM s (id STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
+                  "CREATE TABLE sess AS SELECT id, COUNT(*) AS n, SUM(v) AS total, LATEST_BY_OFFSET(v) AS last "
+                  "FROM s WINDOW SESSION (10 SECONDS) GROUP BY id;")
+    records = [("A", 0, 1), ("A", 30_000, 2), ("A", 15_000, 3), ("A", 22_000, 4), ("B", 5_000, 10)]
+    inputs = [{"topic": "s", "key": k, "timestamp": ts, "value": {"v": v}} for k, ts, v in records]
+    topics, log = produce(statements, inputs)
+    assert log == []
+    # A@15000 is more than 10 s from both existing sessions: a third session. A@22000 is within 10 s of
+    # [15000,15000] and [30000,30000]: both are removed (tombstones stamped with their ends) and replaced
+    # by [15000,30000] with n = 1+1+1, total = 3+2+4, last = 4 (the highest offset wins).
+    assert [(r["key"], r["window"]["start"], r["window"]["end"], r["window"]["type"], r["timestamp"], r["value"])
+            for r in topics["SESS"]] == [
+        ("A", 0, 0, "session", 0, {"N": 1, "TOTAL": 1, "LAST": 1}),
+        ("A", 30_000, 30_000, "session", 30_000, {"N": 1, "TOTAL": 2, "LAST": 2}),
+        ("A", 15_000, 15_000, "session", 15_000, {"N": 1, "TOTAL": 3, "LAST": 3}),
+        ("A", 15_000, 15_000, "session", 15_000, None),
+        ("A", 30_000, 30_000, "session", 30_000, None),
+        ("A", 15_000, 30_000, "session", 30_000, {"N": 3, "TOTAL": 9, "LAST": 4}),
+        ("B", 5_000, 5_000, "session", 5_000, {"N": 1, "TOTAL": 10, "LAST": 10}),
+    ]
+    # Session-windowed key: key bytes, then the 8-byte end, then the 8-byte start.
+    pipeline = Pipeline(plan_script(statements))
+    out = pipeline.process("s", 0, 0, b"Z", b'{"v": 5}', 7_000)
+    assert out[0][1] == b"Z" + struct.pack(">q", 7_000) + struct.pack(">q", 7_000)

@@ -121,6 +121,19 @@ def test_run_turns_known_input_into_exact_records(bootstrap: str, tmp_path: Path
     assert (base64.b64decode(bad["value_base64"]), base64.b64decode(bad["key_base64"])) == (b"not json", b"BTC")
 
 
+def test_run_refuses_session_windows(bootstrap: str, tmp_path: Path) -> None:
+    script = tmp_path / "session.sql"
+    script.write_text("CREATE STREAM s (id STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
+                      "CREATE TABLE t AS SELECT id, COUNT(*) AS n FROM s WINDOW SESSION (5 SECONDS) GROUP BY id;\n")
+    runner = start_runner(bootstrap, tmp_path, str(script))
+    try:
+        assert runner.wait(timeout=60) == 2
+    finally:
+        stop(runner)
+    assert ("coinstream ksql run: unsupported: CTAS_T_1: SESSION windows in ksql run"
+            in runner.log_path.read_text())  # type: ignore[attr-defined]
+
+
 # ---- crash and restart ------------------------------------------------------------------------------------------
 
 COINS = ["BTC", "ETH", "SOL", "DOGE", "XRP", "LINKLONGCODE"]

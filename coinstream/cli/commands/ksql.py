@@ -41,7 +41,7 @@ def command() -> None:
 def test_command(statements: str, input_file: str, output_file: str) -> None:
     """Run statements over test inputs and compare with expected outputs (ksql-test-runner files).
 
-    Exit status: 0 outputs match, 1 outputs differ, 2 a statement was rejected.
+    Exit status: 0 outputs match, 1 outputs differ, 2 a statement was rejected, 3 internal error.
     """
     from ksql.testrunner import run_files
 
