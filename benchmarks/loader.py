@@ -106,7 +106,7 @@ def bench_loader(bootstrap: str, client, probe, prefix: str, expected: int, batc
     thread = threading.Thread(target=loader.run, name="loader")
     thread.start()
     try:
-        while not loader._progress.assigned:  # timing starts once the group join is done
+        while not loader.assigned:  # timing starts once the group join is done
             time.sleep(0.005)
         started = time.perf_counter()
         # The loader counts rows once ClickHouse accepted them: no polling queries that would

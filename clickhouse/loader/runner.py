@@ -94,6 +94,11 @@ class Loader:
         self._stop = True
 
     @property
+    def assigned(self) -> bool:
+        """True once the group gave this loader its partitions (and their marks are loaded)."""
+        return self._progress.assigned
+
+    @property
     def tables(self) -> list[str]:
         names = []
         for spec in self._formats.values():
