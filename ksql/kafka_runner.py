@@ -189,13 +189,14 @@ class KafkaRunner:
         metadata = self._admin.list_topics(timeout=10)
         return {name: len(topic.partitions) for name, topic in metadata.topics.items() if not topic.error}
 
-    def _create_topics(self, wanted: dict[str, int]) -> None:
+    def _create_topics(self, wanted: dict[str, int], config: dict[str, str] | None = None) -> None:
         existing = self._topic_partitions()
         missing = {name: count for name, count in wanted.items() if name not in existing}
         if not missing:
             return
         replication = self.settings.kafka_replication_factor
-        futures = self._admin.create_topics([NewTopic(name, count, replication) for name, count in missing.items()])
+        futures = self._admin.create_topics([NewTopic(name, count, replication, config=config or {})
+                                             for name, count in missing.items()])
         for name, future in futures.items():
             try:
                 future.result(timeout=30)
@@ -240,7 +241,9 @@ class KafkaRunner:
                     raise UnsupportedStatement(
                         f"{plan.query_id}: GROUP BY on something other than the key of a topic with "
                         f"{source_partitions} partitions (ksqlDB would repartition; ksql run does not)")
-                wanted[self.changelog_topic(runtime)] = source_partitions
+                # Compacted: restore needs only the latest state per window and the latest position.
+                self._create_topics({self.changelog_topic(runtime): source_partitions},
+                                    {"cleanup.policy": "compact"})
             wanted[plan.sink.topic] = plan.sink.partitions or source_partitions
             self._create_topics(wanted)
             counts = self._topic_partitions()
