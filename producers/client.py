@@ -147,6 +147,7 @@ class LiveCoinWatchClient:
             raise LcwMalformedResponse("LiveCoinWatch sent /credits without the two credit counts") from None
         if self.credits is not None:
             self.credits.sync(remaining, limit)
+            self.metrics.credits_remaining.set(self.credits.remaining)
         return {"dailyCreditsRemaining": remaining, "dailyCreditsLimit": limit}
 
     def coins_map(self, codes: list[str] | tuple[str, ...], currency: str = "USD", *,
@@ -233,6 +234,7 @@ class LiveCoinWatchClient:
         if keyed:
             if self.credits is not None:
                 self.credits.reserve(endpoint)
+                self.metrics.credits_remaining.set(self.credits.remaining)
             self.metrics.credits_used.inc()
             headers["x-api-key"] = self._key
         try:

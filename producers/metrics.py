@@ -7,7 +7,7 @@ them back without a global registry shared between runs.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 def _total(counter: Counter, **labels: str) -> int:
@@ -39,6 +39,13 @@ class ProducerMetrics:
                                      "Requested coins not published: absent from the answer or rate null",
                                      ["code", "reason"], registry=r)
         self.polls = Counter("coinstream_polls", "Polls of the API, by outcome", ["outcome"], registry=r)
+        # NaN until the client has a credit guard and has read /credits (`coinstream up`'s status line).
+        self.credits_remaining = Gauge(
+            "coinstream_lcw_credits_remaining",
+            "Credits this process may still spend today: min(its budget, the API's daily limit) "
+            "minus the key's use as of the last /credits plus this process's requests since",
+            registry=r)
+        self.credits_remaining.set(float("nan"))
 
     def snapshot(self) -> dict[str, int]:
         """Totals over all labels, for summary lines and tests."""

@@ -85,6 +85,8 @@ def test_one_poll_is_counted_on_the_metrics_endpoint(tmp_path, kafka_bootstrap, 
         ("coinstream_records_produced_total", (("topic", topic_name),)): 10.0,
         ("coinstream_records_delivered_total", (("topic", topic_name),)): 10.0,
         ("coinstream_polls_total", (("outcome", "ok"),)): 1.0,
+        # DAILY_CREDIT_BUDGET 10000 - HISTORICAL_DAILY_CREDITS 500, less the 2 credits spent.
+        ("coinstream_lcw_credits_remaining", ()): 10_000 - 500 - 2,
     }
     assert ("10 records produced, 10 delivered, 0 delivery failures, 0 coins missing, 0 retries, "
             "2 credits used") in log.read_text()

@@ -16,6 +16,9 @@ from common.settings import Settings
 from coinstream.local_broker import BrokerError, wait_for_metadata
 from coinstream.stack.supervisor import Service
 
+# The LiveCoinWatch free tier (DESIGN §2), and the simulated API's default.
+SIMULATED_DAILY_CREDITS = 10_000
+
 
 def _coinstream(*args: str) -> list[str]:
     return [sys.executable, "-m", "coinstream", *args]
@@ -45,6 +48,13 @@ def kafka_probe(bootstrap: str) -> Callable[[], bool]:
     return probe
 
 
+def simulated_daily_credits(settings: Settings) -> int:
+    """The simulated API's credits per day: the real free tier's 10,000, or DAILY_CREDIT_BUDGET if
+    that is larger, so that a budget raised for a fast local run (a short POLL_INTERVAL_S) is one
+    the simulated key can actually pay for."""
+    return max(SIMULATED_DAILY_CREDITS, settings.daily_credit_budget)
+
+
 def infrastructure(settings: Settings) -> list[Service]:
     """The broker and the ClickHouse server, where they are local."""
     services = []
@@ -68,7 +78,8 @@ def pipeline(settings: Settings) -> list[Service]:
     services = [Service("migrate", _coinstream("clickhouse", "migrate"), oneshot=True)]
     if settings.uses_simulated_api and not settings.lcw_base_url:
         services.append(Service(
-            "sim-api", _coinstream("sim-api", "--port", str(settings.sim_api_port)),
+            "sim-api", _coinstream("sim-api", "--port", str(settings.sim_api_port),
+                                   "--daily-credits", str(simulated_daily_credits(settings))),
             ready=http_probe(f"{settings.effective_lcw_base_url}/status", "POST", b"{}")))
     if not settings.ksqldb_url:
         services.append(Service("ksql", _coinstream("ksql", "run")))

@@ -36,6 +36,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
+def describe_argv(argv: Sequence[str]) -> str:
+    """The command line as an operator would type it: `coinstream …` for `python -m coinstream …`."""
+    argv = list(argv)
+    if len(argv) >= 3 and argv[1:3] == ["-m", "coinstream"]:
+        return " ".join(["coinstream", *argv[3:]])
+    return " ".join(argv)
+
+
 @dataclass
 class Service:
     """One part of the stack.
@@ -159,10 +167,16 @@ class Supervisor:
             await self._spawn(state)
             state.status = "running"
 
+    def run_in_background(self, coroutine) -> asyncio.Task:
+        """Run `coroutine` next to the services (the status line); `stop` cancels it."""
+        task = asyncio.create_task(coroutine)
+        self._tasks.append(task)
+        return task
+
     async def start(self) -> None:
         """Start every service in order, each after the previous one is ready (or done)."""
         for state in self.states:
-            self.say(state.service.name, "starting: " + " ".join(state.service.argv[-3:]))
+            self.say(state.service.name, "starting: " + describe_argv(state.service.argv))
             await self._spawn(state)
             await self._await_ready(state)
             if not state.service.oneshot:

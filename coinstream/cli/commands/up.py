@@ -9,14 +9,20 @@ import click
 from common.settings import Settings
 
 from coinstream.stack.services import local_stack
+from coinstream.stack.status import STATUS_INTERVAL_S, metrics_urls, report_status
 from coinstream.stack.supervisor import StackError, Supervisor
 
 
 @click.command("up")
 @click.option("--infra-only", is_flag=True,
               help="Start only the local broker and ClickHouse server.")
+@click.option("--status-interval", type=click.FloatRange(min=0), default=STATUS_INTERVAL_S,
+              show_default=True,
+              help="Seconds between `status |` lines (events/s, consumer lag, credits left, from "
+                   "the producer's and loader's metrics endpoints); 0 = none. Without "
+                   "PRODUCER_METRICS_PORT and LOADER_METRICS_PORT there is no line.")
 @click.pass_obj
-def command(settings: Settings, infra_only: bool) -> None:
+def command(settings: Settings, infra_only: bool, status_interval: float) -> None:
     """Start every local part in dependency order, restart crashed ones, stop all on Ctrl+C."""
     services = local_stack(settings, infrastructure_only=infra_only)
     supervisor = Supervisor(services)
@@ -29,6 +35,11 @@ def command(settings: Settings, infra_only: bool) -> None:
             supervisor.say("up", f"dashboard: http://127.0.0.1:{settings.dashboard_port}/")
         supervisor.say("up", 'try: coinstream sql "SELECT code, rate, updated_at FROM overview_for_dashboard"')
         supervisor.say("up", "Ctrl+C stops everything")
+        producer_url, loader_url = metrics_urls(settings)
+        if not infra_only and status_interval > 0 and (producer_url or loader_url):
+            supervisor.run_in_background(report_status(
+                supervisor.say, producer_url, loader_url, status_interval,
+                lambda: {state.service.name: state.restarts for state in supervisor.states}))
 
     try:
         asyncio.run(supervisor.run_until_stopped(on_ready=announce))

@@ -1,0 +1,73 @@
+"""`coinstream up`'s status line, from real metrics endpoints serving the producer's and the
+loader's own registries (the line inside a running stack is checked in tests/test_e2e.py)."""
+
+from __future__ import annotations
+
+import itertools
+
+from clickhouse.loader.metrics import LoaderMetrics
+from common.metrics_http import serve_metrics
+from producers.metrics import ProducerMetrics
+
+from coinstream.local_broker import free_port
+from coinstream.stack.status import Snapshot, increase, render, take_snapshot
+
+
+def clock(*instants: float):
+    values = iter(instants)
+    return lambda: next(values)
+
+
+def test_line_from_two_scrapes_of_the_producer_and_loader_endpoints():
+    producer, loader = ProducerMetrics(), LoaderMetrics()
+    with serve_metrics(producer.registry, free_port()) as p_endpoint, \
+            serve_metrics(loader.registry, free_port()) as l_endpoint:
+        producer.records_delivered.labels("coins_current_full").inc(100)
+        producer.credits_remaining.set(9_400)
+        loader.inserted("coins_current_full", 100)
+        loader.inserted("ohlc_by_minute", 20)
+        loader.rejected("coins_current_full", "bad JSON")
+        loader.report({("coins_current_full", 0): 7, ("ohlc_by_minute", 0): 3})
+        first = take_snapshot(p_endpoint.url, l_endpoint.url, clock=clock(50.0))
+        assert first == Snapshot(at=50.0, delivered=100, credits_left=9_400, loaded=121, lag=10)
+
+        # 10 s later: 250 more records acknowledged, 1,250 more rows and 10 error rows landed.
+        producer.records_delivered.labels("coins_current_full").inc(250)
+        producer.credits_remaining.set(9_375)
+        loader.inserted("mov_avg_60s", 1_250)
+        for _ in range(10):
+            loader.rejected("mov_avg_60s", "bad key")
+        loader.report({("coins_current_full", 0): 0, ("ohlc_by_minute", 0): 1_234})
+        second = take_snapshot(p_endpoint.url, l_endpoint.url, clock=clock(60.0))
+
+    assert render(first, second) == (
+        "25.0 events/s, 126.0 rows/s loaded, consumer lag 1,234, 9,375 credits left")
+    assert render(first, second, {"ksql": 0, "loader": 2, "producer": 1}) == (
+        "25.0 events/s, 126.0 rows/s loaded, consumer lag 1,234, 9,375 credits left, "
+        "restarts: loader 2, producer 1")
+
+
+def test_restarted_producer_counts_from_zero_and_credits_unknown_before_the_first_sync():
+    before = Snapshot(at=0.0, delivered=5_000, credits_left=100, loaded=None)
+    producer = ProducerMetrics()  # a fresh process: counters at 0, no /credits read yet
+    with serve_metrics(producer.registry, free_port()) as endpoint:
+        producer.records_delivered.labels("coins_current_full").inc(40)
+        after = take_snapshot(endpoint.url, None, clock=clock(4.0))
+    assert after.delivered == 40 and after.loaded is None
+    assert render(before, after) == "10.0 events/s, credits left unknown"
+    assert increase(None, 3) == 3 and increase(5, 3) == 3 and increase(3, 5) == 2
+
+
+def test_a_dead_endpoint_is_named_and_the_rest_still_reported():
+    loader = LoaderMetrics()
+    dead = f"http://127.0.0.1:{free_port()}/metrics"
+    with serve_metrics(loader.registry, free_port()) as endpoint:
+        loader.inserted("coins_current_full", 30)
+        loader.report({("coins_current_full", 0): 0})
+        ticks = itertools.count(0.0, 3.0)
+        first = take_snapshot(dead, endpoint.url, clock=lambda: next(ticks))
+        loader.inserted("coins_current_full", 60)
+        second = take_snapshot(dead, endpoint.url, clock=lambda: next(ticks))
+    assert first.producer_error == "cannot connect (Connection refused)"
+    assert render(first, second) == ("producer metrics unavailable (cannot connect (Connection "
+                                     "refused)), 20.0 rows/s loaded, consumer lag 0")
