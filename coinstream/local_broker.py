@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -26,6 +25,8 @@ from types import TracebackType
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
+
+from common.processes import terminate
 
 log = logging.getLogger(__name__)
 
@@ -178,13 +179,7 @@ class LocalBroker:
         Tansu lingers up to ~5 s after consumer-group activity before it exits; with memory storage
         there is nothing to flush, so a short grace is enough.
         """
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        terminate(self._process, timeout_s)
         self._process = None
         self._mock_client = None
 

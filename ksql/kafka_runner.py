@@ -35,7 +35,6 @@ import base64
 import json
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
@@ -543,14 +542,4 @@ def _parse_fail_at(text: str | None) -> list | None:
     if stage not in ("mid-cycle", "after-outputs", "mid-changelog", "after-changelog"):
         raise ValueError(f"unknown fault-injection stage {stage!r}")
     return [stage, int(count or 1)]
-
-
-def install_signal_handlers(runner: KafkaRunner) -> None:
-    """SIGTERM/SIGINT stop the loop after a final commit cycle."""
-    def handler(signum, _frame) -> None:
-        log.info("signal %d: stopping after the current cycle", signum)
-        runner.stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
+
+from common.processes import terminate
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,15 +98,9 @@ class RunningServer:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """Graceful stop (SIGTERM), then SIGKILL if it does not exit in time. Idempotent."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        code = terminate(self.process, timeout)
         self._close_log()
-        return self.process.returncode
+        return code
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no shutdown code runs in the server."""

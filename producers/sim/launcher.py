@@ -9,7 +9,6 @@ and stop cleanly.
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 
 import requests
 
+from common.processes import terminate
 from producers.sim.admin import SimAdmin
 from producers.sim.server import SimConfig, SimulatedApi, bind_socket, start_site
 from producers.sim.state import SimState
@@ -155,13 +155,7 @@ class SimApiProcess:
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        terminate(self._process, timeout_s)
         self._process = None
 
     def __enter__(self) -> "SimApiProcess":

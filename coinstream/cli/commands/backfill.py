@@ -9,17 +9,16 @@ stopped the pass — run again after 00:00 UTC, it resumes — and 1 on a failur
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from datetime import date, datetime, timedelta
 
 import click
 from confluent_kafka import KafkaException
 
+from common.processes import stop_requested_on_signals
 from common.settings import Settings
 from producers.errors import redact
 from producers.historical import TOPIC, BackfillReport, HistoricalService
@@ -64,24 +63,6 @@ def _clock(now: datetime | None):
         return utc_now
     started = time.monotonic()
     return lambda: now + timedelta(seconds=time.monotonic() - started)
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT/SIGTERM for the duration of the block (previous handlers restored)."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: object) -> None:
-        log.info("%s received: finishing the current close, then stopping",
-                 signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _progress_redirect(show_bar: bool | None):
@@ -168,7 +149,7 @@ def command(settings: Settings, start: date | None, end: date | None, retry_gaps
     """
     if start is not None and end is not None and start > end:
         raise click.BadParameter("--start is after --end", param_hint="--start")
-    with _stop_on_signals() as stop:
+    with stop_requested_on_signals("finishing the current close, then stopping") as stop:
         service = _open_service(settings, topic, now, stop, migrate, show_bar)
         try:
             with _progress_redirect(show_bar):
@@ -190,7 +171,7 @@ def historical_command(settings: Settings, once: bool, start: date | None,
                        now: datetime | None) -> None:
     """The scheduled daily-close job: backfill up to the latest closed day, then sleep until the
     next 12:00 UTC + HISTORICAL_CLOSE_MARGIN_S (or until credits renew) and repeat."""
-    with _stop_on_signals() as stop:
+    with stop_requested_on_signals("finishing the current close, then stopping") as stop:
         service = _open_service(settings, topic, now, stop, migrate, show_bar)
         try:
             with _progress_redirect(show_bar):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from common.processes import stop_requested_on_signals
+
 DEFAULT_STATEMENTS_DIR = Path(__file__).resolve().parents[3] / "ksql"
 
 
@@ -86,15 +88,15 @@ def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_m
                 fail_at: str | None) -> None:
     """Run the statements against Kafka (default: the project's ksql/*.sql, in file-name order)."""
     from ksql.errors import KsqlError
-    from ksql.kafka_runner import KafkaRunner, RunnerError, install_signal_handlers
+    from ksql.kafka_runner import KafkaRunner, RunnerError
 
     catalog = _plan_or_exit(statement_files(files))
     runner = KafkaRunner(catalog, settings, app_id=app_id, commit_interval_ms=commit_interval_ms,
                          cache=not no_cache, processing_log_topic=processing_log_topic, idle_exit_s=idle_exit,
                          fail_at=fail_at, session_timeout_ms=session_timeout_ms)
-    install_signal_handlers(runner)
     try:
-        stats = runner.run()
+        with stop_requested_on_signals("stopping after the current cycle", on_stop=runner.stop):
+            stats = runner.run()
     except KsqlError as error:
         click.echo(f"coinstream ksql run: {error.describe()}", err=True)
         sys.exit(2)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import signal
-from types import FrameType
 
 import click
 
 from common.kafka_config import admin_config, consumer_config
 from common.kafka_topics import ensure_topics
 from common.metrics_http import MetricsEndpointError
+from common.processes import stop_requested_on_signals
 from common.settings import Settings
 
 from clickhouse.loader import DEFAULT_GROUP, FORMATS, Loader, LoaderConfig
@@ -101,13 +100,9 @@ def command(settings: Settings, tables: tuple[str, ...], topic_prefix: str, grou
         log.info("loader metrics on http://%s:%d/metrics", settings.metrics_host, bound)
     loader = Loader(consumer_config(settings, group, **extra), client, config, metrics)
 
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        loader.request_stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
-        loader.run()
+        with stop_requested_on_signals("finishing the current batch", on_stop=loader.request_stop):
+            loader.run()
     finally:
         metrics.stop()
         client.close()

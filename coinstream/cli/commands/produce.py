@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from contextlib import contextmanager
-from collections.abc import Iterator
 
 import click
 from confluent_kafka import KafkaException, Producer
 
 from common.kafka_config import producer_config
+from common.processes import stop_requested_on_signals
 from common.metrics_http import MetricsEndpointError, serve_metrics
 from common.settings import Settings
 from producers.client import LiveCoinWatchClient
@@ -29,23 +26,6 @@ log = logging.getLogger("coinstream.produce")
 @click.group("produce")
 def command() -> None:
     """Run a producer: LiveCoinWatch rates into Kafka."""
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT/SIGTERM for the duration of the block (previous handlers restored)."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: object) -> None:
-        log.info("%s received: finishing the current poll and flushing", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @command.command("current")
@@ -88,7 +68,7 @@ def current(settings: Settings, once: bool, interval: float | None, topic: str,
 def _run_current(settings: Settings, once: bool, interval_s: float, topic: str, codes: list[str],
                  metrics: ProducerMetrics) -> None:
     budget, label = current_budget(settings)
-    with _stop_on_signals() as stop:
+    with stop_requested_on_signals("finishing the current poll and flushing") as stop:
         try:
             prepare_topic(settings, topic)
         except KafkaException as error:
