@@ -58,6 +58,11 @@ class BackfillCredits:
     def synced(self) -> bool:
         return self.total.synced
 
+    @property
+    def remaining(self) -> int:
+        """Credits this backfill may still spend today: the smaller of its share and the key's total."""
+        return min(self._share_for(self._today()).remaining, self.total.remaining)
+
     def sync(self, remaining: int, limit: int) -> None:
         """`/credits` answered: the key's total use today."""
         self.total.sync(remaining, limit)
