@@ -97,3 +97,25 @@ def test_local_broker_helper_starts_on_free_port_and_stops():
         assert [b.port for b in metadata.brokers.values()] == [int(port)]
         process = broker._process
     assert process.poll() is not None
+
+
+def test_without_tansu_the_mock_cluster_serves_other_processes(monkeypatch):
+    monkeypatch.setenv("TANSU_BINARY", "/nonexistent/tansu")
+    with LocalBroker() as broker:
+        assert broker.kind == "mock"
+        assert run_helper("produce", broker.bootstrap, "mock-topic", "20") == [{"delivered": 20}]
+        consumed = run_helper("consume", broker.bootstrap, "mock-topic", "g", "20", "8")
+    assert sorted(m["value"]["index"] for m in consumed) == list(range(20))
+
+
+def test_broker_command_says_when_it_falls_back_to_the_mock_cluster():
+    env = {**os.environ, "TANSU_BINARY": "/nonexistent/tansu", "KAFKA_BOOTSTRAP_SERVERS": ""}
+    process = subprocess.Popen([sys.executable, "-m", "coinstream", "broker", "--port", str(free_port())],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        first, second = process.stdout.readline(), process.stdout.readline()
+        assert first == "Tansu is not available on this platform: serving librdkafka's mock cluster.\n"
+        assert second.startswith("Kafka broker (mock) ready: bootstrap servers 127.0.0.1:")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
