@@ -6,7 +6,6 @@ checked against what the simulator and the topic independently say happened.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from coinstream.local_broker import free_port
+from common.processes import terminate
 from tests.fixtures_sim_api import cli_env, read_topic
 
 TEN = ["USDT", "BTC", "ETH", "FDUSD", "XRP", "SOL", "USDC", "DOGE", "LINK", "AAVE"]
@@ -62,12 +62,7 @@ def test_one_poll_is_counted_on_the_metrics_endpoint(tmp_path, kafka_bootstrap, 
     try:
         samples = wait_for_first_poll(f"http://127.0.0.1:{port}/metrics", process, log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, 30)
 
     assert process.returncode == 0, log.read_text()
     assert f"producer metrics on http://127.0.0.1:{port}/metrics" in log.read_text()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from coinstream.local_broker import free_port
+from common.processes import terminate
 from producers.client import SIMULATED_API_KEY
 from tests.fixtures_sim_api import SIM_SEED, WRONG_KEY, cli_env, read_topic, reference_rate
 
@@ -51,13 +52,7 @@ def start_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, 10)
 
 
 def test_end_to_end_with_broker_and_simulated_api_as_separate_processes(tmp_path, start_process):
