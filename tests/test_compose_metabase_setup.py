@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures_sim_api import cli_env
+from tests.helpers.http_stand_in import JsonHandler, Served
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "docker" / "metabase" / "setup_admin.py"
@@ -34,7 +34,7 @@ class StandInMetabase:
         self.setup_bodies: list[dict[str, Any]] = []
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:  # noqa: N802
                 if self.path == "/api/session/properties":
                     self.answer(200, {"setup-token": None if stand_in.has_user else TOKEN,
@@ -54,27 +54,11 @@ class StandInMetabase:
                 stand_in.has_user = True
                 self.answer(200, {"id": "0d3e8c5c-session"})
 
-            def answer(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.served = Served(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
+        self.url = self.served.url
 
     def stop(self) -> None:
-        if self.thread.is_alive():
-            self.server.shutdown()
-            self.server.server_close()
-            self.thread.join(5)
+        self.served.stop()
 
 
 @pytest.fixture

@@ -7,37 +7,28 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.http_stand_in import JsonHandler, Served
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = sorted(str(p) for p in (ROOT / "ksql").glob("*.sql"))
 USER, PASSWORD = "apply-user", "s3cret-Pa55"
 
 
-class FakeKsqlDb(BaseHTTPRequestHandler):
+class FakeKsqlDb(JsonHandler):
     """POST /ksql: SHOW STREAMS/TABLES, CREATE [OR REPLACE] STREAM/TABLE [IF NOT EXISTS]; errors as ksqlDB."""
 
     server: "FakeServer"
-
-    def log_message(self, *args) -> None:  # keep test output quiet
-        pass
-
-    def _send(self, status: int, body) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/vnd.ksql.v1+json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    content_type = "application/vnd.ksql.v1+json"
 
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         expected_auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         if self.headers.get("Authorization") != expected_auth:
-            self._send(401, {"@type": "generic_error", "error_code": 40100, "message": "Unauthorized"})
+            self.answer(401, {"@type": "generic_error", "error_code": 40100, "message": "Unauthorized"})
             return
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append({"path": self.path, "content_type": self.headers.get("Content-Type"),
@@ -49,11 +40,11 @@ class FakeKsqlDb(BaseHTTPRequestHandler):
             kind = upper[1].lower()
             items = [{"type": t, "name": n, "topic": n.lower(), "keyFormat": "KAFKA", "valueFormat": "JSON",
                       "isWindowed": False} for n, t in self.server.sources.items() if t == kind[:-1].upper()]
-            self._send(200, [{"@type": kind, "statementText": text, kind: items, "warnings": []}])
+            self.answer(200, [{"@type": kind, "statementText": text, kind: items, "warnings": []}])
             return
         if upper[0] != "CREATE":
-            self._send(400, {"@type": "statement_error", "error_code": 40001, "message": "unexpected",
-                             "statementText": text, "entities": []})
+            self.answer(400, {"@type": "statement_error", "error_code": 40001, "message": "unexpected",
+                              "statementText": text, "entities": []})
             return
         replace = upper[1:3] == ["OR", "REPLACE"]
         rest = upper[3:] if replace else upper[1:]
@@ -61,21 +52,21 @@ class FakeKsqlDb(BaseHTTPRequestHandler):
         name_index = 4 if rest[1:4] == ["IF", "NOT", "EXISTS"] else 1
         name = rest[name_index].split("(")[0]
         if "BROKEN_FUNCTION" in text.upper():
-            self._send(400, {"@type": "statement_error", "error_code": 40001,
-                             "message": "Can't find any functions with the name 'BROKEN_FUNCTION'",
-                             "statementText": text, "entities": []})
+            self.answer(400, {"@type": "statement_error", "error_code": 40001,
+                              "message": "Can't find any functions with the name 'BROKEN_FUNCTION'",
+                              "statementText": text, "entities": []})
             return
         if name in self.server.sources and not replace:
-            self._send(400, {"@type": "statement_error", "error_code": 40001,
-                             "message": f"Cannot add {kind.lower()} '{name}': A {kind.lower()} with the same name "
-                                        f"already exists", "statementText": text, "entities": []})
+            self.answer(400, {"@type": "statement_error", "error_code": 40001,
+                              "message": f"Cannot add {kind.lower()} '{name}': A {kind.lower()} with the same name "
+                                         f"already exists", "statementText": text, "entities": []})
             return
         self.server.sources[name] = kind
         self.server.sequence += 1
-        self._send(200, [{"@type": "currentStatus", "statementText": text,
-                          "commandId": f"{kind.lower()}/`{name}`/create",
-                          "commandStatus": {"status": "SUCCESS", "message": f"{kind.title()} created"},
-                          "commandSequenceNumber": self.server.sequence, "warnings": []}])
+        self.answer(200, [{"@type": "currentStatus", "statementText": text,
+                           "commandId": f"{kind.lower()}/`{name}`/create",
+                           "commandStatus": {"status": "SUCCESS", "message": f"{kind.title()} created"},
+                           "commandSequenceNumber": self.server.sequence, "warnings": []}])
 
 
 class FakeServer(ThreadingHTTPServer):
@@ -88,15 +79,8 @@ class FakeServer(ThreadingHTTPServer):
 
 @pytest.fixture
 def fake_ksqldb():
-    server = FakeServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with Served(FakeServer()) as served:
+        yield served.server
 
 
 def apply(server: FakeServer, tmp_path: Path, *files: str, password: str = PASSWORD) -> subprocess.CompletedProcess:

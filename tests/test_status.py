@@ -12,11 +12,9 @@ import base64
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -28,6 +26,7 @@ from producers.metrics import ProducerMetrics
 from tests.fixtures_clickhouse import TEST_PASSWORD, TEST_READONLY_PASSWORD, TEST_READONLY_USER
 from tests.fixtures_dashboard import start_dashboard
 from tests.fixtures_sim_api import cli_env
+from tests.helpers.http_stand_in import JsonHandler, Served
 
 KSQL_USER, KSQL_PASSWORD = "ksql-user", "ksql-Pa55word-x"
 METABASE_PASSWORD = "metabase-Pa55word-y"
@@ -38,44 +37,26 @@ def status(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
                           env=cli_env(**env), capture_output=True, text=True, timeout=60)
 
 
-class _StandIn(BaseHTTPRequestHandler):
+class _StandIn(JsonHandler):
     """ksqlDB's GET /info (basic auth) and Metabase's GET /api/health, as their docs answer."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         expected = "Basic " + base64.b64encode(f"{KSQL_USER}:{KSQL_PASSWORD}".encode()).decode()
         if self.path == "/info" and self.headers.get("Authorization") == expected:
-            self._json(200, {"KsqlServerInfo": {"version": "0.29.0", "kafkaClusterId": "c1",
-                                                "ksqlServiceId": "default_", "serverStatus": "RUNNING"}})
+            self.answer(200, {"KsqlServerInfo": {"version": "0.29.0", "kafkaClusterId": "c1",
+                                                 "ksqlServiceId": "default_", "serverStatus": "RUNNING"}})
         elif self.path == "/info":
-            self._json(401, {"@type": "generic_error", "error_code": 40100, "message": "Unauthorized"})
+            self.answer(401, {"@type": "generic_error", "error_code": 40100, "message": "Unauthorized"})
         elif self.path == "/api/health":
-            self._json(200, {"status": "ok"})
+            self.answer(200, {"status": "ok"})
         else:
-            self._json(404, {"message": "not found"})
-
-    def _json(self, status_code: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status_code)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_args: Any) -> None:
-        pass
+            self.answer(404, {"message": "not found"})
 
 
 @pytest.fixture
 def stand_in() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with Served(ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)) as served:
+        yield served.url
 
 
 @pytest.fixture

@@ -1,1 +1,2 @@
-"""Small programs the tests run as separate processes, so clients really live in other processes."""
+"""What tests share: helpers, and small programs the tests run as separate processes (so clients
+really live in other processes)."""
