@@ -30,7 +30,8 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,9 +130,9 @@ def load_known_dataset(client: Any) -> None:
     client.insert("coins_historical", history_rows(), column_names=HISTORY_COLUMNS)
 
 
-@pytest.fixture
-def migrated_database(clickhouse_server: Any) -> Iterator[str]:
-    """A fresh database with the schema applied and no rows; dropped afterwards."""
+@contextmanager
+def _new_database(clickhouse_server: Any, fill: Callable[[Any], None] | None = None) -> Iterator[str]:
+    """A new database with the schema applied, then `fill`ed if given; dropped afterwards."""
     from clickhouse.migrations import migrate
 
     name = f"dash_{uuid.uuid4().hex[:12]}"
@@ -140,30 +141,27 @@ def migrated_database(clickhouse_server: Any) -> Iterator[str]:
     client = clickhouse_server.client(database=name)
     try:
         migrate(client)
+        if fill is not None:
+            fill(client)
         yield name
     finally:
         client.close()
         admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
         admin.close()
+
+
+@pytest.fixture
+def migrated_database(clickhouse_server: Any) -> Iterator[str]:
+    """A fresh database with the schema applied and no rows; dropped afterwards."""
+    with _new_database(clickhouse_server) as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
 def known_dataset_database(clickhouse_server: Any) -> Iterator[str]:
     """A database with the schema and the known dataset, shared by one test module."""
-    from clickhouse.migrations import migrate
-
-    name = f"dash_{uuid.uuid4().hex[:12]}"
-    admin = clickhouse_server.client()
-    admin.command(f"CREATE DATABASE {name}")
-    client = clickhouse_server.client(database=name)
-    try:
-        migrate(client)
-        load_known_dataset(client)
+    with _new_database(clickhouse_server, load_known_dataset) as name:
         yield name
-    finally:
-        client.close()
-        admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
-        admin.close()
 
 
 @dataclass
