@@ -303,6 +303,20 @@ class AggregateRuntime(QueryRuntime):
         else:
             out.append((self.topic, key_data + _LONG.pack(ws), value, st[0], (ws, we, "time")))
 
+    def _group_key(self, row: list) -> tuple | None:
+        """The row's GROUP BY key; None when WHERE drops the row or the key fails or is null (logged)."""
+        plan = self.plan
+        if plan.where is not None and not self._where(row):
+            return None
+        try:
+            key = plan.group_key(row)
+        except Exception as error:  # noqa: BLE001
+            self._error(row, f"Error computing GROUP BY key: {type(error).__name__}: {error}")
+            return None
+        if key is None:
+            self._error(row, "GROUP BY key is null: record dropped")
+        return key
+
     def _log_row(self, key: tuple) -> list:
         row = [None] * self.plan.source.width
         row[self._partition_index] = -1
@@ -317,15 +331,8 @@ class AggregateRuntime(QueryRuntime):
         partition = row[self._partition_index]
         if self.skip_below and offset < self.skip_below.get(partition, -1):
             return  # already reflected in the restored state
-        if plan.where is not None and not self._where(row):
-            return
-        try:
-            key = plan.group_key(row)
-        except Exception as error:  # noqa: BLE001
-            self._error(row, f"Error computing GROUP BY key: {type(error).__name__}: {error}")
-            return
+        key = self._group_key(row)
         if key is None:
-            self._error(row, "GROUP BY key is null: record dropped")
             return
         ts = row[self._rowtime]
         task = self._tasks.get(partition)
@@ -490,15 +497,8 @@ class SessionAggregateRuntime(AggregateRuntime):
         plan = self.plan
         offset = row[self._offset_index]
         partition = row[self._partition_index]
-        if plan.where is not None and not self._where(row):
-            return
-        try:
-            key = plan.group_key(row)
-        except Exception as error:  # noqa: BLE001
-            self._error(row, f"Error computing GROUP BY key: {type(error).__name__}: {error}")
-            return
+        key = self._group_key(row)
         if key is None:
-            self._error(row, "GROUP BY key is null: record dropped")
             return
         ts = row[self._rowtime]
         task = self.task(partition)
