@@ -437,19 +437,19 @@ class Compiler:
         return compiled
 
     def _c_And(self, node: ast.And, scope: Scope) -> Compiled:
-        left = self._boolean(node.left, self.compile(node.left, scope))
-        right = self._boolean(node.right, self.compile(node.right, scope))
-        a, b = self.tmp(), self.tmp()
-        code = (f"(False if ({a} := {left.code}) is False or ({b} := {right.code}) is False "
-                f"else (None if {a} is None or {b} is None else True))")
-        return Compiled(code, BOOLEAN, True)
+        return self._three_valued(node, scope, dominant=False)
 
     def _c_Or(self, node: ast.Or, scope: Scope) -> Compiled:
+        return self._three_valued(node, scope, dominant=True)
+
+    def _three_valued(self, node: ast.And | ast.Or, scope: Scope, dominant: bool) -> Compiled:
+        """SQL's AND (dominant False) or OR (dominant True): the dominant value if either side has it,
+        else NULL if either side is NULL, else the other value; the right side is skipped once decided."""
         left = self._boolean(node.left, self.compile(node.left, scope))
         right = self._boolean(node.right, self.compile(node.right, scope))
         a, b = self.tmp(), self.tmp()
-        code = (f"(True if ({a} := {left.code}) is True or ({b} := {right.code}) is True "
-                f"else (None if {a} is None or {b} is None else False))")
+        code = (f"({dominant} if ({a} := {left.code}) is {dominant} or ({b} := {right.code}) is {dominant} "
+                f"else (None if {a} is None or {b} is None else {not dominant}))")
         return Compiled(code, BOOLEAN, True)
 
     def _c_Not(self, node: ast.Not, scope: Scope) -> Compiled:
