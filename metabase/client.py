@@ -17,6 +17,8 @@ from typing import Any, Iterable
 
 import requests
 
+from common.errors import os_reason
+
 SESSION_HEADER = "X-Metabase-Session"
 API_KEY_HEADER = "x-api-key"
 _MAX_MESSAGE = 500
@@ -135,11 +137,4 @@ class MetabaseClient:
 
 def _reason(error: BaseException) -> str:
     """The innermost cause of a transport failure (e.g. "Connection refused"), without URLs."""
-    current: BaseException | None = error
-    reason, seen = type(error).__name__, set()
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            reason = current.strerror
-        current = current.__cause__ or current.__context__
-    return reason
+    return os_reason(error) or type(error).__name__

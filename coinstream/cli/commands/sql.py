@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from common.errors import os_reason
 from common.settings import Settings
 
 FORMATS = ("Pretty", "PrettyCompact", "CSV", "CSVWithNames", "TSV", "TSVWithNames", "JSON",
@@ -31,14 +32,7 @@ def _scrub(text: str, secret: str) -> str:
 
 def _transport_reason(error: BaseException) -> str:
     """The innermost OS-level reason (e.g. "Connection refused") behind a transport failure."""
-    reason, seen = str(error), set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            reason = current.strerror
-        current = current.__cause__ or current.__context__
-    return reason
+    return os_reason(error) or str(error)
 
 
 def _server_message(error: Exception) -> str:
