@@ -145,47 +145,15 @@ class _Builder(Transformer):
         return self._text[meta.start_pos:meta.end_pos].strip() + ";"
 
     def create_source(self, meta, children):
-        or_replace = if_not_exists = read_only = False
-        kind = name = None
-        columns: tuple = ()
-        properties: tuple = ()
-        for child in children:
-            if child == "OR_REPLACE":
-                or_replace = True
-            elif child == "IF_NOT_EXISTS":
-                if_not_exists = True
-            elif isinstance(child, Token) and child.type == "SOURCE":
-                read_only = True
-            elif isinstance(child, tuple) and child and child[0] == "KIND":
-                kind = child[1]
-            elif isinstance(child, _Ident):
-                name = child.name
-            elif isinstance(child, _Columns):
-                columns = child.columns
-            elif isinstance(child, _Props):
-                properties = child.properties
-        return ast.CreateSource(kind, name, columns, properties, or_replace, if_not_exists, read_only,
+        parts = _CreateParts(children)
+        return ast.CreateSource(parts.kind, parts.name, parts.columns, parts.properties, parts.or_replace,
+                                parts.if_not_exists, parts.read_only,
                                 text=self._statement_text(meta), pos=_pos(meta))
 
     def create_as_select(self, meta, children):
-        or_replace = if_not_exists = False
-        kind = name = query = None
-        properties: tuple = ()
-        for child in children:
-            if child == "OR_REPLACE":
-                or_replace = True
-            elif child == "IF_NOT_EXISTS":
-                if_not_exists = True
-            elif isinstance(child, tuple) and child and child[0] == "KIND":
-                kind = child[1]
-            elif isinstance(child, _Ident):
-                name = child.name
-            elif isinstance(child, _Props):
-                properties = child.properties
-            elif isinstance(child, ast.Query):
-                query = child
-        return ast.CreateAsSelect(kind, name, properties, query, or_replace, if_not_exists,
-                                  text=self._statement_text(meta), pos=_pos(meta))
+        parts = _CreateParts(children)
+        return ast.CreateAsSelect(parts.kind, parts.name, parts.properties, parts.query, parts.or_replace,
+                                  parts.if_not_exists, text=self._statement_text(meta), pos=_pos(meta))
 
     def select_statement(self, meta, children):
         raise UnsupportedStatement("transient (push/pull) SELECT queries: only CREATE STREAM/TABLE AS SELECT "
@@ -565,6 +533,35 @@ class _Props:
 
     def __init__(self, properties: tuple) -> None:
         self.properties = properties
+
+
+class _CreateParts:
+    """The parts of a CREATE [OR REPLACE] [SOURCE] STREAM|TABLE [IF NOT EXISTS] statement, plain or AS SELECT."""
+
+    __slots__ = ("or_replace", "if_not_exists", "read_only", "kind", "name", "columns", "properties", "query")
+
+    def __init__(self, children) -> None:
+        self.or_replace = self.if_not_exists = self.read_only = False
+        self.kind = self.name = self.query = None
+        self.columns: tuple = ()
+        self.properties: tuple = ()
+        for child in children:
+            if child == "OR_REPLACE":
+                self.or_replace = True
+            elif child == "IF_NOT_EXISTS":
+                self.if_not_exists = True
+            elif isinstance(child, Token) and child.type == "SOURCE":
+                self.read_only = True
+            elif isinstance(child, tuple) and child and child[0] == "KIND":
+                self.kind = child[1]
+            elif isinstance(child, _Ident):
+                self.name = child.name
+            elif isinstance(child, _Columns):
+                self.columns = child.columns
+            elif isinstance(child, _Props):
+                self.properties = child.properties
+            elif isinstance(child, ast.Query):
+                self.query = child
 
 
 def _unquote(token) -> str:
