@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,9 @@ class Loader:
         self._batch = Batch()
         self._consumer: Consumer | None = None
         self._worker: BatchWorker[Batch] | None = None
+        # Offsets of landed batches, committed by the consuming thread (`_commit_landed`).
+        self._to_commit: dict[tuple[str, int], int] = {}
+        self._to_commit_lock = threading.Lock()
         self._progress = _Progress()
 
     # ---- control ------------------------------------------------------------------------------
@@ -135,6 +139,7 @@ class Loader:
             log.warning("loader: %s; the uncommitted batches will be redelivered", error)
             self._batch = Batch()
         finally:
+            self._commit_landed()
             self._report(consumer)
             consumer.close()  # leaves the group (on_revoke finds nothing left to land)
             self._worker.close()
@@ -149,6 +154,7 @@ class Loader:
         if len(self._batch):
             wait = max(0.0, min(wait, config.batch_ms / 1000 - self._batch.age_s()))
         room = max(1, min(5_000, config.batch_rows - len(self._batch)))
+        self._commit_landed()
         messages = consumer.consume(num_messages=room, timeout=wait)
         now = time.monotonic()
         for message in messages:
@@ -207,7 +213,11 @@ class Loader:
             log.info("loader: batch inserted, pausing %.1fs before the commit (fault injection)",
                      self.config.pause_after_insert_s)
             time.sleep(self.config.pause_after_insert_s)
-        self._commit(batch.next_offsets)
+        # The consuming thread commits them: a synchronous commit from this thread blocks while a
+        # rebalance is in progress, and the rebalance callbacks wait for this thread (a deadlock,
+        # seen when a restarted loader joined the group while a killed member was still in it).
+        with self._to_commit_lock:
+            self._to_commit.update(batch.next_offsets)
         self.metrics.batches.inc()
 
     def _count(self, table: str, rows: list[tuple], skipped: int) -> None:
@@ -219,6 +229,12 @@ class Loader:
         else:
             self.metrics.inserted(table, len(rows))
             self.metrics.skipped(table, skipped)
+
+    def _commit_landed(self) -> None:
+        """Commit the offsets of the batches the worker has landed (consuming thread only)."""
+        with self._to_commit_lock:
+            offsets, self._to_commit = self._to_commit, {}
+        self._commit(offsets)
 
     def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
         if self._consumer is None or not next_offsets:
@@ -262,6 +278,7 @@ class Loader:
             log.warning("loader: %s; the uncommitted batches will be redelivered", error)
             self._batch = Batch()
             self._stop = True
+        self._commit_landed()
         self._landed.forget((tp.topic, tp.partition) for tp in partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -269,6 +286,9 @@ class Loader:
         # owner gets them redelivered and checks ClickHouse before landing anything).
         lost = {(tp.topic, tp.partition) for tp in partitions}
         self._worker.wait_idle()
+        with self._to_commit_lock:
+            for topic_partition in lost:
+                self._to_commit.pop(topic_partition, None)
         self._batch.drop_partitions(lost)
         self._landed.forget(lost)
 
