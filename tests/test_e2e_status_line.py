@@ -47,14 +47,19 @@ def test_line_from_two_scrapes_of_the_producer_and_loader_endpoints():
         "restarts: loader 2, producer 1")
 
 
-def test_restarted_producer_counts_from_zero_and_credits_unknown_before_the_first_sync():
-    before = Snapshot(at=0.0, delivered=5_000, credits_left=100, loaded=None)
-    producer = ProducerMetrics()  # a fresh process: counters at 0, no /credits read yet
-    with serve_metrics(producer.registry, free_port()) as endpoint:
+def test_restarted_processes_count_from_zero_and_report_nothing_before_their_first_figures():
+    before = Snapshot(at=0.0, delivered=5_000, credits_left=100, loaded=900, lag=4)
+    # Fresh processes: counters at 0, no /credits read yet, no lag reported yet.
+    producer, loader = ProducerMetrics(), LoaderMetrics()
+    with serve_metrics(producer.registry, free_port()) as p_endpoint, \
+            serve_metrics(loader.registry, free_port()) as l_endpoint:
         producer.records_delivered.labels("coins_current_full").inc(40)
-        after = take_snapshot(endpoint.url, None, clock=clock(4.0))
-    assert after.delivered == 40 and after.loaded is None
-    assert render(before, after) == "10.0 events/s, credits left unknown"
+        loader.inserted("coins_current_full", 20)
+        after = take_snapshot(p_endpoint.url, l_endpoint.url, clock=clock(4.0))
+    assert after == Snapshot(at=4.0, delivered=40, credits_left=after.credits_left, loaded=20,
+                             lag=None)
+    assert render(before, after) == ("10.0 events/s, 5.0 rows/s loaded, consumer lag not reported "
+                                     "yet, credits left unknown")
     assert increase(None, 3) == 3 and increase(5, 3) == 3 and increase(3, 5) == 2
 
 

@@ -39,7 +39,8 @@ class Snapshot:
     credits_left: float | None = None   # producer: credits it may still spend today (gauge)
     producer_error: str | None = None
     loaded: float | None = None         # loader: rows landed, in tables and error tables (counters)
-    lag: float | None = None            # loader: consumer lag summed over its partitions (gauge)
+    lag: float | None = None            # loader: consumer lag summed over its partitions (gauge;
+                                        # None until the loader first reports it)
     loader_error: str | None = None
 
 
@@ -76,7 +77,9 @@ def take_snapshot(producer_url: str | None, loader_url: str | None,
             samples = scrape_metrics(loader_url, timeout_s)
             fields["loaded"] = (_sum(samples, "coinstream_loader_rows_total")
                                 + _sum(samples, "coinstream_loader_errors_total"))
-            fields["lag"] = _sum(samples, "coinstream_loader_consumer_lag")
+            # No sample before the loader's first report (a fresh or restarted loader).
+            lag = samples.get("coinstream_loader_consumer_lag")
+            fields["lag"] = sum(value for _labels, value in lag) if lag else None
         except ProbeFailed as error:
             fields["loader_error"] = str(error)
     return Snapshot(at, **fields)
@@ -103,7 +106,8 @@ def render(previous: Snapshot, current: Snapshot, restarts: Mapping[str, int] | 
     elif current.loaded is not None:
         rate = increase(previous.loaded, current.loaded) / elapsed
         parts.append(f"{rate:,.1f} rows/s loaded")
-        parts.append(f"consumer lag {current.lag:,.0f}")
+        parts.append("consumer lag not reported yet" if current.lag is None
+                     else f"consumer lag {current.lag:,.0f}")
     if current.producer_error is None and current.credits_left is not None:
         parts.append("credits left unknown" if math.isnan(current.credits_left)
                      else f"{current.credits_left:,.0f} credits left")
