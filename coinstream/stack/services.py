@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from common.settings import Settings
 
@@ -92,9 +92,16 @@ def pipeline(settings: Settings) -> list[Service]:
     return services
 
 
-def local_stack(settings: Settings, infrastructure_only: bool = False) -> list[Service]:
-    """Every service of `coinstream up`, in start order."""
+def local_stack(settings: Settings, infrastructure_only: bool = False,
+                extra_args: Mapping[str, Sequence[str]] | None = None) -> list[Service]:
+    """Every service of `coinstream up`, in start order; `extra_args` appends command-line
+    arguments to named services (tuning, benchmarks). An unknown or absent name: ValueError."""
     services = infrastructure(settings)
     if not infrastructure_only:
         services += pipeline(settings)
+    by_name = {service.name: service for service in services}
+    for name, args in (extra_args or {}).items():
+        if name not in by_name:
+            raise ValueError(f"no service {name!r} in this stack (services: {', '.join(by_name)})")
+        by_name[name].argv = [*by_name[name].argv, *args]
     return services

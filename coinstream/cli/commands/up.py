@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 
 import click
 
@@ -21,10 +22,24 @@ from coinstream.stack.supervisor import StackError, Supervisor
               help="Seconds between `status |` lines (events/s, consumer lag, credits left, from "
                    "the producer's and loader's metrics endpoints); 0 = none. Without "
                    "PRODUCER_METRICS_PORT and LOADER_METRICS_PORT there is no line.")
+@click.option("--service-args", "service_args", multiple=True, metavar="SERVICE=ARGS",
+              help="Extra arguments for one service's command, e.g. "
+                   "'loader=--batch-ms 100' or 'ksql=--commit-interval-ms 100' (repeatable; "
+                   "for tuning and benchmarks).")
 @click.pass_obj
-def command(settings: Settings, infra_only: bool, status_interval: float) -> None:
+def command(settings: Settings, infra_only: bool, status_interval: float,
+            service_args: tuple[str, ...]) -> None:
     """Start every local part in dependency order, restart crashed ones, stop all on Ctrl+C."""
-    services = local_stack(settings, infrastructure_only=infra_only)
+    extra: dict[str, list[str]] = {}
+    for item in service_args:
+        name, sep, args = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected SERVICE=ARGS, got {item!r}", param_hint="--service-args")
+        extra.setdefault(name.strip(), []).extend(shlex.split(args))
+    try:
+        services = local_stack(settings, infrastructure_only=infra_only, extra_args=extra)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--service-args") from None
     supervisor = Supervisor(services)
 
     def announce() -> None:
