@@ -26,7 +26,8 @@ The rate: the simulated API serves `--coins` coins (100 of its 108) in one `/coi
 the producer polls every `--interval` seconds: 100 records per poll. The simulated API never
 answers in the last 100 ms of a one-second price step (so a rate belongs to one instant), which
 costs the producer about one poll slot per second; 0.09 s (11.1 polls/s nominal) gives about
-10 polls/s, i.e. about 1,000 events/s. The measured rate is printed, not assumed. The credit
+10.5-11 polls/s, i.e. 1,050-1,100 events/s on the development machine. The measured rate is
+printed, not assumed. The credit
 budget is raised to what that interval costs (86,400 / 0.09 = 960,000 credits a day, within
 DAILY_CREDIT_BUDGET = 1,000,000), and `up` gives the simulated key as many. Daily closes are
 backfilled for 1 day only (100 requests at start-up, before the measured window).
