@@ -158,6 +158,8 @@ def test_historical_defaults_and_history_array():
 @pytest.mark.parametrize("value, reason", [
     ({"code": "ETH", "rate": 1}, "missing date: none of 'date', 'ts', 'date_ms' is given"),
     ({"code": "ETH", "date": "2024-13-01", "rate": 1}, "bad date: field 'date' is not a YYYY-MM-DD date"),
+    ({"code": "ETH", "date": "20240101", "rate": 1}, "bad date: field 'date' is not a YYYY-MM-DD date"),
+    ({"code": "ETH", "date": "2024-W01-1", "rate": 1}, "bad date: field 'date' is not a YYYY-MM-DD date"),
     ({"code": "ETH", "date": "2024-03-01", "rate": -3}, "negative rate: field 'rate' is below 0"),
     ({"code": "ETH", "history": "[]"}, "bad history: field 'history' is not a list of objects"),
     ({"code": "ETH", "history": []}, "missing rate: field 'history' is empty"),

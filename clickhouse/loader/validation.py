@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from typing import Any
 
 import orjson
@@ -125,10 +126,17 @@ def epoch_ms_field(obj: dict[str, Any], name: str, *, required: bool = False) ->
     return millis
 
 
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def day_number(value: Any, name: str) -> int:
     """Days since 1970-01-01 from 'YYYY-MM-DD' or from epoch ms (its UTC day)."""
     if isinstance(value, str):
         try:
+            # Exactly the contract's form: Python 3.11's fromisoformat also reads "20240101" and
+            # ISO week dates, which the message contract does not allow.
+            if not ISO_DAY.fullmatch(value):
+                raise ValueError(value)
             day = dt.date.fromisoformat(value)
         except ValueError:
             raise Rejected(f"bad {name}: field '{name}' is not a YYYY-MM-DD date") from None
