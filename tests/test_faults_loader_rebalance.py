@@ -18,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from tests.helpers.polling import wait_for
 from tests.test_loader_support import (
     FAST_GROUP, consumer_conf, create_topics, json_bytes, loader_env, produce, start_loader_process,
     unique_prefix,
@@ -27,14 +28,6 @@ pytest_plugins = ["tests.fixtures_clickhouse"]
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 FAST = [arg for key, value in FAST_GROUP.items() for arg in ("-X", f"{key}={value}")]
-
-
-def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_loader_survives_a_rebalance_while_a_batch_is_between_insert_and_commit(

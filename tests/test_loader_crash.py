@@ -12,15 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import subprocess
-import time
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
 from coinstream.local_broker import free_port
+from tests.helpers.polling import wait_for
 from tests.test_loader_support import (
     FAST_GROUP, create_topics, json_bytes, ms, produce, start_loader_process, unique_prefix,
     windowed_key, loader_env,
@@ -67,15 +67,6 @@ def candles(messages: list[tuple[bytes, bytes, int]], bucket_ms: int) -> list[tu
         (code, start, rates[0], max(rates), min(rates), rates[-1], len(rates))
         for (code, start), rates in buckets.items()
     )
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def committed(bootstrap: str, group: str, topic: str) -> int:
