@@ -165,13 +165,11 @@ class LocalBroker:
         self.port = broker.port
         self.kind = "mock"
 
-    def wait(self) -> int:
-        """Block until the broker process ends (foreground mode); returns its exit code."""
+    def exit_code(self) -> int | None:
+        """The broker process's exit code once it has ended, None while it runs (always None for mock)."""
         if self._process is not None:
-            return self._process.wait()
-        while self._mock_client is not None:
-            time.sleep(0.5)
-        return 0
+            return self._process.poll()
+        return None
 
     def stop(self, timeout_s: float = 3.0) -> None:
         """Stop the broker: SIGTERM, then SIGKILL if it does not exit in time.

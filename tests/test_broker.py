@@ -89,6 +89,16 @@ def test_broker_stops_cleanly_on_sigterm(broker_process):
     assert process.wait(timeout=15) == 0
 
 
+def test_broker_command_fails_when_tansu_dies_under_it(broker_process):
+    process, _ = broker_process
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    os.kill(int(children[0]), signal.SIGKILL)
+    assert process.wait(timeout=15) == 1
+    rest = process.stdout.read()
+    assert "Error: the broker exited unexpectedly with code -9" in rest
+
+
 def test_local_broker_helper_starts_on_free_port_and_stops():
     with LocalBroker() as broker:
         host, port = broker.bootstrap.rsplit(":", 1)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import click
 
 from coinstream.local_broker import BrokerError, LocalBroker
+from common.processes import stop_requested_on_signals
 
-
-class _StopRequested(Exception):
-    """Raised from the signal handler so the blocking wait unwinds before the broker is stopped."""
-
-
-def _raise_stop(_signum: int, _frame: object) -> None:
-    raise _StopRequested
+# How often the foreground loop checks that the broker process is still alive.
+LIVENESS_CHECK_S = 0.5
 
 
 @click.command("broker")
@@ -28,17 +23,18 @@ def command(port: int) -> None:
         broker.start()
     except BrokerError as error:
         raise click.ClickException(str(error)) from None
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGINT, _raise_stop)
-    if broker.kind == "mock":
-        click.echo("Tansu is not available on this platform: serving librdkafka's mock cluster.")
-    click.echo(f"Kafka broker ({broker.kind}) ready: bootstrap servers {broker.bootstrap}")
-    sys.stdout.flush()
+    # The handlers are in place before readiness is announced: whoever reads the ready line may
+    # signal at once, and that must be a clean stop, never an exception outside any handler.
     try:
-        code = broker.wait()
-    except _StopRequested:
-        click.echo("stopping the broker")
-        return
+        with stop_requested_on_signals("stopping the broker") as stop:
+            if broker.kind == "mock":
+                click.echo("Tansu is not available on this platform: serving librdkafka's mock cluster.")
+            click.echo(f"Kafka broker ({broker.kind}) ready: bootstrap servers {broker.bootstrap}")
+            sys.stdout.flush()
+            while not stop.wait(LIVENESS_CHECK_S):
+                code = broker.exit_code()
+                if code is not None:
+                    raise click.ClickException(f"the broker exited unexpectedly with code {code}")
+            click.echo("stopping the broker")
     finally:
         broker.stop()
-    raise click.ClickException(f"the broker exited unexpectedly with code {code}")
