@@ -36,6 +36,7 @@ from clickhouse.loader.pipeline import BatchWorker
 from clickhouse.loader.records import Record
 from clickhouse.loader.sink import ClickHouseSink, InsertAborted
 from clickhouse.loader.validation import Rejected
+from common.kafka_lag import consumer_lag
 
 log = logging.getLogger(__name__)
 
@@ -300,23 +301,6 @@ class Loader:
 
     @staticmethod
     def lag(consumer: Consumer) -> dict[tuple[str, int], int]:
-        """high watermark - position for each assigned partition (positions not yet known: skipped).
-
-        The high watermark is the one the last fetch response brought (`cached=True`): no broker
-        round trip per partition, and the consumer fetches continuously anyway.
-        """
-        lag: dict[tuple[str, int], int] = {}
-        try:
-            assignment = consumer.assignment()
-            if not assignment:
-                return lag
-            for tp in consumer.position(assignment):
-                if tp.offset < 0:
-                    continue
-                _low, high = consumer.get_watermark_offsets(tp, cached=True)
-                if high >= 0:
-                    lag[(tp.topic, tp.partition)] = max(0, high - tp.offset)
-        except (KafkaException, RuntimeError) as error:
-            log.debug("loader: lag unavailable: %s", error)
-        return lag
+        """high watermark - position for each assigned partition (common.kafka_lag)."""
+        return consumer_lag(consumer)
 
