@@ -39,6 +39,19 @@ NO_TIME = -(2**63)
 # window is (start, end, "time"|"session").
 Output = tuple
 
+# What went wrong, as one of a small fixed set (the reason is free text): metrics count entries by
+# kind, and a consumer of the processing-log topic can filter on it without parsing reasons.
+DESERIALIZATION = "deserialization"  # the record's bytes do not decode into the source's columns
+TIMESTAMP = "timestamp"              # its event time is null, unparseable or negative
+EXPRESSION = "expression"            # a projected column failed (the output carries NULL there)
+WHERE = "where"                      # the WHERE clause failed (the record is dropped)
+GROUP_BY_KEY = "group_by_key"        # the GROUP BY expression failed (dropped)
+NULL_GROUP_KEY = "null_group_key"    # the GROUP BY key is null (dropped)
+LATE_RECORD = "late_record"          # a window it belongs to has closed (dropped from that window)
+OTHER = "other"                      # an entry made elsewhere that did not say
+PROCESSING_LOG_KINDS = (DESERIALIZATION, TIMESTAMP, EXPRESSION, WHERE, GROUP_BY_KEY,
+                        NULL_GROUP_KEY, LATE_RECORD, OTHER)
+
 
 @dataclass
 class ProcessingLogEntry:
@@ -51,6 +64,7 @@ class ProcessingLogEntry:
     reason: str
     key: bytes | None = None
     value: bytes | None = None
+    kind: str = OTHER  # one of PROCESSING_LOG_KINDS; last, so positional construction keeps working
 
 
 ErrorSink = Callable[[ProcessingLogEntry], None]
@@ -97,15 +111,16 @@ class SourceReader:
         if self._ts_index is not None:
             raw = row[self._ts_index]
             if raw is None:
-                raise RecordError(f"timestamp column {self.source.timestamp_column} is null")
+                raise RecordError(f"timestamp column {self.source.timestamp_column} is null", TIMESTAMP)
             if self._ts_parse is not None:
                 try:
                     raw = self._ts_parse(raw)
                 except ValueError as error:
-                    raise RecordError(f"cannot parse timestamp column {self.source.timestamp_column}: {error}") from None
+                    raise RecordError(f"cannot parse timestamp column {self.source.timestamp_column}: {error}",
+                                      TIMESTAMP) from None
             timestamp = raw
         if timestamp is None or timestamp < 0:
-            raise RecordError(f"negative or missing timestamp ({timestamp}): record skipped")
+            raise RecordError(f"negative or missing timestamp ({timestamp}): record skipped", TIMESTAMP)
         row.append(timestamp)
         row.append(partition)
         row.append(offset)
@@ -135,10 +150,10 @@ class QueryRuntime:
         self.skip_below: dict[int, int] = {}  # partition -> first offset not yet applied (set on restore)
         self.dropped_late = 0
 
-    def _error(self, row: list, reason: str) -> None:
+    def _error(self, row: list, reason: str, kind: str) -> None:
         source = self.plan.source
         self.on_error(ProcessingLogEntry(self.query_id, source.topic, row[source.pseudo_index("ROWPARTITION")],
-                                         row[source.pseudo_index("ROWOFFSET")], reason))
+                                         row[source.pseudo_index("ROWOFFSET")], reason, kind=kind))
 
     def _safe_items(self, args: tuple, row_for_log: list, error: Exception) -> tuple:
         """Evaluate each projected column on its own: a failing one becomes NULL (ksqlDB does the same)."""
@@ -148,7 +163,7 @@ class QueryRuntime:
                 values.append(function(*args))
             except Exception as item_error:  # noqa: BLE001 - any expression error nulls the column
                 self._error(row_for_log, f"Error computing expression for column {label}: "
-                                         f"{type(item_error).__name__}: {item_error}")
+                                         f"{type(item_error).__name__}: {item_error}", EXPRESSION)
                 values.append(None)
         del error
         return tuple(values)
@@ -160,7 +175,7 @@ class QueryRuntime:
         try:
             return where(row)
         except Exception as error:  # noqa: BLE001
-            self._error(row, f"Error evaluating WHERE: {type(error).__name__}: {error}")
+            self._error(row, f"Error evaluating WHERE: {type(error).__name__}: {error}", WHERE)
             return False
 
     # hooks the pipeline calls
@@ -311,10 +326,10 @@ class AggregateRuntime(QueryRuntime):
         try:
             key = plan.group_key(row)
         except Exception as error:  # noqa: BLE001
-            self._error(row, f"Error computing GROUP BY key: {type(error).__name__}: {error}")
+            self._error(row, f"Error computing GROUP BY key: {type(error).__name__}: {error}", GROUP_BY_KEY)
             return None
         if key is None:
-            self._error(row, "GROUP BY key is null: record dropped")
+            self._error(row, "GROUP BY key is null: record dropped", NULL_GROUP_KEY)
         return key
 
     def _log_row(self, key: tuple) -> list:
@@ -358,7 +373,7 @@ class AggregateRuntime(QueryRuntime):
             if ws + size <= close:
                 self.dropped_late += 1
                 self._error(row, f"late record: window [{ws}, {ws + size}) closed (stream time "
-                                 f"{task.stream_time}, grace {self._grace} ms)")
+                                 f"{task.stream_time}, grace {self._grace} ms)", LATE_RECORD)
                 continue
             window = store.get(ws)
             if window is None:
@@ -514,7 +529,7 @@ class SessionAggregateRuntime(AggregateRuntime):
         if end < close:
             self.dropped_late += 1
             self._error(row, f"late record: session [{start}, {end}] closed (stream time {task.stream_time}, "
-                             f"grace {self._grace} ms, gap {gap} ms)")
+                             f"grace {self._grace} ms, gap {gap} ms)", LATE_RECORD)
             return
         state = plan.agg_init()
         for session in merged:
@@ -623,7 +638,8 @@ class Pipeline:
             try:
                 row = reader.read(key, value, timestamp, partition, offset)
             except RecordError as error:
-                self._error(ProcessingLogEntry(reader.source.name, topic, partition, offset, str(error), key, value))
+                self._error(ProcessingLogEntry(reader.source.name, topic, partition, offset, str(error), key, value,
+                                               error.kind))
                 continue
             for runtime in runtimes:
                 runtime.process(row, out)

@@ -45,5 +45,10 @@ class RecordError(Exception):
     """One record could not be processed (bad bytes, bad timestamp, failing expression).
 
     Never fatal: the record goes to the processing log with this reason, like ksqlDB's
-    processing log, and processing continues.
+    processing log, and processing continues. `kind` is the entry's category there (one of
+    ksql.engine.PROCESSING_LOG_KINDS); the deserializers raise it with the default.
     """
+
+    def __init__(self, reason: str, kind: str = "deserialization") -> None:
+        super().__init__(reason)
+        self.kind = kind

@@ -258,7 +258,7 @@ class KafkaRunner:
         entries, self._pending_log = self._pending_log, []
         for entry in entries:
             record = {"source": entry.source, "topic": entry.topic, "partition": entry.partition,
-                      "offset": entry.offset, "reason": entry.reason,
+                      "offset": entry.offset, "reason": entry.reason, "kind": entry.kind,
                       "key_base64": base64.b64encode(entry.key).decode() if entry.key is not None else None,
                       "value_base64": base64.b64encode(entry.value).decode() if entry.value is not None else None,
                       "logged_at_ms": int(time.time() * 1000)}

@@ -45,7 +45,7 @@ def test_project_statements_on_a_known_input() -> None:
     topics, log = produce(PROJECT_SQL, INPUTS)
     assert topics["ohlc_by_minute"] == EXPECTED_OHLC
     assert topics["mov_avg_60s"] == EXPECTED_AVG
-    assert [(entry.source, entry.offset, entry.reason.split(":")[0]) for entry in log] == EXPECTED_LOG
+    assert [(entry.source, entry.offset, entry.reason.split(":")[0], entry.kind) for entry in log] == EXPECTED_LOG
 
 
 def test_windowed_key_layout_and_value_without_key_columns() -> None:
@@ -128,8 +128,35 @@ def test_expressions_and_delimited_output() -> None:
         (4, '0,0,0,Infinity,zero,2147483647,false,false,true,9223372036854775807,'
             '1969-12-31T19:00:00.000-05:00,"x,y",",y"', 4),
     ]
-    assert [(entry.offset, entry.reason.split(":")[0]) for entry in log] == [
-        (1, "Error computing expression for column TS_NY")]
+    assert [(entry.offset, entry.reason.split(":")[0], entry.kind) for entry in log] == [
+        (1, "Error computing expression for column TS_NY", "expression")]
+
+
+KINDS_SQL = """
+CREATE STREAM s (id STRING KEY, a INT, ts STRING) WITH (kafka_topic='s', value_format='JSON', timestamp='ts',
+  timestamp_format='yyyy-MM-dd HH:mm:ss');
+CREATE STREAM w AS SELECT id, a FROM s WHERE 10 / a > 1;
+CREATE TABLE g AS SELECT 10 / a AS k, COUNT(*) AS n FROM s GROUP BY 10 / a;
+"""
+
+
+def test_each_processing_log_entry_says_its_kind() -> None:
+    """The kinds of the failures not covered above: WHERE, GROUP BY key, timestamp, undecodable value."""
+    inputs = [
+        # 10 / 0 fails in both queries: WHERE of W, GROUP BY of G.
+        {"topic": "s", "key": "x", "timestamp": 1, "value": {"a": 0, "ts": "2024-01-01 00:00:00"}},
+        {"topic": "s", "key": "x", "timestamp": 1, "value": {"a": 1, "ts": None}},
+        {"topic": "s", "key": "x", "timestamp": 1, "value": {"a": 1, "ts": "garbage"}},
+        {"topic": "s", "key": "x", "timestamp": 1, "value": "not an object"},
+    ]
+    _topics, log = produce(KINDS_SQL, inputs)
+    assert [(entry.source, entry.offset, entry.reason.split(":")[0], entry.kind) for entry in log] == [
+        ("CSAS_W_1", 0, "Error evaluating WHERE", "where"),
+        ("CTAS_G_2", 0, "Error computing GROUP BY key", "group_by_key"),
+        ("S", 1, "timestamp column TS is null", "timestamp"),
+        ("S", 2, "cannot parse timestamp column TS", "timestamp"),
+        ("S", 3, "Failed to deserialize JSON", "deserialization"),
+    ]
 
 
 def test_having_failures_are_tombstones() -> None:
@@ -156,7 +183,7 @@ def test_emit_final_emits_each_window_once_when_it_closes() -> None:
         ("A", 10_000, 12_000, {"C": 1, "TOTAL": 4}),
         ("B", 10_000, 15_000, {"C": 1, "TOTAL": 5}),
     ]
-    assert [entry.reason.split(":")[0] for entry in log] == ["late record"]
+    assert [(entry.reason.split(":")[0], entry.kind) for entry in log] == [("late record", "late_record")]
 
 
 def test_group_by_value_columns_with_json_key() -> None:
@@ -177,7 +204,7 @@ def test_group_by_value_columns_with_json_key() -> None:
         ({"REGION": "us", "KIND": "x"}, {"TOTAL": 2.0, "R": "us"}),
         ({"REGION": "eu", "KIND": "x"}, {"TOTAL": 1.75, "R": "eu"}),
     ]
-    assert [entry.reason for entry in log] == ["GROUP BY key is null: record dropped"]
+    assert [(entry.reason, entry.kind) for entry in log] == [("GROUP BY key is null: record dropped", "null_group_key")]
 
 
 def test_timestamp_to_string_uses_the_process_zone_without_a_zone_argument(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -116,7 +116,7 @@ def test_run_turns_known_input_into_exact_records(bootstrap: str, tmp_path: Path
         assert actual == [(windowed_key(r["key"], r["window"]["start"]), r["value"], r["timestamp"])
                           for r in expected]
     log = [json.loads(value) for *_ignored, value, _ts in read_topic(bootstrap, "ksql_processing_log")]
-    assert [(e["source"], e["offset"], e["reason"].split(":")[0]) for e in log] == EXPECTED_LOG
+    assert [(e["source"], e["offset"], e["reason"].split(":")[0], e["kind"]) for e in log] == EXPECTED_LOG
     bad = next(e for e in log if e["source"] == "COINS_CURRENT_STREAM")
     assert (base64.b64decode(bad["value_base64"]), base64.b64decode(bad["key_base64"])) == (b"not json", b"BTC")
 

@@ -70,12 +70,14 @@ EXPECTED_AVG = [
     avg("BTC", H_121530, T0 + 150_000, "2023-11-14 22:15:30", 120.0),
 ]
 
-# (query or source, input offset, reason prefix) of the processing-log entries.
+# (query or source, input offset, reason prefix, kind) of the processing-log entries: the late
+# record once per window it missed (one tumbling, two hopping), the bad JSON once for the source,
+# the null key once per aggregate.
 EXPECTED_LOG = [
-    ("CTAS_OHLC_BY_MINUTE_1", 5, "late record"),
-    ("CTAS_MOV_AVG_60S_2", 5, "late record"),
-    ("CTAS_MOV_AVG_60S_2", 5, "late record"),
-    ("COINS_CURRENT_STREAM", 7, "Failed to deserialize JSON"),
-    ("CTAS_OHLC_BY_MINUTE_1", 8, "GROUP BY key is null"),
-    ("CTAS_MOV_AVG_60S_2", 8, "GROUP BY key is null"),
+    ("CTAS_OHLC_BY_MINUTE_1", 5, "late record", "late_record"),
+    ("CTAS_MOV_AVG_60S_2", 5, "late record", "late_record"),
+    ("CTAS_MOV_AVG_60S_2", 5, "late record", "late_record"),
+    ("COINS_CURRENT_STREAM", 7, "Failed to deserialize JSON", "deserialization"),
+    ("CTAS_OHLC_BY_MINUTE_1", 8, "GROUP BY key is null", "null_group_key"),
+    ("CTAS_MOV_AVG_60S_2", 8, "GROUP BY key is null", "null_group_key"),
 ]
