@@ -105,6 +105,8 @@ EXPECTED_FORMS: dict[str, str] = {
     "METABASE_API_KEY": "a Metabase API key",
     "LOADER_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
     "PRODUCER_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
+    "KSQL_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
+    "HISTORICAL_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
     "METRICS_HOST": "an IP address to bind such as 127.0.0.1 (0.0.0.0 inside a container)",
     "COINSTREAM_DATA_DIR": "a directory path",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
@@ -180,6 +182,10 @@ class Settings(BaseSettings):
 
     # ClickHouse loader: Prometheus /metrics on 127.0.0.1 (0 = off)
     loader_metrics_port: int = Field(9464, ge=0, le=65535)
+    # The local ksql engine (`coinstream ksql run`) and the scheduled daily-close job
+    # (`coinstream produce historical`): Prometheus /metrics (0 = off).
+    ksql_metrics_port: int = Field(9466, ge=0, le=65535)
+    historical_metrics_port: int = Field(9467, ge=0, le=65535)
     # Current-rates producer: Prometheus /metrics (0 = off). METRICS_HOST: the address /metrics
     # endpoints bind; loopback by default, 0.0.0.0 only where a container network must scrape them.
     producer_metrics_port: int = Field(9465, ge=0, le=65535)

@@ -27,6 +27,10 @@ partition Kafka's Java client would choose (murmur2), like ksqlDB.
 
 The broker's high watermark cannot be trusted here (Tansu reports wrong ones), so a restore reads
 its changelog partition up to a unique barrier record it produced itself.
+
+Counters (records in/out, processing-log entries by kind, commit cycles, open and restored windows,
+consumer lag) go to a `ksql.metrics.EngineMetrics`, counted per batch and refreshed per commit
+cycle; `coinstream ksql run` serves them on /metrics.
 """
 
 from __future__ import annotations
@@ -46,9 +50,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from common.kafka_config import admin_config, consumer_config, producer_config
+from common.kafka_lag import consumer_lag
 from common.settings import Settings
 from ksql.engine import AggregateRuntime, Pipeline, ProcessingLogEntry
 from ksql.errors import UnsupportedStatement
+from ksql.metrics import EngineMetrics
 from ksql.planner import Catalog, QueryPlan
 from ksql.serde import kafka_partition
 from ksql import ast
@@ -135,7 +141,8 @@ class KafkaRunner:
     def __init__(self, catalog: Catalog, settings: Settings, *, bootstrap: str | None = None,
                  app_id: str = DEFAULT_APP_ID, commit_interval_ms: int = 1000, cache: bool = True,
                  processing_log_topic: str = DEFAULT_PROCESSING_LOG_TOPIC, idle_exit_s: float | None = None,
-                 fail_at: str | None = None, session_timeout_ms: int | None = None) -> None:
+                 fail_at: str | None = None, session_timeout_ms: int | None = None,
+                 metrics: EngineMetrics | None = None) -> None:
         self.catalog = catalog
         self.settings = settings
         self.bootstrap = bootstrap
@@ -144,6 +151,7 @@ class KafkaRunner:
         self.processing_log_topic = processing_log_topic
         self.idle_exit_s = idle_exit_s
         self.stats = RunnerStats()
+        self.metrics = metrics or EngineMetrics()
         self.pipeline = Pipeline(catalog, cached=cache, track_changes=True, on_error=self._on_processing_error)
         self.aggregates: list[AggregateRuntime] = [q for q in self.pipeline.queries if isinstance(q, AggregateRuntime)]
         self._stop = threading.Event()
@@ -252,6 +260,7 @@ class KafkaRunner:
 
     def _on_processing_error(self, entry: ProcessingLogEntry) -> None:
         self.stats.processing_errors += 1
+        self.metrics.logged(entry.source, entry.kind)
         self._pending_log.append(entry)
 
     def _produce_processing_log(self) -> None:
@@ -298,7 +307,9 @@ class KafkaRunner:
         produce = self._produce
         partition_cache = self._partition_cache
         counts = self._sink_partitions
+        produced: dict[str, int] = {}
         for topic, key, value, timestamp, window in out:
+            produced[topic] = produced.get(topic, 0) + 1
             if window is None or key is None:
                 produce(topic, key, value, timestamp)
                 continue
@@ -311,11 +322,13 @@ class KafkaRunner:
                 partition = partition_cache[cache_key] = kafka_partition(inner, counts[topic])
             produce(topic, key, value, timestamp, partition)
         self.stats.records_out += len(out)
+        self.metrics.produced(produced)
 
     # ---- the commit cycle ------------------------------------------------------------------------------------------------
 
     def commit_cycle(self) -> None:
         """Outputs delivered -> changelog (states, position, tombstones) durable -> offsets committed."""
+        started = time.monotonic()
         self.pipeline.flush(self._out)
         self._produce_outputs()
         self._produce_processing_log()
@@ -354,6 +367,14 @@ class KafkaRunner:
         if self._cycle_had_input:
             self.stats.processed_until = time.monotonic()
         self._cycle_had_input = False
+        self.metrics.cycle(time.monotonic() - started)
+        self._refresh_gauges()
+
+    def _refresh_gauges(self) -> None:
+        """Open windows per query and consumer lag per partition (local figures: no broker round trip)."""
+        self.metrics.windows({runtime.query_id: runtime.window_count() for runtime in self.aggregates})
+        if self._consumer is not None:
+            self.metrics.set_lag(consumer_lag(self._consumer))
 
     # ---- restore --------------------------------------------------------------------------------------------------------
 
@@ -425,6 +446,7 @@ class KafkaRunner:
                 stream_time = position["stream_time"] if position else -(2**63)
                 runtime.restore(tp.partition, stream_time, entries, self._out)
                 self.stats.restored_windows += len(entries)
+                self.metrics.restored(runtime.query_id, len(entries))
                 if position is not None:
                     runtime.skip_below[tp.partition] = position["offset"]
                     query_positions.append(position["offset"])
@@ -477,6 +499,7 @@ class KafkaRunner:
         try:
             while not self._stop.is_set():
                 messages = self._consumer.consume(5000, 0.1)
+                consumed: dict[str, int] = {}
                 for message in messages:
                     if message.error():
                         if message.error().code() == KafkaError._PARTITION_EOF:
@@ -489,10 +512,12 @@ class KafkaRunner:
                     _kind, timestamp = message.timestamp()
                     process(topic, partition, offset, message.key(), message.value(), timestamp, self._out)
                     positions[(topic, partition)] = offset + 1
+                    consumed[topic] = consumed.get(topic, 0) + 1
                 if messages:
                     if self.stats.first_record_at is None:
                         self.stats.first_record_at = time.monotonic()
                     self.stats.records_in += len(messages)
+                    self.metrics.consumed(consumed)
                     self._last_input = time.monotonic()
                     self._cycle_had_input = True
                     self._maybe_fail("mid-cycle")

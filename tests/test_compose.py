@@ -321,9 +321,10 @@ def test_published_ports_are_where_each_process_listens(services):
     # The app services: the port their settings (in their environment) or command line name.
     assert only("loader")[1:] == (int(env["LOADER_METRICS_PORT"]),) * 2 == (9464, 9464)
     assert only("producer")[1:] == (int(env["PRODUCER_METRICS_PORT"]),) * 2 == (9465, 9465)
+    assert only("historical")[1:] == (int(env["HISTORICAL_METRICS_PORT"]),) * 2 == (9467, 9467)
     assert only("dashboard")[1:] == (int(env["DASHBOARD_PORT"]),) * 2 == (8050, 8050)
     for name, variable in (("loader", "LOADER_METRICS_PORT"), ("producer", "PRODUCER_METRICS_PORT"),
-                           ("dashboard", "DASHBOARD_PORT")):
+                           ("historical", "HISTORICAL_METRICS_PORT"), ("dashboard", "DASHBOARD_PORT")):
         assert services[name]["environment"][variable] == str(only(name)[2])
     assert services["dashboard"]["command"][-1] == str(only("dashboard")[2])
     assert only("sim-api") == ("127.0.0.1", int(env["SIM_API_PORT"]), 8788)
@@ -347,8 +348,8 @@ def test_every_variable_is_documented_in_env_example(raw):
     variables = referenced_variables(raw)
     assert sorted(variables) == [
         "CLICKHOUSE_PASSWORD", "CLICKHOUSE_PORT", "CLICKHOUSE_READONLY_PASSWORD", "CLICKHOUSE_USER",
-        "DASHBOARD_PORT", "KAFKA_LOCAL_PORT", "LCW_API_KEY", "LOADER_METRICS_PORT",
-        "METABASE_DB_PASSWORD", "PRODUCER_METRICS_PORT", "SIM_API_PORT"]
+        "DASHBOARD_PORT", "HISTORICAL_METRICS_PORT", "KAFKA_LOCAL_PORT", "LCW_API_KEY",
+        "LOADER_METRICS_PORT", "METABASE_DB_PASSWORD", "PRODUCER_METRICS_PORT", "SIM_API_PORT"]
     assert sorted(set(variables) - documented) == []
 
 

@@ -4,19 +4,25 @@ SIGKILL half-way, stopped by the credit budget, and run once from cron."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import pytest
 
+from coinstream.local_broker import free_port
 from common.settings import DEFAULT_COINS
 from producers.historical.days import close_ms, days_between
 from tests.fixtures_sim_api import WRONG_KEY, cli_env, read_topic, reference_rate
 from tests.test_loader_support import run_loader, unique_prefix
+from tests.test_metrics_producer import scrape
+from tests.test_status import status
 
 TEN = list(DEFAULT_COINS)
 HISTORY = "/coins/single/history"
@@ -42,10 +48,11 @@ def cli(tmp_path, kafka_bootstrap, sim_api, clickhouse_server, clickhouse_databa
         sim = sim_api
 
         def env(self, **extra: str) -> dict[str, str]:
-            return cli_env(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, LCW_BASE_URL=sim_api.base_url,
-                           CLICKHOUSE_URL=clickhouse_server.dsn(database=clickhouse_database),
-                           LCW_RETRY_BACKOFF_S="0.001", LCW_RETRY_MAX_WAIT_S="0.05", TZ="UTC",
-                           **extra)
+            # No /metrics endpoint unless a test names a port: never the fixed default one.
+            return cli_env(**{"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "LCW_BASE_URL": sim_api.base_url,
+                              "CLICKHOUSE_URL": clickhouse_server.dsn(database=clickhouse_database),
+                              "LCW_RETRY_BACKOFF_S": "0.001", "LCW_RETRY_MAX_WAIT_S": "0.05", "TZ": "UTC",
+                              "HISTORICAL_METRICS_PORT": "0", **extra})
 
         def args(self, *args: str, now: str = NOW) -> list[str]:
             return [*args, "--topic", self.topic, "--now", now]
@@ -150,8 +157,14 @@ def test_the_budget_stops_the_cli_with_status_75_and_the_next_day_resumes(cli):
 
 
 def test_produce_historical_once_backfills_the_default_window_and_exits(cli):
-    result = cli.run("produce", "historical", "--once", COINS="BTC,ETH",
-                     HISTORICAL_BACKFILL_DAYS="2")
+    # A one-shot run serves no /metrics (it would be over before a scrape): a busy
+    # HISTORICAL_METRICS_PORT does not stop it.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = cli.run("produce", "historical", "--once", COINS="BTC,ETH",
+                         HISTORICAL_BACKFILL_DAYS="2",
+                         HISTORICAL_METRICS_PORT=str(busy.getsockname()[1]))
     assert result.returncode == 0, result.stderr
     assert ("backfill 2025-03-30..2025-03-31: 2 coins × 2 days = 4 closes; 4 delivered, 0 gaps, "
             "0 already settled; 5 credits used, 0 retries. Complete up to 2025-03-31.") in result.stdout
@@ -171,14 +184,19 @@ def test_a_wrong_key_exits_1_without_showing_it_and_settles_nothing(cli):
     assert cli.settled() == 0
 
 
-def test_the_scheduled_job_sleeps_until_the_next_close_and_sigterm_ends_it_cleanly(cli, tmp_path):
-    process = cli.start("produce", "historical", COINS="BTC", HISTORICAL_BACKFILL_DAYS="1")
-    log = tmp_path / "run-0.log"
-    deadline = time.monotonic() + 60
+def wait_for_next_pass(process: subprocess.Popen, log: Path, timeout_s: float = 60.0) -> None:
+    """Block until the scheduled job has finished its pass and says when the next one is."""
+    deadline = time.monotonic() + timeout_s
     while "next pass at" not in log.read_text():
         assert process.poll() is None, log.read_text()
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.05)
+
+
+def test_the_scheduled_job_sleeps_until_the_next_close_and_sigterm_ends_it_cleanly(cli, tmp_path):
+    process = cli.start("produce", "historical", COINS="BTC", HISTORICAL_BACKFILL_DAYS="1")
+    log = tmp_path / "run-0.log"
+    wait_for_next_pass(process, log)
     # 13:00 (and a moment) on 03-31 → 12:05 on 04-01: 23 h 4 min and some seconds.
     assert "next pass at 2025-04-01 12:05:00 UTC (in 23 h 4 min)" in log.read_text()
     process.send_signal(signal.SIGTERM)
@@ -186,3 +204,38 @@ def test_the_scheduled_job_sleeps_until_the_next_close_and_sigterm_ends_it_clean
     assert ("backfill 2025-03-31..2025-03-31: 1 coins × 1 days = 1 closes; 1 delivered, 0 gaps, "
             "0 already settled; 2 credits used, 0 retries. Complete up to 2025-03-31.") in log.read_text()
     assert cli.sim.admin.stats()["requests"] == {"/credits": 1, HISTORY: 1}
+
+
+def test_the_scheduled_job_serves_its_counters_while_it_runs(cli, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    process = cli.start("produce", "historical", COINS="BTC,ETH", HISTORICAL_BACKFILL_DAYS="2",
+                        HISTORICAL_METRICS_PORT=str(port))
+    log = tmp_path / "run-0.log"
+    wait_for_next_pass(process, log)
+    samples = scrape(url)
+    result = status(tmp_path, "--only", "historical-metrics", "--format", "json",
+                    HISTORICAL_METRICS_PORT=str(port))
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(15) == 0, log.read_text()
+    assert f"historical metrics on {url}" in log.read_text()
+
+    # What happened, independently: the simulator saw /credits once and one history request per
+    # coin and day (2 × 2), each costing a credit; the topic holds the 4 closes.
+    stats = cli.sim.admin.stats()
+    assert (stats["requests"], stats["credits_used"]) == ({"/credits": 1, HISTORY: 4}, 5)
+    assert len(cli.closes(4)) == 4
+    remaining = samples.pop(("coinstream_lcw_credits_remaining", ()))
+    assert samples == {
+        ("coinstream_lcw_requests_total", (("endpoint", "/credits"), ("outcome", "ok"))): 1.0,
+        ("coinstream_lcw_requests_total", (("endpoint", HISTORY), ("outcome", "ok"))): 4.0,
+        ("coinstream_lcw_credits_used_total", ()): 5.0,
+        ("coinstream_records_produced_total", (("topic", cli.topic),)): 4.0,
+        ("coinstream_records_delivered_total", (("topic", cli.topic),)): 4.0,
+    }
+    # HISTORICAL_DAILY_CREDITS (500 by default) less the 5 spent.
+    assert remaining == 500 - 5
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == [
+        {"part": "historical-metrics", "address": url, "state": "ok",
+         "detail": "4 records produced, 4 delivered, 0 delivery failures, 5 credits used"}]

@@ -44,8 +44,9 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
 
 
 def start_runner(bootstrap: str, tmp_path: Path, *args: str) -> subprocess.Popen:
+    # No /metrics endpoint unless a test asks for one with --metrics-port: never a fixed port.
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TZ": "UTC", "PYTHONPATH": str(ROOT),
-           "LOG_LEVEL": "INFO"}
+           "LOG_LEVEL": "INFO", "KSQL_METRICS_PORT": "0"}
     log_path = tmp_path / f"runner-{time.monotonic_ns()}.log"
     process = subprocess.Popen([sys.executable, "-m", "coinstream", "ksql", "run", *RUN_ARGS, *args], env=env,
                                cwd=tmp_path, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
@@ -97,14 +98,19 @@ def windowed_key(code: str, start: int) -> bytes:
     return code.encode() + struct.pack(">q", start)
 
 
-def test_run_turns_known_input_into_exact_records(bootstrap: str, tmp_path: Path) -> None:
-    create_topic(bootstrap, "coins_current_full", 1)
+def produce_known_inputs(bootstrap: str, topic: str = "coins_current_full") -> None:
+    """tests/ksql/known_coins.py's INPUTS into a new one-partition `topic`, in order."""
+    create_topic(bootstrap, topic, 1)
     producer = Producer({"bootstrap.servers": bootstrap})
     for record in INPUTS:
         value = record["value"]
-        producer.produce("coins_current_full", value if isinstance(value, str) else json.dumps(value),
+        producer.produce(topic, value if isinstance(value, str) else json.dumps(value),
                          record["key"].encode() if record["key"] else None, timestamp=record["timestamp"])
     producer.flush(30)
+
+
+def test_run_turns_known_input_into_exact_records(bootstrap: str, tmp_path: Path) -> None:
+    produce_known_inputs(bootstrap)
     runner = start_runner(bootstrap, tmp_path, "--no-cache", "--idle-exit", "2")
     try:
         assert runner.wait(timeout=90) == 0

@@ -28,7 +28,8 @@ def start_up(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, dict[str, in
         "KAFKA_LOCAL_PORT": str(ports["kafka"]), "CLICKHOUSE_PORT": str(ports["clickhouse"]),
         "SIM_API_PORT": str(ports["sim"]), "DASHBOARD_PORT": str(ports["dashboard"]),
         "COINSTREAM_DATA_DIR": str(tmp_path / "data"),
-        "POLL_INTERVAL_S": "10", "LOADER_METRICS_PORT": "0", "PRODUCER_METRICS_PORT": "0", "TZ": "UTC", "PYTHONUNBUFFERED": "1",
+        "POLL_INTERVAL_S": "10", "LOADER_METRICS_PORT": "0", "PRODUCER_METRICS_PORT": "0",
+        "KSQL_METRICS_PORT": "0", "HISTORICAL_METRICS_PORT": "0", "TZ": "UTC", "PYTHONUNBUFFERED": "1",
     })
     process = subprocess.Popen([sys.executable, "-m", "coinstream", "up", *args], cwd=tmp_path,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -60,8 +60,9 @@ def stand_in() -> Iterator[str]:
 
 
 @pytest.fixture
-def metrics_endpoints() -> Iterator[tuple[int, int]]:
-    """The loader's and the producer's counters with known values, on their /metrics."""
+def metrics_endpoints() -> Iterator[tuple[int, int, int]]:
+    """The loader's, the producer's and the daily-close job's counters with known values, on their
+    /metrics (the engine's endpoint is probed against a real engine in test_metrics_endpoints.py)."""
     loader = LoaderMetrics()
     loader.inserted("coins_current_full", 40)
     loader.inserted("ohlc_by_minute", 2)
@@ -72,13 +73,19 @@ def metrics_endpoints() -> Iterator[tuple[int, int]]:
     producer.records_delivered.labels("coins_current_full").inc(19)
     producer.delivery_failures.labels("coins_current_full").inc(1)
     producer.credits_used.inc(3)
+    historical = ProducerMetrics()
+    historical.records_produced.labels("coins_historical").inc(30)
+    historical.records_delivered.labels("coins_historical").inc(30)
+    historical.credits_used.inc(31)
     loader_port = loader.serve(free_port())
     producer_endpoint = serve_metrics(producer.registry, free_port())
+    historical_endpoint = serve_metrics(historical.registry, free_port())
     try:
-        yield loader_port, producer_endpoint.port
+        yield loader_port, producer_endpoint.port, historical_endpoint.port
     finally:
         loader.stop()
         producer_endpoint.stop()
+        historical_endpoint.stop()
 
 
 def topic_count(bootstrap: str) -> int:
@@ -88,7 +95,7 @@ def topic_count(bootstrap: str) -> int:
 
 def test_every_part_up_is_ok_and_exit_0(tmp_path, kafka_bootstrap, clickhouse_server, sim_api,
                                         stand_in, metrics_endpoints):
-    loader_port, producer_port = metrics_endpoints
+    loader_port, producer_port, historical_port = metrics_endpoints
     dashboard = start_dashboard(clickhouse_server, "default", tmp_path)
     try:
         dashboard_port = int(dashboard.url.rsplit(":", 1)[1])
@@ -102,7 +109,7 @@ def test_every_part_up_is_ok_and_exit_0(tmp_path, kafka_bootstrap, clickhouse_se
             KSQLDB_PASSWORD=KSQL_PASSWORD, METABASE_URL=stand_in,
             METABASE_USER="admin@example.com", METABASE_PASSWORD=METABASE_PASSWORD,
             DASHBOARD_PORT=str(dashboard_port), LOADER_METRICS_PORT=str(loader_port),
-            PRODUCER_METRICS_PORT=str(producer_port))
+            PRODUCER_METRICS_PORT=str(producer_port), HISTORICAL_METRICS_PORT=str(historical_port))
     finally:
         dashboard.stop()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -127,6 +134,12 @@ def test_every_part_up_is_ok_and_exit_0(tmp_path, kafka_bootstrap, clickhouse_se
         {"part": "producer-metrics", "address": f"http://127.0.0.1:{producer_port}/metrics",
          "state": "ok",
          "detail": "20 records produced, 19 delivered, 1 delivery failures, 3 credits used"},
+        # With a ksqlDB server configured, no local engine runs (coinstream up starts none).
+        {"part": "engine-metrics", "address": "-", "state": "off",
+         "detail": "not configured: KSQLDB_URL set (ksqlDB runs the statements)"},
+        {"part": "historical-metrics", "address": f"http://127.0.0.1:{historical_port}/metrics",
+         "state": "ok",
+         "detail": "30 records produced, 30 delivered, 0 delivery failures, 31 credits used"},
     ]
     assert topic_count(kafka_bootstrap) == topics
     stats = sim_api.admin.stats()
@@ -139,7 +152,7 @@ def test_a_dead_port_is_down_and_exit_1(tmp_path, kafka_bootstrap, sim_api):
     dead = free_port()
     result = status(
         tmp_path, "--timeout", "2", "--skip", "dashboard", "--skip", "loader-metrics",
-        "--skip", "producer-metrics",
+        "--skip", "producer-metrics", "--skip", "engine-metrics", "--skip", "historical-metrics",
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, LCW_BASE_URL=sim_api.base_url,
         CLICKHOUSE_URL=f"http://default:{TEST_PASSWORD}@127.0.0.1:{dead}/default",
         CLICKHOUSE_READONLY_USER=TEST_READONLY_USER,

@@ -4,7 +4,8 @@ Why one module: an operator asking "is it up?" needs the same answer whether the
 local embedded defaults or production services, so each probe takes its address from the settings
 exactly as the components do, and asks the part something real — a Kafka metadata request, a
 `SELECT 1` as the configured ClickHouse user, LiveCoinWatch's `/status` and `/credits`, ksqlDB's
-`/info`, the metrics endpoints the loader and the producer serve — rather than only opening a port.
+`/info`, the metrics endpoints the loader, the producers and the ksql engine serve — rather than only
+opening a port.
 
 Probes run concurrently, each bounded by a timeout, so a dead part costs one timeout, not a sum.
 Nothing a probe reports contains a secret: addresses are printed without credentials and every
@@ -31,7 +32,7 @@ from producers.errors import LcwError
 
 OK, DOWN, OFF = "ok", "down", "off"
 PARTS = ("kafka", "clickhouse", "clickhouse-readonly", "livecoinwatch", "ksqldb", "metabase",
-         "dashboard", "loader-metrics", "producer-metrics")
+         "dashboard", "loader-metrics", "producer-metrics", "engine-metrics", "historical-metrics")
 REDACTED = "[redacted]"
 
 
@@ -238,28 +239,51 @@ def probe_dashboard(url: str, timeout_s: float) -> str:
     return "healthz ok"
 
 
+def _summary(url: str, timeout_s: float, component: str, marker: str, lag: str | None,
+             totals: Sequence[tuple[str, str]]) -> str:
+    """One line from a component's /metrics: its consumer lag (if it has one), then each total.
+
+    `marker` is a sample only that component serves: another component's endpoint at the address
+    is reported as such, not summed into zeros.
+    """
+    samples = scrape_metrics(url, timeout_s)
+    if marker not in samples:
+        raise ProbeFailed(f"no {component} metrics at this address")
+    parts = []
+    if lag is not None:
+        partitions = len(samples.get(lag, []))
+        parts.append(f"consumer lag {_total(samples, lag):,} over {partitions} "
+                     f"partition{'s' if partitions != 1 else ''}" if partitions
+                     else "consumer lag not reported yet")  # no sample before the first report
+    parts += [f"{_total(samples, name):,} {label}" for name, label in totals]
+    return ", ".join(parts)
+
+
 def probe_loader_metrics(url: str, timeout_s: float) -> str:
     """The loader's /metrics: consumer lag over its partitions, rows loaded, error-table rows."""
-    samples = scrape_metrics(url, timeout_s)
-    if "coinstream_loader_batches_total" not in samples:
-        raise ProbeFailed("no loader metrics at this address")
-    lag = samples.get("coinstream_loader_consumer_lag", [])
-    lag_text = (f"consumer lag {_total(samples, 'coinstream_loader_consumer_lag'):,} over "
-                f"{len(lag)} partition{'s' if len(lag) != 1 else ''}" if lag
-                else "consumer lag not reported yet")
-    return (f"{lag_text}, {_total(samples, 'coinstream_loader_rows_total'):,} rows loaded, "
-            f"{_total(samples, 'coinstream_loader_errors_total'):,} to error tables")
+    return _summary(url, timeout_s, "loader", "coinstream_loader_batches_total",
+                    "coinstream_loader_consumer_lag",
+                    [("coinstream_loader_rows_total", "rows loaded"),
+                     ("coinstream_loader_errors_total", "to error tables")])
+
+
+def probe_engine_metrics(url: str, timeout_s: float) -> str:
+    """The ksql engine's /metrics: consumer lag, records in and out, processing-log entries."""
+    return _summary(url, timeout_s, "ksql engine", "coinstream_ksql_commit_cycles_total",
+                    "coinstream_ksql_consumer_lag",
+                    [("coinstream_ksql_records_in_total", "records in"),
+                     ("coinstream_ksql_records_out_total", "out"),
+                     ("coinstream_ksql_processing_log_entries_total", "processing-log entries")])
 
 
 def probe_producer_metrics(url: str, timeout_s: float) -> str:
-    """The current-rates producer's /metrics: records, delivery failures, credits used."""
-    samples = scrape_metrics(url, timeout_s)
-    if "coinstream_lcw_credits_used_total" not in samples:
-        raise ProbeFailed("no producer metrics at this address")
-    return (f"{_total(samples, 'coinstream_records_produced_total'):,} records produced, "
-            f"{_total(samples, 'coinstream_records_delivered_total'):,} delivered, "
-            f"{_total(samples, 'coinstream_delivery_failures_total'):,} delivery failures, "
-            f"{_total(samples, 'coinstream_lcw_credits_used_total'):,} credits used")
+    """A producer's /metrics (current rates, or the daily-close job): records, delivery failures,
+    credits used."""
+    return _summary(url, timeout_s, "producer", "coinstream_lcw_credits_used_total", None,
+                    [("coinstream_records_produced_total", "records produced"),
+                     ("coinstream_records_delivered_total", "delivered"),
+                     ("coinstream_delivery_failures_total", "delivery failures"),
+                     ("coinstream_lcw_credits_used_total", "credits used")])
 
 
 # ---- the list of parts --------------------------------------------------------------------------
@@ -300,9 +324,16 @@ def checks(settings: Settings, timeout_s: float) -> list[Check]:
             ("loader-metrics", settings.loader_metrics_port, "LOADER_METRICS_PORT",
              probe_loader_metrics),
             ("producer-metrics", settings.producer_metrics_port, "PRODUCER_METRICS_PORT",
+             probe_producer_metrics),
+            ("engine-metrics", settings.ksql_metrics_port, "KSQL_METRICS_PORT",
+             probe_engine_metrics),
+            ("historical-metrics", settings.historical_metrics_port, "HISTORICAL_METRICS_PORT",
              probe_producer_metrics)):
         url = f"http://{metrics_host}:{port}/metrics"
-        if port:
+        if part == "engine-metrics" and settings.ksqldb_url:
+            # A ksqlDB server runs the statements; `coinstream up` starts no local engine then.
+            result.append(Check(part, "-", None, "KSQLDB_URL set (ksqlDB runs the statements)"))
+        elif port:
             result.append(Check(part, url, lambda url=url, probe=probe: probe(url, timeout_s)))
         else:
             result.append(Check(part, "-", None, f"{variable}=0"))

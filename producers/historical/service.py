@@ -51,13 +51,15 @@ class HistoricalService:
 
     def __init__(self, settings: Settings, *, topic: str = TOPIC, clock: Clock = utc_now,
                  stop: threading.Event | None = None, migrate: bool = True,
-                 show_progress: bool | None = None, clickhouse: Any = None) -> None:
+                 show_progress: bool | None = None, clickhouse: Any = None,
+                 metrics: ProducerMetrics | None = None) -> None:
         self.settings = settings
         self.topic = topic
         self.clock = clock
         self.stop = stop or threading.Event()
         self.run_id = uuid.uuid4().hex[:12]
-        self.metrics = ProducerMetrics()
+        # Given by `produce historical`, which serves them on /metrics before the service opens.
+        self.metrics = metrics or ProducerMetrics()
         self._closed = False
         self._owns_clickhouse = clickhouse is None
         self.clickhouse = clickhouse if clickhouse is not None else connect_clickhouse(settings)

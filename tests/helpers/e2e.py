@@ -39,7 +39,8 @@ class UpProcess:
                  args: Iterable[str] = ()) -> None:
         self.workdir = workdir
         self.ports = {name: free_port() for name in
-                      ("kafka", "clickhouse", "sim", "dashboard", "loader_metrics", "producer_metrics")}
+                      ("kafka", "clickhouse", "sim", "dashboard", "loader_metrics", "producer_metrics",
+                       "engine_metrics", "historical_metrics")}
         # Nothing from the caller's environment that is a coinstream setting, and no .env (cwd).
         env = {key: value for key, value in os.environ.items() if key not in EXPECTED_FORMS}
         env.update({
@@ -49,6 +50,8 @@ class UpProcess:
             "DASHBOARD_PORT": str(self.ports["dashboard"]),
             "LOADER_METRICS_PORT": str(self.ports["loader_metrics"]),
             "PRODUCER_METRICS_PORT": str(self.ports["producer_metrics"]),
+            "KSQL_METRICS_PORT": str(self.ports["engine_metrics"]),
+            "HISTORICAL_METRICS_PORT": str(self.ports["historical_metrics"]),
             "COINSTREAM_DATA_DIR": str(workdir / "data"),
             "TZ": "UTC", "PYTHONUNBUFFERED": "1",
         })

@@ -24,6 +24,9 @@ from producers.errors import redact
 from producers.historical import TOPIC, BackfillReport, HistoricalService
 from producers.historical.days import as_utc, parse_day, utc_now
 from producers.historical.schedule import run_scheduled
+from producers.metrics import ProducerMetrics
+
+from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
 
 log = logging.getLogger("coinstream.backfill")
 
@@ -75,13 +78,14 @@ def _progress_redirect(show_bar: bool | None):
 
 
 def _open_service(settings: Settings, topic: str, now: datetime | None, stop: threading.Event,
-                  migrate: bool, show_bar: bool | None) -> HistoricalService:
+                  migrate: bool, show_bar: bool | None,
+                  metrics: ProducerMetrics | None = None) -> HistoricalService:
     if settings.historical_daily_credits < 1:
         raise click.UsageError("HISTORICAL_DAILY_CREDITS is 0: no credits are reserved for the "
                                "backfill")
     try:
         return HistoricalService(settings, topic=topic, clock=_clock(now), stop=stop,
-                                 migrate=migrate, show_progress=show_bar)
+                                 migrate=migrate, show_progress=show_bar, metrics=metrics)
     except KafkaException as error:
         raise click.ClickException(
             f"cannot prepare topic {topic} on Kafka at {settings.effective_kafka_bootstrap}: "
@@ -164,15 +168,22 @@ def command(settings: Settings, start: date | None, end: date | None, retry_gaps
 @click.option("--start", callback=_day, default=None, metavar="YYYY-MM-DD",
               help="Fixed first day, YYYY-MM-DD (default: a window of the latest "
                    "HISTORICAL_BACKFILL_DAYS closed days, moving with the date).")
+@click.option("--metrics-port", "port_option", type=click.IntRange(0, 65535), default=None,
+              help="Prometheus /metrics on METRICS_HOST while the job runs (default "
+                   "HISTORICAL_METRICS_PORT, not with --once; 0 = off).")
 @_with_common
 @click.pass_obj
-def historical_command(settings: Settings, once: bool, start: date | None,
+def historical_command(settings: Settings, once: bool, start: date | None, port_option: int | None,
                        coins: list[str] | None, topic: str, show_bar: bool | None, migrate: bool,
                        now: datetime | None) -> None:
     """The scheduled daily-close job: backfill up to the latest closed day, then sleep until the
     next 12:00 UTC + HISTORICAL_CLOSE_MARGIN_S (or until credits renew) and repeat."""
-    with stop_requested_on_signals("finishing the current close, then stopping") as stop:
-        service = _open_service(settings, topic, now, stop, migrate, show_bar)
+    metrics = ProducerMetrics()
+    port = metrics_port(settings.historical_metrics_port, port_option, once)
+    with metrics_endpoint(metrics.registry, port, settings.metrics_host, "historical",
+                          "HISTORICAL_METRICS_PORT"), \
+            stop_requested_on_signals("finishing the current close, then stopping") as stop:
+        service = _open_service(settings, topic, now, stop, migrate, show_bar, metrics)
         try:
             with _progress_redirect(show_bar):
                 report = run_scheduled(

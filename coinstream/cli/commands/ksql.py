@@ -14,6 +14,8 @@ import click
 
 from common.processes import stop_requested_on_signals
 
+from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
+
 DEFAULT_STATEMENTS_DIR = Path(__file__).resolve().parents[3] / "ksql"
 
 
@@ -81,22 +83,30 @@ def _plan_or_exit(files: list[Path]):
               help="Topic receiving records that could not be processed, with the reason.")
 @click.option("--session-timeout-ms", type=click.IntRange(min=500), default=None,
               help="Consumer group session timeout (default: common.kafka_config's). Shorter = faster restarts.")
+@click.option("--metrics-port", "port_option", type=click.IntRange(0, 65535), default=None,
+              help="Prometheus /metrics on METRICS_HOST (default KSQL_METRICS_PORT; 0 = off).")
 @click.option("--fail-at", hidden=True, default=None, help="Fault injection for tests: STAGE[:N].")
 @click.pass_obj
 def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_ms: int, no_cache: bool,
                 idle_exit: float | None, processing_log_topic: str, session_timeout_ms: int | None,
-                fail_at: str | None) -> None:
+                port_option: int | None, fail_at: str | None) -> None:
     """Run the statements against Kafka (default: the project's ksql/*.sql, in file-name order)."""
     from ksql.errors import KsqlError
     from ksql.kafka_runner import KafkaRunner, RunnerError
+    from ksql.metrics import EngineMetrics
 
     catalog = _plan_or_exit(statement_files(files))
-    runner = KafkaRunner(catalog, settings, app_id=app_id, commit_interval_ms=commit_interval_ms,
-                         cache=not no_cache, processing_log_topic=processing_log_topic, idle_exit_s=idle_exit,
-                         fail_at=fail_at, session_timeout_ms=session_timeout_ms)
+    metrics = EngineMetrics()
     try:
-        with stop_requested_on_signals("stopping after the current cycle", on_stop=runner.stop):
-            stats = runner.run()
+        # The endpoint first: a busy port is reported before anything touches Kafka.
+        with metrics_endpoint(metrics.registry, metrics_port(settings.ksql_metrics_port, port_option),
+                              settings.metrics_host, "engine", "KSQL_METRICS_PORT"):
+            runner = KafkaRunner(catalog, settings, app_id=app_id, commit_interval_ms=commit_interval_ms,
+                                 cache=not no_cache, processing_log_topic=processing_log_topic,
+                                 idle_exit_s=idle_exit, fail_at=fail_at, session_timeout_ms=session_timeout_ms,
+                                 metrics=metrics)
+            with stop_requested_on_signals("stopping after the current cycle", on_stop=runner.stop):
+                stats = runner.run()
     except KsqlError as error:
         click.echo(f"coinstream ksql run: {error.describe()}", err=True)
         sys.exit(2)

@@ -9,7 +9,6 @@ from confluent_kafka import KafkaException, Producer
 
 from common.kafka_config import producer_config
 from common.processes import stop_requested_on_signals
-from common.metrics_http import MetricsEndpointError, serve_metrics
 from common.settings import Settings
 from producers.client import LiveCoinWatchClient
 from producers.credits import CreditGuard
@@ -19,6 +18,8 @@ from producers.current import (
 )
 from producers.errors import LcwError
 from producers.metrics import ProducerMetrics
+
+from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
 
 log = logging.getLogger("coinstream.produce")
 
@@ -34,12 +35,12 @@ def command() -> None:
               help="Seconds between polls (default: POLL_INTERVAL_S, else derived from the credit "
                    "budget). A faster interval than the budget sustains is refused. Ignored with --once.")
 @click.option("--topic", default=TOPIC, show_default=True, help="Kafka topic to publish to.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+@click.option("--metrics-port", "port_option", type=click.IntRange(0, 65535), default=None,
               help="Prometheus /metrics on METRICS_HOST (default PRODUCER_METRICS_PORT, not with "
                    "--once; 0 = off).")
 @click.pass_obj
 def current(settings: Settings, once: bool, interval: float | None, topic: str,
-            metrics_port: int | None) -> None:
+            port_option: int | None) -> None:
     """Publish the current rate of every coin in COINS to Kafka, one record per coin per poll."""
     codes = list(settings.coins)
     interval_s = 0.0
@@ -50,19 +51,10 @@ def current(settings: Settings, once: bool, interval: float | None, topic: str,
             raise click.UsageError(str(error)) from None
 
     metrics = ProducerMetrics()
-    # A --once run is over before anyone could scrape it: no endpoint unless asked for explicitly.
-    port = (0 if once else settings.producer_metrics_port) if metrics_port is None else metrics_port
-    try:
-        endpoint = serve_metrics(metrics.registry, port, settings.metrics_host)
-    except MetricsEndpointError as error:
-        raise click.ClickException(f"{error} (set PRODUCER_METRICS_PORT; 0 = off)") from None
-    if endpoint is not None:
-        log.info("producer metrics on %s", endpoint.url)
-    try:
+    port = metrics_port(settings.producer_metrics_port, port_option, once)
+    with metrics_endpoint(metrics.registry, port, settings.metrics_host, "producer",
+                          "PRODUCER_METRICS_PORT"):
         _run_current(settings, once, interval_s, topic, codes, metrics)
-    finally:
-        if endpoint is not None:
-            endpoint.stop()
 
 
 def _run_current(settings: Settings, once: bool, interval_s: float, topic: str, codes: list[str],
