@@ -173,7 +173,7 @@ def ours(records, no_cache: bool) -> dict:
         load_input(broker.bootstrap, records)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "TZ": "UTC", "PYTHONPATH": str(ROOT),
                "LOG_LEVEL": "WARNING"}
-        command = [sys.executable, "-m", "coinstream", "ksql", "run", "--idle-exit", "3"]
+        command = [sys.executable, "-m", "coinstream", "ksql", "run", "--idle-exit", "3", "--metrics-port", "0"]
         if no_cache:
             command.append("--no-cache")
         text, maxrss = run_measured(command, env, workdir)

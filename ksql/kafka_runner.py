@@ -498,7 +498,9 @@ class KafkaRunner:
         last_report = time.monotonic()
         try:
             while not self._stop.is_set():
-                messages = self._consumer.consume(5000, 0.1)
+                # Never block past the next commit: that is when the outputs are emitted.
+                until_commit = self.commit_interval - (time.monotonic() - last_commit)
+                messages = self._consumer.consume(5000, min(0.1, max(0.0, until_commit)))
                 consumed: dict[str, int] = {}
                 for message in messages:
                     if message.error():

@@ -41,6 +41,8 @@ from common.kafka_lag import consumer_lag
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "coinstream-clickhouse-loader"
+# The longest a consume call blocks: the loop also commits landed offsets and reports between calls.
+MAX_CONSUME_WAIT_S = 0.5
 
 
 @dataclass
@@ -151,9 +153,12 @@ class Loader:
 
     def _step(self, consumer: Consumer) -> None:
         config = self.config
-        wait = 0.5
-        if len(self._batch):
-            wait = max(0.0, min(wait, config.batch_ms / 1000 - self._batch.age_s()))
+        if not len(self._batch):
+            # `consume` returns when `room` messages have come or the wait is over, so a message that
+            # arrives early in the wait is held until its end: an empty batch's clock starts with the
+            # wait, which is then at most `batch_ms` (no message waits longer than that to be inserted).
+            self._batch.started = time.monotonic()
+        wait = max(0.0, min(MAX_CONSUME_WAIT_S, config.batch_ms / 1000 - self._batch.age_s()))
         room = max(1, min(5_000, config.batch_rows - len(self._batch)))
         self._commit_landed()
         messages = consumer.consume(num_messages=room, timeout=wait)
