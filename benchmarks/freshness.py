@@ -33,9 +33,11 @@ DAILY_CREDIT_BUDGET = 1,000,000), and `up` gives the simulated key as many. Dail
 backfilled for 1 day only (100 requests at start-up, before the measured window).
 
 By default the stack runs as shipped: the ksql engine commits (and emits its cached candle
-updates) every second, and the loader inserts a batch at the latest one second after its first
-message. `--low-latency` runs it with `coinstream up --service-args` `ksql=--commit-interval-ms
-100` and `loader=--batch-ms 100 -X fetch.wait.max.ms=20` (more, smaller outputs and inserts).
+updates) every KSQL_COMMIT_INTERVAL_MS = 250 ms, and the loader inserts a batch at the latest
+LOADER_BATCH_MS = 250 ms after it began waiting for its first message; consumers of the local
+broker fetch with a 25 ms wait (common/kafka_config.py). `--low-latency` runs it with `coinstream
+up --service-args` `ksql=--commit-interval-ms 100` and `loader=--batch-ms 100` (more, smaller
+outputs and inserts).
 
 Everything it starts is stopped at the end (Ctrl+C to `up`, then a check that no process of the
 stack is left). Not part of the test suite: timings depend on the machine.
@@ -60,7 +62,7 @@ from producers.sim.catalog import COINS  # noqa: E402
 from tests.helpers.e2e import UpProcess  # noqa: E402
 
 TARGET_P99_S = 1.0
-LOW_LATENCY = ["ksql=--commit-interval-ms 100", "loader=--batch-ms 100 -X fetch.wait.max.ms=20"]
+LOW_LATENCY = ["ksql=--commit-interval-ms 100", "loader=--batch-ms 100"]
 TARGET_RSS_BYTES = 1.5 * 1024**3
 
 

@@ -103,6 +103,8 @@ EXPECTED_FORMS: dict[str, str] = {
     "METABASE_USER": "a Metabase user's e-mail address",
     "METABASE_PASSWORD": "that user's password",
     "METABASE_API_KEY": "a Metabase API key",
+    "KSQL_COMMIT_INTERVAL_MS": "a whole number of milliseconds, at least 10",
+    "LOADER_BATCH_MS": "a whole number of milliseconds, 1-600000",
     "LOADER_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
     "PRODUCER_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
     "KSQL_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
@@ -179,6 +181,13 @@ class Settings(BaseSettings):
     metabase_user: str | None = None
     metabase_password: SecretStr | None = None
     metabase_api_key: SecretStr | None = None
+
+    # Freshness against write rate: how often the local ksql engine emits its updated windows
+    # (and checkpoints), and how long the loader collects messages before one insert per table.
+    # Each bounds the delay its stage adds; 250 ms each keeps a rate visible in the views within
+    # a second (benchmarks/freshness.py) at four inserts a second per table.
+    ksql_commit_interval_ms: int = Field(250, ge=10)
+    loader_batch_ms: int = Field(250, ge=1, le=600_000)
 
     # ClickHouse loader: Prometheus /metrics on 127.0.0.1 (0 = off)
     loader_metrics_port: int = Field(9464, ge=0, le=65535)

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 import click
 from confluent_kafka import KafkaException
 
+from common.optional_imports import without_dataframe_libraries
 from common.processes import stop_requested_on_signals
 from common.settings import Settings
 from producers.errors import redact
@@ -80,6 +81,7 @@ def _progress_redirect(show_bar: bool | None):
 def _open_service(settings: Settings, topic: str, now: datetime | None, stop: threading.Event,
                   migrate: bool, show_bar: bool | None,
                   metrics: ProducerMetrics | None = None) -> HistoricalService:
+    without_dataframe_libraries()
     if settings.historical_daily_credits < 1:
         raise click.UsageError("HISTORICAL_DAILY_CREDITS is 0: no credits are reserved for the "
                                "backfill")

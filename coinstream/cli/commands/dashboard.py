@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from common.optional_imports import without_dataframe_libraries
 from common.settings import Settings
 
 
@@ -28,6 +29,7 @@ from common.settings import Settings
 def command(settings: Settings, port: int, host: str, interval_s: float,
             spec_path: Path | None) -> None:
     """Serve the live dashboard (candles, moving averages, overview) until Ctrl-C."""
+    without_dataframe_libraries()
     from dashboard.data import CardSource
     from dashboard.server import serve
     from dashboard.vendor import VendorError, plotly_js_path

@@ -72,8 +72,9 @@ def _plan_or_exit(files: list[Path]):
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--app-id", default="coinstream-ksql", show_default=True,
               help="Consumer group and changelog prefix; a new id reprocesses the inputs from the start.")
-@click.option("--commit-interval-ms", default=1000, show_default=True, type=click.IntRange(min=10),
-              help="How often outputs are flushed, state is checkpointed and offsets are committed.")
+@click.option("--commit-interval-ms", default=None, type=click.IntRange(min=10),
+              help="How often outputs are flushed, state is checkpointed and offsets are committed "
+                   "(default KSQL_COMMIT_INTERVAL_MS).")
 @click.option("--no-cache", is_flag=True,
               help="Emit one output per update (like ksqlDB with its record cache off) instead of the latest "
                    "value per window at each commit.")
@@ -87,7 +88,7 @@ def _plan_or_exit(files: list[Path]):
               help="Prometheus /metrics on METRICS_HOST (default KSQL_METRICS_PORT; 0 = off).")
 @click.option("--fail-at", hidden=True, default=None, help="Fault injection for tests: STAGE[:N].")
 @click.pass_obj
-def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_ms: int, no_cache: bool,
+def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_ms: int | None, no_cache: bool,
                 idle_exit: float | None, processing_log_topic: str, session_timeout_ms: int | None,
                 port_option: int | None, fail_at: str | None) -> None:
     """Run the statements against Kafka (default: the project's ksql/*.sql, in file-name order)."""
@@ -101,7 +102,8 @@ def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_m
         # The endpoint first: a busy port is reported before anything touches Kafka.
         with metrics_endpoint(metrics.registry, metrics_port(settings.ksql_metrics_port, port_option),
                               settings.metrics_host, "engine", "KSQL_METRICS_PORT"):
-            runner = KafkaRunner(catalog, settings, app_id=app_id, commit_interval_ms=commit_interval_ms,
+            interval_ms = settings.ksql_commit_interval_ms if commit_interval_ms is None else commit_interval_ms
+            runner = KafkaRunner(catalog, settings, app_id=app_id, commit_interval_ms=interval_ms,
                                  cache=not no_cache, processing_log_topic=processing_log_topic,
                                  idle_exit_s=idle_exit, fail_at=fail_at, session_timeout_ms=session_timeout_ms,
                                  metrics=metrics)

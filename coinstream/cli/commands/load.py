@@ -9,6 +9,7 @@ import click
 from common.kafka_config import admin_config, consumer_config
 from common.kafka_topics import ensure_topics
 from common.metrics_http import MetricsEndpointError
+from common.optional_imports import without_dataframe_libraries
 from common.processes import stop_requested_on_signals
 from common.settings import Settings
 
@@ -34,8 +35,8 @@ def _split_tables(_ctx: click.Context, _param: click.Parameter, value: str) -> t
 @click.option("--group", default=DEFAULT_GROUP, show_default=True, help="Kafka consumer group.")
 @click.option("--batch-rows", type=click.IntRange(1, 500_000), default=20_000, show_default=True,
               help="Insert when this many messages are pending…")
-@click.option("--batch-ms", type=click.IntRange(1, 600_000), default=1_000, show_default=True,
-              help="…or when the oldest pending message waited this long.")
+@click.option("--batch-ms", type=click.IntRange(1, 600_000), default=None,
+              help="…or when the oldest pending message waited this long (default LOADER_BATCH_MS).")
 @click.option("--max-message-bytes", type=click.IntRange(1, 100 * 1024 * 1024),
               default=1_048_576, show_default=True,
               help="Larger messages go to the error table as oversized.")
@@ -54,7 +55,7 @@ def _split_tables(_ctx: click.Context, _param: click.Parameter, value: str) -> t
               help="Fault injection for crash tests: sleep between insert and commit.")
 @click.pass_obj
 def command(settings: Settings, tables: tuple[str, ...], topic_prefix: str, group: str,
-            batch_rows: int, batch_ms: int, max_message_bytes: int, metrics_port: int | None,
+            batch_rows: int, batch_ms: int | None, max_message_bytes: int, metrics_port: int | None,
             migrate: bool, stop_when_idle: float | None, report_interval: float,
             consumer_properties: tuple[str, ...], pause_after_insert: float) -> None:
     """Load Kafka topics into ClickHouse like ClickPipes: batches, exactly once, error tables.
@@ -63,6 +64,7 @@ def command(settings: Settings, tables: tuple[str, ...], topic_prefix: str, grou
     ClickHouse are recognised and skipped, so restarts and redeliveries never double a row.
     SIGTERM or Ctrl+C finishes the current batch and exits.
     """
+    without_dataframe_libraries()
     import clickhouse_connect
 
     from clickhouse.migrations import MigrationError, migrate as apply_migrations
@@ -77,7 +79,8 @@ def command(settings: Settings, tables: tuple[str, ...], topic_prefix: str, grou
         if report.applied:
             log.info("applied schema files: %s", ", ".join(report.applied))
     config = LoaderConfig(
-        tables=tables, topic_prefix=topic_prefix, batch_rows=batch_rows, batch_ms=batch_ms,
+        tables=tables, topic_prefix=topic_prefix, batch_rows=batch_rows,
+        batch_ms=settings.loader_batch_ms if batch_ms is None else batch_ms,
         max_message_bytes=max_message_bytes, stop_when_idle_s=stop_when_idle,
         report_interval_s=report_interval, pause_after_insert_s=pause_after_insert,
     )
