@@ -56,7 +56,8 @@ SEED = 20_261_122
 PROCESSING_LOG = "ksql_processing_log"
 BAD_MESSAGES_PER_TOPIC = 10_000
 STATUS_LINE = re.compile(r"^status +\| (?P<events>[\d,]+\.\d) events/s, (?P<rows>[\d,]+\.\d) rows/s "
-                         r"loaded, consumer lag (?P<lag>[\d,]+), (?P<credits>[\d,]+) credits left"
+                         r"loaded, consumer lag (?P<lag>[\d,]+)(?: \(engine [\d,]+, loader [\d,]+\))?, "
+                         r"(?P<credits>[\d,]+) credits left"
                          r"(?:, restarts: (?P<restarts>.+))?$")
 
 
@@ -237,7 +238,8 @@ def test_e2e_views_equal_an_independent_computation_from_the_raw_records(stack):
     first_full = next(index for index, match in enumerate(matches) if match)
     assert all(matches[first_full:]), [line for line, match in zip(lines, matches) if not match]
     quiet = up.wait_for_line(
-        lambda line: bool(re.match(r"status +\| 0\.0 events/s, 0\.0 rows/s loaded, consumer lag 0, ",
+        lambda line: bool(re.match(r"status +\| 0\.0 events/s, 0\.0 rows/s loaded, "
+                                   r"consumer lag 0 \(engine 0, loader 0\), ",
                                    line)), timeout_s=30, since=mark)
     credits_left = int(STATUS_LINE.match(quiet)["credits"].replace(",", ""))
     # DAILY_CREDIT_BUDGET 200,000 - 500 reserved for daily closes, less what was spent already.

@@ -1,5 +1,5 @@
-"""`coinstream up`'s status line, from real metrics endpoints serving the producer's and the
-loader's own registries (the line inside a running stack is checked in tests/test_e2e.py)."""
+"""`coinstream up`'s status line, from real metrics endpoints serving the producer's, the
+engine's and the loader's own registries (the line inside a running stack is checked in tests/test_e2e.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import itertools
 
 from clickhouse.loader.metrics import LoaderMetrics
 from common.metrics_http import serve_metrics
+from common.settings import load_settings
+from ksql.metrics import EngineMetrics
 from producers.metrics import ProducerMetrics
 
 from coinstream.local_broker import free_port
-from coinstream.stack.status import Snapshot, increase, render, take_snapshot
+from coinstream.stack.status import StatusEndpoints, Snapshot, increase, metrics_urls, render, take_snapshot
 
 
 def clock(*instants: float):
@@ -76,3 +78,39 @@ def test_a_dead_endpoint_is_named_and_the_rest_still_reported():
     assert first.producer_error == "cannot connect (Connection refused)"
     assert render(first, second) == ("producer metrics unavailable (cannot connect (Connection "
                                      "refused)), 20.0 rows/s loaded, consumer lag 0")
+
+
+def test_the_engines_lag_is_added_with_each_share_named():
+    loader, engine = LoaderMetrics(), EngineMetrics()
+    with serve_metrics(loader.registry, free_port()) as l_endpoint, \
+            serve_metrics(engine.registry, free_port()) as e_endpoint:
+        loader.inserted("ohlc_by_minute", 40)
+        loader.report({("ohlc_by_minute", 0): 3, ("mov_avg_60s", 0): 2})
+        first = take_snapshot(None, l_endpoint.url, clock=clock(0.0), engine_url=e_endpoint.url)
+        engine.set_lag({("coins_current_full", 0): 30, ("coins_current_full", 1): 12})
+        loader.inserted("ohlc_by_minute", 80)
+        second = take_snapshot(None, l_endpoint.url, clock=clock(2.0), engine_url=e_endpoint.url)
+    # The engine had not reported a lag yet at the first scrape: only the loader's is shown.
+    assert first == Snapshot(at=0.0, loaded=40, lag=5, engine_lag=None)
+    assert render(Snapshot(at=-2.0, loaded=0), first) == "20.0 rows/s loaded, consumer lag 5"
+    assert second == Snapshot(at=2.0, loaded=120, lag=5, engine_lag=42)
+    assert render(first, second) == "40.0 rows/s loaded, consumer lag 47 (engine 42, loader 5)"
+
+
+def test_an_unreachable_engine_endpoint_is_named():
+    loader = LoaderMetrics()
+    dead = f"http://127.0.0.1:{free_port()}/metrics"
+    with serve_metrics(loader.registry, free_port()) as endpoint:
+        loader.report({("ohlc_by_minute", 0): 0})
+        first = take_snapshot(None, endpoint.url, clock=clock(0.0), engine_url=dead)
+        second = take_snapshot(None, endpoint.url, clock=clock(1.0), engine_url=dead)
+    assert render(first, second) == ("0.0 rows/s loaded, consumer lag 0, "
+                                     "engine metrics unavailable (cannot connect (Connection refused))")
+
+
+def test_the_stack_scrapes_the_engine_only_where_it_runs(isolated_env):
+    assert metrics_urls(load_settings()) == StatusEndpoints(
+        "http://127.0.0.1:9465/metrics", "http://127.0.0.1:9464/metrics", "http://127.0.0.1:9466/metrics")
+    isolated_env.setenv("KSQLDB_URL", "http://ksqldb.internal:8088")
+    isolated_env.setenv("PRODUCER_METRICS_PORT", "0")
+    assert metrics_urls(load_settings()) == StatusEndpoints(None, "http://127.0.0.1:9464/metrics", None)

@@ -50,10 +50,10 @@ def command(settings: Settings, infra_only: bool, status_interval: float,
             supervisor.say("up", f"dashboard: http://127.0.0.1:{settings.dashboard_port}/")
         supervisor.say("up", 'try: coinstream sql "SELECT code, rate, updated_at FROM overview_for_dashboard"')
         supervisor.say("up", "Ctrl+C stops everything")
-        producer_url, loader_url = metrics_urls(settings)
-        if not infra_only and status_interval > 0 and (producer_url or loader_url):
+        endpoints = metrics_urls(settings)
+        if not infra_only and status_interval > 0 and any(endpoints):
             supervisor.run_in_background(report_status(
-                supervisor.say, producer_url, loader_url, status_interval,
+                supervisor.say, endpoints, status_interval,
                 lambda: {state.service.name: state.restarts for state in supervisor.states}))
 
     try:
