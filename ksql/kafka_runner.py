@@ -518,7 +518,7 @@ class KafkaRunner:
                 if messages:
                     if self.stats.first_record_at is None:
                         self.stats.first_record_at = time.monotonic()
-                    self.stats.records_in += len(messages)
+                    self.stats.records_in += sum(consumed.values())  # records, not error events
                     self.metrics.consumed(consumed)
                     self._last_input = time.monotonic()
                     self._cycle_had_input = True
