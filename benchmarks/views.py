@@ -8,7 +8,9 @@ embedded ClickHouse server (INSERT ... SELECT, so the materialized views fill th
 same run:
 
 - daily OHLC: `v_ohlc_by_day` (from `candles_1d`) vs the same rows computed from the raw table;
-- the overview: `overview_for_dashboard` (from `coins_latest`) vs the same rows from raw rows.
+- the overview: `overview_for_dashboard` (from `coins_latest`) vs the same rows from raw rows;
+- the live charts' latest hour of per-second changes: `v_change_by_second_recent` (reads two
+  hours) vs `v_change_by_second` filtered to the same hour (its window function reads all history).
 
 Both sides must return identical rows. Target: the materialized path >= 20x faster, p50 <= 50 ms
 (p50 over `--runs` reads through clickhouse-connect, as a dashboard would). Prints JSON.
@@ -89,11 +91,20 @@ FROM (
 ORDER BY code
 """
 
+# The hour v_change_by_second_recent shows, taken from the full view.
+PLAIN_CHANGE_LATEST_HOUR = """
+SELECT * FROM v_change_by_second
+WHERE ts > (SELECT toDateTime(max(fetched_at), 'UTC') FROM coins_current_full) - INTERVAL 1 HOUR
+ORDER BY code, ts
+"""
+
 MATERIALIZED = {
     "ohlc_by_day": "SELECT * EXCEPT samples, samples FROM v_ohlc_by_day ORDER BY date, code",
     "overview": "SELECT * FROM overview_for_dashboard ORDER BY code",
+    "change_by_second_latest_hour": "SELECT * FROM v_change_by_second_recent ORDER BY code, ts",
 }
-PLAIN = {"ohlc_by_day": PLAIN_OHLC_BY_DAY, "overview": PLAIN_OVERVIEW}
+PLAIN = {"ohlc_by_day": PLAIN_OHLC_BY_DAY, "overview": PLAIN_OVERVIEW,
+         "change_by_second_latest_hour": PLAIN_CHANGE_LATEST_HOUR}
 
 
 def timed(client: Any, sql: str, runs: int) -> tuple[list[tuple], list[float]]:

@@ -25,6 +25,7 @@ VIEWS = [
     "v_ohlc_by_minute", "v_60_sec_mov_avg", "v_ohlc_by_day", "v_change_by_second", "v_hist_daily",
     "v_10_day_mov_avg", "v_change_by_day", "v_change_by_day_latest", "overview_for_dashboard",
     "v_candles_5m", "v_candles_15m", "v_candles_1h", "v_candles_4h", "v_candles_1d",
+    "v_rate_by_second", "v_change_by_second_recent",
 ]
 FILES = [path.name for path in sorted(SCHEMA_DIR.glob("*.sql"))]
 

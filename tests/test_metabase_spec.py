@@ -11,7 +11,7 @@ import yaml
 from metabase.spec import DEFAULT_SPEC, SpecError, load_spec
 
 VIEWS = ["overview_for_dashboard", "v_ohlc_by_minute", "v_60_sec_mov_avg", "v_ohlc_by_day",
-         "v_change_by_second", "v_10_day_mov_avg", "v_change_by_day", "v_change_by_day_latest",
+         "v_change_by_second_recent", "v_10_day_mov_avg", "v_change_by_day", "v_change_by_day_latest",
          "v_candles_5m", "v_candles_15m", "v_candles_1h", "v_candles_4h", "v_candles_1d"]
 
 
