@@ -28,6 +28,7 @@ from tests.helpers.polling import wait_for
 from tests.ksql.known_coins import EXPECTED_AVG, EXPECTED_LOG, EXPECTED_OHLC, INPUTS
 from tests.test_ksql_kafka_run import produce_known_inputs, read_topic, start_runner
 from tests.test_metrics_producer import scrape
+from tests.test_loader_support import loader_command, loader_env, unique_prefix
 from tests.test_status import status
 
 pytestmark = pytest.mark.skipif(find_tansu_binary() is None, reason="needs the Tansu broker binary")
@@ -151,3 +152,19 @@ def test_a_busy_metrics_port_stops_the_engine_naming_the_setting(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: cannot serve /metrics on 127.0.0.1:{port}: Address already in use "
         "(set KSQL_METRICS_PORT or --metrics-port; 0 = off)")
+
+
+def test_a_busy_metrics_port_stops_the_loader_naming_the_setting(tmp_path, kafka_bootstrap, clickhouse_server,
+                                                                 clickhouse_database):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        env = loader_env(kafka_bootstrap, clickhouse_server.dsn(database=clickhouse_database),
+                         LOADER_METRICS_PORT=str(port))
+        result = subprocess.run(loader_command("--topic-prefix", unique_prefix()), cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: cannot serve /metrics on 127.0.0.1:{port}: Address already in use "
+        "(set LOADER_METRICS_PORT or --metrics-port; 0 = off)")

@@ -77,13 +77,13 @@ def metrics_endpoints() -> Iterator[tuple[int, int, int]]:
     historical.records_produced.labels("coins_historical").inc(30)
     historical.records_delivered.labels("coins_historical").inc(30)
     historical.credits_used.inc(31)
-    loader_port = loader.serve(free_port())
+    loader_endpoint = serve_metrics(loader.registry, free_port())
     producer_endpoint = serve_metrics(producer.registry, free_port())
     historical_endpoint = serve_metrics(historical.registry, free_port())
     try:
-        yield loader_port, producer_endpoint.port, historical_endpoint.port
+        yield loader_endpoint.port, producer_endpoint.port, historical_endpoint.port
     finally:
-        loader.stop()
+        loader_endpoint.stop()
         producer_endpoint.stop()
         historical_endpoint.stop()
 

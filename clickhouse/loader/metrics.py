@@ -1,4 +1,5 @@
-"""The loader's counters: a Prometheus endpoint on 127.0.0.1 and a periodic log line.
+"""The loader's counters: a Prometheus registry (`coinstream load` serves it on /metrics) and a
+periodic log line.
 
 Why both: an operator with Prometheus scrapes lag and throughput; one without still sees them in
 the log. Each loader gets its own registry, so several loaders in one process (tests) never clash.
@@ -8,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from common.metrics_http import LOOPBACK, MetricsServer, serve_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +38,9 @@ class LoaderMetrics:
         self.rows_per_second = Gauge("coinstream_loader_rows_per_second",
                                      "Rows inserted per second over the last reporting interval",
                                      registry=self.registry)
-        self._server: MetricsServer | None = None
         self._interval_rows = 0
         self._interval_start = time.monotonic()
         self.totals = {"rows": 0, "errors": 0, "duplicates": 0}
-
-    def serve(self, port: int, host: str = LOOPBACK) -> int | None:
-        """Expose /metrics on host:port (0 = off). Returns the bound port.
-
-        Raises common.metrics_http.MetricsEndpointError when the address cannot be bound.
-        """
-        self._server = serve_metrics(self.registry, port, host)
-        return self._server.port if self._server else None
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
 
     def inserted(self, table: str, rows: int) -> None:
         self.rows.labels(table).inc(rows)

@@ -8,13 +8,14 @@ import click
 
 from common.kafka_config import admin_config, consumer_config
 from common.kafka_topics import ensure_topics
-from common.metrics_http import MetricsEndpointError
 from common.optional_imports import without_dataframe_libraries
 from common.processes import stop_requested_on_signals
 from common.settings import Settings
 
 from clickhouse.loader import DEFAULT_GROUP, FORMATS, Loader, LoaderConfig
 from clickhouse.loader.metrics import LoaderMetrics
+
+from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port as resolve_metrics_port
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +95,11 @@ def command(settings: Settings, tables: tuple[str, ...], topic_prefix: str, grou
                   partitions=settings.kafka_topic_partitions,
                   replication_factor=settings.kafka_replication_factor)
     metrics = LoaderMetrics()
-    port = settings.loader_metrics_port if metrics_port is None else metrics_port
-    try:
-        bound = metrics.serve(port, settings.metrics_host)
-    except MetricsEndpointError as error:
-        raise click.ClickException(f"{error} (set LOADER_METRICS_PORT or --metrics-port)") from None
-    if bound:
-        log.info("loader metrics on http://%s:%d/metrics", settings.metrics_host, bound)
     loader = Loader(consumer_config(settings, group, **extra), client, config, metrics)
-
     try:
-        with stop_requested_on_signals("finishing the current batch", on_stop=loader.request_stop):
+        with metrics_endpoint(metrics.registry, resolve_metrics_port(settings.loader_metrics_port, metrics_port),
+                              settings.metrics_host, "loader", "LOADER_METRICS_PORT"), \
+                stop_requested_on_signals("finishing the current batch", on_stop=loader.request_stop):
             loader.run()
     finally:
-        metrics.stop()
         client.close()
