@@ -278,6 +278,11 @@ class Settings(BaseSettings):
     def uses_local_clickhouse(self) -> bool:
         return self.clickhouse_url is None
 
+    @property
+    def uses_local_ksql_engine(self) -> bool:
+        """True unless KSQLDB_URL names a ksqlDB server, which then runs the statements."""
+        return not self.ksqldb_url
+
     def clickhouse_target(self, readonly: bool = False) -> ClickHouseTarget:
         """Where to reach ClickHouse: CLICKHOUSE_URL, else the local embedded server.
 

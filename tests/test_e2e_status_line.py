@@ -30,7 +30,7 @@ def test_line_from_two_scrapes_of_the_producer_and_loader_endpoints():
         loader.inserted("ohlc_by_minute", 20)
         loader.rejected("coins_current_full", "bad JSON")
         loader.report({("coins_current_full", 0): 7, ("ohlc_by_minute", 0): 3})
-        first = take_snapshot(p_endpoint.url, l_endpoint.url, clock=clock(50.0))
+        first = take_snapshot(StatusEndpoints(p_endpoint.url, l_endpoint.url), clock=clock(50.0))
         assert first == Snapshot(at=50.0, delivered=100, credits_left=9_400, loaded=121, lag=10)
 
         # 10 s later: 250 more records acknowledged, 1,250 more rows and 10 error rows landed.
@@ -40,7 +40,7 @@ def test_line_from_two_scrapes_of_the_producer_and_loader_endpoints():
         for _ in range(10):
             loader.rejected("mov_avg_60s", "bad key")
         loader.report({("coins_current_full", 0): 0, ("ohlc_by_minute", 0): 1_234})
-        second = take_snapshot(p_endpoint.url, l_endpoint.url, clock=clock(60.0))
+        second = take_snapshot(StatusEndpoints(p_endpoint.url, l_endpoint.url), clock=clock(60.0))
 
     assert render(first, second) == (
         "25.0 events/s, 126.0 rows/s loaded, consumer lag 1,234, 9,375 credits left")
@@ -57,7 +57,7 @@ def test_restarted_processes_count_from_zero_and_report_nothing_before_their_fir
             serve_metrics(loader.registry, free_port()) as l_endpoint:
         producer.records_delivered.labels("coins_current_full").inc(40)
         loader.inserted("coins_current_full", 20)
-        after = take_snapshot(p_endpoint.url, l_endpoint.url, clock=clock(4.0))
+        after = take_snapshot(StatusEndpoints(p_endpoint.url, l_endpoint.url), clock=clock(4.0))
     assert after == Snapshot(at=4.0, delivered=40, credits_left=after.credits_left, loaded=20,
                              lag=None)
     assert render(before, after) == ("10.0 events/s, 5.0 rows/s loaded, consumer lag not reported "
@@ -72,9 +72,9 @@ def test_a_dead_endpoint_is_named_and_the_rest_still_reported():
         loader.inserted("coins_current_full", 30)
         loader.report({("coins_current_full", 0): 0})
         ticks = itertools.count(0.0, 3.0)
-        first = take_snapshot(dead, endpoint.url, clock=lambda: next(ticks))
+        first = take_snapshot(StatusEndpoints(dead, endpoint.url), clock=lambda: next(ticks))
         loader.inserted("coins_current_full", 60)
-        second = take_snapshot(dead, endpoint.url, clock=lambda: next(ticks))
+        second = take_snapshot(StatusEndpoints(dead, endpoint.url), clock=lambda: next(ticks))
     assert first.producer_error == "cannot connect (Connection refused)"
     assert render(first, second) == ("producer metrics unavailable (cannot connect (Connection "
                                      "refused)), 20.0 rows/s loaded, consumer lag 0")
@@ -86,10 +86,10 @@ def test_the_engines_lag_is_added_with_each_share_named():
             serve_metrics(engine.registry, free_port()) as e_endpoint:
         loader.inserted("ohlc_by_minute", 40)
         loader.report({("ohlc_by_minute", 0): 3, ("mov_avg_60s", 0): 2})
-        first = take_snapshot(None, l_endpoint.url, clock=clock(0.0), engine_url=e_endpoint.url)
+        first = take_snapshot(StatusEndpoints(None, l_endpoint.url, e_endpoint.url), clock=clock(0.0))
         engine.set_lag({("coins_current_full", 0): 30, ("coins_current_full", 1): 12})
         loader.inserted("ohlc_by_minute", 80)
-        second = take_snapshot(None, l_endpoint.url, clock=clock(2.0), engine_url=e_endpoint.url)
+        second = take_snapshot(StatusEndpoints(None, l_endpoint.url, e_endpoint.url), clock=clock(2.0))
     # The engine had not reported a lag yet at the first scrape: only the loader's is shown.
     assert first == Snapshot(at=0.0, loaded=40, lag=5, engine_lag=None)
     assert render(Snapshot(at=-2.0, loaded=0), first) == "20.0 rows/s loaded, consumer lag 5"
@@ -102,8 +102,8 @@ def test_an_unreachable_engine_endpoint_is_named():
     dead = f"http://127.0.0.1:{free_port()}/metrics"
     with serve_metrics(loader.registry, free_port()) as endpoint:
         loader.report({("ohlc_by_minute", 0): 0})
-        first = take_snapshot(None, endpoint.url, clock=clock(0.0), engine_url=dead)
-        second = take_snapshot(None, endpoint.url, clock=clock(1.0), engine_url=dead)
+        first = take_snapshot(StatusEndpoints(None, endpoint.url, dead), clock=clock(0.0))
+        second = take_snapshot(StatusEndpoints(None, endpoint.url, dead), clock=clock(1.0))
     assert render(first, second) == ("0.0 rows/s loaded, consumer lag 0, "
                                      "engine metrics unavailable (cannot connect (Connection refused))")
 

@@ -330,7 +330,7 @@ def checks(settings: Settings, timeout_s: float) -> list[Check]:
             ("historical-metrics", settings.historical_metrics_port, "HISTORICAL_METRICS_PORT",
              probe_producer_metrics)):
         url = f"http://{metrics_host}:{port}/metrics"
-        if part == "engine-metrics" and settings.ksqldb_url:
+        if part == "engine-metrics" and not settings.uses_local_ksql_engine:
             # A ksqlDB server runs the statements; `coinstream up` starts no local engine then.
             result.append(Check(part, "-", None, "KSQLDB_URL set (ksqlDB runs the statements)"))
         elif port:

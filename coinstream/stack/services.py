@@ -81,7 +81,7 @@ def pipeline(settings: Settings) -> list[Service]:
             "sim-api", _coinstream("sim-api", "--port", str(settings.sim_api_port),
                                    "--daily-credits", str(simulated_daily_credits(settings))),
             ready=http_probe(f"{settings.effective_lcw_base_url}/status", "POST", b"{}")))
-    if not settings.ksqldb_url:
+    if settings.uses_local_ksql_engine:
         services.append(Service("ksql", _coinstream("ksql", "run")))
     services.append(Service("loader", _coinstream("load", "--no-migrate")))
     services.append(Service("producer", _coinstream("produce", "current")))

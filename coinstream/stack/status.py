@@ -70,7 +70,7 @@ def metrics_urls(settings: Settings) -> StatusEndpoints:
     def url(port: int) -> str | None:
         return f"http://{host}:{port}/metrics" if port else None
 
-    engine = None if settings.ksqldb_url else url(settings.ksql_metrics_port)
+    engine = url(settings.ksql_metrics_port) if settings.uses_local_ksql_engine else None
     return StatusEndpoints(url(settings.producer_metrics_port), url(settings.loader_metrics_port), engine)
 
 
@@ -80,11 +80,10 @@ def _summed_gauge(samples: Samples, name: str) -> float | None:
     return sum(value for _labels, value in values) if values else None
 
 
-def take_snapshot(producer_url: str | None, loader_url: str | None,
-                  timeout_s: float = SCRAPE_TIMEOUT_S,
-                  clock: Callable[[], float] = time.monotonic,
-                  engine_url: str | None = None) -> Snapshot:
+def take_snapshot(endpoints: StatusEndpoints, timeout_s: float = SCRAPE_TIMEOUT_S,
+                  clock: Callable[[], float] = time.monotonic) -> Snapshot:
     """Scrape the endpoints (blocking; `up` runs it in a thread)."""
+    producer_url, loader_url, engine_url = endpoints
     at = clock()
     fields: dict = {}
     if producer_url is not None:
@@ -159,13 +158,9 @@ def _lag(current: Snapshot) -> str:
 async def report_status(say: Callable[[str, str], None], endpoints: StatusEndpoints, interval_s: float,
                         restarts: Callable[[], Mapping[str, int]] = dict) -> None:
     """Every `interval_s`: scrape, then print one `status |` line. Runs until cancelled."""
-
-    def snapshot() -> Snapshot:
-        return take_snapshot(endpoints.producer, endpoints.loader, engine_url=endpoints.engine)
-
-    previous = await asyncio.to_thread(snapshot)
+    previous = await asyncio.to_thread(take_snapshot, endpoints)
     while True:
         await asyncio.sleep(interval_s)
-        current = await asyncio.to_thread(snapshot)
+        current = await asyncio.to_thread(take_snapshot, endpoints)
         say("status", render(previous, current, restarts()))
         previous = current
