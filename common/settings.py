@@ -110,6 +110,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "KSQL_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
     "HISTORICAL_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
     "METRICS_HOST": "an IP address to bind such as 127.0.0.1 (0.0.0.0 inside a container)",
+    "HTTP_ALLOWED_ORIGINS": "comma-separated web origins such as http://localhost:3000 (unset = none)",
     "COINSTREAM_DATA_DIR": "a directory path",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
 }
@@ -199,6 +200,10 @@ class Settings(BaseSettings):
     # endpoints bind; loopback by default, 0.0.0.0 only where a container network must scrape them.
     producer_metrics_port: int = Field(9465, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+    # Web origins (scheme://host[:port]) whose pages may call the local HTTP servers (ClickHouse,
+    # dashboard, simulated API). None by default: a request carrying any other Origin header is
+    # refused, so a hostile page open in the user's browser cannot reach them.
+    http_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Local state and logging
     coinstream_data_dir: Path = Path("./data")
@@ -212,6 +217,18 @@ class Settings(BaseSettings):
             if not codes or any(not code.replace("_", "").isalnum() for code in codes):
                 raise ValueError("not a list of coin codes")
             return codes
+        return value
+
+    @field_validator("http_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            origins = tuple(item.strip().rstrip("/") for item in value.split(",") if item.strip())
+            for origin in origins:
+                parts = urlsplit(origin)
+                if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+                    raise ValueError("not a list of origins")
+            return origins
         return value
 
     @field_validator("currency", "log_level", "kafka_security_protocol", mode="before")
