@@ -7,7 +7,8 @@ loopback interface stops neither. Two header checks do:
 
 - `Origin`: browsers add it to cross-origin requests (and to every POST); command-line clients,
   clickhouse-connect, Kafka tools and our own services never send it. A request that carries an
-  origin not explicitly allowed (none by default) is refused.
+  origin not explicitly allowed (none by default) is refused, unless it is the server's own
+  origin (a page it served calling it back).
 - `Host`: a rebinding page's requests carry its own name. Only loopback names and addresses, and
   the host the server was configured to bind, are accepted.
 
@@ -18,7 +19,7 @@ error format for the ClickHouse server, JSON for the others through `browser_gua
 from __future__ import annotations
 
 import ipaddress
-from typing import Awaitable, Callable, Iterable
+from typing import Awaitable, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -97,17 +98,19 @@ def _normalize_origin(origin: str) -> str | None:
 
 
 def refusal_reason(
-    headers: "web.BaseRequest | object", extra_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()
+    headers: "web.BaseRequest | Mapping[str, str]", extra_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()
 ) -> str | None:
     """Why a request must be refused (a sentence), or None when its headers are acceptable."""
     get = headers.headers.get if hasattr(headers, "headers") else headers.get  # type: ignore[attr-defined]
-    origin = get("Origin")
-    if not origin_allowed(origin, allowed_origins):
+    origin, host = get("Origin"), get("Host")
+    # A page the server itself served (same origin: its Host) may call it back.
+    own_origins = (f"http://{host}", f"https://{host}") if host and host_allowed(host, extra_hosts) else ()
+    if not origin_allowed(origin, (*allowed_origins, *own_origins)):
         return (
             "Cross-origin request refused: the Origin header names a web page that is not in "
             "HTTP_ALLOWED_ORIGINS"
         )
-    if not host_allowed(get("Host"), extra_hosts):
+    if not host_allowed(host, extra_hosts):
         return (
             "Request refused: the Host header is not a loopback name or address (possible DNS "
             "rebinding); use http://127.0.0.1 or http://localhost"
