@@ -304,11 +304,13 @@ class Settings(BaseSettings):
         """Where to reach ClickHouse: CLICKHOUSE_URL, else the local embedded server.
 
         With `readonly`, the local server's read-only user is used (dashboards). Against an external
-        server the read-only user applies only when CLICKHOUSE_READONLY_USER is explicitly set.
+        server the read-only user applies only when CLICKHOUSE_READONLY_USER is explicitly set —
+        in the environment or in `.env` alike (pydantic's `model_fields_set` covers both; an empty
+        `NAME=` counts as unset), so no source of settings is consulted behind the object's back.
         """
         if self.clickhouse_url is not None:
             target = _parse_clickhouse_url(self.clickhouse_url.get_secret_value())
-            if readonly and "CLICKHOUSE_READONLY_USER" in os.environ:
+            if readonly and "clickhouse_readonly_user" in self.model_fields_set:
                 return ClickHouseTarget(
                     target.host, target.port, self.clickhouse_readonly_user,
                     self.clickhouse_readonly_password.get_secret_value(), target.database,
