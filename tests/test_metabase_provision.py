@@ -150,14 +150,16 @@ def test_a_metabase_error_names_the_failing_object_and_a_rerun_completes(env, fa
 
 def test_api_key_instead_of_a_session(env, fake_metabase):
     env.delenv("METABASE_PASSWORD")
-    result = provision("--api-key", API_KEY)
+    env.setenv("METABASE_API_KEY", API_KEY)
+    result = provision()
     assert result.exit_code == 0, result.output
     assert fake_metabase.sessions == set() and fake_metabase.problems == []
     assert len(fake_metabase.cards) == len(SPEC.cards)
 
 
 def test_wrong_password_is_reported_without_echoing_it(env, fake_metabase):
-    result = provision("--password", "not-" + PASSWORD)
+    env.setenv("METABASE_PASSWORD", "not-" + PASSWORD)
+    result = provision()
     assert result.exit_code == 1
     assert "not-" + PASSWORD not in result.output
     assert (f"cannot log in to Metabase at {fake_metabase.url}: POST /api/session answered "

@@ -4,6 +4,10 @@ Metabase itself cannot run on this machine (DESIGN §6), so the dashboards are c
 makes a Metabase (METABASE_URL, or --url) hold the ClickHouse connection (read-only user), the
 collection, the cards and the dashboard the spec describes, and prints what it created, updated or
 left alone. Running it again changes nothing.
+
+Secrets are never taken from the command line (where `ps` and shell history show them): the API key
+or the password comes from the settings (METABASE_API_KEY / METABASE_PASSWORD, in the environment
+or `.env`), else — only when stdin is a terminal — from a prompt that does not echo.
 """
 
 from __future__ import annotations
@@ -28,13 +32,20 @@ def _secret(value: object) -> str | None:
     return text or None
 
 
+def _stdin_is_a_terminal() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):  # no stdin, or a closed one
+        return False
+
+
+NO_CREDENTIALS = ("no credentials: set METABASE_API_KEY, or METABASE_USER and METABASE_PASSWORD "
+                  "(environment or .env), or run in a terminal to be asked for the password")
+
+
 @command.command("provision")
 @click.option("--url", default=None, help="Metabase's base URL (default: METABASE_URL).")
 @click.option("--user", default=None, help="A Metabase user's e-mail (default: METABASE_USER).")
-@click.option("--password", default=None,
-              help="That user's password (default: METABASE_PASSWORD; prefer the setting).")
-@click.option("--api-key", default=None,
-              help="A Metabase API key instead of user and password (default: METABASE_API_KEY).")
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="Dashboard spec (default: metabase/dashboards/coinstream.yaml).")
 @click.option("--clickhouse-host", default=None, metavar="HOST[:PORT]",
@@ -42,28 +53,34 @@ def _secret(value: object) -> str | None:
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds to wait for each Metabase request.")
 @click.pass_obj
-def provision_command(settings: Settings, url: str | None, user: str | None, password: str | None,
-                      api_key: str | None, spec_path: Path | None, clickhouse_host: str | None,
-                      timeout: float) -> None:
-    """Create or update, by name, the connection, collection, cards and dashboard of the spec."""
+def provision_command(settings: Settings, url: str | None, user: str | None,
+                      spec_path: Path | None, clickhouse_host: str | None, timeout: float) -> None:
+    """Create or update, by name, the connection, collection, cards and dashboard of the spec.
+
+    Credentials: METABASE_API_KEY, else METABASE_USER and METABASE_PASSWORD (environment or .env);
+    in a terminal, a missing password (and user) is asked for without echo. Secrets are never
+    command-line options.
+    """
     from metabase.client import MetabaseClient, MetabaseError
     from metabase.payloads import clickhouse_details
     from metabase.provision import ProvisionError, provision
     from metabase.spec import DEFAULT_SPEC, SpecError, load_spec
 
-    if password and api_key:
-        raise click.UsageError("use --password or --api-key, not both")
     url = url or settings.metabase_url
     if not url:
         raise click.UsageError("no Metabase: set METABASE_URL or pass --url")
-    if not password and not api_key:
-        api_key = _secret(settings.metabase_api_key)
-        if not api_key:
-            password = _secret(settings.metabase_password)
+    api_key = _secret(settings.metabase_api_key)
+    password = None if api_key else _secret(settings.metabase_password)
     user = user or settings.metabase_user
     if not api_key and not (user and password):
-        raise click.UsageError("no credentials: set METABASE_API_KEY, or METABASE_USER and "
-                               "METABASE_PASSWORD (or pass --api-key / --user and --password)")
+        if not _stdin_is_a_terminal():
+            raise click.UsageError(NO_CREDENTIALS)
+        if not user:
+            user = click.prompt("Metabase user (e-mail)")
+        if not password:
+            password = click.prompt(f"Metabase password for {user}", hide_input=True) or None
+        if not (user and password):
+            raise click.UsageError(NO_CREDENTIALS)
     try:
         spec = load_spec(spec_path or DEFAULT_SPEC)
     except SpecError as error:
