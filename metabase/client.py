@@ -8,12 +8,18 @@ session id sent as `X-Metabase-Session`, or an API key is sent as `x-api-key`.
 Secrets (the password, the API key, the session id, and any extra secret the caller names, such as
 the ClickHouse password inside a database's details) never appear in an error message: Metabase
 sometimes echoes request fields in its errors, so every message is scrubbed.
+
+Redirects: `requests` drops `Authorization` when a redirect leaves the host, but not our own
+headers. `OriginBoundSession` drops the session and API-key headers whenever a redirect leaves the
+origin (scheme, host and port), and refuses to resend a request body (a 307/308 of the login, which
+carries the password) to another origin. Same-origin redirects keep everything.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 import requests
 
@@ -22,6 +28,48 @@ from common.errors import os_reason
 SESSION_HEADER = "X-Metabase-Session"
 API_KEY_HEADER = "x-api-key"
 _MAX_MESSAGE = 500
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port made explicit: what "the same server" means here."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+class CrossOriginRedirect(requests.RequestException):
+    """A redirect would resend a request body (e.g. a password) to another origin: not followed."""
+
+
+class OriginBoundSession(requests.Session):
+    """A `requests.Session` whose credential headers never follow a redirect to another origin."""
+
+    credential_headers: tuple[str, ...] = (SESSION_HEADER, API_KEY_HEADER)
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest,
+                     response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)  # Authorization, as requests does
+        if origin(response.request.url or "") == origin(prepared_request.url or ""):
+            return
+        for header in self.credential_headers:
+            prepared_request.headers.pop(header, None)  # case-insensitive
+        if prepared_request.body is not None:
+            raise CrossOriginRedirect(
+                f"HTTP {response.status_code} redirects to another origin "
+                f"({_origin_text(prepared_request.url or '')}) and would resend the request body; "
+                "not followed", response=response)
+
+
+def _origin_text(url: str) -> str:
+    scheme, host, port = origin(url)
+    return f"{scheme}://{host}:{port}"
 
 
 class MetabaseError(RuntimeError):
@@ -58,7 +106,7 @@ class MetabaseClient:
                  secrets: Iterable[str] = ()) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._http = requests.Session()
+        self._http = OriginBoundSession()
         self._secrets = {secret for secret in secrets if secret}
         self._session_id: str | None = None
         if api_key:
@@ -110,6 +158,8 @@ class MetabaseClient:
         try:
             response = self._http.request(method, self.url + path, json=body, params=params,
                                           timeout=self.timeout)
+        except CrossOriginRedirect as error:
+            raise MetabaseError(method, path, None, self.scrub(str(error))) from None
         except requests.RequestException as error:
             raise MetabaseError(method, path, None, self.scrub(_reason(error))) from None
         if response.status_code >= 400:
