@@ -171,7 +171,8 @@ class Settings(BaseSettings):
     clickhouse_user: str = "default"
     clickhouse_password: SecretStr = SecretStr("")
     clickhouse_readonly_user: str = "dashboard"
-    clickhouse_readonly_password: SecretStr = SecretStr("dashboard")
+    # Empty = the embedded server generates them on its first start (common/local_credentials.py).
+    clickhouse_readonly_password: SecretStr = SecretStr("")
     clickhouse_port: int = Field(LOCAL_CLICKHOUSE_PORT, ge=1, le=65535)
 
     # ksqlDB and Metabase
@@ -317,12 +318,27 @@ class Settings(BaseSettings):
                     target.secure,
                 )
             return target
+        password, readonly_password = self.local_clickhouse_passwords()
         user, password = (
-            (self.clickhouse_readonly_user, self.clickhouse_readonly_password)
-            if readonly else (self.clickhouse_user, self.clickhouse_password)
+            (self.clickhouse_readonly_user, readonly_password) if readonly
+            else (self.clickhouse_user, password)
         )
-        return ClickHouseTarget(
-            "127.0.0.1", self.clickhouse_port, user, password.get_secret_value(), "default", False,
+        return ClickHouseTarget("127.0.0.1", self.clickhouse_port, user, password, "default", False)
+
+    def local_clickhouse_passwords(self, data_dir: Path | None = None) -> tuple[str, str]:
+        """The embedded server's passwords (full, read-only): explicit settings, else the ones it
+        generated in its data directory (`common/local_credentials.py`; "" before its first start).
+        """
+        from common.local_credentials import read_credentials
+
+        explicit = self.clickhouse_password.get_secret_value()
+        explicit_readonly = self.clickhouse_readonly_password.get_secret_value()
+        if explicit and explicit_readonly:
+            return explicit, explicit_readonly
+        stored = read_credentials(data_dir or self.clickhouse_data_dir)
+        return (
+            explicit or (stored.password if stored else ""),
+            explicit_readonly or (stored.readonly_password if stored else ""),
         )
 
     @property

@@ -2,7 +2,8 @@
 
 Users and passwords come from the settings (CLICKHOUSE_USER, CLICKHOUSE_PASSWORD,
 CLICKHOUSE_READONLY_USER, CLICKHOUSE_READONLY_PASSWORD), never from the command line, so they do
-not show up in process listings.
+not show up in process listings; passwords not set there are generated on the first start and
+kept in the data directory (common/local_credentials.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     from common.logging_setup import configure_logging
     from common.settings import SettingsError, get_settings
 
-    from clickhouse.server.runner import ServerConfig, serve, users_from_settings
+    from clickhouse.server.runner import ServerConfig, options_from_settings, serve, users_from_settings
 
     try:
         settings = get_settings()
@@ -30,15 +31,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=settings.clickhouse_port, help="0 = any free port")
     parser.add_argument("--path", type=Path, default=settings.clickhouse_data_dir)
-    parser.add_argument("--workers", type=int, default=8, help="chDB calls running at once")
+    parser.add_argument("--workers", type=int, default=8, help="chDB calls running at once (full user)")
+    parser.add_argument("--readonly-workers", type=int, default=4,
+                        help="chDB calls running at once for read-only users (dashboards)")
+    parser.add_argument("--max-body-bytes", type=int, default=256 << 20,
+                        help="largest request body, as sent and after decompression")
     parser.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="shut down when the parent process exits (used by the test launcher)")
     args = parser.parse_args(argv)
     configure_logging(settings.log_level, component="clickhouse")
+    path = args.path.resolve()
     config = ServerConfig(
-        path=args.path, users=users_from_settings(settings), host=args.host, port=args.port,
-        max_workers=args.workers, port_file=args.port_file, exit_with_parent=args.exit_with_parent,
+        path=path, users=users_from_settings(settings, path), host=args.host, port=args.port,
+        max_workers=args.workers, readonly_workers=args.readonly_workers, port_file=args.port_file,
+        exit_with_parent=args.exit_with_parent,
+        options=options_from_settings(settings, args.host, args.max_body_bytes),
     )
     try:
         serve(config)

@@ -17,29 +17,35 @@ import socket
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 from aiohttp import web
 
 from clickhouse.server import sqlscan
 from clickhouse.server.auth import User, UserDirectory
-from clickhouse.server.compression import Decoder, Encoder, request_decoder, response_encoder
+from clickhouse.server.compression import (
+    Decoder, Encoder, body_too_large, request_decoder, response_encoder,
+)
+from clickhouse.server.confinement import ReadonlyLimits
 from clickhouse.server.engine import (
     Engine, EngineConnection, EngineStream, check_statement, get_is_readonly, readonly_refusal,
     refuse_insert_select_with_data,
 )
 from clickhouse.server.errors import (
-    NOT_IMPLEMENTED, QUERY_IS_TOO_LARGE, STD_EXCEPTION, SYNTAX_ERROR, UNSUPPORTED_MEDIA_TYPE, ClickHouseError,
+    ACCESS_DENIED, NOT_IMPLEMENTED, QUERY_IS_TOO_LARGE, STD_EXCEPTION, SYNTAX_ERROR, UNSUPPORTED_MEDIA_TYPE, ClickHouseError,
 )
 from clickhouse.server.protocol import (
     QueryRequest, Summary, check_output_format, content_type, exception_block, is_streamable,
     new_exception_tag, parse_query_request,
 )
 from clickhouse.server.sessions import SessionStore
+from common.http_guard import refusal_reason
 
 log = logging.getLogger(__name__)
 
 BODY_CHUNK = 1 << 16
+# The most request-body bytes accepted, as sent and again after decompression (--max-body-bytes).
+DEFAULT_MAX_BODY_BYTES = 256 << 20
 # The most request-body bytes kept in memory while looking for the end of an INSERT statement,
 # and for a whole non-INSERT query (chDB applies `max_query_size` itself afterwards).
 MAX_QUERY_TEXT = 64 << 20
@@ -57,12 +63,24 @@ _SESSION_STATEMENTS = frozenset({"SET", "USE"})
 STATE_KEY = web.AppKey("clickhouse_state", object)
 
 
+@dataclass(frozen=True)
+class ServerOptions:
+    """The server's protections, beside the engine's own (see `confinement.py`, `policy.py`)."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    readonly_limits: ReadonlyLimits = ReadonlyLimits()
+    max_sessions_per_user: int = 100
+    allowed_origins: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()
+
+
 @dataclass
 class ServerState:
     engine: Engine
     users: UserDirectory
     sessions: SessionStore
     display_name: str
+    options: ServerOptions
 
 
 def _first_values(params: Mapping[str, str]) -> dict[str, str]:
@@ -95,25 +113,40 @@ def _error_response(state: ServerState, error: ClickHouseError, query_id: str | 
 
 
 class RequestBody:
-    """The request body as decoded chunks, read on demand."""
+    """The request body as decoded chunks, read on demand, within the server's body limit.
 
-    def __init__(self, request: web.Request) -> None:
+    The limit holds for the bytes as sent and again for the bytes after decompression, checked
+    while decompressing (every decoded piece is bounded), so neither a huge body nor a small
+    decompression bomb makes the server hold more than the limit.
+    """
+
+    def __init__(self, request: web.Request, max_bytes: int) -> None:
         self._content = request.content
-        self._decoder: Decoder = request_decoder(request.headers.get("Content-Encoding"))
+        self._max_bytes = max_bytes
+        self._decoder: Decoder = request_decoder(request.headers.get("Content-Encoding"), max_bytes)
+        self._pending: Iterator[bytes] | None = None
+        self._raw_bytes = 0
         self._finished = False
 
     async def next(self) -> bytes | None:
         """The next non-empty decoded chunk, or None at the end of the body."""
-        while not self._finished:
+        while True:
+            if self._pending is not None:
+                for piece in self._pending:
+                    if piece:
+                        return piece
+                self._pending = None
+            if self._finished:
+                return None
             raw = await self._content.read(BODY_CHUNK)
             if not raw:
                 self._finished = True
                 tail = self._decoder.finish()
                 return tail or None
-            decoded = self._decoder.feed(raw)
-            if decoded:
-                return decoded
-        return None
+            self._raw_bytes += len(raw)
+            if self._raw_bytes > self._max_bytes:
+                raise body_too_large(self._max_bytes, "as sent")
+            self._pending = self._decoder.feed(raw)
 
 
 async def _drain(request: web.Request) -> None:
@@ -138,8 +171,13 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
     query_id = params.get("query_id")
     user_name = "-"
     try:
+        refusal = refusal_reason(request, state.options.extra_hosts, state.options.allowed_origins)
+        if refusal is not None:
+            raise ClickHouseError.make(ACCESS_DENIED, refusal)
         if request.method in ("GET", "HEAD") and not params.get("query"):
             return web.Response(text="Ok.\n")  # ClickHouse answers this without credentials
+        if (request.content_length or 0) > state.options.max_body_bytes:
+            raise body_too_large(state.options.max_body_bytes, "as sent")
         user = state.users.authenticate(params, request.headers)
         user_name = user.name
         query_request = parse_query_request(params, request.headers)
@@ -157,7 +195,7 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
             source = await _read_multipart(request, query_request)
         else:
             prefix = (query_request.query_param + "\n").encode("utf-8") if query_request.query_param else b""
-            source = _QuerySource(prefix, RequestBody(request))
+            source = _QuerySource(prefix, RequestBody(request, state.options.max_body_bytes))
         response = await _execute(request, state, user, query_request, source, is_get)
         log.debug(
             "%s %s user=%s query_id=%s status=%s %.1f ms", request.method, request.path,
@@ -278,38 +316,43 @@ async def _connection(
     """The connection a request runs on, with the request's settings and database applied.
 
     With a session: the session's connection carrying the request's settings and database (see
-    `sessions.py`). Without: a new connection, made read-only first for the read-only user and for
-    GET requests, closed afterwards.
+    `sessions.py`). Without: a new connection, closed afterwards, made read-only (with the
+    read-only limits and constraints) for the read-only user and for GET requests.
     """
     engine = state.engine
+    call = engine.lane(user.readonly)
+    session = None
     if query_request.session_id:
         session = await state.sessions.acquire(
             query_request.session_id, user, query_request.session_timeout, query_request.session_check
         )
-        try:
-            await engine.call(session.prepare, query_request.settings, query_request.database)
+    try:
+        if session is not None and session.connection is not None:
+            await call(session.prepare, query_request.settings, query_request.database)
             try:
                 yield session.connection
             finally:
                 if session.connection.changes_session_state:
-                    await engine.call(session.reset_quietly)
+                    await call(session.reset_quietly)
+                session.connection.changes_session_state = False
+            return
+        connection = await call(_fresh_connection, state, user, query_request, is_get)
+        try:
+            yield connection
         finally:
-            session.connection.changes_session_state = False
-            state.sessions.release(session)
-        return
-    connection = await engine.call(_fresh_connection, engine, user, query_request, is_get)
-    try:
-        yield connection
+            await call(connection.close)
     finally:
-        await engine.call(connection.close)
+        if session is not None:
+            state.sessions.release(session)
 
 
-def _fresh_connection(engine: Engine, user: User, query_request: QueryRequest, is_get: bool) -> EngineConnection:
-    connection = engine.connect()
+def _fresh_connection(state: ServerState, user: User, query_request: QueryRequest, is_get: bool) -> EngineConnection:
+    connection = state.engine.connect()
     try:
         if user.readonly or is_get:
-            connection.make_readonly()
-        connection.apply_settings(query_request.settings)
+            connection.make_readonly(query_request.settings, state.options.readonly_limits)
+        else:
+            connection.apply_settings(query_request.settings)
         if query_request.database:
             connection.use_database(query_request.database)
     except BaseException:
@@ -340,24 +383,27 @@ async def _run_insert(
     statement: str, fmt: str, first_data: bytes, body: RequestBody | None, is_get: bool,
 ) -> web.Response:
     """Stream the body into chDB's streaming insert, then answer with the written counts."""
-    engine = state.engine
     if is_get:
         raise get_is_readonly()
     if user.readonly:  # every insert writes (chDB's readonly lets INSERT INTO FUNCTION through)
         raise readonly_refusal(user.name)
-    await engine.call(check_statement, connection, statement)
-    insert = await engine.call(connection.insert, statement, fmt)
+    call = state.engine.lane(user.readonly)
+    await call(functools.partial(
+        check_statement, connection, f"{statement} FORMAT {fmt}", user_files=state.engine.user_files,
+        params=query_request.query_parameters,
+    ))
+    insert = await call(connection.insert, statement, fmt)
     try:
         if first_data:
-            await engine.call(insert.append, first_data)
+            await call(insert.append, first_data)
         while body is not None:
             chunk = await body.next()
             if chunk is None:
                 break
-            await engine.call(insert.append, chunk)
-        summary = await engine.call(insert.finish)
+            await call(insert.append, chunk)
+        summary = await call(insert.finish)
     except BaseException:
-        await engine.call(insert.cancel)
+        await call(insert.cancel)
         raise
     headers = _base_headers(state, query_request, fmt, summary)
     headers["Content-Type"] = "text/plain; charset=UTF-8"
@@ -368,28 +414,29 @@ async def _run_query(
     request: web.Request, state: ServerState, connection: EngineConnection, user: User,
     query_request: QueryRequest, query: str, is_get: bool,
 ) -> web.StreamResponse:
-    engine = state.engine
+    call = state.engine.lane(user.readonly)
     keyword = sqlscan.first_keyword(query)
     if keyword in _SESSION_STATEMENTS:
         connection.changes_session_state = True
-    await engine.call(functools.partial(
-        check_statement, connection, query, readonly_user=user.name if user.readonly else None,
-        method_is_get=is_get,
+    await call(functools.partial(
+        check_statement, connection, query, user_files=state.engine.user_files,
+        readonly_user=user.name if user.readonly else None, method_is_get=is_get,
+        params=query_request.query_parameters,
     ))
     check_output_format(query_request.default_format)
     fmt = check_output_format(sqlscan.output_format(query) or query_request.default_format)
     parameters = query_request.query_parameters
     encoder = _encoder_for(request, state, query_request)
     if keyword in _STREAMED_STATEMENTS and is_streamable(fmt):
-        stream = await engine.call(connection.stream, query, fmt, parameters)
+        stream = await call(connection.stream, query, fmt, parameters)
         try:
-            first = await engine.call(stream.next_chunk)  # errors here still get a proper status
+            first = await call(stream.next_chunk)  # errors here still get a proper status
             if query_request.wait_end_of_query:
-                return await _buffered_stream_response(request, state, query_request, fmt, stream, first, encoder)
-            return await _streaming_response(request, state, query_request, fmt, stream, first, encoder)
+                return await _buffered_stream_response(request, state, query_request, fmt, stream, first, encoder, call)
+            return await _streaming_response(request, state, query_request, fmt, stream, first, encoder, call)
         finally:
-            await engine.call(stream.cancel)
-    data, summary = await engine.call(connection.execute, query, fmt, parameters)
+            await call(stream.cancel)
+    data, summary = await call(connection.execute, query, fmt, parameters)
     headers = _base_headers(state, query_request, fmt, summary)
     if encoder is not None and data:
         name, codec = encoder
@@ -414,16 +461,16 @@ async def _encode_chunk(codec: Encoder | None, data: bytes) -> bytes:
 async def _buffered_stream_response(
     request: web.Request, state: ServerState, query_request: QueryRequest, fmt: str,
     stream: EngineStream, first: bytes | None, encoder: tuple[str, Encoder] | None,
+    call: Callable[..., Awaitable[Any]],
 ) -> web.StreamResponse:
     """`wait_end_of_query=1`: the whole result first (spilling to disk if large), then the answer,
     so that an error anywhere in the result still becomes an HTTP error status."""
-    engine = state.engine
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         chunk = first
         codec = encoder[1] if encoder else None
         while chunk is not None:
             spool.write(await _encode_chunk(codec, chunk))
-            chunk = await engine.call(stream.next_chunk)
+            chunk = await call(stream.next_chunk)
         if codec:
             spool.write(codec.finish())
         size = spool.tell()
@@ -443,9 +490,9 @@ async def _buffered_stream_response(
 async def _streaming_response(
     request: web.Request, state: ServerState, query_request: QueryRequest, fmt: str,
     stream: EngineStream, first: bytes | None, encoder: tuple[str, Encoder] | None,
+    call: Callable[..., Awaitable[Any]],
 ) -> web.StreamResponse:
     """Send blocks as chDB produces them; a later error is written in-band, tagged, like ClickHouse."""
-    engine = state.engine
     tag = new_exception_tag()
     headers = _base_headers(state, query_request, fmt, stream.summary)
     headers["X-ClickHouse-Exception-Tag"] = tag
@@ -459,7 +506,7 @@ async def _streaming_response(
     try:
         while chunk is not None:
             await response.write(await _encode_chunk(codec, chunk))
-            chunk = await engine.call(stream.next_chunk)
+            chunk = await call(stream.next_chunk)
     except ClickHouseError as error:
         log.info("query failed while streaming: query_id=%s code=%s", query_request.query_id, error.code)
         block = exception_block(tag, error.message)
@@ -470,11 +517,15 @@ async def _streaming_response(
     return response
 
 
-def build_app(engine: Engine, users: UserDirectory, display_name: str | None = None) -> web.Application:
+def build_app(
+    engine: Engine, users: UserDirectory, display_name: str | None = None,
+    options: ServerOptions | None = None,
+) -> web.Application:
     """The application: `/ping`, `/replicas_status` and the query handler on every other path."""
+    options = options or ServerOptions()
     app = web.Application()
-    sessions = SessionStore(engine)
-    app[STATE_KEY] = ServerState(engine, users, sessions, display_name or socket.gethostname())
+    sessions = SessionStore(engine, options.max_sessions_per_user, options.readonly_limits)
+    app[STATE_KEY] = ServerState(engine, users, sessions, display_name or socket.gethostname(), options)
     app.router.add_get("/ping", handle_ping)
     app.router.add_get("/replicas_status", handle_ping)
     app.router.add_route("*", "/{tail:.*}", handle_query)

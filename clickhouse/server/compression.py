@@ -11,7 +11,7 @@ from __future__ import annotations
 import bz2
 import lzma
 import zlib
-from typing import Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import lz4.frame
 
@@ -25,11 +25,15 @@ try:
 except ImportError:  # pragma: no cover - brotli is a declared dependency
     brotli = None
 
-from clickhouse.server.errors import CANNOT_DECOMPRESS, UNKNOWN_COMPRESSION_METHOD, ClickHouseError
+from clickhouse.server.errors import (
+    CANNOT_DECOMPRESS, QUERY_IS_TOO_LARGE, UNKNOWN_COMPRESSION_METHOD, ClickHouseError,
+)
 
 
 class Decoder(Protocol):
-    def feed(self, data: bytes) -> bytes: ...
+    """Decodes a request body fed in raw chunks; every decoded piece is at most `OUTPUT_CHUNK`."""
+
+    def feed(self, data: bytes) -> Iterator[bytes]: ...
 
     def finish(self) -> bytes: ...
 
@@ -40,9 +44,15 @@ class Encoder(Protocol):
     def finish(self) -> bytes: ...
 
 
+# The most bytes one decompression step may produce. A few hundred bytes of bzip2 or zstd expand
+# to gigabytes; asking for bounded output lets the caller count (and stop) while decompressing.
+OUTPUT_CHUNK = 1 << 20
+
+
 class _Identity:
-    def feed(self, data: bytes) -> bytes:
-        return data
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        for start in range(0, len(data), OUTPUT_CHUNK):
+            yield data[start:start + OUTPUT_CHUNK]
 
     def compress(self, data: bytes) -> bytes:
         return data
@@ -52,79 +62,135 @@ class _Identity:
 
 
 class _FramedDecoder:
-    """Decoder over a stdlib-style decompressor object (`eof`, `unused_data`), restarting per frame."""
+    """Decoder over a decompressor with `max_length`, `needs_input`, `eof` and `unused_data`
+    (bz2, lzma, zstd, lz4), restarting on the next frame when one ends."""
 
-    def __init__(self, factory: Callable[[], object]) -> None:
+    def __init__(self, factory: Callable[[], Any]) -> None:
         self._factory = factory
         self._current = factory()
         self._started = False  # input seen since the current frame began
 
-    def feed(self, data: bytes) -> bytes:
-        out = []
-        while data:
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while True:
             current = self._current
-            if current.eof:  # type: ignore[attr-defined]
-                current = self._current = self._factory()
-            out.append(current.decompress(data))  # type: ignore[attr-defined]
-            self._started = True
-            data = current.unused_data if current.eof else b""  # type: ignore[attr-defined]
-            if current.eof:  # type: ignore[attr-defined]
-                self._current = self._factory()
-                self._started = False
-        return b"".join(out)
+            if not data and current.needs_input:
+                return
+            self._started = self._started or bool(data)
+            out = current.decompress(data, OUTPUT_CHUNK)
+            data = b""
+            if out:
+                yield out
+            if current.eof:
+                data = current.unused_data
+                self._current, self._started = self._factory(), False
+                if not data:
+                    return
 
     def finish(self) -> bytes:
-        if self._started and not self._current.eof:  # type: ignore[attr-defined]
+        if self._started and not self._current.eof:
             raise ClickHouseError.make(CANNOT_DECOMPRESS, "Compressed request body is truncated")
         return b""
 
 
-class _ZlibDecoder(_FramedDecoder):
-    """gzip/deflate: zlib's objects report `eof` and `unused_data` like the others."""
+class _ZlibDecoder:
+    """gzip/deflate, several members one after the other; bounded output per step."""
 
     def __init__(self, wbits: int) -> None:
-        super().__init__(lambda: zlib.decompressobj(wbits=wbits))
+        self._wbits = wbits
+        self._current = zlib.decompressobj(wbits=wbits)
+        self._started = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while True:
+            current = self._current
+            self._started = self._started or bool(data)
+            out = current.decompress(data, OUTPUT_CHUNK)
+            if out:
+                yield out
+            if current.eof:
+                data = current.unused_data
+                self._current, self._started = zlib.decompressobj(wbits=self._wbits), False
+                if not data:
+                    return
+                continue
+            data = current.unconsumed_tail
+            if not data and not out:
+                return
+
+    def finish(self) -> bytes:
+        if self._started and not self._current.eof:
+            raise ClickHouseError.make(CANNOT_DECOMPRESS, "Compressed request body is truncated")
+        return b""
+
+
+def _brotli_steps(decoder: Any, data: bytes) -> Iterator[bytes]:
+    """Feed `data` to a brotli decoder and drain it, in bounded pieces of output."""
+    out = decoder.process(data, output_buffer_limit=OUTPUT_CHUNK)
+    if out:
+        yield out
+    while not decoder.can_accept_more_data():
+        out = decoder.process(b"", output_buffer_limit=OUTPUT_CHUNK)
+        if out:
+            yield out
 
 
 class _BrotliDecoder:
     """Brotli, including several concatenated streams.
 
-    The brotli binding has no `unused_data`: when a chunk holds the end of one stream and the
-    start of the next, the decoder fails. Then the current stream is decoded again up to the
-    failing chunk, that chunk fed byte by byte to find the boundary, and decoding resumes.
-    Boundaries are rare (one per insert block), so the slow path costs little.
+    The brotli binding has no `unused_data`: when a piece of input holds the end of one stream and
+    the start of the next, the decoder fails. Then the current stream is decoded again (output
+    discarded) up to the failing piece, that piece fed byte by byte to find the boundary, and
+    decoding resumes. Input is fed in small pieces so the byte-by-byte search stays short;
+    boundaries are rare (one per insert block), so the slow path costs little.
     """
+
+    PIECE = 4096
 
     def __init__(self) -> None:
         if brotli is None:  # pragma: no cover
             raise ClickHouseError.make(UNKNOWN_COMPRESSION_METHOD, "brotli is not installed")
+        self._reset()
+
+    def _reset(self) -> None:
         self._decoder = brotli.Decompressor()
-        self._stream = bytearray()
+        self._stream: list[bytes] = []  # the current stream's input so far
 
-    def feed(self, data: bytes) -> bytes:
-        out = []
-        while data:
-            if self._decoder.is_finished():
-                self._decoder, self._stream = brotli.Decompressor(), bytearray()
-            try:
-                out.append(self._decoder.process(data))
-                self._stream += data
-                data = b""
-            except brotli.error:
-                data = self._resync(data, out)
-        return b"".join(out)
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        for start in range(0, len(data), self.PIECE):
+            piece = data[start:start + self.PIECE]
+            while piece:
+                if self._decoder.is_finished():
+                    self._reset()
+                emitted = 0
+                try:
+                    for out in _brotli_steps(self._decoder, piece):
+                        emitted += len(out)
+                        yield out
+                    self._stream.append(piece)
+                    piece = b""
+                except brotli.error:
+                    piece = yield from self._resync(piece, emitted)
 
-    def _resync(self, data: bytes, out: list[bytes]) -> bytes:
+    def _resync(self, piece: bytes, emitted: int) -> Iterator[bytes]:
+        """Find where the current stream ends inside `piece`; return the input after it."""
         decoder = brotli.Decompressor()
-        decoder.process(bytes(self._stream))  # output already delivered
-        for index in range(len(data)):
+        for earlier in self._stream:
+            for _ in _brotli_steps(decoder, earlier):
+                pass
+        skip = emitted  # output of this piece already delivered before the failure
+        for index in range(len(piece)):
             try:
-                out.append(decoder.process(data[index:index + 1]))
+                for out in _brotli_steps(decoder, piece[index:index + 1]):
+                    if skip >= len(out):
+                        skip -= len(out)
+                        continue
+                    out, skip = out[skip:], 0
+                    yield out
             except brotli.error:
                 break
             if decoder.is_finished():
-                self._decoder, self._stream = brotli.Decompressor(), bytearray()
-                return data[index + 1:]
+                self._reset()
+                return piece[index + 1:]
         raise ClickHouseError.make(CANNOT_DECOMPRESS, "Cannot decompress brotli-encoded request body")
 
     def finish(self) -> bytes:
@@ -145,30 +211,56 @@ _DECODERS: dict[str, Callable[[], Decoder]] = {
 }
 
 
-def request_decoder(content_encoding: str | None) -> Decoder:
-    """The decoder for a request's `Content-Encoding` (identity when absent)."""
+def body_too_large(limit: int, what: str) -> ClickHouseError:
+    """The answer (HTTP 413) to a request body beyond the server's limit."""
+    return ClickHouseError.make(
+        QUERY_IS_TOO_LARGE,
+        f"Request body too large: more than {limit} bytes {what} (the embedded server's "
+        "--max-body-bytes)",
+    )
+
+
+def request_decoder(content_encoding: str | None, max_bytes: int | None = None) -> Decoder:
+    """The decoder for a request's `Content-Encoding` (identity when absent).
+
+    With `max_bytes`, decoding stops with HTTP 413 as soon as the output passes it, before the
+    next piece is produced, so a decompression bomb never expands beyond the limit.
+    """
     name = (content_encoding or "").strip().lower()
     if name in ("", "identity", "none"):
-        return _Identity()
-    factory = _DECODERS.get(name)
-    if factory is None:
-        raise ClickHouseError.make(UNKNOWN_COMPRESSION_METHOD, f"Unknown compression method: {name}")
-    return _GuardedDecoder(factory())
+        inner: Decoder = _Identity()
+    else:
+        factory = _DECODERS.get(name)
+        if factory is None:
+            raise ClickHouseError.make(UNKNOWN_COMPRESSION_METHOD, f"Unknown compression method: {name}")
+        inner = factory()
+    return _GuardedDecoder(inner, max_bytes)
 
 
 class _GuardedDecoder:
-    """Turns a codec library's own exception into ClickHouse's CANNOT_DECOMPRESS."""
+    """Counts decoded bytes against the limit and turns codec errors into CANNOT_DECOMPRESS."""
 
-    def __init__(self, inner: Decoder) -> None:
+    def __init__(self, inner: Decoder, max_bytes: int | None) -> None:
         self._inner = inner
+        self._max_bytes = max_bytes
+        self.decoded = 0
 
-    def feed(self, data: bytes) -> bytes:
-        try:
-            return self._inner.feed(data)
-        except ClickHouseError:
-            raise
-        except Exception as error:
-            raise ClickHouseError.make(CANNOT_DECOMPRESS, f"Cannot decompress request body: {error}") from None
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        pieces = self._inner.feed(data)
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration:
+                return
+            except ClickHouseError:
+                raise
+            except Exception as error:
+                raise ClickHouseError.make(CANNOT_DECOMPRESS, f"Cannot decompress request body: {error}") from None
+            self.decoded += len(piece)
+            if self._max_bytes is not None and self.decoded > self._max_bytes:
+                pieces.close()
+                raise body_too_large(self._max_bytes, "after decompression")
+            yield piece
 
     def finish(self) -> bytes:
         return self._inner.finish()

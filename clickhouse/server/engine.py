@@ -23,26 +23,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
+from clickhouse.server import policy, sqlscan
+from clickhouse.server.confinement import READONLY_PROFILE, ReadonlyLimits, write_engine_config
 from clickhouse.server.errors import (
-    INTO_OUTFILE_NOT_ALLOWED, NOT_IMPLEMENTED, READONLY, SUPPORT_IS_DISABLED, SYNTAX_ERROR,
+    NOT_IMPLEMENTED, READONLY, SYNTAX_ERROR, UNKNOWN_QUERY_PARAMETER,
     ClickHouseError,
 )
 from clickhouse.server.protocol import Summary, set_statement
-from clickhouse.server import sqlscan
 
 T = TypeVar("T")
 
-# ClickHouse's `readonly` levels. Level 2 forbids writes and DDL but lets a client change settings
-# (dashboard tools need that), and it can never be lowered again on that connection.
+# ClickHouse's `readonly` levels. Level 2 forbids writes and DDL but lets a client change the
+# settings its profile's constraints leave changeable (dashboard tools need some), and it can
+# never be lowered again on that connection.
 READONLY_LEVEL = 2
-
-KAFKA_REFUSAL = (
-    "The Kafka table engine is disabled in the embedded chDB server: chDB cannot run it and "
-    "creating one corrupts the database (DESIGN §6). Land topics with the ClickPipes-style "
-    "loader instead"
-)
 
 
 def ensure_utc_process() -> None:
@@ -170,8 +166,17 @@ class EngineConnection:
         # Set by the app when a request runs SET/USE on a session's connection.
         self.changes_session_state = False
 
-    def make_readonly(self) -> None:
-        """Switch this connection to `readonly` for good (chDB refuses to lower it again)."""
+    def make_readonly(self, settings: Mapping[str, str], limits: ReadonlyLimits) -> None:
+        """Make this a read-only user's connection for good: its limits, then the read-only
+        profile's constraints (`confinement.py`), then the request's settings, then `readonly`.
+
+        From the profile on, ClickHouse itself checks every setting change (these, later `SET`s,
+        `SETTINGS` clauses): a limit above its cap or 0, or any setting outside the allowlist, is
+        refused with SETTING_CONSTRAINT_VIOLATION; constraints outlive any later `SET profile`.
+        """
+        self.apply_settings(limits.as_settings())
+        self.run(f"SET profile = '{READONLY_PROFILE}'")
+        self.apply_settings(settings)
         self.run(f"SET readonly = {READONLY_LEVEL}")
         self.readonly = True
 
@@ -223,6 +228,21 @@ class EngineConnection:
         name = getattr(query_class, "name", str(query_class))
         return Classification(name, int(report.get("statement_count", 0)))
 
+    def explain_ast(self, sql: str, params: Mapping[str, str] | None = None) -> policy.AstNode | None:
+        """ClickHouse's parse of the statement (`EXPLAIN AST`), or None if it does not parse.
+
+        A statement that does not parse is left to chDB, which then answers with its own syntax
+        error; nothing that fails to parse can run. The statement is explained without a trailing
+        FORMAT clause or semicolon, which EXPLAIN would apply to its own output.
+        """
+        try:
+            text = self.run(f"EXPLAIN AST {sql}", "TSVRaw", params)
+        except ClickHouseError as error:
+            if error.code in (SYNTAX_ERROR, UNKNOWN_QUERY_PARAMETER):
+                raise
+            return None
+        return policy.parse_explain_ast(text.decode("utf-8", errors="replace"))
+
     def apply_settings(self, settings: Mapping[str, str]) -> None:
         statement = set_statement(settings)
         if statement:
@@ -272,23 +292,22 @@ _READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLA
 
 
 def check_statement(
-    connection: EngineConnection, sql: str, *, readonly_user: str | None = None,
-    method_is_get: bool = False,
+    connection: EngineConnection, sql: str, *, user_files: Path, readonly_user: str | None = None,
+    method_is_get: bool = False, params: Mapping[str, str] | None = None,
 ) -> None:
-    """Refuse what the server must never run, before chDB sees it.
+    """Refuse what the server must never run, before chDB runs it.
 
-    A Kafka table (DESIGN §6); `INTO OUTFILE` (it would write files on this machine; ClickHouse's
-    server refuses it too); several statements in one request (ClickHouse's HTTP interface refuses
-    them); and, for the read-only user (`readonly_user`, its name) or a GET request, anything that
-    is not a read.
+    Several statements in one request (ClickHouse's HTTP interface refuses them); whatever
+    `policy.py` refuses on the parsed statement (paths outside the user files, programs, engines
+    and sources that reach outside, INTO OUTFILE, ...); and, for the read-only user
+    (`readonly_user`, its name) or a GET request, anything that is not a read.
     """
-    if sqlscan.creates_kafka_table(sql):
-        raise ClickHouseError.make(SUPPORT_IS_DISABLED, KAFKA_REFUSAL)
-    if sqlscan.writes_outfile(sql):
-        raise ClickHouseError.make(INTO_OUTFILE_NOT_ALLOWED, "INTO OUTFILE is not allowed")
     classification = connection.classify(sql)
     if classification is not None and classification.statement_count > 1:
         raise ClickHouseError.make(SYNTAX_ERROR, "Syntax error (Multi-statements are not allowed)")
+    tree = connection.explain_ast(sql, params)
+    if tree is not None:
+        policy.check_tree(tree, sql, readonly=readonly_user is not None, user_files=user_files)
     if readonly_user is None and not method_is_get:
         return
     keyword = sqlscan.first_keyword(sql)
@@ -316,20 +335,43 @@ def get_is_readonly() -> ClickHouseError:
     )
 
 
-class Engine:
-    """Owns the chDB data directory for this process and the worker pool that runs chDB calls."""
+def _setting_names(sqlitelike: Any) -> list[str]:
+    """Every setting this chDB knows, from a throwaway in-memory engine (before the real one starts,
+    whose configuration needs the list: see `confinement.py`)."""
+    connection = sqlitelike.Connection(":memory:")
+    try:
+        return connection.query("SELECT name FROM system.settings", "TSVRaw").bytes().decode().split()
+    finally:
+        connection.close()
 
-    def __init__(self, path: Path | str, max_workers: int = 8) -> None:
+
+class Engine:
+    """Owns the chDB data directory for this process and the worker pools that run chDB calls.
+
+    Two pools ("lanes"): one for the full user (the loader's inserts, migrations) and one for
+    read-only users (dashboards), so that however many heavy dashboard queries run, the loader
+    always finds a free worker.
+
+    The engine starts with its own configuration (`confinement.py`: grants, user files) and the
+    process moves into the user-files directory, where chDB resolves relative file() paths.
+    """
+
+    def __init__(self, path: Path | str, max_workers: int = 8, readonly_workers: int = 4) -> None:
         ensure_utc_process()
+        # chDB opens (and closes) an engine when imported, reading a config.xml in the current
+        # directory if there is one: import it before moving into the user files.
         from chdb.state import sqlitelike  # imported late: TZ must be set before chDB starts
 
         self._sqlitelike = sqlitelike
         self.path = Path(path).resolve()
         self.path.mkdir(parents=True, exist_ok=True)
+        config = write_engine_config(self.path, _setting_names(sqlitelike))
+        self.user_files = config.user_files
+        os.chdir(self.user_files)
         try:
             # The anchor connection stays open for the server's life, so the engine is never torn
-            # down and restarted between requests.
-            self._anchor = EngineConnection(sqlitelike.Connection(str(self.path)))
+            # down and restarted between requests (and keeps the configuration it started with).
+            self._anchor = EngineConnection(sqlitelike.Connection(str(self.path) + config.connection_suffix))
             row = self._anchor.run(
                 "SELECT version(), timezone(), getSetting('enable_http_compression')"
             ).decode().strip().split("\t")
@@ -340,7 +382,9 @@ class Engine:
         self.version, self.timezone = row[0], row[1]
         self.http_compression_default = row[2] in ("1", "true")
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="chdb")
+        self._readonly_executor = ThreadPoolExecutor(max_workers=readonly_workers, thread_name_prefix="chdb-ro")
         self.max_workers = max_workers
+        self.readonly_workers = readonly_workers
 
     def connect(self) -> EngineConnection:
         """A new connection to the same databases, with its own settings and current database."""
@@ -350,12 +394,22 @@ class Engine:
             raise ClickHouseError.from_engine(error) from None
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
-        """Run a blocking chDB call on the worker pool without blocking the event loop."""
+        """Run a blocking chDB call on the full user's pool without blocking the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, function, *args)
 
+    async def call_readonly(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a blocking chDB call on the read-only users' pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readonly_executor, function, *args)
+
+    def lane(self, readonly: bool) -> Callable[..., Awaitable[Any]]:
+        """`call` or `call_readonly`, for a user."""
+        return self.call_readonly if readonly else self.call
+
     def close(self) -> None:
-        """Stop the pool (waiting for running calls) and close the engine's data directory."""
+        """Stop the pools (waiting for running calls) and close the engine's data directory."""
+        self._readonly_executor.shutdown(wait=True, cancel_futures=True)
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._anchor.close()
 

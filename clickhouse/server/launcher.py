@@ -18,6 +18,7 @@ or `with start_server(path) as server: ...`.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -145,9 +146,9 @@ def start_server(
     *,
     port: int = 0,
     user: str = DEFAULT_USER,
-    password: str = "",
+    password: str | None = None,
     readonly_user: str = DEFAULT_READONLY_USER,
-    readonly_password: str = "dashboard",
+    readonly_password: str | None = None,
     workers: int = 8,
     env: Mapping[str, str] | None = None,
     log_path: Path | str | None = None,
@@ -156,9 +157,12 @@ def start_server(
     """Start `python -m clickhouse.server` on 127.0.0.1 owning `path`; return once /ping answers.
 
     `port=0` (the default) lets the server pick a free port. Credentials are passed through the
-    child's environment (the settings), never on its command line. The child runs in a scratch
-    working directory so a developer's `.env` cannot change what a test gets.
+    child's environment (the settings), never on its command line; passwords not given are
+    generated here. The child runs in a scratch working directory so a developer's `.env` cannot
+    change what a test gets.
     """
+    password = password or secrets.token_urlsafe(18)
+    readonly_password = readonly_password or secrets.token_urlsafe(18)
     path = Path(path).resolve()
     path.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="ch-server-"))

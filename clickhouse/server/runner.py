@@ -11,12 +11,16 @@ import asyncio
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
+from clickhouse.server.app import DEFAULT_MAX_BODY_BYTES, ServerOptions
 from clickhouse.server.auth import User, UserDirectory
+from clickhouse.server.engine import EngineStartError
+from common.local_credentials import ensure_credentials
+from common.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +34,28 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8123
     max_workers: int = 8
+    readonly_workers: int = 4
     port_file: Path | None = None
     exit_with_parent: bool = False  # stop when the process that started it dies (tests)
+    options: ServerOptions = field(default_factory=ServerOptions)
 
 
-def users_from_settings(settings: object) -> tuple[User, ...]:
-    """The full user and the read-only dashboard user from `common.settings.Settings`."""
+def users_from_settings(settings: Settings, data_path: Path) -> tuple[User, ...]:
+    """The full user and the read-only dashboard user: names from the settings, passwords from the
+    settings when set there, else generated on the first start and stored in `data_path`."""
+    stored = ensure_credentials(data_path)
+    password = settings.clickhouse_password.get_secret_value() or stored.password
+    readonly_password = settings.clickhouse_readonly_password.get_secret_value() or stored.readonly_password
     return (
-        User(settings.clickhouse_user, settings.clickhouse_password.get_secret_value(), readonly=False),  # type: ignore[attr-defined]
-        User(
-            settings.clickhouse_readonly_user,  # type: ignore[attr-defined]
-            settings.clickhouse_readonly_password.get_secret_value(),  # type: ignore[attr-defined]
-            readonly=True,
-        ),
+        User(settings.clickhouse_user, password, readonly=False),
+        User(settings.clickhouse_readonly_user, readonly_password, readonly=True),
+    )
+
+
+def options_from_settings(settings: Settings, host: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ServerOptions:
+    """The server's protections: allowed web origins from the settings, its own bind host."""
+    return ServerOptions(
+        max_body_bytes=max_body_bytes, allowed_origins=settings.http_allowed_origins, extra_hosts=(host,),
     )
 
 
@@ -51,7 +64,7 @@ async def serve_async(config: ServerConfig, stop: asyncio.Event | None = None) -
     from clickhouse.server.app import build_app
     from clickhouse.server.engine import Engine
 
-    engine = Engine(config.path, max_workers=config.max_workers)
+    engine = Engine(config.path, max_workers=config.max_workers, readonly_workers=config.readonly_workers)
     if engine.timezone != "UTC":  # chDB was loaded before TZ could be set (DESIGN §6 wants UTC)
         log.warning("the ClickHouse server time zone is %s, not UTC", engine.timezone)
     stop = stop or asyncio.Event()
@@ -62,7 +75,9 @@ async def serve_async(config: ServerConfig, stop: asyncio.Event | None = None) -
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     watchdog = asyncio.create_task(_watch_parent(stop)) if config.exit_with_parent else None
-    app = build_app(engine, UserDirectory(list(config.users)))
+    if any(not user.password for user in config.users):
+        raise EngineStartError("every ClickHouse user needs a password (the embedded server never runs one without)")
+    app = build_app(engine, UserDirectory(list(config.users)), options=config.options)
     runner = web.AppRunner(
         app, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=5.0,
     )

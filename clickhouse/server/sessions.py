@@ -5,6 +5,8 @@ creates a temporary table expects to see it in its next query, as on a real serv
 owns one `EngineConnection` (its own settings, current database, temporary tables); it is used by
 one request at a time (a concurrent one gets SESSION_IS_LOCKED, like ClickHouse) and closed after
 `session_timeout` seconds without use. Requests without a session get a fresh connection each.
+A read-only user's session connection is read-only from its start (`EngineConnection.make_readonly`).
+Each user may hold at most `max_sessions_per_user` sessions, as ClickHouse's `max_sessions_for_user`.
 
 URL settings and the `database` parameter apply to one request only, while `SET`/`USE` statements
 change the session. Putting the session back after every request costs several chDB calls, and a
@@ -21,15 +23,18 @@ import time
 from dataclasses import dataclass, field
 
 from clickhouse.server.auth import User
+from clickhouse.server.confinement import ReadonlyLimits
 from clickhouse.server.engine import Engine, EngineConnection
-from clickhouse.server.errors import SESSION_IS_LOCKED, SESSION_NOT_FOUND, ClickHouseError
+from clickhouse.server.errors import (
+    SESSION_IS_LOCKED, SESSION_NOT_FOUND, USER_SESSION_LIMIT_EXCEEDED, ClickHouseError,
+)
 
 
 @dataclass
 class Session:
     session_id: str
     user_name: str
-    connection: EngineConnection
+    connection: EngineConnection | None
     timeout_s: float
     busy: bool = False
     expires_at: float = field(default_factory=time.monotonic)
@@ -94,10 +99,13 @@ class Session:
 class SessionStore:
     """The open sessions, their exclusive use by one request, and their expiry."""
 
-    def __init__(self, engine: Engine, max_sessions: int = 1000) -> None:
+    def __init__(
+        self, engine: Engine, max_sessions_per_user: int = 100, readonly_limits: ReadonlyLimits = ReadonlyLimits()
+    ) -> None:
         self._engine = engine
+        self._readonly_limits = readonly_limits
         self._sessions: dict[str, Session] = {}
-        self._max_sessions = max_sessions
+        self._max_sessions_per_user = max_sessions_per_user
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -111,14 +119,19 @@ class SessionStore:
         if session is None:
             if check:
                 raise ClickHouseError.make(SESSION_NOT_FOUND, f"Session {session_id} not found")
-            if len(self._sessions) >= self._max_sessions:
+            if self._count(user.name) >= self._max_sessions_per_user:
                 await self.reap()
-            connection = await self._engine.call(self._open_connection, user)
+                if self._count(user.name) >= self._max_sessions_per_user:
+                    raise ClickHouseError.make(
+                        USER_SESSION_LIMIT_EXCEEDED,
+                        f"User {user.name} has overflowed session count {self._max_sessions_per_user}",
+                    )
+            connection = await self._engine.lane(user.readonly)(self._open_connection, user)
             session = self._sessions.get(session_id)  # another request may have won the race
             if session is None:
                 session = Session(session_id, user.name, connection, timeout_s)
                 self._sessions[session_id] = session
-            else:
+            elif connection is not None:
                 await self._engine.call(connection.close)
         if session.user_name != user.name:
             raise ClickHouseError.make(SESSION_IS_LOCKED, f"Session {session_id} belongs to a different user")
@@ -131,8 +144,15 @@ class SessionStore:
     def _open_connection(self, user: User) -> EngineConnection:
         connection = self._engine.connect()
         if user.readonly:
-            connection.make_readonly()
+            try:
+                connection.make_readonly({}, self._readonly_limits)
+            except BaseException:
+                connection.close()
+                raise
         return connection
+
+    def _count(self, user_name: str) -> int:
+        return sum(1 for session in self._sessions.values() if session.user_name == user_name)
 
     def release(self, session: Session) -> None:
         """Give the session back; a broken one (state could not be restored) is dropped."""
@@ -140,7 +160,8 @@ class SessionStore:
         session.touch()
         if session.broken and self._sessions.get(session.session_id) is session:
             del self._sessions[session.session_id]
-            asyncio.get_running_loop().create_task(self._engine.call(session.connection.close))
+            if session.connection is not None:
+                asyncio.get_running_loop().create_task(self._engine.call(session.connection.close))
 
     async def reap(self) -> None:
         """Close sessions unused for longer than their timeout."""
@@ -151,7 +172,8 @@ class SessionStore:
     async def _close(self, session: Session) -> None:
         if self._sessions.get(session.session_id) is session:
             del self._sessions[session.session_id]
-        await self._engine.call(session.connection.close)
+        if session.connection is not None:
+            await self._engine.call(session.connection.close)
 
     async def close_all(self) -> None:
         for session in list(self._sessions.values()):

@@ -3,9 +3,8 @@
 The HTTP interface receives a query and, for INSERTs, the data in one byte stream
 (`INSERT INTO t FORMAT Native\\n<binary>`). Before chDB sees anything the server has to know where
 the statement ends and the data begins, which output format a SELECT asked for (to label the
-response), and whether a statement would create a Kafka table (refused, DESIGN §6). Those
-questions need the token structure (strings, quoted identifiers, comments, parentheses), not the
-full grammar; chDB parses and validates the statement itself afterwards.
+response), and a statement's first keyword. Those questions need the token structure (strings,
+quoted identifiers, comments, parentheses), not the full grammar; chDB parses and validates the statement itself afterwards.
 
 The scanner works on `str`; callers holding bytes decode them as latin-1, which maps every byte to
 one character, so offsets found here are byte offsets into the original body.
@@ -227,32 +226,3 @@ def output_format(query: str) -> str | None:
             if name.kind in ("word", "quoted"):
                 result = name.text.strip('`"') if name.kind == "quoted" else name.text
     return result
-
-
-def creates_kafka_table(query: str) -> bool:
-    """Whether the statement names the Kafka table engine (`ENGINE = Kafka`, `ENGINE Kafka(...)`).
-
-    chDB must never get one (DESIGN §6: creating a Kafka table corrupts the database), whatever
-    the statement (CREATE, ATTACH, REPLACE, ...), so any `ENGINE [=] Kafka` outside string literals
-    counts.
-    """
-    found, _ = _complete_tokens(query)
-    for index, token in enumerate(found):
-        if not token.is_word("ENGINE"):
-            continue
-        following = found[index + 1:index + 3]
-        if following and following[0].text == "=":
-            following = following[1:]
-        if following and following[0].kind in ("word", "quoted"):
-            if following[0].text.strip('`"').lower() == "kafka":
-                return True
-    return False
-
-
-def writes_outfile(query: str) -> bool:
-    """Whether the query has an `INTO OUTFILE` clause (chDB would write that file locally)."""
-    found, _ = _complete_tokens(query)
-    return any(
-        token.is_word("INTO") and following.is_word("OUTFILE")
-        for token, following in zip(found, found[1:])
-    )

@@ -38,25 +38,38 @@ command.add_command(migrate_command)
               help="chDB data directory (default: $COINSTREAM_DATA_DIR/clickhouse).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--workers", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="chDB calls running at once (queries, inserts, stream chunks).")
+              help="chDB calls of the full user running at once (queries, inserts, stream chunks).")
+@click.option("--readonly-workers", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="chDB calls of read-only users (dashboards) running at once, in their own lane.")
+@click.option("--max-body-bytes", type=click.IntRange(1 << 10, 1 << 40), default=256 << 20,
+              show_default=True, help="Largest request body, as sent and after decompression.")
 @click.pass_obj
-def serve(settings: Settings, port: int | None, path: Path | None, host: str, workers: int) -> None:
+def serve(
+    settings: Settings, port: int | None, path: Path | None, host: str, workers: int,
+    readonly_workers: int, max_body_bytes: int,
+) -> None:
     """Serve ClickHouse's HTTP interface over a chDB data directory until SIGTERM/Ctrl-C.
 
     Users come from the settings: CLICKHOUSE_USER/CLICKHOUSE_PASSWORD (full access) and
-    CLICKHOUSE_READONLY_USER/CLICKHOUSE_READONLY_PASSWORD (read-only, for dashboards).
+    CLICKHOUSE_READONLY_USER/CLICKHOUSE_READONLY_PASSWORD (read-only, for dashboards). Passwords
+    not set there are generated on the first start and stored in DIR/credentials.env.
     """
     from clickhouse.server.engine import EngineStartError, ensure_utc_process
 
     ensure_utc_process()  # before the engine module loads chDB
-    from clickhouse.server.runner import ServerConfig, serve as run_server, users_from_settings
+    from clickhouse.server.runner import (
+        ServerConfig, options_from_settings, serve as run_server, users_from_settings,
+    )
 
+    data_path = (path or settings.clickhouse_data_dir).resolve()
     config = ServerConfig(
-        path=(path or settings.clickhouse_data_dir).resolve(),
-        users=users_from_settings(settings),
+        path=data_path,
+        users=users_from_settings(settings, data_path),
         host=host,
         port=settings.clickhouse_port if port is None else port,
         max_workers=workers,
+        readonly_workers=readonly_workers,
+        options=options_from_settings(settings, host, max_body_bytes),
     )
     try:
         run_server(config)
