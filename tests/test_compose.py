@@ -1,7 +1,8 @@
 """docker-compose.yml without a Docker engine: the Compose Specification's JSON schema, then the
 properties the schema cannot see — dependencies that can be met, app services that are real
 `coinstream` command lines on the built image, ports published on loopback only and matching what
-each process listens on, secrets only from .env, and settings every container can load.
+each process listens on, secrets only from .env and only in the containers that use them (no
+env_file), settings every container can load, and the read-only ClickHouse user's pinned limits.
 
 The schema is the one check-jsonschema vendors (compose-spec.json, loaded from the installed
 package, not copied here). Interpolation follows the Compose Specification's rules (`${VAR}`,
@@ -37,7 +38,28 @@ SECRETS = {
     "METABASE_DB_PASSWORD": "mbdb-0123456789abcdef",
 }
 REQUIRED = {"LCW_API_KEY", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD",
-            "METABASE_DB_PASSWORD"}
+            "METABASE_PASSWORD", "METABASE_DB_PASSWORD"}
+# Required too, though not secret: the Metabase admin the stack creates and provisions as.
+REQUIRED_SETTINGS = {"METABASE_USER"}
+# Which secrets each service's environment holds, by hand from what its command reads (the
+# ClickHouse admin password travels inside CLICKHOUSE_URL). Anything more is a leak.
+SECRETS_BY_SERVICE = {
+    "kafka": set(),
+    "ksqldb-server": set(),
+    "clickhouse": {"CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD"},
+    "metabase-db": {"METABASE_DB_PASSWORD"},
+    "metabase": {"METABASE_DB_PASSWORD"},
+    "migrate": {"CLICKHOUSE_PASSWORD"},                         # migrations: the admin user
+    "ksql-apply": set(),                                        # ksqlDB without auth here
+    "metabase-setup": {"METABASE_PASSWORD"},                    # creates the Metabase admin
+    "metabase-provision": {"METABASE_PASSWORD",                 # logs in to Metabase, gives it
+                           "CLICKHOUSE_READONLY_PASSWORD"},     # the read-only ClickHouse user
+    "loader": {"CLICKHOUSE_PASSWORD"},                          # inserts
+    "producer": {"LCW_API_KEY"},                                # LiveCoinWatch only, no ClickHouse
+    "historical": {"LCW_API_KEY", "CLICKHOUSE_PASSWORD"},       # + writes its progress
+    "dashboard": {"CLICKHOUSE_READONLY_PASSWORD"},              # reads as the read-only user
+    "sim-api": set(),
+}
 
 _VARIABLE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)"
                        r"(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))")
@@ -232,7 +254,7 @@ def test_app_services_run_the_built_image_with_a_real_command_line(services):
     for name, service in apps.items():
         assert service["build"] == {"context": ".", "dockerfile": "Dockerfile"}, name
         assert (REPO / service["build"]["dockerfile"]).is_file()
-        assert service["env_file"] == ".env", name
+        assert "env_file" not in service, name
         assert (service["platform"], service["init"]) == ("linux/amd64", True), name
         if name != "metabase-setup":
             resolve(service["command"])
@@ -257,38 +279,79 @@ def test_one_shot_jobs_and_long_running_services(services):
             assert service["restart"] == "unless-stopped", name
 
 
+KAFKA_CLIENTS = {"loader", "producer", "historical"}
+CLICKHOUSE_WRITERS = {"migrate", "loader", "historical"}
+CLICKHOUSE_READERS = {"dashboard", "metabase-provision"}
+METRICS_SERVICES = {"loader", "producer", "historical"}
+
+
+def container_settings(service: dict[str, Any], env: pytest.MonkeyPatch):
+    """The settings a container loads: its `environment` only (no env_file, no .env in its cwd)."""
+    for key, value in service["environment"].items():
+        env.setenv(key, str(value))
+    return load_settings(env_file=None)
+
+
 @pytest.mark.parametrize("name", ["migrate", "ksql-apply", "metabase-setup", "metabase-provision",
                                   "loader", "producer", "historical", "dashboard", "sim-api"])
 def test_every_app_container_loads_valid_settings_pointing_into_the_network(
         name, services, isolated_env):
-    """The container's environment: env_file (.env) overridden by `environment`, as Docker does."""
-    environment = {**operator_env(), **{key: str(value) for key, value in
-                                        services[name]["environment"].items()}}
-    for key, value in environment.items():
-        isolated_env.setenv(key, value)
-    settings = load_settings(env_file=None)
-    assert settings.effective_kafka_bootstrap == "kafka:9092"
+    """Each container gets what its command reads, from its own `environment` alone."""
+    settings = container_settings(services[name], isolated_env)
+    if name in KAFKA_CLIENTS:
+        assert settings.effective_kafka_bootstrap == "kafka:9092"
+    else:
+        assert settings.uses_local_kafka  # nothing about Kafka: it does not talk to Kafka
     target = settings.clickhouse_target()
-    assert (target.host, target.port, target.username, target.password) == (
-        "clickhouse", 8123, "default", SECRETS["CLICKHOUSE_PASSWORD"])
     readonly = settings.clickhouse_target(readonly=True)
-    assert (readonly.username, readonly.password) == (
-        "dashboard", SECRETS["CLICKHOUSE_READONLY_PASSWORD"])
-    assert (settings.ksqldb_url, settings.metabase_url) == ("http://ksqldb-server:8088",
-                                                            "http://metabase:3000")
-    assert settings.metrics_host == "0.0.0.0"
+    if name in CLICKHOUSE_WRITERS:
+        assert (target.host, target.port, target.username, target.password) == (
+            "clickhouse", 8123, "default", SECRETS["CLICKHOUSE_PASSWORD"])
+    elif name in CLICKHOUSE_READERS:
+        assert (readonly.host, readonly.port, readonly.username, readonly.password) == (
+            "clickhouse", 8123, "dashboard", SECRETS["CLICKHOUSE_READONLY_PASSWORD"])
+        assert target.password == ""  # the URL names the server, not the read-write user
+    else:
+        assert settings.uses_local_clickhouse
+    if name == "ksql-apply":
+        assert settings.ksqldb_url == "http://ksqldb-server:8088"
+    if name in ("metabase-setup", "metabase-provision"):
+        assert (settings.metabase_url, settings.metabase_user,
+                settings.metabase_password.get_secret_value()) == (
+            "http://metabase:3000", SECRETS["METABASE_USER"], SECRETS["METABASE_PASSWORD"])
+    else:
+        assert settings.metabase_password is None and settings.metabase_url is None
+    assert settings.metrics_host == ("0.0.0.0" if name in METRICS_SERVICES else "127.0.0.1")
     if name in ("producer", "historical"):
         assert not settings.uses_simulated_api
         assert settings.effective_lcw_base_url == "https://api.livecoinwatch.com"
+        assert settings.coins == tuple(env_example()["COINS"].split(","))
+        assert (settings.currency, settings.daily_credit_budget, settings.historical_daily_credits) \
+            == ("USD", 10_000, 500)
+    else:
+        assert settings.uses_simulated_api
+
+
+def test_non_secret_settings_in_env_reach_the_services_that_use_them(isolated_env):
+    """What env_file used to carry: a value set in .env still reaches the services reading it."""
+    env = {**operator_env(), "COINS": "BTC,ETH", "POLL_INTERVAL_S": "7.5", "CURRENCY": "EUR",
+           "LOG_LEVEL": "DEBUG", "HISTORICAL_BACKFILL_DAYS": "9", "LOADER_BATCH_MS": "400"}
+    services = interpolate(yaml.safe_load(COMPOSE.read_text()), env)["services"]
+    producer = container_settings(services["producer"], isolated_env)
+    assert (producer.coins, producer.poll_interval_s, producer.currency, producer.log_level) == (
+        ("BTC", "ETH"), 7.5, "EUR", "DEBUG")
+    historical = services["historical"]["environment"]
+    assert (historical["COINS"], historical["HISTORICAL_BACKFILL_DAYS"]) == ("BTC,ETH", "9")
+    assert services["loader"]["environment"]["LOADER_BATCH_MS"] == "400"
 
 
 def test_the_simulated_profile_points_the_producers_at_sim_api(services, isolated_env):
     env = {**operator_env(), "LCW_BASE_URL": "http://sim-api:8788", "LCW_API_KEY": "anything"}
-    producer = interpolate(yaml.safe_load(COMPOSE.read_text()), env)["services"]["producer"]
-    for key, value in {**env, **producer["environment"]}.items():
-        isolated_env.setenv(key, str(value))
-    settings = load_settings(env_file=None)
+    interpolated = interpolate(yaml.safe_load(COMPOSE.read_text()), env)["services"]
+    settings = container_settings(interpolated["producer"], isolated_env)
     assert settings.effective_lcw_base_url == "http://sim-api:8788"
+    # The simulated API accepts the host name the producers call it by.
+    assert interpolated["sim-api"]["environment"]["LCW_BASE_URL"] == "http://sim-api:8788"
     assert services["sim-api"]["profiles"] == ["simulated"]
     assert services["sim-api"]["command"] == ["sim-api", "--host", "0.0.0.0", "--port", "8788"]
 
@@ -348,8 +411,14 @@ def test_every_variable_is_documented_in_env_example(raw):
     variables = referenced_variables(raw)
     assert sorted(variables) == [
         "CLICKHOUSE_PASSWORD", "CLICKHOUSE_PORT", "CLICKHOUSE_READONLY_PASSWORD", "CLICKHOUSE_USER",
-        "DASHBOARD_PORT", "HISTORICAL_METRICS_PORT", "KAFKA_LOCAL_PORT", "LCW_API_KEY",
-        "LOADER_METRICS_PORT", "METABASE_DB_PASSWORD", "PRODUCER_METRICS_PORT", "SIM_API_PORT"]
+        "COINS", "CURRENCY", "DAILY_CREDIT_BUDGET", "DASHBOARD_PORT", "HISTORICAL_BACKFILL_DAYS",
+        "HISTORICAL_CLOSE_MARGIN_S", "HISTORICAL_DAILY_CREDITS", "HISTORICAL_METRICS_PORT",
+        "HTTP_ALLOWED_ORIGINS", "KAFKA_LOCAL_PORT", "KAFKA_REPLICATION_FACTOR",
+        "KAFKA_TOPIC_PARTITIONS", "LCW_API_KEY", "LCW_BASE_URL", "LCW_CONNECT_TIMEOUT_S",
+        "LCW_READ_TIMEOUT_S", "LCW_RETRY_ATTEMPTS", "LCW_RETRY_BACKOFF_S", "LCW_RETRY_MAX_WAIT_S",
+        "LOADER_BATCH_MS", "LOADER_METRICS_PORT", "LOG_LEVEL", "METABASE_DB_PASSWORD",
+        "METABASE_PASSWORD", "METABASE_USER", "POLL_INTERVAL_S", "PRODUCER_METRICS_PORT",
+        "SIM_API_PORT"]
     assert sorted(set(variables) - documented) == []
 
 
@@ -367,7 +436,43 @@ def test_secrets_come_only_from_env_and_are_required(raw):
     assert "${CLICKHOUSE_PASSWORD:?" in raw["services"]["loader"]["environment"]["CLICKHOUSE_URL"]
 
 
-@pytest.mark.parametrize("missing", sorted(REQUIRED))
+def test_no_service_reads_env_file(raw):
+    """env_file: .env would hand every secret in .env to the container, used or not."""
+    def keys(value: Any) -> list[str]:
+        if isinstance(value, dict):
+            return [key for key, item in value.items() for key in [key, *keys(item)]]
+        if isinstance(value, list):
+            return [key for item in value for key in keys(item)]
+        return []
+
+    assert "env_file" not in keys(raw)
+    assert "env_file" not in COMPOSE.read_text().replace("no env_file", "")
+
+
+def secrets_in(service: dict[str, Any]) -> set[str]:
+    """The secrets (by variable) whose value appears anywhere in the service's environment."""
+    values = [str(value) for value in service.get("environment", {}).values()]
+    return {name for name, secret in SECRETS.items() if name != "METABASE_USER"
+            and any(secret in value for value in values)}
+
+
+def test_every_service_gets_only_the_secrets_it_uses(services):
+    assert sorted(SECRETS_BY_SERVICE) == sorted(services)
+    got = {name: secrets_in(service) for name, service in services.items()}
+    assert got == SECRETS_BY_SERVICE
+    # The secret values are distinct, so a match is the secret and not a coincidence.
+    assert len(set(SECRETS.values())) == len(SECRETS)
+
+
+def test_the_secret_check_sees_a_leak():
+    """Teeth: the whole operator .env in one service (what env_file did) is every secret there."""
+    leaky = {"environment": operator_env()}
+    assert secrets_in(leaky) == set(SECRETS) - {"METABASE_USER"}
+    embedded = {"environment": {"CLICKHOUSE_URL": f"http://u:{SECRETS['CLICKHOUSE_PASSWORD']}@h/"}}
+    assert secrets_in(embedded) == {"CLICKHOUSE_PASSWORD"}
+
+
+@pytest.mark.parametrize("missing", sorted(REQUIRED | REQUIRED_SETTINGS))
 def test_a_missing_secret_stops_compose_with_its_name(raw, missing):
     env = {key: value for key, value in operator_env().items() if key != missing}
     with pytest.raises(InterpolationError, match=f"required variable {missing} is missing a value: set {missing} in .env"):
@@ -424,5 +529,34 @@ def test_clickhouse_read_only_user_file(services):
     assert root.find(f"profiles/{profile}/readonly").text == "2"
     assert [query.text for query in user.findall("grants/query")] == ["GRANT SELECT ON default.*"]
     assert "CLICKHOUSE_READONLY_PASSWORD" in services["clickhouse"]["environment"]
-    for app in app_services(services).values():
-        assert app["environment"]["CLICKHOUSE_READONLY_USER"] == user.tag
+    for name, app in app_services(services).items():
+        if name in CLICKHOUSE_READERS:
+            assert app["environment"]["CLICKHOUSE_READONLY_USER"] == user.tag, name
+        else:
+            assert "CLICKHOUSE_READONLY_USER" not in app["environment"], name
+
+
+def test_clickhouse_read_only_profile_limits_cannot_be_raised(services):
+    """The profile's limits, and settings constraints so a readonly=2 session cannot raise them:
+    max = the limit, min 1 (0 means "no limit" for these settings), readonly itself const."""
+    import xml.etree.ElementTree as ET
+
+    source = services["clickhouse"]["volumes"][1].split(":")[0]
+    root = ET.parse(REPO / source).getroot()
+    profile_name = root.find("users/dashboard/profile").text
+    profile = root.find(f"profiles/{profile_name}")
+    limits = {"max_execution_time": 60, "max_memory_usage": 2_000_000_000,
+              "max_result_rows": 1_000_000, "max_result_bytes": 1_000_000_000}
+    for setting, value in limits.items():
+        assert int(profile.find(setting).text) == value, setting
+        constraint = profile.find(f"constraints/{setting}")
+        assert constraint is not None, setting
+        assert int(constraint.find("max").text) == value, setting
+        assert int(constraint.find("min").text) == 1, setting
+        assert {child.tag for child in constraint} == {"min", "max"}, setting  # not changeable_in_readonly
+    readonly = profile.find("constraints/readonly")
+    assert [child.tag for child in readonly] == ["const"]
+    assert profile.find("readonly").text == "2"
+    # Nothing else constrained or loosened by accident.
+    assert sorted(child.tag for child in profile.find("constraints")) == sorted([*limits, "readonly"])
+    assert root.find("profiles/*/constraints/*/changeable_in_readonly") is None
