@@ -9,6 +9,7 @@ kept in the data directory (common/local_credentials.py).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="chDB calls running at once for read-only users (dashboards)")
     parser.add_argument("--max-body-bytes", type=int, default=256 << 20,
                         help="largest request body, as sent and after decompression")
+    parser.add_argument("--max-sessions-per-user", type=int, default=100,
+                        help="ClickHouse HTTP sessions one user may hold at once")
     parser.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="shut down when the parent process exits (used by the test launcher)")
@@ -46,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         path=path, users=users_from_settings(settings, path), host=args.host, port=args.port,
         max_workers=args.workers, readonly_workers=args.readonly_workers, port_file=args.port_file,
         exit_with_parent=args.exit_with_parent,
-        options=options_from_settings(settings, args.host, args.max_body_bytes),
+        options=dataclasses.replace(
+            options_from_settings(settings, args.host, args.max_body_bytes),
+            max_sessions_per_user=args.max_sessions_per_user,
+        ),
     )
     try:
         serve(config)

@@ -150,13 +150,15 @@ def start_server(
     readonly_user: str = DEFAULT_READONLY_USER,
     readonly_password: str | None = None,
     workers: int = 8,
+    extra_args: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
     log_path: Path | str | None = None,
     startup_timeout: float = 60.0,
 ) -> RunningServer:
     """Start `python -m clickhouse.server` on 127.0.0.1 owning `path`; return once /ping answers.
 
-    `port=0` (the default) lets the server pick a free port. Credentials are passed through the
+    `port=0` (the default) lets the server pick a free port; `extra_args` go to its command line
+    (`--max-body-bytes N`, `--readonly-workers N`, `--max-sessions-per-user N`). Credentials are passed through the
     child's environment (the settings), never on its command line; passwords not given are
     generated here. The child runs in a scratch working directory so a developer's `.env` cannot
     change what a test gets.
@@ -181,7 +183,7 @@ def start_server(
     command = [
         sys.executable, "-m", "clickhouse.server", "--host", "127.0.0.1", "--port", str(port),
         "--path", str(path), "--workers", str(workers), "--port-file", str(port_file),
-        "--exit-with-parent",
+        "--exit-with-parent", *extra_args,
     ]
     log_file = open(log_path, "ab")
     process = subprocess.Popen(

@@ -28,8 +28,9 @@ from clickhouse.server.errors import (
     ACCESS_DENIED, INTO_OUTFILE_NOT_ALLOWED, NOT_IMPLEMENTED, SUPPORT_IS_DISABLED, ClickHouseError,
 )
 
-# Functions and table functions that take a file path as their first argument.
-_PATH_FUNCTIONS = frozenset({"file", "filecluster"})
+# Functions and table functions that take a file path, and the index of that argument.
+_PATH_ARGUMENT = {"file": 0, "filecluster": 1}
+_PATH_FUNCTIONS = frozenset(_PATH_ARGUMENT)
 # Table functions and engines that run programs of the machine.
 _EXECUTABLE = frozenset({"executable", "executablepool"})
 # Table and database engines that keep their data inside the server's own directory, or reach
@@ -141,7 +142,19 @@ def _refuse(code: int, message: str) -> ClickHouseError:
 
 def check_tree(tree: AstNode, statement: str, *, readonly: bool, user_files: Path) -> None:
     """Raise ClickHouseError if the parsed statement reaches outside what its user may reach."""
+    creates = any(node.label in ("CreateQuery", "AttachQuery") for node in tree.walk())
+    engines = {
+        id(child) for node in tree.walk() if node.label == "Storage definition" for child in node.children
+    }
     for node in tree.walk():
+        if (creates and node.label == "Function" and id(node) not in engines
+                and node.function_name.lower() in _PATH_FUNCTIONS):
+            raise _refuse(
+                ACCESS_DENIED,
+                f"A view or table over {node.function_name}() is not allowed on the embedded server: "
+                "it would hand the file to every user who may read the view; insert the file's rows "
+                "into a table instead",
+            )
         if node.label in ("SelectWithUnionQuery", "SelectIntersectExceptQuery") and any(
             child.label == "Literal" for child in node.children
         ):
@@ -177,7 +190,8 @@ def _check_function(node: AstNode, *, readonly: bool, user_files: Path) -> None:
             ACCESS_DENIED, f"Not enough privileges: the read-only user may not use {node.function_name}()"
         )
     arguments = node.arguments()
-    path = literal_string(arguments[0]) if arguments else None
+    index = _PATH_ARGUMENT[name]
+    path = literal_string(arguments[index]) if len(arguments) > index else None
     _check_path(node.function_name, path, user_files)
 
 

@@ -1,0 +1,495 @@
+"""Attacks on the embedded ClickHouse server: each must be refused with a clear error, must leave
+nothing written or fetched, and must leave the server serving the loader's inserts.
+
+The server under attack is the real one (`python -m clickhouse.server` over chDB), reached over
+HTTP on 127.0.0.1 like any client. Expected codes and texts are ClickHouse's (ACCESS_DENIED 497,
+READONLY 164, SETTING_CONSTRAINT_VIOLATION 452, QUERY_IS_TOO_LARGE 229 / HTTP 413, ...).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import http.server
+import lzma
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import brotli
+import lz4.frame
+import psutil
+import pytest
+
+from clickhouse.server.compression import zstd
+from tests.fixtures_clickhouse import TEST_READONLY_USER
+
+pytest_plugins = ["tests.fixtures_clickhouse"]
+
+SECRET = "top-secret-line"
+
+
+def request(server, query: str | None = None, body: bytes | None = None, *, auth: tuple[str, str] | None = None,
+            headers: dict | None = None, method: str | None = None, **params: str) -> tuple[int, bytes]:
+    """A raw HTTP request to the server: (status, body). `auth=("", "")` sends no credentials."""
+    if query is not None:
+        params["query"] = query
+    url = f"{server.url}/?{urllib.parse.urlencode(params)}"
+    req = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"))
+    user, password = server.credentials() if auth is None else auth
+    if user:
+        req.add_header("X-ClickHouse-User", user)
+        req.add_header("X-ClickHouse-Key", password)
+    for name, value in (headers or {}).items():
+        req.add_header(name, value)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def post(server, sql: str, *, readonly: bool = False, **params: str) -> tuple[int, str]:
+    status, body = request(server, body=sql.encode(), auth=server.credentials(readonly), **params)
+    return status, body.decode("utf-8", errors="replace")
+
+
+def assert_refused(result: tuple[int, str], status: int, code: int, text: str) -> None:
+    got_status, body = result
+    assert (got_status, f"Code: {code}." in body, text in body) == (status, True, True), body
+    assert SECRET not in body
+
+
+def assert_serves_inserts(server) -> None:
+    """The loader's path still works: an insert by the full user, read back."""
+    table = f"default.alive_{uuid.uuid4().hex[:8]}"
+    assert post(server, f"CREATE TABLE {table} (a UInt32) ENGINE = MergeTree ORDER BY a")[0] == 200
+    assert request(server, body=b"1\n2\n3\n", query=f"INSERT INTO {table} FORMAT CSV")[0] == 200
+    assert post(server, f"SELECT sum(a) FROM {table}") == (200, "6\n")
+    post(server, f"DROP TABLE {table}")
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.txt"
+    path.write_text(SECRET + "\n")
+    return path
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    return tmp_path / "written-outside.csv"
+
+
+# ---- file system ---------------------------------------------------------------------------------
+
+READ_VARIANTS = [
+    "SELECT * FROM file('{path}', 'LineAsString')",
+    "select * from FILE('{path}', 'LineAsString')",
+    "SELECT * FROM `file`('{path}', 'LineAsString')",
+    "SELECT * FROM /* a comment */ fIlE(/* inside */ '{path}', 'LineAsString') -- trailing",
+    "SELECT * FROM (SELECT * FROM (SELECT * FROM file('{path}', 'LineAsString')))",
+    "WITH x AS (SELECT * FROM file('{path}', 'LineAsString')) SELECT * FROM x",
+    "SELECT 1 WHERE 'x' IN (SELECT * FROM file('{path}', 'LineAsString'))",
+    "SELECT file('{path}')",
+    "SELECT * FROM fileCluster('default', '{path}', 'LineAsString')",
+    "DESCRIBE file('{path}', 'LineAsString')",
+]
+
+
+@pytest.mark.parametrize("template", READ_VARIANTS)
+def test_full_user_cannot_read_files_outside_user_files(clickhouse_server, secret_file, template):
+    result = post(clickhouse_server, template.format(path=secret_file))
+    assert_refused(result, 403, 497, f"File is not inside {clickhouse_server.path}/user_files")
+    assert_serves_inserts(clickhouse_server)
+
+
+@pytest.mark.parametrize("template", READ_VARIANTS)
+def test_readonly_user_cannot_read_any_file(clickhouse_server, secret_file, template):
+    result = post(clickhouse_server, template.format(path=secret_file), readonly=True)
+    assert_refused(result, 403, 497, "the read-only user may not use")
+
+
+@pytest.mark.parametrize("path", [
+    "../../secret.txt", "sub/../../secret.txt", "{{a,..}}/secret.txt", "/etc/hostname",
+])
+def test_relative_and_glob_escapes_are_refused(clickhouse_server, path):
+    result = post(clickhouse_server, f"SELECT * FROM file('{path}', 'LineAsString')")
+    assert_refused(result, 403, 497, "File is not inside")
+
+
+def test_symlink_out_of_user_files_is_refused(clickhouse_server, secret_file):
+    link = clickhouse_server.path / "user_files" / f"link-{uuid.uuid4().hex[:6]}"
+    link.symlink_to(secret_file.parent, target_is_directory=True)
+    result = post(clickhouse_server, f"SELECT * FROM file('{link.name}/secret.txt', 'LineAsString')")
+    assert_refused(result, 403, 497, "File is not inside")
+
+
+def test_computed_and_parameter_paths_cannot_get_around(clickhouse_server, secret_file):
+    head, tail = str(secret_file)[:5], str(secret_file)[5:]
+    result = post(clickhouse_server, f"SELECT * FROM file(concat('{head}', '{tail}'), 'LineAsString')")
+    assert_refused(result, 403, 497, "the path must be a string literal")
+    # A query parameter is substituted by ClickHouse's parser before the check: still refused.
+    result = post(clickhouse_server, "SELECT * FROM file({p:String}, 'LineAsString')", param_p=str(secret_file))
+    assert_refused(result, 403, 497, "File is not inside")
+
+
+WRITE_VARIANTS = [
+    "INSERT INTO FUNCTION file('{path}', 'CSV') SELECT 1",
+    "insert into function `FILE`('{path}', 'CSV') select 1",
+    "SELECT 1 INTO OUTFILE '{path}'",
+    "SELECT 1 INTO OUTFILE '{path}' FORMAT CSV",
+    "CREATE TABLE default.evil_{n} (a UInt8) ENGINE = File(CSV, '{path}')",
+    "CREATE VIEW default.evil_view_{n} AS SELECT * FROM file('{path}', 'CSV')",
+    "CREATE TABLE default.evil_tf_{n} AS file('{path}', 'CSV', 'a UInt8')",
+    "INSERT INTO default.nowhere FROM INFILE '{path}' FORMAT CSV",
+    "BACKUP TABLE system.one TO File('{path}')",
+    "CREATE TABLE default.evil_disk_{n} (a UInt8) ENGINE = MergeTree ORDER BY a "
+    "SETTINGS disk = disk(type = local, path = '{dir}/')",
+    "CREATE DATABASE evil_fs_{n} ENGINE = Filesystem('{dir}')",
+    "ATTACH TABLE default.evil_attach_{n} FROM '{dir}' (a UInt8) ENGINE = MergeTree ORDER BY a",
+    "SELECT * FROM executable('x.sh', 'TSV', 'a String')",
+]
+
+
+@pytest.mark.parametrize("template", WRITE_VARIANTS)
+def test_writes_and_programs_outside_the_server_are_refused(clickhouse_server, outside, template):
+    sql = template.format(path=outside, dir=outside.parent, n=uuid.uuid4().hex[:6])
+    for readonly in (False, True):
+        status, body = post(clickhouse_server, sql, readonly=readonly)
+        assert status >= 400, (sql, body)
+        assert "DB::Exception" in body
+    assert not outside.exists()
+    assert sorted(path.name for path in outside.parent.iterdir()) == []  # nothing created beside it
+    assert post(clickhouse_server, "SELECT count() FROM system.tables WHERE database = 'default' "
+                                   "AND name LIKE 'evil%'") == (200, "0\n")
+    assert post(clickhouse_server, "SELECT count() FROM system.databases WHERE name LIKE 'evil%'") == (200, "0\n")
+    assert_serves_inserts(clickhouse_server)
+
+
+def test_full_user_reads_and_writes_inside_user_files(clickhouse_server):
+    name = f"inside-{uuid.uuid4().hex[:6]}.csv"
+    assert post(clickhouse_server, f"INSERT INTO FUNCTION file('{name}', 'CSV', 'a UInt32') SELECT 41 + 1")[0] == 200
+    assert (clickhouse_server.path / "user_files" / name).read_text() == "42\n"
+    absolute = clickhouse_server.path / "user_files" / name
+    assert post(clickhouse_server, f"SELECT a * 2 FROM file('{absolute}', 'CSV', 'a UInt32')") == (200, "84\n")
+
+
+# ---- network -------------------------------------------------------------------------------------
+
+class _Counting(http.server.BaseHTTPRequestHandler):
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        _Counting.hits.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"fetched\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def bystander():
+    """An HTTP server on loopback that records every request it gets."""
+    _Counting.hits = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+NETWORK_VARIANTS = [
+    ("SELECT * FROM url('http://127.0.0.1:{port}/x', 'LineAsString')", "READ ON URL"),
+    ("SELECT * FROM `url`(/* c */ 'http://127.0.0.1:{port}/x', 'LineAsString')", "READ ON URL"),
+    ("SELECT * FROM url('http://127.0.0.1:{self_port}/?query=SELECT%20currentUser()', 'LineAsString')",
+     "READ ON URL"),
+    ("WITH t AS (SELECT * FROM url('http://127.0.0.1:{port}/cte', 'LineAsString')) SELECT * FROM t", "READ ON URL"),
+    ("SELECT * FROM s3('http://127.0.0.1:{port}/bucket/x.csv', 'CSV', 'a String')", "READ ON S3"),
+    ("SELECT * FROM remote('127.0.0.1:{self_port}', system.one)", "READ ON REMOTE"),
+    ("SELECT * FROM mysql('127.0.0.1:{port}', 'd', 't', 'u', 'p')", "READ ON MYSQL"),
+    ("SELECT * FROM postgresql('127.0.0.1:{port}', 'd', 't', 'u', 'p')", "READ ON POSTGRES"),
+    ("SELECT * FROM sqlite('/tmp/x.db', 't')", "READ ON SQLITE"),
+    ("CREATE TABLE default.net_{n} (a String) ENGINE = URL('http://127.0.0.1:{port}/e', 'LineAsString')",
+     "Engine URL is disabled"),
+    ("CREATE DICTIONARY default.net_dict_{n} (a UInt64) PRIMARY KEY a "
+     "SOURCE(HTTP(url 'http://127.0.0.1:{port}/d' format 'TSV')) LAYOUT(FLAT()) LIFETIME(0)",
+     "Dictionary source HTTP is disabled"),
+    ("CREATE DICTIONARY default.net_dict2_{n} (a UInt64) PRIMARY KEY a "
+     "SOURCE(CLICKHOUSE(host '127.0.0.1' port {self_port} table 'one')) LAYOUT(FLAT()) LIFETIME(0)",
+     "Dictionary source CLICKHOUSE is disabled"),
+    ("CREATE TABLE default.net_k_{n} (a String) ENGINE = Kafka('127.0.0.1:{port}', 't', 'g', 'JSONEachRow')",
+     "The Kafka table engine is disabled"),
+]
+
+
+@pytest.mark.parametrize("template,text", NETWORK_VARIANTS)
+def test_no_user_reaches_the_network(clickhouse_server, bystander, template, text):
+    sql = template.format(port=bystander, self_port=clickhouse_server.port, n=uuid.uuid4().hex[:6])
+    for readonly in (False, True):
+        status, body = post(clickhouse_server, sql, readonly=readonly)
+        assert status >= 400 and "DB::Exception" in body, body
+        if not readonly:
+            assert text in body, body
+    assert _Counting.hits == []
+    assert "default\n" not in body
+    assert_serves_inserts(clickhouse_server)
+
+
+# ---- browsers --------------------------------------------------------------------------------------
+
+def test_cross_origin_request_without_credentials_is_refused(clickhouse_server, outside):
+    """What any web page may send to 127.0.0.1: a simple POST, no preflight."""
+    status, body = request(
+        clickhouse_server, body=f"INSERT INTO FUNCTION file('{outside}', 'CSV') SELECT 1".encode(),
+        auth=("", ""), headers={"Origin": "http://evil.example", "Content-Type": "text/plain"},
+    )
+    assert (status, b"Code: 497." in body, b"Cross-origin request refused" in body) == (403, True, True)
+    assert not outside.exists()
+
+
+def test_cross_origin_request_with_credentials_is_refused(clickhouse_server):
+    status, body = request(clickhouse_server, "SELECT 1", headers={"Origin": "http://evil.example"})
+    assert (status, b"Cross-origin request refused" in body) == (403, True)
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8123", "0.0.0.0:8123", "127.0.0.1.nip.io"])
+def test_rebinding_host_is_refused(clickhouse_server, host):
+    status, body = request(clickhouse_server, "SELECT 1", headers={"Host": host})
+    assert (status, b"Host header is not a loopback name" in body) == (403, True)
+
+
+def test_no_credentials_no_access(clickhouse_server):
+    status, body = request(clickhouse_server, "SELECT 1", auth=("", ""))
+    assert (status, b"Code: 516." in body, b"default: Authentication failed" in body) == (403, True, True)
+    assert request(clickhouse_server, "SELECT 1", headers={"Origin": f"http://127.0.0.1:{clickhouse_server.port}"}) == (200, b"1\n")
+    assert request(clickhouse_server, "SELECT 1", headers={"Host": "localhost"}) == (200, b"1\n")
+
+
+# ---- resources -------------------------------------------------------------------------------------
+
+LIMIT = 1 << 20  # the bomb server's --max-body-bytes
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory):
+    from tests.fixtures_clickhouse import start_test_server
+
+    server = start_test_server(
+        tmp_path_factory.mktemp("bombs") / "data",
+        extra_args=("--max-body-bytes", str(LIMIT), "--max-sessions-per-user", "5", "--readonly-workers", "2"),
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# 64 MiB of valid CSV rows: far beyond the limit once decompressed, a few KiB compressed.
+BOMB_PLAIN = b"1\n" * (32 << 20)
+BOMBS = {
+    "gzip": lambda: gzip.compress(BOMB_PLAIN, 9),
+    "deflate": lambda: zlib.compress(BOMB_PLAIN, 9),
+    "br": lambda: brotli.compress(BOMB_PLAIN, quality=5),
+    "zstd": lambda: zstd.compress(BOMB_PLAIN, 19),
+    "lz4": lambda: lz4.frame.compress(BOMB_PLAIN, compression_level=16),
+    "xz": lambda: lzma.compress(BOMB_PLAIN),
+    "bz2": lambda: bz2.compress(BOMB_PLAIN, 9),
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(BOMBS))
+def test_decompression_bombs_stop_at_the_limit(small_server, encoding):
+    bomb = BOMBS[encoding]()
+    assert len(bomb) < LIMIT  # small on the wire (lz4's ratio is the lowest, ~250:1)
+    process = psutil.Process(small_server.process.pid)
+    before = process.memory_info().rss
+    table = f"default.bomb_{encoding}"
+    post(small_server, f"CREATE TABLE IF NOT EXISTS {table} (a UInt8) ENGINE = MergeTree ORDER BY a")
+    status, body = request(small_server, body=bomb, headers={"Content-Encoding": encoding},
+                           query=f"INSERT INTO {table} FORMAT CSV")
+    text = body.decode()
+    assert (status, "Code: 229." in text, f"more than {LIMIT} bytes after decompression" in text) == (413, True, True), text
+    # The same bomb as a query text (no insert) stops the same way, for either user.
+    for readonly in (False, True):
+        status, body = request(small_server, body=bomb, headers={"Content-Encoding": encoding},
+                               auth=small_server.credentials(readonly))
+        assert (status, b"Code: 229." in body, b"after decompression" in body) == (413, True, True), body
+    assert post(small_server, f"SELECT count() FROM {table}") == (200, "0\n")
+    assert process.memory_info().rss - before < 48 << 20
+    assert_serves_inserts(small_server)
+
+
+def test_native_compressed_blocks_are_refused_before_reading(small_server):
+    bomb = zstd.compress(BOMB_PLAIN, 19)
+    status, body = request(small_server, body=bomb, query="INSERT INTO default.x FORMAT CSV", decompress="1")
+    assert (status, b"Code: 48." in body, b"native compression" in body) == (501, True, True)
+
+
+def test_oversized_raw_body_is_refused(small_server):
+    status, body = request(small_server, body=b"1\n" * LIMIT, query="INSERT INTO default.big FORMAT CSV")
+    assert (status, b"Code: 229." in body, f"more than {LIMIT} bytes as sent".encode() in body) == (413, True, True)
+    assert_serves_inserts(small_server)
+
+
+def test_session_flood_is_capped_per_user(small_server):
+    flood = [f"flood-{uuid.uuid4().hex}" for _ in range(6)]
+    answers = [request(small_server, "SELECT 1", auth=small_server.credentials(True), session_id=sid) for sid in flood]
+    assert [status for status, _ in answers] == [200] * 5 + [500]
+    assert b"Code: 700." in answers[-1][1]
+    assert f"User {TEST_READONLY_USER} has overflowed session count 5".encode() in answers[-1][1]
+    # The other user is not affected by the read-only user's flood.
+    assert request(small_server, "SELECT 2", session_id=f"admin-{uuid.uuid4().hex}") == (200, b"2\n")
+
+
+@pytest.mark.parametrize("sql,code,text", [
+    ("SET max_execution_time = 0", 452, "shouldn't be less than 1"),
+    ("SET max_execution_time = 100000", 452, "shouldn't be greater than 60"),
+    ("SET max_memory_usage = 0", 452, "shouldn't be less than 1"),
+    ("SELECT 1 SETTINGS max_result_rows = 0", 452, "shouldn't be less than 1"),
+    ("SELECT 1 SETTINGS max_result_bytes = 10000000000000", 452, "shouldn't be greater than"),
+    ("SET log_queries = 0", 452, "should not be changed"),
+    ("SELECT 1 SETTINGS max_rows_to_read = 5", 452, "should not be changed"),
+    ("SET readonly = 0", 164, "Cannot modify 'readonly' setting in readonly mode"),
+])
+def test_readonly_user_cannot_lift_its_limits(clickhouse_server, sql, code, text):
+    result = post(clickhouse_server, sql, readonly=True)
+    assert_refused(result, 500 if code != 164 else 500, code, text)
+
+
+def test_readonly_limits_hold_after_switching_profiles_and_in_url_settings(clickhouse_server):
+    sid = f"ro-{uuid.uuid4().hex}"
+    assert post(clickhouse_server, "SET profile = 'default'", readonly=True, session_id=sid)[0] == 200
+    result = post(clickhouse_server, "SET max_execution_time = 1000", readonly=True, session_id=sid)
+    assert_refused(result, 500, 452, "shouldn't be greater than 60")
+    result = post(clickhouse_server, "SELECT 1", readonly=True, max_memory_usage="0")
+    assert_refused(result, 500, 452, "shouldn't be less than 1")
+    assert post(clickhouse_server, "SELECT getSetting('max_execution_time'), getSetting('max_result_rows')",
+                readonly=True) == (200, "60\t1000000\n")
+    # Lowering a limit is allowed.
+    assert post(clickhouse_server, "SELECT getSetting('max_execution_time')", readonly=True,
+                max_execution_time="5") == (200, "5\n")
+
+
+def test_dashboard_load_cannot_starve_the_loader(small_server):
+    """Both read-only workers busy with slow queries: the full user's insert still runs at once."""
+    table = "default.loader_lane"
+    post(small_server, f"CREATE TABLE IF NOT EXISTS {table} (a UInt32) ENGINE = MergeTree ORDER BY a")
+    finished: list[str] = []
+
+    def slow_dashboard_query(index: int) -> None:
+        post(small_server, "SELECT sleepEachRow(1) FROM numbers(3) FORMAT Null", readonly=True)
+        finished.append(f"dashboard-{index}")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(slow_dashboard_query, index) for index in range(4)]
+        time.sleep(0.5)  # the dashboard queries hold both read-only workers
+        assert request(small_server, body=b"7\n", query=f"INSERT INTO {table} FORMAT CSV")[0] == 200
+        finished.append("loader")
+        for future in futures:
+            future.result()
+    assert finished[0] == "loader"
+    assert post(small_server, f"SELECT sum(a) FROM {table}") == (200, "7\n")
+
+
+# ---- generated credentials ----------------------------------------------------------------------
+
+def _coinstream(*args: str, env: dict, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coinstream", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _serve(env: dict, cwd: Path, port_holder: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "clickhouse.server", "--port", "0", "--port-file", str(port_holder),
+         "--exit-with-parent"],
+        env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_port(port_holder: Path, process: subprocess.Popen) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "server exited"
+        if port_holder.exists() and port_holder.read_text().strip().isdigit():
+            port = int(port_holder.read_text())
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).read()
+                return port
+            except OSError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError("server did not start")
+
+
+def _clean_env(tmp_path: Path, **extra: str) -> dict:
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("CLICKHOUSE_", "COINSTREAM_"))}
+    repo = str(Path(__file__).resolve().parents[1])
+    env.update({"COINSTREAM_DATA_DIR": str(tmp_path / "data"), "TZ": "UTC",
+                "PYTHONPATH": os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))})
+    env.update(extra)
+    return env
+
+
+def test_first_start_generates_passwords_every_command_finds(tmp_path):
+    env = _clean_env(tmp_path)
+    port_holder = tmp_path / "port"
+    server = _serve({**env, "CLICKHOUSE_PORT": "8123"}, tmp_path, port_holder)
+    try:
+        port = _wait_port(port_holder, server)
+        stored = tmp_path / "data" / "clickhouse" / "credentials.env"
+        assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+        values = dict(line.split("=", 1) for line in stored.read_text().splitlines() if not line.startswith("#"))
+        assert sorted(values) == ["CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD"]
+        assert min(len(value) for value in values.values()) >= 24
+        assert values["CLICKHOUSE_PASSWORD"] != values["CLICKHOUSE_READONLY_PASSWORD"]
+        # Nothing without the generated credentials: no password, the old default read-only one.
+        for user, password in (("default", ""), ("dashboard", "dashboard"), ("default", "default")):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/?query=SELECT%201")
+            req.add_header("X-ClickHouse-User", user)
+            req.add_header("X-ClickHouse-Key", password)
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(req, timeout=10)
+            assert caught.value.code == 403
+        # Any coinstream command on the same data directory finds them without being told.
+        command_env = {**env, "CLICKHOUSE_PORT": str(port)}
+        full = _coinstream("sql", "--format", "TSV", "SELECT currentUser() = 'default', 1 + 1",
+                           env=command_env, cwd=tmp_path)
+        assert (full.returncode, full.stdout) == (0, "1\t2\n"), full.stderr
+        readonly = _coinstream("sql", "--readonly", "CREATE TABLE x (a UInt8) ENGINE = Memory", env=command_env, cwd=tmp_path)
+        assert readonly.returncode != 0 and "Cannot execute query in readonly mode" in readonly.stderr
+        for value in values.values():
+            assert value not in full.stdout + full.stderr + readonly.stdout + readonly.stderr
+    finally:
+        server.terminate()
+        server.wait(30)
+    # A second start keeps the stored passwords; an explicit CLICKHOUSE_PASSWORD wins over them.
+    port_holder.unlink()
+    server = _serve({**env, "CLICKHOUSE_PASSWORD": "chosen-Pa55word"}, tmp_path, port_holder)
+    try:
+        port = _wait_port(port_holder, server)
+        assert dict(line.split("=", 1) for line in stored.read_text().splitlines() if not line.startswith("#")) == values
+        command_env = {**env, "CLICKHOUSE_PORT": str(port), "CLICKHOUSE_PASSWORD": "chosen-Pa55word"}
+        assert _coinstream("sql", "--format", "TSV", "SELECT 3", env=command_env, cwd=tmp_path).stdout == "3\n"
+        stale = {**env, "CLICKHOUSE_PORT": str(port)}  # would use the stored password: refused
+        result = _coinstream("sql", "SELECT 3", env=stale, cwd=tmp_path)
+        assert result.returncode != 0 and "Authentication failed" in result.stderr
+    finally:
+        server.terminate()
+        server.wait(30)
