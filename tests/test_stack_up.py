@@ -57,6 +57,15 @@ def descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
+def local_client(tmp_path: Path, port: int):
+    """A full-user client with the passwords the stack's server generated in its data directory."""
+    from common.local_credentials import read_credentials
+
+    stored = read_credentials(tmp_path / "data" / "clickhouse")
+    assert stored is not None
+    return clickhouse_connect.get_client(host="127.0.0.1", port=port, username="default", password=stored.password)
+
+
 def stop_and_check_nothing_left(process: subprocess.Popen, children: list[psutil.Process]) -> None:
     process.send_signal(signal.SIGINT)
     process.wait(timeout=60)
@@ -82,7 +91,7 @@ def test_up_starts_pipeline_and_ctrl_c_stops_every_process(tmp_path):
                      "produce historical", "dashboard", "ksql run"):
             assert part in names
 
-        client = clickhouse_connect.get_client(host="127.0.0.1", port=ports["clickhouse"])
+        client = local_client(tmp_path, ports["clickhouse"])
         deadline = time.monotonic() + 60
         rows = 0
         while time.monotonic() < deadline and rows < 10:
@@ -114,7 +123,7 @@ def test_up_infra_only_serves_kafka_and_clickhouse(tmp_path):
         wait_for_line(process, "Ctrl+C stops everything")
         metadata = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports['kafka']}"}).list_topics(timeout=10)
         assert [b.port for b in metadata.brokers.values()] == [ports["kafka"]]
-        client = clickhouse_connect.get_client(host="127.0.0.1", port=ports["clickhouse"])
+        client = local_client(tmp_path, ports["clickhouse"])
         assert client.command("SELECT 6 * 7") == 42
         client.close()
         stop_and_check_nothing_left(process, descendants(process.pid))

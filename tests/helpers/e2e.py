@@ -168,7 +168,14 @@ class UpProcess:
     def clickhouse(self):
         import clickhouse_connect
 
-        return clickhouse_connect.get_client(host="127.0.0.1", port=self.ports["clickhouse"])
+        from common.local_credentials import read_credentials
+
+        # The passwords the stack's server generated on its first start, as any command finds them.
+        stored = read_credentials(Path(self.env["COINSTREAM_DATA_DIR"]) / "clickhouse")
+        assert stored is not None, "the ClickHouse server has not generated its passwords"
+        return clickhouse_connect.get_client(
+            host="127.0.0.1", port=self.ports["clickhouse"], username="default", password=stored.password,
+        )
 
 
 # ---- the live flow, switched at the simulated API ---------------------------------------------------
