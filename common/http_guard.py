@@ -66,7 +66,7 @@ def host_allowed(host_header: str | None, extra_hosts: Iterable[str] = ()) -> bo
         return False
     if _is_loopback(name):
         return True
-    allowed = {host.strip().lower().strip("[]") for host in extra_hosts if host and host.strip()}
+    allowed = {host.strip().lower().strip("[]").rstrip(".") for host in extra_hosts if host and host.strip()}
     # A server bound to every interface cannot tell its names apart; its configured host is then
     # no name at all, and only loopback and explicitly listed names pass.
     allowed -= {"0.0.0.0", "::", ""}
@@ -101,8 +101,8 @@ def refusal_reason(
     headers: "web.BaseRequest | Mapping[str, str]", extra_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()
 ) -> str | None:
     """Why a request must be refused (a sentence), or None when its headers are acceptable."""
-    get = headers.headers.get if hasattr(headers, "headers") else headers.get  # type: ignore[attr-defined]
-    origin, host = get("Origin"), get("Host")
+    source = headers.headers if hasattr(headers, "headers") else headers  # type: ignore[attr-defined]
+    origin, host = _header(source, "Origin"), _header(source, "Host")
     # A page the server itself served (same origin: its Host) may call it back.
     own_origins = (f"http://{host}", f"https://{host}") if host and host_allowed(host, extra_hosts) else ()
     if not origin_allowed(origin, (*allowed_origins, *own_origins)):
@@ -116,6 +116,14 @@ def refusal_reason(
             "rebinding); use http://127.0.0.1 or http://localhost"
         )
     return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value; header names are case-insensitive even in a plain dict ({"origin": …})."""
+    value = headers.get(name)
+    if value is None:
+        value = next((item for key, item in headers.items() if key.lower() == name.lower()), None)
+    return value
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -10,6 +10,10 @@ Routes:
   `interval_s`), a comment line as keep-alive otherwise;
 - `/healthz`             "ok".
 
+Every route refuses browser-borne requests (`common.http_guard`): a request whose `Origin` is
+neither the page's own nor listed in HTTP_ALLOWED_ORIGINS, or whose `Host` is not a loopback name
+(DNS rebinding) or the bound host, gets 403 and a JSON reason, before any query.
+
 Why server-sent events: one long-lived plain HTTP response per page, reconnected by the browser
 itself (EventSource), is all a read-only live view needs; no client library, no websocket.
 """
@@ -18,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from common.http_guard import browser_guard_middleware
 from dashboard.data import COIN_PATTERN, CardSource
 from dashboard.vendor import plotly_js_path, plotly_js_version
 from metabase.spec import DashboardSpec
@@ -42,9 +48,14 @@ def sse_event(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
-def create_app(spec: DashboardSpec, source: CardSource, interval_s: float = 2.0) -> web.Application:
-    """The application; `source` answers the card queries, polled every `interval_s` per page."""
-    app = web.Application()
+def create_app(spec: DashboardSpec, source: CardSource, interval_s: float = 2.0,
+               extra_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()) -> web.Application:
+    """The application; `source` answers the card queries, polled every `interval_s` per page.
+
+    `extra_hosts`: `Host` names accepted besides loopback (the bound host); `allowed_origins`:
+    web origins besides the page's own that may call it (HTTP_ALLOWED_ORIGINS; none by default).
+    """
+    app = web.Application(middlewares=[browser_guard_middleware(extra_hosts, allowed_origins)])
     app[SPEC] = spec
     app[SOURCE] = source
     app[INTERVAL] = interval_s

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
@@ -21,9 +21,14 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 
 async def serve(spec: DashboardSpec, source: CardSource, host: str, port: int,
-                interval_s: float, announce: Callable[[str], None]) -> None:
-    """Run until a stop signal; call `announce(url)` once the socket listens."""
-    app = create_app(spec, source, interval_s)
+                interval_s: float, announce: Callable[[str], None],
+                allowed_origins: Iterable[str] = ()) -> None:
+    """Run until a stop signal; call `announce(url)` once the socket listens.
+
+    Requests must name loopback or `host` in their `Host` header, and carry no `Origin` but the
+    page's own or one of `allowed_origins` (see `common.http_guard`).
+    """
+    app = create_app(spec, source, interval_s, extra_hosts=(host,), allowed_origins=allowed_origins)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     stop = asyncio.Event()

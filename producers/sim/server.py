@@ -26,6 +26,12 @@ Test switches under `/_sim/` (not part of the real API; POST, JSON):
 "paths": ["/coins/map"]}, {"kind": "malformed"}, {"kind": "slow", "delay_s": 2}], "null_rate":
 ["ETH"], "omit": ["BTC"]}`` queues faults and coin overrides; `/_sim/credits` ``{"key": K, "used": N}``
 sets a key's credits spent today; `/_sim/reset` clears all of it; `/_sim/stats` returns counters.
+
+Browser-borne requests are refused on every path, `/_sim/` included (`common.http_guard`): a
+request with an `Origin` not in `SimConfig.allowed_origins` (HTTP_ALLOWED_ORIGINS; the server's own
+origin aside), or whose `Host` is neither loopback nor one of `SimConfig.hosts` (the bound host
+and the names clients are configured to use), gets 403 and a JSON reason; it spends no credit,
+takes no fault and is not counted. HTTP clients such as `requests` send no Origin.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import Any
 
 from aiohttp import web
 
+from common.http_guard import browser_guard_middleware
 from producers.sim import walk
 from producers.sim.catalog import COINS, CoinSpec
 from producers.sim.market import DAY_MS, HOUR_MS, Market
@@ -79,6 +86,10 @@ class SimConfig:
     rejected_keys: frozenset[str] = frozenset()
     guard_ms: int = 100
     faults: list[Fault] = field(default_factory=list)
+    # Names accepted in the Host header besides loopback and `host` (e.g. "sim-api" in compose).
+    hosts: tuple[str, ...] = ()
+    # Web origins whose pages may call the API (HTTP_ALLOWED_ORIGINS); none by default.
+    allowed_origins: tuple[str, ...] = ()
 
 
 class ApiError(Exception):
@@ -119,7 +130,9 @@ class SimulatedApi:
         self.state.add_faults(list(config.faults))
 
     def app(self) -> web.Application:
-        app = web.Application()
+        guard = browser_guard_middleware((self.config.host, *self.config.hosts),
+                                         self.config.allowed_origins)
+        app = web.Application(middlewares=[guard])
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 

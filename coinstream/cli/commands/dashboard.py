@@ -2,7 +2,8 @@
 
 Reads ClickHouse as the read-only user (CLICKHOUSE_READONLY_USER on the local server, or on
 CLICKHOUSE_URL when that variable is set) and serves the page on 127.0.0.1, so traders can watch
-the same cards as in Metabase, plus candlesticks, without Metabase.
+the same cards as in Metabase, plus candlesticks, without Metabase. Requests from other web pages
+(an `Origin` not in HTTP_ALLOWED_ORIGINS) and for other host names (DNS rebinding) get 403.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def command(settings: Settings, port: int, host: str, interval_s: float,
         sys.stdout.flush()
 
     try:
-        asyncio.run(serve(spec, source, host, port, interval_s, announce))
+        asyncio.run(serve(spec, source, host, port, interval_s, announce,
+                          allowed_origins=settings.http_allowed_origins))
     except OSError as error:
         click.echo(f"coinstream dashboard: cannot listen on {host}:{port}: "
                    f"{error.strerror or error}", err=True)

@@ -1,10 +1,17 @@
-"""`coinstream sim-api`: the simulated LiveCoinWatch API in the foreground."""
+"""`coinstream sim-api`: the simulated LiveCoinWatch API in the foreground.
+
+Requests from other web pages (an `Origin` not in HTTP_ALLOWED_ORIGINS) and for host names other
+than loopback, `--host` and the host of LCW_BASE_URL (the name the producers call it by, such as
+`sim-api` in docker compose) are refused with 403 (`common.http_guard`).
+"""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import click
 
-from common.settings import SIMULATED_API_PORT
+from common.settings import SIMULATED_API_PORT, Settings
 from producers.sim.server import SimConfig, serve_forever
 from producers.sim.state import parse_fault_spec
 
@@ -33,15 +40,24 @@ def _faults(_ctx: click.Context, _param: click.Parameter, specs: tuple[str, ...]
 @click.option("--fault", "faults", multiple=True, callback=_faults,
               help="Inject a fault into the next requests: STATUS|malformed|slow:SECONDS, then "
                    "optionally xCOUNT and @PATH, e.g. 429x3 or 500x2@/coins/map (repeatable).")
-def command(port: int, host: str, seed: int, daily_credits: int, api_keys: tuple[str, ...],
-            reject_keys: tuple[str, ...], guard_ms: int, faults: list) -> None:
+@click.pass_obj
+def command(settings: Settings, port: int, host: str, seed: int, daily_credits: int,
+            api_keys: tuple[str, ...], reject_keys: tuple[str, ...], guard_ms: int,
+            faults: list) -> None:
     """Serve the simulated LiveCoinWatch API (real endpoints, errors and credits; seeded prices)
     until Ctrl+C or SIGTERM. Test switches live under /_sim/ (faults, credits, reset, stats)."""
     config = SimConfig(seed=seed, host=host, port=port, daily_credits=daily_credits,
                        accepted_keys=frozenset(api_keys), rejected_keys=frozenset(reject_keys),
-                       guard_ms=guard_ms, faults=faults)
+                       guard_ms=guard_ms, faults=faults, hosts=_configured_hosts(settings),
+                       allowed_origins=settings.http_allowed_origins)
     try:
         serve_forever(config, ready=lambda url: click.echo(
             f"simulated LiveCoinWatch API ready at {url} (seed {seed})"))
     except OSError as error:
         raise click.ClickException(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
+
+
+def _configured_hosts(settings: Settings) -> tuple[str, ...]:
+    """The host of LCW_BASE_URL, when set: clients configured with it reach this server by that name."""
+    name = urlsplit(settings.lcw_base_url).hostname if settings.lcw_base_url else None
+    return (name,) if name else ()
