@@ -159,6 +159,18 @@ WRITE_VARIANTS = [
     "CREATE DATABASE evil_fs_{n} ENGINE = Filesystem('{dir}')",
     "ATTACH TABLE default.evil_attach_{n} FROM '{dir}' (a UInt8) ENGINE = MergeTree ORDER BY a",
     "SELECT * FROM executable('x.sh', 'TSV', 'a String')",
+    # INTO OUTFILE after any statement, not only SELECT; a comment between the keywords.
+    "DESCRIBE TABLE system.one INTO OUTFILE '{path}'",
+    "SHOW TABLES INTO OUTFILE '{path}'",
+    "EXPLAIN SELECT 1 INTO OUTFILE '{path}'",
+    "EXISTS TABLE system.one INTO OUTFILE '{path}'",
+    "SELECT 1 INTO /* c */ OUTFILE '{path}'",
+    # Settings that name a file the engine writes.
+    "SELECT 1 SETTINGS output_format_schema = '{path}' FORMAT CapnProto",
+    "SELECT * FROM format(CSV, 'a UInt8', 'x') SETTINGS input_format_record_errors_file_path = '{path}', "
+    "input_format_allow_errors_num = 1",
+    "SELECT * FROM url('file://{path}', 'CSV', 'a UInt8')",
+    "INSERT INTO FUNCTION url('file://{path}', 'CSV', 'a UInt8') SELECT 1",
 ]
 
 
@@ -215,16 +227,16 @@ def bystander():
 
 
 NETWORK_VARIANTS = [
-    ("SELECT * FROM url('http://127.0.0.1:{port}/x', 'LineAsString')", "READ ON URL"),
-    ("SELECT * FROM `url`(/* c */ 'http://127.0.0.1:{port}/x', 'LineAsString')", "READ ON URL"),
+    ("SELECT * FROM url('http://127.0.0.1:{port}/x', 'LineAsString')", "Table function url is not allowed"),
+    ("SELECT * FROM `url`(/* c */ 'http://127.0.0.1:{port}/x', 'LineAsString')", "Table function url is not allowed"),
     ("SELECT * FROM url('http://127.0.0.1:{self_port}/?query=SELECT%20currentUser()', 'LineAsString')",
-     "READ ON URL"),
-    ("WITH t AS (SELECT * FROM url('http://127.0.0.1:{port}/cte', 'LineAsString')) SELECT * FROM t", "READ ON URL"),
-    ("SELECT * FROM s3('http://127.0.0.1:{port}/bucket/x.csv', 'CSV', 'a String')", "READ ON S3"),
-    ("SELECT * FROM remote('127.0.0.1:{self_port}', system.one)", "READ ON REMOTE"),
-    ("SELECT * FROM mysql('127.0.0.1:{port}', 'd', 't', 'u', 'p')", "READ ON MYSQL"),
-    ("SELECT * FROM postgresql('127.0.0.1:{port}', 'd', 't', 'u', 'p')", "READ ON POSTGRES"),
-    ("SELECT * FROM sqlite('/tmp/x.db', 't')", "READ ON SQLITE"),
+     "Table function url is not allowed"),
+    ("WITH t AS (SELECT * FROM url('http://127.0.0.1:{port}/cte', 'LineAsString')) SELECT * FROM t", "Table function url is not allowed"),
+    ("SELECT * FROM s3('http://127.0.0.1:{port}/bucket/x.csv', 'CSV', 'a String')", "Table function s3 is not allowed"),
+    ("SELECT * FROM remote('127.0.0.1:{self_port}', system.one)", "Table function remote is not allowed"),
+    ("SELECT * FROM mysql('127.0.0.1:{port}', 'd', 't', 'u', 'p')", "Table function mysql is not allowed"),
+    ("SELECT * FROM postgresql('127.0.0.1:{port}', 'd', 't', 'u', 'p')", "Table function postgresql is not allowed"),
+    ("SELECT * FROM sqlite('/tmp/x.db', 't')", "Table function sqlite is not allowed"),
     ("CREATE TABLE default.net_{n} (a String) ENGINE = URL('http://127.0.0.1:{port}/e', 'LineAsString')",
      "Engine URL is disabled"),
     ("CREATE DICTIONARY default.net_dict_{n} (a UInt64) PRIMARY KEY a "
@@ -249,6 +261,131 @@ def test_no_user_reaches_the_network(clickhouse_server, bystander, template, tex
     assert _Counting.hits == []
     assert "default\n" not in body
     assert_serves_inserts(clickhouse_server)
+
+
+SOURCE_VARIANTS = [
+    # Table functions over the file system and the machine, also as arguments of local ones.
+    ("SELECT * FROM filesystem('{dir}')", "Table function filesystem is not allowed"),
+    ("SELECT * FROM loop(filesystem('{dir}')) LIMIT 1", "Table function filesystem is not allowed"),
+    ("SELECT * FROM viewIfPermitted(SELECT 1 ELSE filesystem('{dir}'))", "Table function filesystem is not allowed"),
+    ("SELECT * FROM url('file://{secret}', 'LineAsString')", "Table function url is not allowed"),
+    ("SELECT * FROM python('print(1)')", "Table function python is not allowed"),
+    ("DESCRIBE TABLE arrowStream('{secret}')", "not allowed"),
+    # A result limit in the statement's own SETTINGS cuts or fails the explanation: still checked.
+    ("SELECT * FROM file('{secret}', 'LineAsString') SETTINGS max_result_rows = 1, result_overflow_mode = 'throw'",
+     "File is not inside"),
+    ("SELECT * FROM file('{secret}', 'LineAsString') SETTINGS max_result_rows = 1, result_overflow_mode = 'break', "
+     "max_block_size = 1", "File is not inside"),
+    # Settings that name a file to read, or switch the language the statement is judged in.
+    ("SELECT 1 FORMAT Template SETTINGS format_template_resultset = '{secret}'", "should not be changed"),
+    ("SELECT 1 FORMAT Template SETTINGS format_template_row = '{secret}'", "should not be changed"),
+    ("SET format_schema = '{secret}'", "should not be changed"),
+    ("SET dialect = 'kusto'", "should not be changed"),
+    ("SET allow_experimental_ai_functions = 1", "should not be changed"),
+    # Dictionaries fed by a query (run unchecked) rather than a table.
+    ("CREATE DICTIONARY default.evil_q_{n} (line String) PRIMARY KEY line SOURCE(CLICKHOUSE("
+     "QUERY 'SELECT * FROM file(''{secret}'', ''LineAsString'')')) LAYOUT(COMPLEX_KEY_HASHED()) LIFETIME(0)",
+     "Dictionary source CLICKHOUSE is disabled"),
+    ("CREATE DICTIONARY default.evil_w_{n} (a UInt64) PRIMARY KEY a SOURCE(clickhouse(table 'one' db 'system' "
+     "invalidate_query 'SELECT 1')) LAYOUT(FLAT()) LIFETIME(0)", "Dictionary source CLICKHOUSE is disabled"),
+    # Stored queries over files: an altered materialized view, a refreshable one.
+    ("CREATE MATERIALIZED VIEW default.evil_mv_{n} REFRESH EVERY 1 SECOND ENGINE = Memory AS "
+     "SELECT * FROM file('inside.csv', 'LineAsString')", "A view or table over file() is not allowed"),
+    ("ALTER TABLE default.evil_mv_{n} MODIFY QUERY SELECT * FROM file('inside.csv', 'LineAsString')",
+     "A view or table over file() is not allowed"),
+    # Statements that stop the engine for every client.
+    ("SYSTEM SHUTDOWN", "SYSTEM SHUTDOWN is not supported"),
+    ("system /* c */ shutdown", "SYSTEM SHUTDOWN is not supported"),
+]
+
+
+@pytest.mark.parametrize("template,text", SOURCE_VARIANTS)
+def test_sources_settings_and_stored_queries_cannot_get_around(clickhouse_server, secret_file, template, text):
+    sql = template.format(secret=secret_file, dir=secret_file.parent, n=uuid.uuid4().hex[:6])
+    for readonly in (False, True):
+        status, body = post(clickhouse_server, sql, readonly=readonly)
+        assert (status >= 400, "DB::Exception" in body, SECRET in body) == (True, True, False), body
+        if not readonly:
+            assert text in body, body
+    assert post(clickhouse_server, "SELECT count() FROM system.tables WHERE name LIKE 'evil%'") == (200, "0\n")
+    assert post(clickhouse_server, "SELECT count() FROM system.dictionaries WHERE name LIKE 'evil%'") == (200, "0\n")
+    assert_serves_inserts(clickhouse_server)
+
+
+def test_path_settings_in_the_url_are_refused(clickhouse_server, secret_file):
+    for readonly in (False, True):
+        result = post(clickhouse_server, "SELECT 1 FORMAT Template", readonly=readonly,
+                      format_template_resultset=str(secret_file))
+        assert_refused(result, 500, 452, "should not be changed")
+
+
+NETWORK_STORAGE_VARIANTS = [
+    ("CREATE TABLE default.evil_web_{n} (a UInt8) ENGINE = MergeTree ORDER BY a "
+     "SETTINGS disk = disk(type = web, endpoint = 'http://127.0.0.1:{port}/web/')", "The table setting disk is disabled"),
+    ("CREATE TABLE default.evil_sp_{n} (a UInt8) ENGINE = MergeTree ORDER BY a SETTINGS storage_policy = 'x'",
+     "The table setting storage_policy is disabled"),
+    ("ALTER TABLE default.alive MODIFY SETTING disk = disk(type = web, endpoint = 'http://127.0.0.1:{port}/web/')",
+     "The table setting disk is disabled"),
+    ("SELECT aiGenerate('hello')", "aiGenerate() is not allowed"),
+    ("CREATE NAMED COLLECTION evil_nc_{n} AS url = 'http://127.0.0.1:{port}/nc'", "Named collections are disabled"),
+]
+
+
+@pytest.mark.parametrize("template,text", NETWORK_STORAGE_VARIANTS)
+def test_disks_ai_functions_and_named_collections_reach_nothing(clickhouse_server, bystander, template, text):
+    sql = template.format(port=bystander, n=uuid.uuid4().hex[:6])
+    for readonly in (False, True):
+        status, body = post(clickhouse_server, sql, readonly=readonly)
+        assert (status >= 400, "DB::Exception" in body) == (True, True), body
+        if not readonly:
+            assert text in body, body
+    assert _Counting.hits == []
+    assert post(clickhouse_server, "SELECT count() FROM system.named_collections") == (200, "0\n")
+    assert_serves_inserts(clickhouse_server)
+
+
+def test_what_the_checks_allow_still_works(clickhouse_server):
+    """The same checks let ordinary statements through: a limit in SETTINGS, local table functions,
+    a dictionary over a table, SHOW with LIKE, a trailing comment."""
+    assert post(clickhouse_server, "SELECT number FROM numbers(3) SETTINGS max_result_rows = 1, "
+                                   "result_overflow_mode = 'break', max_block_size = 1") == (200, "0\n")
+    assert post(clickhouse_server, "SELECT count() FROM (SELECT * FROM loop(numbers(2)) LIMIT 5)") == (200, "5\n")
+    assert post(clickhouse_server, "SELECT sum(number) FROM numbers(4) -- no newline") == (200, "6\n")
+    assert post(clickhouse_server, "SELECT * FROM format(CSV, 'a UInt8', '7')") == (200, "7\n")
+    name = f"d_{uuid.uuid4().hex[:6]}"
+    assert post(clickhouse_server, f"CREATE TABLE default.{name}_src (k UInt64, v String) ENGINE = MergeTree ORDER BY k")[0] == 200
+    assert post(clickhouse_server, f"INSERT INTO default.{name}_src VALUES (1, 'one')")[0] == 200
+    assert post(clickhouse_server, f"CREATE DICTIONARY default.{name} (k UInt64, v String) PRIMARY KEY k "
+                                   f"SOURCE(CLICKHOUSE(TABLE '{name}_src' DB 'default')) LAYOUT(FLAT()) LIFETIME(0)")[0] == 200
+    assert post(clickhouse_server, f"SELECT dictGet('default.{name}', 'v', toUInt64(1))", readonly=True) == (200, "one\n")
+    assert post(clickhouse_server, f"SHOW TABLES FROM default LIKE '{name}_src'", readonly=True) == (200, f"{name}_src\n")
+
+
+def test_system_kill_is_refused_and_the_server_lives(tmp_path):
+    """SYSTEM KILL makes chDB kill its whole process group: run this server in a session of its
+    own, so that a regression kills the server and fails this test, not the test run."""
+    env = _clean_env(tmp_path)
+    port_holder = tmp_path / "port"
+    server = _serve(env, tmp_path, port_holder, new_session=True)
+    try:
+        port = _wait_port(port_holder, server)
+        stored = tmp_path / "data" / "clickhouse" / "credentials.env"
+        password = dict(line.split("=", 1) for line in stored.read_text().splitlines()
+                        if not line.startswith("#"))["CLICKHOUSE_PASSWORD"]
+        for sql in ("SYSTEM KILL", "SyStEm  KILL", "SYSTEM SHUTDOWN"):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=sql.encode())
+            req.add_header("X-ClickHouse-User", "default")
+            req.add_header("X-ClickHouse-Key", password)
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(req, timeout=10)
+            body = caught.value.read().decode()
+            assert ("Code: 48." in body, "is not supported by the embedded server" in body) == (True, True), body
+        time.sleep(0.5)
+        assert server.poll() is None
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5).read() == b"Ok.\n"
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 # ---- browsers --------------------------------------------------------------------------------------
@@ -414,11 +551,11 @@ def _coinstream(*args: str, env: dict, cwd: Path, timeout: float = 60) -> subpro
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _serve(env: dict, cwd: Path, port_holder: Path) -> subprocess.Popen:
+def _serve(env: dict, cwd: Path, port_holder: Path, new_session: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "clickhouse.server", "--port", "0", "--port-file", str(port_holder),
          "--exit-with-parent"],
-        env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=new_session,
     )
 
 

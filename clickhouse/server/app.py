@@ -389,7 +389,7 @@ async def _run_insert(
         raise readonly_refusal(user.name)
     call = state.engine.lane(user.readonly)
     await call(functools.partial(
-        check_statement, connection, f"{statement} FORMAT {fmt}", user_files=state.engine.user_files,
+        check_statement, state.engine, connection, f"{statement} FORMAT {fmt}",
         params=query_request.query_parameters,
     ))
     insert = await call(connection.insert, statement, fmt)
@@ -419,7 +419,7 @@ async def _run_query(
     if keyword in _SESSION_STATEMENTS:
         connection.changes_session_state = True
     await call(functools.partial(
-        check_statement, connection, query, user_files=state.engine.user_files,
+        check_statement, state.engine, connection, query,
         readonly_user=user.name if user.readonly else None, method_is_get=is_get,
         params=query_request.query_parameters,
     ))

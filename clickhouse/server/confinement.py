@@ -13,6 +13,8 @@ honours it:
   resolve inside the user-files directory because the server process runs there;
 - no custom disks (`custom_local_disks_base_directory` is left undefined, so ClickHouse refuses
   `disk(type = local, path = ...)`);
+- a profile every connection starts under, whose constraints make the settings that name paths or
+  URLs, switch the SQL dialect or enable network features constant for every user;
 - the read-only user's limits (`ReadonlyLimits`) and a settings profile whose constraints make
   every setting outside a short allowlist constant and cap the limits: the server sets the limits
   on each read-only connection, applies the profile, then `readonly = 2`. From then on ClickHouse
@@ -32,10 +34,30 @@ from xml.sax.saxutils import escape
 USER_FILES_DIR = "user_files"
 CONFIG_DIR = "server-config"
 READONLY_PROFILE = "coinstream_readonly"
+CONFINED_PROFILE = "coinstream_confined"
+
+# Settings constant for every user: they name a path or a URL the engine would read or write
+# (format schemas and templates, an error log file, a schema registry, base URLs), switch the SQL
+# dialect (the server judges statements as ClickHouse SQL parses them), or turn on features that
+# reach the network (AI functions and their endpoints, data-lake catalogs, disks from outside).
+_CONFINED_SETTINGS = frozenset({
+    "dialect", "polyglot_dialect", "allow_experimental_kusto_dialect", "allow_experimental_prql_dialect",
+    "allow_experimental_polyglot_dialect", "enable_json_ast_dialect", "enable_trino_dialect",
+    "format_schema", "format_schema_source", "format_template_resultset", "format_template_row",
+    "output_format_schema", "format_avro_schema_registry_url", "input_format_record_errors_file_path",
+    "into_outfile_create_parent_directories", "rename_files_after_processing", "url_base", "s3_base",
+    "allow_experimental_ai_functions", "allow_experimental_database_glue_catalog",
+    "allow_experimental_database_unity_catalog", "allow_experimental_database_hms_catalog",
+    "allow_experimental_database_paimon_rest_catalog", "allow_database_glue_catalog",
+    "allow_database_unity_catalog", "dynamic_disk_allow_from_env", "dynamic_disk_allow_from_zk",
+    "dynamic_disk_allow_include", "allow_get_client_http_header",
+    "s3_allow_server_credentials_in_user_queries", "format_display_secrets_in_show_and_select",
+})
+_CONFINED_PREFIXES = ("ai_function_",)
 
 # Settings a read-only user may change (within the caps for the limits): output formatting and
 # what dashboard tools send. Every other setting is constant for it.
-_READONLY_CHANGEABLE_PREFIXES = ("output_format_", "format_")
+_READONLY_CHANGEABLE_PREFIXES = ("output_format_", "format_csv_", "format_tsv_", "format_custom_")
 _READONLY_CHANGEABLE = frozenset({
     "max_execution_time", "max_memory_usage", "max_result_rows", "max_result_bytes",
     "result_overflow_mode", "max_block_size", "max_threads", "extremes", "join_use_nulls",
@@ -90,17 +112,30 @@ def _grants() -> str:
     return "".join(f"<query>{escape(query)}</query>" for query in queries)
 
 
+def is_confined_setting(name: str) -> bool:
+    """Whether `name` is constant for every user (see `_CONFINED_SETTINGS`)."""
+    return name in _CONFINED_SETTINGS or name.startswith(_CONFINED_PREFIXES)
+
+
+def _const(names: list[str]) -> list[str]:
+    return [f"<{name}><const/></{name}>" for name in names if name.replace("_", "").isalnum()]
+
+
+def _confined_constraints(setting_names: list[str]) -> str:
+    return "".join(_const(sorted(name for name in set(setting_names) if is_confined_setting(name))))
+
+
 def _readonly_constraints(setting_names: list[str], limits: ReadonlyLimits) -> str:
     caps = {
         "max_execution_time": limits.max_execution_time_s, "max_memory_usage": limits.max_memory_usage,
         "max_result_rows": limits.max_result_rows, "max_result_bytes": limits.max_result_bytes,
     }
     lines = [f"<{name}><min>1</min><max>{cap}</max></{name}>" for name, cap in caps.items()]
-    for name in sorted(set(setting_names)):
-        if name in _READONLY_CHANGEABLE or name.startswith(_READONLY_CHANGEABLE_PREFIXES):
-            continue
-        if name.replace("_", "").isalnum():  # a valid XML element name
-            lines.append(f"<{name}><const/></{name}>")
+    lines += _const(sorted(
+        name for name in set(setting_names)
+        if is_confined_setting(name)
+        or not (name in _READONLY_CHANGEABLE or name.startswith(_READONLY_CHANGEABLE_PREFIXES))
+    ))
     return "".join(lines)
 
 
@@ -129,8 +164,10 @@ def write_engine_config(
         f"      <grants>{_grants()}</grants>\n"
         "    </default>\n"
         "  </users>\n"
-        f"  <profiles><default/><{READONLY_PROFILE}><constraints>"
-        f"{_readonly_constraints(setting_names, limits)}</constraints></{READONLY_PROFILE}></profiles>\n"
+        "  <profiles><default/>"
+        f"<{CONFINED_PROFILE}><constraints>{_confined_constraints(setting_names)}</constraints></{CONFINED_PROFILE}>"
+        f"<{READONLY_PROFILE}><constraints>{_readonly_constraints(setting_names, limits)}</constraints>"
+        f"</{READONLY_PROFILE}></profiles>\n"
         "  <quotas><default/></quotas>\n"
         "</clickhouse>\n"
     ))

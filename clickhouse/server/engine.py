@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,10 +27,11 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 from clickhouse.server import policy, sqlscan
-from clickhouse.server.confinement import READONLY_PROFILE, ReadonlyLimits, write_engine_config
+from clickhouse.server.confinement import (
+    CONFINED_PROFILE, READONLY_PROFILE, ReadonlyLimits, write_engine_config,
+)
 from clickhouse.server.errors import (
-    NOT_IMPLEMENTED, READONLY, SYNTAX_ERROR, UNKNOWN_QUERY_PARAMETER,
-    ClickHouseError,
+    ACCESS_DENIED, NOT_IMPLEMENTED, READONLY, SYNTAX_ERROR, TOO_MANY_ROWS_OR_BYTES, ClickHouseError,
 )
 from clickhouse.server.protocol import Summary, set_statement
 
@@ -228,21 +230,6 @@ class EngineConnection:
         name = getattr(query_class, "name", str(query_class))
         return Classification(name, int(report.get("statement_count", 0)))
 
-    def explain_ast(self, sql: str, params: Mapping[str, str] | None = None) -> policy.AstNode | None:
-        """ClickHouse's parse of the statement (`EXPLAIN AST`), or None if it does not parse.
-
-        A statement that does not parse is left to chDB, which then answers with its own syntax
-        error; nothing that fails to parse can run. The statement is explained without a trailing
-        FORMAT clause or semicolon, which EXPLAIN would apply to its own output.
-        """
-        try:
-            text = self.run(f"EXPLAIN AST {sql}", "TSVRaw", params)
-        except ClickHouseError as error:
-            if error.code in (SYNTAX_ERROR, UNKNOWN_QUERY_PARAMETER):
-                raise
-            return None
-        return policy.parse_explain_ast(text.decode("utf-8", errors="replace"))
-
     def apply_settings(self, settings: Mapping[str, str]) -> None:
         statement = set_statement(settings)
         if statement:
@@ -292,22 +279,24 @@ _READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLA
 
 
 def check_statement(
-    connection: EngineConnection, sql: str, *, user_files: Path, readonly_user: str | None = None,
+    engine: "Engine", connection: EngineConnection, sql: str, *, readonly_user: str | None = None,
     method_is_get: bool = False, params: Mapping[str, str] | None = None,
 ) -> None:
-    """Refuse what the server must never run, before chDB runs it.
+    """Refuse what the server must never run, before chDB runs it on `connection`.
 
     Several statements in one request (ClickHouse's HTTP interface refuses them); whatever
     `policy.py` refuses on the parsed statement (paths outside the user files, programs, engines
     and sources that reach outside, INTO OUTFILE, ...); and, for the read-only user
-    (`readonly_user`, its name) or a GET request, anything that is not a read.
+    (`readonly_user`, its name) or a GET request, anything that is not a read. A statement that
+    cannot be explained is refused with the reason, never run unchecked.
     """
     classification = connection.classify(sql)
     if classification is not None and classification.statement_count > 1:
         raise ClickHouseError.make(SYNTAX_ERROR, "Syntax error (Multi-statements are not allowed)")
-    tree = connection.explain_ast(sql, params)
-    if tree is not None:
-        policy.check_tree(tree, sql, readonly=readonly_user is not None, user_files=user_files)
+    policy.check_tree(
+        engine.explain_ast(sql, params), sql, readonly=readonly_user is not None,
+        user_files=engine.user_files, table_functions=engine.table_functions,
+    )
     if readonly_user is None and not method_is_get:
         return
     keyword = sqlscan.first_keyword(sql)
@@ -385,13 +374,61 @@ class Engine:
         self._readonly_executor = ThreadPoolExecutor(max_workers=readonly_workers, thread_name_prefix="chdb-ro")
         self.max_workers = max_workers
         self.readonly_workers = readonly_workers
+        self._explainers: queue.SimpleQueue[EngineConnection] = queue.SimpleQueue()
+        self.table_functions = frozenset(
+            self._anchor.run("SELECT lower(name) FROM system.table_functions", "TSVRaw").decode().split()
+        )
 
     def connect(self) -> EngineConnection:
-        """A new connection to the same databases, with its own settings and current database."""
+        """A new connection to the same databases, with its own settings and current database.
+
+        Every connection starts under the confined profile (`confinement.py`): the settings that
+        name paths or URLs or switch the SQL dialect are constant on it for good."""
         try:
-            return EngineConnection(self._sqlitelike.Connection(str(self.path)))
+            connection = EngineConnection(self._sqlitelike.Connection(str(self.path)))
         except Exception as error:
             raise ClickHouseError.from_engine(error) from None
+        try:
+            connection.run(f"SET profile = '{CONFINED_PROFILE}'")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def explain_ast(self, sql: str, params: Mapping[str, str] | None = None) -> policy.AstNode:
+        """ClickHouse's parse of the statement (`EXPLAIN AST`, query parameters substituted).
+
+        Explained on a connection of its own (kept in a small pool), never the request's: the
+        request's settings (a result limit, another dialect) must not change or cut the output.
+        A limit in the statement's own SETTINGS applies to the explanation too; when it makes
+        EXPLAIN fail, the explanation is read through a one-row aggregate instead. Any other
+        failure is the answer: the statement is refused with ClickHouse's own error.
+        """
+        connection = self._borrow_explainer()
+        try:
+            try:
+                text = connection.run(f"EXPLAIN AST {sql}", "TSVRaw", params)
+            except ClickHouseError as error:
+                if error.code != TOO_MANY_ROWS_OR_BYTES:
+                    raise
+                text = connection.run(
+                    f"SELECT arrayStringConcat(groupArray(explain), '\\n') FROM (EXPLAIN AST {sql})",
+                    "TSVRaw", params,
+                )
+        finally:
+            self._explainers.put(connection)
+        try:
+            return policy.parse_explain_ast(text.decode("utf-8", errors="replace"))
+        except policy.IncompleteAst as error:
+            raise ClickHouseError.make(
+                ACCESS_DENIED, f"The statement could not be checked ({error}); it was not run"
+            ) from None
+
+    def _borrow_explainer(self) -> EngineConnection:
+        try:
+            return self._explainers.get_nowait()
+        except queue.Empty:
+            return self.connect()
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """Run a blocking chDB call on the full user's pool without blocking the event loop."""
@@ -411,6 +448,11 @@ class Engine:
         """Stop the pools (waiting for running calls) and close the engine's data directory."""
         self._readonly_executor.shutdown(wait=True, cancel_futures=True)
         self._executor.shutdown(wait=True, cancel_futures=True)
+        while True:
+            try:
+                self._explainers.get_nowait().close()
+            except queue.Empty:
+                break
         self._anchor.close()
 
 

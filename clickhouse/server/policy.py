@@ -33,19 +33,42 @@ _PATH_ARGUMENT = {"file": 0, "filecluster": 1}
 _PATH_FUNCTIONS = frozenset(_PATH_ARGUMENT)
 # Table functions and engines that run programs of the machine.
 _EXECUTABLE = frozenset({"executable", "executablepool"})
+# Table functions that read only the server's own tables or generate rows. Every other one
+# (url, s3, remote, mysql, filesystem, python, iceberg, ...) reaches files, the network or programs;
+# ClickHouse's grants refuse most of them already, this list refuses the rest, including those a
+# newer chDB may add. file() and fileCluster() are judged by their path.
+_LOCAL_TABLE_FUNCTIONS = frozenset(name.lower() for name in (
+    "numbers", "numbers_mt", "zeros", "zeros_mt", "values", "view", "viewIfPermitted", "viewExplain",
+    "merge", "generateRandom", "generateSeries", "generate_series", "null", "input", "loop", "format",
+    "dictionary", "primes",
+))
+# Table functions that share their name with a scalar function: judged by position only.
+_SCALAR_TOO = frozenset({"file", "format", "fuzzquery"})
+# Scalar functions that call out to the network (LLM endpoints).
+_NETWORK_FUNCTIONS = frozenset(name.lower() for name in (
+    "aiClassify", "aiEmbed", "aiExtract", "aiFilter", "aiGenerate", "aiRedact", "aiSimilarity",
+    "aiTranslate", "disk",
+))
+# Table settings that place a table's data on another disk (a `disk(type = web, ...)` reaches URLs).
+_DISK_SETTINGS = frozenset({"DISK", "STORAGE_POLICY", "TABLE_DISK"})
 # Table and database engines that keep their data inside the server's own directory, or reach
 # nothing at all. Every other engine (URL, S3, Kafka, MySQL, Filesystem, ...) reaches outside.
 _LOCAL_ENGINES = frozenset(name.lower() for name in (
     "Memory", "Log", "TinyLog", "StripeLog", "Null", "Set", "Join", "Buffer", "Merge", "Dictionary",
     "GenerateRandom", "View", "MaterializedView", "LiveView", "Atomic", "Ordinary", "Lazy",
 ))
-# Dictionary sources: only the server's own tables, without a host to connect to.
+# Dictionary sources: only the server's own tables, named by table (not by a query, a WHERE
+# condition or an invalidate query, which run unchecked), without a host to connect to.
 _LOCAL_DICTIONARY_SOURCES = frozenset({"clickhouse", "null"})
-_REMOTE_SOURCE_KEYS = frozenset({"HOST", "PORT", "USER", "PASSWORD", "SECURE"})
+_LOCAL_SOURCE_KEYS = frozenset({"TABLE", "DB", "UPDATE_FIELD", "UPDATE_LAG"})
 # SYSTEM statements that stop the embedded engine (chDB then hangs every client).
 _FATAL_SYSTEM = frozenset({"SHUTDOWN", "KILL"})
 
-_CHILDREN_RE = re.compile(r"\s*\(children \d+\)\s*$")
+_CHILDREN_RE = re.compile(r"\s*\(children (\d+)\)\s*$")
+
+
+class IncompleteAst(ValueError):
+    """`EXPLAIN AST` printed fewer nodes than it announced (its output was cut short)."""
 
 
 @dataclass
@@ -56,6 +79,7 @@ class AstNode:
     label: str
     detail: str
     children: list["AstNode"] = field(default_factory=list)
+    declared_children: int = 0
 
     def walk(self) -> Iterator["AstNode"]:
         yield self
@@ -78,13 +102,18 @@ _TWO_WORD_LABELS = ("Storage definition", "Dictionary definition", "Columns defi
 
 
 def parse_explain_ast(text: str) -> AstNode:
-    """The tree printed by `EXPLAIN AST` (one node per line, one space of indent per level)."""
+    """The tree printed by `EXPLAIN AST` (one node per line, one space of indent per level).
+
+    Every node announces how many children it has; a tree with fewer (output cut short by a
+    result limit in the statement's own SETTINGS) raises IncompleteAst rather than hide nodes.
+    """
     root = AstNode("root", "")
     stack: list[tuple[int, AstNode]] = [(-1, root)]
     for line in text.splitlines():
         if not line.strip():
             continue
         depth = len(line) - len(line.lstrip(" "))
+        announced = _CHILDREN_RE.search(line)
         content = _CHILDREN_RE.sub("", line.strip())
         label, detail = content, ""
         for two_words in _TWO_WORD_LABELS:
@@ -93,11 +122,16 @@ def parse_explain_ast(text: str) -> AstNode:
                 break
         else:
             label, _, detail = content.partition(" ")
-        node = AstNode(label, detail.strip())
+        node = AstNode(label, detail.strip(), declared_children=int(announced.group(1)) if announced else 0)
         while stack[-1][0] >= depth:
             stack.pop()
         stack[-1][1].children.append(node)
         stack.append((depth, node))
+    if not root.children:
+        raise IncompleteAst("EXPLAIN AST printed nothing")
+    for node in root.walk():
+        if node is not root and len(node.children) != node.declared_children:
+            raise IncompleteAst(f"{node.label} announced {node.declared_children} children, printed {len(node.children)}")
     return root
 
 
@@ -140,14 +174,31 @@ def _refuse(code: int, message: str) -> ClickHouseError:
     return ClickHouseError.make(code, message)
 
 
-def check_tree(tree: AstNode, statement: str, *, readonly: bool, user_files: Path) -> None:
-    """Raise ClickHouseError if the parsed statement reaches outside what its user may reach."""
-    creates = any(node.label in ("CreateQuery", "AttachQuery") for node in tree.walk())
+# Statements whose nodes become part of a stored object (a table, view, dictionary, altered query).
+_STORING_STATEMENTS = frozenset({"CreateQuery", "AttachQuery", "AlterQuery"})
+
+
+def check_tree(
+    tree: AstNode, statement: str, *, readonly: bool, user_files: Path,
+    table_functions: frozenset[str] = frozenset(),
+) -> None:
+    """Raise ClickHouseError if the parsed statement reaches outside what its user may reach.
+
+    `table_functions`: the engine's table-function names (lower case). A call of one outside the
+    allowlist is refused wherever it appears, also as the argument of another table function
+    (`loop(...)`, `viewIfPermitted(... ELSE ...)`); any call in a table position must be on the
+    allowlist, whatever its name.
+    """
+    words = _significant_tokens(statement)
+    _check_outfile_and_infile(words)
+    _check_disk_settings(words)
+    stores = any(node.label in _STORING_STATEMENTS for node in tree.walk())
     engines = {
         id(child) for node in tree.walk() if node.label == "Storage definition" for child in node.children
     }
+    table_positions = {id(child) for child in _table_function_nodes(tree)}
     for node in tree.walk():
-        if (creates and node.label == "Function" and id(node) not in engines
+        if (stores and node.label == "Function" and id(node) not in engines
                 and node.function_name.lower() in _PATH_FUNCTIONS):
             raise _refuse(
                 ACCESS_DENIED,
@@ -155,34 +206,56 @@ def check_tree(tree: AstNode, statement: str, *, readonly: bool, user_files: Pat
                 "it would hand the file to every user who may read the view; insert the file's rows "
                 "into a table instead",
             )
-        if node.label in ("SelectWithUnionQuery", "SelectIntersectExceptQuery") and any(
-            child.label == "Literal" for child in node.children
-        ):
-            raise _refuse(INTO_OUTFILE_NOT_ALLOWED, "INTO OUTFILE is not allowed")
-        if node.label == "InsertQuery" and any(child.label == "Literal" for child in node.children):
-            raise _refuse(ACCESS_DENIED, "FROM INFILE is not allowed: send the data in the request body")
         if node.label == "BackupQuery":
             raise _refuse(
                 SUPPORT_IS_DISABLED,
                 "BACKUP and RESTORE are disabled on the embedded server: they read and write paths "
                 "outside the server's directory; copy the stopped server's data directory instead",
             )
-        if node.label == "SYSTEM" and node.detail.startswith("query"):
-            _check_system(statement)
-        if node.label == "Function":
-            _check_function(node, readonly=readonly, user_files=user_files)
+        if "NamedCollection" in node.label:
+            raise _refuse(
+                SUPPORT_IS_DISABLED,
+                "Named collections are disabled on the embedded server: they exist to hand "
+                "connection details of outside systems to table functions and engines",
+            )
+        if node.label == "SYSTEM query":
+            _check_system(words)
+        if node.label == "Function" and id(node) not in engines:
+            name = node.function_name.lower()
+            _check_function(node, readonly=readonly, user_files=user_files, table_function=(
+                id(node) in table_positions or (name in table_functions and name not in _SCALAR_TOO)
+            ))
         if node.label == "Storage definition":
             _check_engine(node, user_files=user_files)
         if node.label == "Dictionary definition":
-            _check_dictionary(node, statement)
+            _check_dictionary(node, words)
         if node.label == "AttachQuery":
-            _check_attach(statement)
+            _check_attach(words)
 
 
-def _check_function(node: AstNode, *, readonly: bool, user_files: Path) -> None:
+def _table_function_nodes(tree: AstNode) -> Iterator[AstNode]:
+    """The Function nodes that name a table function: a table expression (FROM, JOIN, DESCRIBE),
+    `INSERT INTO FUNCTION`, `CREATE TABLE ... AS table_function(...)`."""
+    for node in tree.walk():
+        if node.label in ("TableExpression", "InsertQuery", "CreateQuery"):
+            yield from (child for child in node.children if child.label == "Function")
+
+
+def _check_function(node: AstNode, *, readonly: bool, user_files: Path, table_function: bool) -> None:
     name = node.function_name.lower()
     if name in _EXECUTABLE:
         raise _refuse(ACCESS_DENIED, f"{node.function_name}() is not allowed: it runs programs of the machine")
+    if name in _NETWORK_FUNCTIONS:
+        raise _refuse(
+            ACCESS_DENIED, f"{node.function_name}() is not allowed on the embedded server: it reaches the network"
+        )
+    if table_function and name not in _LOCAL_TABLE_FUNCTIONS and name not in _PATH_FUNCTIONS:
+        raise _refuse(
+            ACCESS_DENIED,
+            f"Table function {node.function_name} is not allowed on the embedded server: only table "
+            "functions over the server's own data (numbers, values, view, merge, generateRandom, "
+            "...) and file() inside the user files directory are",
+        )
     if name not in _PATH_FUNCTIONS:
         return
     if readonly:
@@ -237,46 +310,89 @@ def _check_engine(storage: AstNode, *, user_files: Path) -> None:
         )
 
 
-def _check_dictionary(definition: AstNode, statement: str) -> None:
+def _check_dictionary(definition: AstNode, words: list[sqlscan.Token]) -> None:
     for child in definition.children:
         if child.label == "FunctionWithKeyValueArguments":
             source = child.function_name.lower()
-            if source not in _LOCAL_DICTIONARY_SOURCES or _names_remote_keys(statement):
+            if source not in _LOCAL_DICTIONARY_SOURCES or not _source_keys_are_local(words):
                 raise _refuse(
                     SUPPORT_IS_DISABLED,
                     f"Dictionary source {child.function_name.upper()} is disabled in the embedded "
-                    "server: only the server's own tables (CLICKHOUSE without HOST/PORT) may feed "
-                    "a dictionary",
+                    "server: only the server's own tables may feed a dictionary (CLICKHOUSE with "
+                    f"{', '.join(sorted(_LOCAL_SOURCE_KEYS))} only; no host, query or condition)",
                 )
 
 
-def _names_remote_keys(statement: str) -> bool:
-    """Whether the SOURCE(...) clause of a CREATE DICTIONARY names a host, port or login."""
-    found = list(sqlscan.tokens(statement))
-    for index, token in enumerate(found):
-        if token.is_word("SOURCE") and index + 1 < len(found) and found[index + 1].text == "(":
-            depth = token.depth
-            for inner in found[index + 2:]:
-                if inner.depth <= depth and inner.text == ")":
-                    break
-                if inner.kind == "word" and inner.text.upper() in _REMOTE_SOURCE_KEYS:
-                    return True
-    return False
+def _source_keys_are_local(words: list[sqlscan.Token]) -> bool:
+    """Whether every key inside the SOURCE(...) clause of a CREATE DICTIONARY is a local one.
+
+    The keys are not printed by EXPLAIN AST, so they are read from the statement's tokens: inside
+    `SOURCE(name(...))` every word is either a key or the value of the key before it."""
+    for index, token in enumerate(words):
+        if not (token.is_word("SOURCE") and index + 1 < len(words) and words[index + 1].text == "("):
+            continue
+        depth, previous_key = token.depth, False
+        for inner in words[index + 3:]:  # past SOURCE ( name
+            if inner.depth <= depth and inner.text == ")":
+                break
+            if inner.kind in ("word", "quoted") and inner.text != "(":
+                if previous_key:
+                    previous_key = False
+                    continue
+                if inner.text.upper() not in _LOCAL_SOURCE_KEYS:
+                    return False
+                previous_key = True
+            elif inner.kind in ("string", "number"):
+                previous_key = False
+    return True
 
 
-def _check_attach(statement: str) -> None:
+def _significant_tokens(statement: str) -> list[sqlscan.Token]:
+    """The statement's tokens (comments skipped); a trailing line comment ends the statement."""
+    try:
+        return list(sqlscan.tokens(statement))
+    except sqlscan.Incomplete:
+        try:
+            return list(sqlscan.tokens(statement + "\n"))
+        except sqlscan.Incomplete:
+            raise _refuse(ACCESS_DENIED, "The statement ends inside a string, identifier or comment") from None
+
+
+def _check_outfile_and_infile(words: list[sqlscan.Token]) -> None:
+    """INTO OUTFILE (after any statement: SELECT, SHOW, DESCRIBE, EXPLAIN, ...) writes a path of the
+    machine and FROM INFILE reads one; ClickHouse's own HTTP interface refuses both. The keywords
+    are found as tokens, so strings, quoted names and comments do not count."""
+    for token, following in zip(words, words[1:]):
+        if token.is_word("INTO") and following.is_word("OUTFILE"):
+            raise _refuse(INTO_OUTFILE_NOT_ALLOWED, "INTO OUTFILE is not allowed")
+        if token.is_word("FROM") and following.is_word("INFILE"):
+            raise _refuse(ACCESS_DENIED, "FROM INFILE is not allowed: send the data in the request body")
+
+
+def _check_disk_settings(words: list[sqlscan.Token]) -> None:
+    """A table's `disk`/`storage_policy` setting: a `disk(type = web, ...)` fetches URLs, a local one
+    creates directories anywhere. Tables stay on the server's default disk."""
+    for token, following in zip(words, words[1:]):
+        if token.kind == "word" and token.text.upper() in _DISK_SETTINGS and following.text == "=":
+            raise _refuse(
+                SUPPORT_IS_DISABLED,
+                f"The table setting {token.text} is disabled in the embedded server: tables stay on "
+                "its own disk",
+            )
+
+
+def _check_attach(words: list[sqlscan.Token]) -> None:
     """`ATTACH TABLE t FROM 'path'` would take a directory of the machine as the table's data."""
-    found = list(sqlscan.tokens(statement))
-    for token, following in zip(found, found[1:]):
+    for token, following in zip(words, words[1:]):
         if token.depth == 0 and token.is_word("FROM") and following.kind == "string":
             raise _refuse(ACCESS_DENIED, "ATTACH ... FROM a path is not allowed on the embedded server")
 
 
-def _check_system(statement: str) -> None:
-    words = [token.text.upper() for token in sqlscan.tokens(statement) if token.kind == "word"]
-    if len(words) > 1 and words[1] in _FATAL_SYSTEM:
+def _check_system(words: list[sqlscan.Token]) -> None:
+    names = [token.text.upper() for token in words if token.kind == "word"]
+    if len(names) > 1 and names[1] in _FATAL_SYSTEM:
         raise _refuse(
             NOT_IMPLEMENTED,
-            f"SYSTEM {words[1]} is not supported by the embedded server: stop it with SIGTERM "
+            f"SYSTEM {names[1]} is not supported by the embedded server: stop it with SIGTERM "
             "(Ctrl+C in `coinstream up`)",
         )
