@@ -13,6 +13,7 @@ import gzip
 import http.server
 import lzma
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -542,6 +543,34 @@ def test_dashboard_load_cannot_starve_the_loader(small_server):
             future.result()
     assert finished[0] == "loader"
     assert post(small_server, f"SELECT sum(a) FROM {table}") == (200, "7\n")
+
+
+def _send_and_hang_up(server, sql: str, readonly: bool) -> None:
+    """Send a query over a raw socket, wait until the server runs it, then close the connection."""
+    user, password = server.credentials(readonly)
+    body = sql.encode()
+    head = (f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-ClickHouse-User: {user}\r\n"
+            f"X-ClickHouse-Key: {password}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(head + body)
+        time.sleep(1.0)
+
+
+def test_a_query_whose_client_went_away_is_cancelled(small_server):
+    """Slow reads (each would run 50 s) from clients that hang up after a second: the queries stop
+    and the read-only lane (two workers) answers again at once."""
+    slow = ["SELECT sleepEachRow(0.5) FROM numbers(100) SETTINGS max_block_size = 1 FORMAT Null",  # buffered
+            "SELECT sleepEachRow(0.5) AS s FROM numbers(100) SETTINGS max_block_size = 1 FORMAT TSV",  # streamed
+            "SELECT sleepEachRow(0.5) FROM numbers(100) SETTINGS max_block_size = 1 FORMAT JSON"]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda sql: _send_and_hang_up(small_server, sql, readonly=True), slow))
+    running = ("SELECT count() FROM system.processes WHERE query LIKE '%sleepEachRow(0.5)%' "
+               "AND query NOT LIKE '%system.processes%'")
+    deadline = time.monotonic() + 15
+    while post(small_server, running) != (200, "0\n") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert post(small_server, running) == (200, "0\n")
+    assert post(small_server, "SELECT 1", readonly=True) == (200, "1\n")
 
 
 # ---- generated credentials ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ import logging
 import socket
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
@@ -28,7 +29,7 @@ from clickhouse.server.compression import (
 )
 from clickhouse.server.confinement import ReadonlyLimits
 from clickhouse.server.engine import (
-    Engine, EngineConnection, EngineStream, check_statement, get_is_readonly, readonly_refusal,
+    Engine, EngineConnection, EngineStream, check_statement, get_is_readonly, marked, readonly_refusal,
     refuse_insert_select_with_data,
 )
 from clickhouse.server.errors import (
@@ -57,6 +58,10 @@ OFFLOAD_COMPRESSION = 256 << 10
 SPOOL_IN_MEMORY = 32 << 20
 # chDB streams only SELECTs ("Streaming query is not supported" for DESCRIBE, SHOW, ...).
 _STREAMED_STATEMENTS = frozenset({"SELECT", "WITH"})
+# Statements that only read: cancelled when their client goes away (see `_cancelling_on_disconnect`).
+_READ_STATEMENTS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
+# How often a running read looks whether its client is still connected.
+DISCONNECT_POLL_S = 0.25
 # Statements that change a session's own settings or database (see sessions.py).
 _SESSION_STATEMENTS = frozenset({"SET", "USE"})
 
@@ -427,6 +432,10 @@ async def _run_query(
     fmt = check_output_format(sqlscan.output_format(query) or query_request.default_format)
     parameters = query_request.query_parameters
     encoder = _encoder_for(request, state, query_request)
+    if keyword in _READ_STATEMENTS:
+        token = uuid.uuid4().hex
+        query = marked(query, token)
+        call = _cancelling_on_disconnect(request, state, call, token)
     if keyword in _STREAMED_STATEMENTS and is_streamable(fmt):
         stream = await call(connection.stream, query, fmt, parameters)
         try:
@@ -443,6 +452,35 @@ async def _run_query(
         data = await asyncio.get_running_loop().run_in_executor(None, _encode_all, codec, data)
         headers["Content-Encoding"] = name
     return web.Response(body=data, headers=headers)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _cancelling_on_disconnect(
+    request: web.Request, state: ServerState, call: Callable[..., Awaitable[Any]], token: str,
+) -> Callable[..., Awaitable[Any]]:
+    """`call`, except that a read whose client disconnects while chDB works on it is cancelled.
+
+    A dashboard that gives up (a closed tab, a client timeout) must not keep a worker busy until
+    the query's own time limit: every DISCONNECT_POLL_S the connection is looked at, and when it
+    is gone the query is killed (`Engine.cancel_marked`); its worker is free within about a
+    second. Unlike ClickHouse's `cancel_http_readonly_queries_on_client_close`, this is always on
+    for reads; writes run to their end, as on ClickHouse.
+    """
+    async def watched(function: Callable[..., Any], *args: Any) -> Any:
+        task = asyncio.ensure_future(call(function, *args))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if _client_gone(request):
+                log.info("client went away: cancelling its query (mark %s)", token)
+                await asyncio.to_thread(state.engine.cancel_marked, token)
+                return await task
+    return watched
 
 
 def _encode_all(codec: Encoder, data: bytes) -> bytes:

@@ -324,6 +324,16 @@ def get_is_readonly() -> ClickHouseError:
     )
 
 
+# A running query is found in system.processes by a comment in front of its text: chDB's Python
+# API takes no query_id of the caller's choosing.
+QUERY_MARK = "coinstream-request:"
+
+
+def marked(sql: str, token: str) -> str:
+    """`sql` with the comment that lets `Engine.cancel_marked(token)` find it while it runs."""
+    return f"/* {QUERY_MARK}{token} */ {sql}"
+
+
 def _setting_names(sqlitelike: Any) -> list[str]:
     """Every setting this chDB knows, from a throwaway in-memory engine (before the real one starts,
     whose configuration needs the list: see `confinement.py`)."""
@@ -374,7 +384,7 @@ class Engine:
         self._readonly_executor = ThreadPoolExecutor(max_workers=readonly_workers, thread_name_prefix="chdb-ro")
         self.max_workers = max_workers
         self.readonly_workers = readonly_workers
-        self._explainers: queue.SimpleQueue[EngineConnection] = queue.SimpleQueue()
+        self._spares: queue.SimpleQueue[EngineConnection] = queue.SimpleQueue()
         self.table_functions = frozenset(
             self._anchor.run("SELECT lower(name) FROM system.table_functions", "TSVRaw").decode().split()
         )
@@ -404,7 +414,7 @@ class Engine:
         EXPLAIN fail, the explanation is read through a one-row aggregate instead. Any other
         failure is the answer: the statement is refused with ClickHouse's own error.
         """
-        connection = self._borrow_explainer()
+        connection = self._borrow_spare()
         try:
             try:
                 text = connection.run(f"EXPLAIN AST {sql}", "TSVRaw", params)
@@ -416,7 +426,7 @@ class Engine:
                     "TSVRaw", params,
                 )
         finally:
-            self._explainers.put(connection)
+            self._spares.put(connection)
         try:
             return policy.parse_explain_ast(text.decode("utf-8", errors="replace"))
         except policy.IncompleteAst as error:
@@ -424,9 +434,26 @@ class Engine:
                 ACCESS_DENIED, f"The statement could not be checked ({error}); it was not run"
             ) from None
 
-    def _borrow_explainer(self) -> EngineConnection:
+    def cancel_marked(self, token: str) -> None:
+        """Cancel the running query marked with `token` (see `marked`), e.g. its client went away.
+
+        `KILL QUERY ... ASYNC` from another connection: the query stops within about a second with
+        QUERY_WAS_CANCELLED and frees its worker. The marker is assembled by concat() so that this
+        KILL statement's own text does not contain it."""
+        if not token.isalnum():
+            raise ValueError("a query mark is alphanumeric")
+        connection = self._borrow_spare()
         try:
-            return self._explainers.get_nowait()
+            connection.run(
+                f"KILL QUERY WHERE position(query, concat('{QUERY_MARK}', '{token}')) > 0 ASYNC FORMAT Null"
+            )
+        finally:
+            self._spares.put(connection)
+
+    def _borrow_spare(self) -> EngineConnection:
+        """A clean full-user connection from the spare pool (explanations, cancellations)."""
+        try:
+            return self._spares.get_nowait()
         except queue.Empty:
             return self.connect()
 
@@ -450,7 +477,7 @@ class Engine:
         self._executor.shutdown(wait=True, cancel_futures=True)
         while True:
             try:
-                self._explainers.get_nowait().close()
+                self._spares.get_nowait().close()
             except queue.Empty:
                 break
         self._anchor.close()
