@@ -1,7 +1,7 @@
 """Freshness and memory of the whole local stack at 1,000 events/s.
 
     python -m benchmarks.freshness [--duration 60] [--warmup 15] [--coins 100] [--interval 0.09]
-                                   [--low-latency]
+                                   [--low-latency] [--dashboard-load N]
 
 Runs `coinstream up` (broker, ClickHouse server, simulated API, ksql engine, loader, producers,
 dashboard; every port on 127.0.0.1, chosen free) in a temporary directory and measures:
@@ -38,6 +38,12 @@ LOADER_BATCH_MS = 250 ms after it began waiting for its first message; consumers
 broker fetch with a 25 ms wait (common/kafka_config.py). `--low-latency` runs it with `coinstream
 up --service-args` `ksql=--commit-interval-ms 100` and `loader=--batch-ms 100` (more, smaller
 outputs and inserts).
+
+`--dashboard-load N` measures twice on the same stack, side by side: a window without and then a
+window of the same length with N clients reading as the read-only dashboard user without pause
+(a heavy scan that keeps a core busy for about a second, then the dashboard's views), and prints
+freshness of both windows and their p99 ratio: the loader's inserts run on the full user's own
+worker pool, so dashboard load should cost little freshness.
 
 Everything it starts is stopped at the end (Ctrl+C to `up`, then a check that no process of the
 stack is left). Not part of the test suite: timings depend on the machine.
@@ -136,6 +142,49 @@ class Poller(threading.Thread):
             self.join()
 
 
+class DashboardLoad(threading.Thread):
+    """One dashboard client reading without pause as the read-only user until halted."""
+
+    QUERIES = (
+        "SELECT count() FROM numbers(100000000) WHERE NOT ignore(sipHash64(number))",
+        "SELECT * FROM v_ohlc_by_minute ORDER BY window_start DESC LIMIT 500",
+        "SELECT * FROM overview_for_dashboard",
+    )
+
+    def __init__(self, client) -> None:
+        super().__init__(daemon=True)
+        self.client = client
+        self.queries = 0
+        self.errors = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            for query in self.QUERIES:
+                try:
+                    self.client.query(query)
+                    self.queries += 1
+                except Exception:  # a view missing on an older schema must not stop the load
+                    self.errors += 1
+
+    def halt(self) -> None:
+        self._halt.set()
+        if self.ident is not None:
+            self.join()
+
+
+def readonly_client(up: UpProcess):
+    import clickhouse_connect
+
+    from common.local_credentials import read_credentials
+
+    stored = read_credentials(Path(up.env["COINSTREAM_DATA_DIR"]) / "clickhouse")
+    return clickhouse_connect.get_client(
+        host="127.0.0.1", port=up.ports["clickhouse"], username="dashboard",
+        password=stored.readonly_password,
+    )
+
+
 def freshness_from_tables(client, start_ms: int, end_ms: int) -> tuple[list[float], int]:
     """Per event fetched in [start, end): seconds until its candle update landed; and how many
     events had no candle update at all (never visible)."""
@@ -175,6 +224,8 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.09, help="seconds between polls")
     parser.add_argument("--low-latency", action="store_true",
                         help="ksql commits and loader batches every 100 ms instead of 1 s")
+    parser.add_argument("--dashboard-load", type=int, default=0, metavar="N",
+                        help="measure a second window with N read-only clients querying without pause")
     args = parser.parse_args()
     codes = list(COINS)[: min(args.coins, 100)]
     budget = int(86_400 / args.interval * -(-len(codes) // 100)) + 500
@@ -200,6 +251,20 @@ def main() -> None:
             start_ms = int(time.time() * 1000)
             time.sleep(args.duration)
             end_ms = int(time.time() * 1000)
+            loaded = None
+            if args.dashboard_load:
+                load = [DashboardLoad(readonly_client(up)) for _ in range(args.dashboard_load)]
+                for thread in load:
+                    thread.start()
+                time.sleep(5)  # the load is running
+                load_start = int(time.time() * 1000)
+                time.sleep(args.duration)
+                load_end = int(time.time() * 1000)
+                for thread in load:
+                    thread.halt()
+                loaded = freshness_from_tables(client, load_start, load_end)
+                load_queries = sum(thread.queries for thread in load)
+                load_errors = sum(thread.errors for thread in load)
             time.sleep(10)  # let the last events of the window become visible
             poller.halt()
             sampler.halt()
@@ -247,6 +312,14 @@ def main() -> None:
         print(f"cross-check, {codes[0]} seen by polling ohlc_by_minute every 50 ms "
               f"({len(polled):,} events): p50 {percentile(polled, 50):.3f} s, "
               f"p99 {percentile(polled, 99):.3f} s")
+    if loaded is not None:
+        loaded_delays, loaded_invisible = loaded
+        ratio = percentile(loaded_delays, 99) / percentile(delays, 99)
+        print(f"with {args.dashboard_load} read-only clients querying without pause ({load_queries:,} queries, "
+              f"{load_errors} errors): p50 {percentile(loaded_delays, 50):.3f} s, p99 "
+              f"{percentile(loaded_delays, 99):.3f} s, max {max(loaded_delays):.3f} s; never visible: "
+              f"{loaded_invisible}; p99 loaded / unloaded = {ratio:.2f}; target p99 <= {TARGET_P99_S:g} s: "
+              f"{'met' if percentile(loaded_delays, 99) <= TARGET_P99_S else 'NOT met'}")
     print(f"RSS of the stack (sum over {len(sampler.peak_by_process)} processes): peak "
           f"{sampler.peak / mb:,.0f} MiB, at the end {end_total / mb:,.0f} MiB (PSS {pss / mb:,.0f} "
           f"MiB); target <= {TARGET_RSS_BYTES / mb:,.0f} MiB: "

@@ -27,7 +27,7 @@ owner only, and passed to chDB as its `config-file`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -79,9 +79,13 @@ class ReadonlyLimits:
     max_memory_usage: int = 2_000_000_000
     max_result_rows: int = 1_000_000
     max_result_bytes: int = 1_000_000_000
+    # Threads per read-only query: half the cores, so that dashboard scans leave the other half to
+    # the loader, the ksql engine and the producers (measured by benchmarks/freshness.py).
+    max_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
 
     def as_settings(self) -> dict[str, str]:
         return {
+            "max_threads": str(self.max_threads),
             "max_execution_time": str(self.max_execution_time_s),
             "max_memory_usage": str(self.max_memory_usage),
             "max_result_rows": str(self.max_result_rows),
@@ -129,6 +133,7 @@ def _readonly_constraints(setting_names: list[str], limits: ReadonlyLimits) -> s
     caps = {
         "max_execution_time": limits.max_execution_time_s, "max_memory_usage": limits.max_memory_usage,
         "max_result_rows": limits.max_result_rows, "max_result_bytes": limits.max_result_bytes,
+        "max_threads": limits.max_threads,
     }
     lines = [f"<{name}><min>1</min><max>{cap}</max></{name}>" for name, cap in caps.items()]
     lines += _const(sorted(
