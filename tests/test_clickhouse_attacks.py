@@ -503,6 +503,7 @@ def test_session_flood_is_capped_per_user(small_server):
     ("SELECT 1 SETTINGS max_result_bytes = 10000000000000", 452, "shouldn't be greater than"),
     ("SET log_queries = 0", 452, "should not be changed"),
     ("SET max_threads = 1000", 452, "shouldn't be greater than"),
+    ("SET os_thread_priority = 0", 452, "should not be changed"),
     ("SELECT 1 SETTINGS max_rows_to_read = 5", 452, "should not be changed"),
     ("SET readonly = 0", 164, "Cannot modify 'readonly' setting in readonly mode"),
 ])
@@ -519,7 +520,8 @@ def test_readonly_limits_hold_after_switching_profiles_and_in_url_settings(click
     result = post(clickhouse_server, "SELECT 1", readonly=True, max_memory_usage="0")
     assert_refused(result, 500, 452, "shouldn't be less than 1")
     assert post(clickhouse_server, "SELECT getSetting('max_execution_time'), getSetting('max_result_rows'), "
-                "getSetting('max_threads')", readonly=True) == (200, f"60\t1000000\t{max(1, os.cpu_count() // 2)}\n")
+                "getSetting('max_threads'), getSetting('os_thread_priority')", readonly=True
+                ) == (200, f"60\t1000000\t{max(1, os.cpu_count() // 2)}\t19\n")
     # Lowering a limit is allowed.
     assert post(clickhouse_server, "SELECT getSetting('max_execution_time')", readonly=True,
                 max_execution_time="5") == (200, "5\n")

@@ -82,10 +82,14 @@ class ReadonlyLimits:
     # Threads per read-only query: half the cores, so that dashboard scans leave the other half to
     # the loader, the ksql engine and the producers (measured by benchmarks/freshness.py).
     max_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
+    # The nice value of a read-only query's threads (ClickHouse's `os_thread_priority`): the
+    # operating system runs the loader's and the engine's work first when cores are short.
+    os_thread_priority: int = 19
 
     def as_settings(self) -> dict[str, str]:
         return {
             "max_threads": str(self.max_threads),
+            "os_thread_priority": str(self.os_thread_priority),
             "max_execution_time": str(self.max_execution_time_s),
             "max_memory_usage": str(self.max_memory_usage),
             "max_result_rows": str(self.max_result_rows),
