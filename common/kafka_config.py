@@ -2,7 +2,7 @@
 
 Why here: producers, the ksql engine and the loader must agree on security settings and on the
 group timings that the local Tansu broker needs (its group joins take about half of
-`session.timeout.ms`, DESIGN §6), so one module builds every client's configuration.
+`session.timeout.ms`), so one module builds every client's configuration.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Why one object: every stage needs the same few facts (where Kafka is, where ClickHouse is, which
 coins), and an operator should find every knob in `.env.example`. Unset Kafka, ClickHouse and API-key
-settings select the embedded local defaults (DESIGN §6), so the same code runs on a laptop and in
+settings select the embedded local defaults (Tansu broker, chDB server, simulated API), so the same code runs on a laptop and in
 production, switched by settings only.
 
 Validation happens once, at start: a malformed value fails with the variable's name and the form

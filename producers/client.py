@@ -1,8 +1,8 @@
 """The LiveCoinWatch HTTP client: one `requests.Session`, timeouts, bounded retries, credit accounting.
 
 Why this shape:
-- Every endpoint is a JSON POST (DESIGN §2), so one `_call` does the HTTP work and the public
-  methods only build bodies and check the answer's shape.
+- Every LiveCoinWatch endpoint is a JSON POST with the key in the `x-api-key` header, so one
+  `_call` does the HTTP work and the public methods only build bodies and check the answer's shape.
 - Retries (tenacity) cover what a later attempt can fix — 429, 5xx, connection errors, timeouts and
   malformed bodies — with exponential backoff plus jitter, bounded attempts, and the server's
   `Retry-After` honoured (a wait longer than the policy's maximum ends the attempts instead of

@@ -1,6 +1,6 @@
 """The embedded ClickHouse server: chDB behind ClickHouse's HTTP interface on 127.0.0.1.
 
-chDB runs ClickHouse in-process, and one process owns a data directory (DESIGN §6). This package
+chDB runs ClickHouse in-process, and one process owns a data directory. This package
 lets that one process serve every other one over ClickHouse's own HTTP protocol, so producers,
 loaders, dashboards and `coinstream sql` use clickhouse-connect exactly as against a real server.
 

@@ -44,7 +44,7 @@ READONLY_LEVEL = 2
 
 
 def ensure_utc_process() -> None:
-    """Make the process time zone UTC before chDB starts (DESIGN §6), as the server needs."""
+    """Make the process time zone UTC before chDB starts: every timestamp the pipeline stores is UTC."""
     os.environ["TZ"] = "UTC"
     if hasattr(time, "tzset"):
         time.tzset()

@@ -65,7 +65,7 @@ async def serve_async(config: ServerConfig, stop: asyncio.Event | None = None) -
     from clickhouse.server.engine import Engine
 
     engine = Engine(config.path, max_workers=config.max_workers, readonly_workers=config.readonly_workers)
-    if engine.timezone != "UTC":  # chDB was loaded before TZ could be set (DESIGN §6 wants UTC)
+    if engine.timezone != "UTC":  # chDB was loaded before TZ could be set (the pipeline stores UTC)
         log.warning("the ClickHouse server time zone is %s, not UTC", engine.timezone)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -16,7 +16,7 @@ from common.settings import Settings
 from coinstream.local_broker import BrokerError, wait_for_metadata
 from coinstream.stack.supervisor import Service
 
-# The LiveCoinWatch free tier (DESIGN §2), and the simulated API's default.
+# The LiveCoinWatch free tier's daily credits, and the simulated API's default.
 SIMULATED_DAILY_CREDITS = 10_000
 
 

@@ -1,6 +1,6 @@
 """Which days are closed, and the instants the API is asked about: pure date arithmetic in UTC.
 
-Why its own module: "the daily close is the rate at 12:00 UTC" (DESIGN §2) is the one rule every
+Why its own module: "the daily close is the rate at 12:00 UTC" is the one rule every
 part of the backfill depends on, and the rule that must never be bent — a day whose 12:00 UTC has
 not come yet is never requested. Keeping the arithmetic pure (the caller passes `now`) lets the
 tests put "now" anywhere without touching the wall clock.

@@ -4,7 +4,7 @@ Why ClickHouse (clickhouse/schema/0007_historical_backfill.sql has the full argu
 must survive the producer's container and the memory-only local broker, and it sits next to the
 landed closes. Every write is one small insert that returns only when ClickHouse has it, and the
 callers write a (code, date) only after the broker acknowledged its message — the watermark is
-never ahead of the data (DESIGN §5).
+never ahead of the data.
 
 Inserts are retried a few times (ClickHouse restarting is not a reason to lose a settled day);
 when they keep failing the run stops with `StoreUnavailable` and the next run requests the day

@@ -4,7 +4,7 @@ Why aiohttp: a maintained asyncio server that runs equally well in the foregroun
 sim-api`) and on a background thread inside a test process (`producers.sim.launcher`), with slow
 responses costing no threads.
 
-Behaviour, following DESIGN §2:
+Behaviour, following LiveCoinWatch's documented API:
 
 - Endpoints `/status`, `/credits`, `/coins/single`, `/coins/map`, `/coins/list`,
   `/coins/single/history`; POST only (any other method: 405), JSON in and out, unknown path: 404.

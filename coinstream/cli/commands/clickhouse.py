@@ -2,7 +2,7 @@
 
 `serve` owns the chDB data directory and answers ClickHouse's HTTP interface on 127.0.0.1, so every
 other process (producers, loader, dashboards, `coinstream sql`) uses clickhouse-connect over HTTP
-exactly as against a real ClickHouse server (DESIGN §6).
+exactly as against a real ClickHouse server.
 
 Further sub-commands live in sibling modules named `clickhouse_<name>.py` exposing a click command
 as `<name>_command` (e.g. `clickhouse_migrate.migrate_command`); they are attached to this group

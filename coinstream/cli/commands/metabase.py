@@ -1,6 +1,6 @@
 """`coinstream metabase provision`: create or update the dashboards of metabase/dashboards/ in Metabase.
 
-Metabase itself cannot run on this machine (DESIGN §6), so the dashboards are code: this command
+Metabase is a separate server that coinstream does not start, so the dashboards are code: this command
 makes a Metabase (METABASE_URL, or --url) hold the ClickHouse connection (read-only user), the
 collection, the cards and the dashboard the spec describes, and prints what it created, updated or
 left alone. Running it again changes nothing.
