@@ -29,7 +29,7 @@ from clickhouse.server.compression import (
 )
 from clickhouse.server.confinement import ReadonlyLimits
 from clickhouse.server.engine import (
-    Engine, EngineConnection, EngineStream, check_statement, get_is_readonly, marked, readonly_refusal,
+    READ_KEYWORDS, Engine, EngineConnection, EngineStream, check_statement, get_is_readonly, marked, readonly_refusal,
     refuse_insert_select_with_data,
 )
 from clickhouse.server.errors import (
@@ -58,8 +58,6 @@ OFFLOAD_COMPRESSION = 256 << 10
 SPOOL_IN_MEMORY = 32 << 20
 # chDB streams only SELECTs ("Streaming query is not supported" for DESCRIBE, SHOW, ...).
 _STREAMED_STATEMENTS = frozenset({"SELECT", "WITH"})
-# Statements that only read: cancelled when their client goes away (see `_cancelling_on_disconnect`).
-_READ_STATEMENTS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
 # How often a running read looks whether its client is still connected.
 DISCONNECT_POLL_S = 0.25
 # Statements that change a session's own settings or database (see sessions.py).
@@ -432,7 +430,7 @@ async def _run_query(
     fmt = check_output_format(sqlscan.output_format(query) or query_request.default_format)
     parameters = query_request.query_parameters
     encoder = _encoder_for(request, state, query_request)
-    if keyword in _READ_STATEMENTS:
+    if keyword in READ_KEYWORDS:  # reads are cancelled when their client goes away
         token = uuid.uuid4().hex
         query = marked(query, token)
         call = _cancelling_on_disconnect(request, state, call, token)

@@ -275,7 +275,7 @@ class EngineConnection:
 # calls CONTROL (SYSTEM, KILL, INSERT INTO FUNCTION, SELECT ... INTO OUTFILE, temporary tables) or
 # MUTATING is refused, because chDB's `readonly` setting alone lets some of those through.
 _READONLY_CONTROL_KEYWORDS = frozenset({"SET", "USE"})
-_READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
+READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
 
 
 def check_statement(
@@ -301,7 +301,7 @@ def check_statement(
         return
     keyword = sqlscan.first_keyword(sql)
     if classification is None:
-        allowed = keyword in _READ_KEYWORDS | _READONLY_CONTROL_KEYWORDS
+        allowed = keyword in READ_KEYWORDS | _READONLY_CONTROL_KEYWORDS
     else:
         allowed = classification.query_class in ("READ_ONLY", "UNKNOWN") or (
             classification.query_class == "CONTROL" and keyword in _READONLY_CONTROL_KEYWORDS
