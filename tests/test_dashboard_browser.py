@@ -61,11 +61,25 @@ def page(tmp_path: Path):
             context.close()
 
 
-def wait_for_candles(page: Any, coin: str, timeframe: str, state: str = "ready") -> dict[str, str]:
-    selector = (f'#candles[data-state="{state}"][data-coin="{coin}"]'
-                f'[data-timeframe="{timeframe}"]')
-    element = page.wait_for_selector(selector, state="attached", timeout=WAIT_MS)
-    return {name: element.get_attribute(f"data-{name}") for name in ("candle-count", "overlay-count")}
+def wait_for_candles(page: Any, coin: str, timeframe: str, state: str = "ready",
+                     **expected: str) -> dict[str, str]:
+    """The chart's counts once it shows `coin`/`timeframe` in `state` with the `expected` counts.
+
+    The dataset lands table by table and the page refreshes every 0.3 s, so a refresh may see the
+    candles before their moving average: the wait is for the expected picture, and when it never
+    comes the counts the page last showed are returned for the assertion to report.
+    """
+    base = (f'#candles[data-state="{state}"][data-coin="{coin}"]'
+            f'[data-timeframe="{timeframe}"]')
+    wanted = "".join(f'[data-{name.replace("_", "-")}="{value}"]' for name, value in expected.items())
+    names = ("candle-count", "overlay-count")
+    try:
+        element = page.wait_for_selector(base + wanted, state="attached", timeout=WAIT_MS)
+    except Exception:  # playwright's TimeoutError: report what the page shows instead
+        if not wanted:
+            raise
+        element = page.wait_for_selector(base, state="attached", timeout=WAIT_MS)
+    return {name: element.get_attribute(f"data-{name}") for name in names}
 
 
 def test_live_dashboard_in_chromium(clickhouse_server, migrated_database, dashboard, page):
@@ -93,7 +107,8 @@ def test_live_dashboard_in_chromium(clickhouse_server, migrated_database, dashbo
         client.close()
 
     # The page picks the data up by itself: ten 1-minute candles, 21 moving-average points.
-    assert wait_for_candles(page, "BTC", "1m") == {"candle-count": "10", "overlay-count": "21"}
+    assert wait_for_candles(page, "BTC", "1m", candle_count="10", overlay_count="21") == \
+        {"candle-count": "10", "overlay-count": "21"}
     page.wait_for_selector('[data-card="market_overview"][data-state="ready"]', timeout=WAIT_MS)
     rate = page.locator('[data-card="market_overview"] tr[data-code="BTC"] td[data-column="rate"]')
     assert rate.inner_text() == "$60,910.00"
@@ -108,17 +123,18 @@ def test_live_dashboard_in_chromium(clickhouse_server, migrated_database, dashbo
                            timeout=WAIT_MS)
 
     page.select_option("#timeframe", "5m")
-    assert wait_for_candles(page, "BTC", "5m")["candle-count"] == "2"
+    assert wait_for_candles(page, "BTC", "5m", candle_count="2")["candle-count"] == "2"
     page.select_option("#coin", "ETH")
-    assert wait_for_candles(page, "ETH", "5m")["candle-count"] == "2"
+    assert wait_for_candles(page, "ETH", "5m", candle_count="2")["candle-count"] == "2"
     assert page.inner_text('[data-card="latest_rate"] .scalar') == "$3,095.00"
     page.select_option("#timeframe", "1d")
     # One daily candle; the 10-day average of the 12:00 closes drawn within its range (03-09 12:00).
-    assert wait_for_candles(page, "ETH", "1d") == {"candle-count": "1", "overlay-count": "1"}
+    assert wait_for_candles(page, "ETH", "1d", candle_count="1", overlay_count="1") == \
+        {"candle-count": "1", "overlay-count": "1"}
     assert page.url.endswith("?coin=ETH&timeframe=1d")
 
     page.goto(dashboard.url + "/?coin=BTC&timeframe=1m")
-    assert wait_for_candles(page, "BTC", "1m")["candle-count"] == "10"
+    assert wait_for_candles(page, "BTC", "1m", candle_count="10")["candle-count"] == "10"
     page.wait_for_selector('[data-card="daily_close_10d"][data-state="ready"] .main-svg',
                            timeout=WAIT_MS)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
