@@ -74,3 +74,14 @@ def consumer_config(
 
 def admin_config(settings: Settings, bootstrap: str | None = None) -> dict[str, Any]:
     return base_config(settings, bootstrap)
+
+
+# Keys of a client configuration that say where the brokers are and how to reach them.
+_CONNECTION_PREFIXES = ("bootstrap.servers", "security.", "sasl.", "ssl.", "broker.address.family",
+                        "client.id", "log_level")
+
+
+def connection_config(client_config: dict[str, Any]) -> dict[str, Any]:
+    """The connection part of a consumer's or producer's configuration, for an admin client
+    that must reach the same brokers with the same credentials."""
+    return {key: value for key, value in client_config.items() if key.startswith(_CONNECTION_PREFIXES)}

@@ -43,3 +43,34 @@ def ensure_topics(
                 continue
             raise
     return created
+
+
+# The topic ID of a broker without topic IDs (Kafka before 2.8, librdkafka's mock cluster).
+NO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"
+
+
+def topic_ids(admin: AdminClient, topics: Iterable[str], timeout_s: float = 15.0) -> dict[str, str]:
+    """The topic ID (KIP-516) of each existing topic in `topics`, as Kafka prints it.
+
+    Why: a topic deleted and created again under the same name (a local broker that forgets on
+    restart, an operator's re-create) starts its offsets again at 0; the ID is what tells the two
+    incarnations apart. A broker without topic IDs answers "" for every topic (one incarnation);
+    topics that do not exist are left out.
+    """
+    from confluent_kafka import TopicCollection
+
+    wanted = list(dict.fromkeys(topics))
+    if not wanted:
+        return {}
+    found: dict[str, str] = {}
+    futures = admin.describe_topics(TopicCollection(wanted), request_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            description = future.result(timeout=timeout_s)
+        except KafkaException as error:
+            if error.args and error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue
+            raise
+        topic_id = str(description.topic_id) if description.topic_id is not None else ""
+        found[name] = "" if topic_id == NO_TOPIC_ID else topic_id
+    return found

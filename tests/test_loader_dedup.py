@@ -43,7 +43,11 @@ def test_same_insert_twice_with_its_token_is_dropped_with_the_views(clickhouse_c
     rows = [row for record in records for row in parse(FORMATS["coins_current_full"], record, 1 << 20)]
     sink = ClickHouseSink(clickhouse_client)
     token = dedup_token("coins_current_full", records)
-    assert token == "coins_current_full|coins_current_full:0:0-4"
+    assert token == "coins_current_full|coins_current_full#0:0:0-4"
+    # The same offsets of the topic's next incarnation (re-created, epoch 2) are other messages.
+    again = [Record(r.topic, r.partition, r.offset, r.timestamp_ms, r.key, r.value, topic_epoch=2)
+             for r in records]
+    assert dedup_token("coins_current_full", again) == "coins_current_full|coins_current_full#2:0:0-4"
 
     sink.insert("coins_current_full", CURRENT_COLUMNS, rows, token)
     assert state(clickhouse_client) == [(5, 5, 5, [14.0])]
@@ -95,12 +99,21 @@ def test_recreated_topic_is_loaded_anew_not_mistaken_for_the_old_one(kafka_boots
     while topic in admin.list_topics(timeout=5).topics and time.monotonic() < deadline:
         time.sleep(0.1)
     create_topics(kafka_bootstrap, prefix, tables=["coins_current_full"])
-    # Offsets 0..2 again, but other messages (other timestamps) than the ones landed at 0..2.
-    produce(kafka_bootstrap, topic, [coin("ETH", 50.0 + i, T0 + 3_600_000 + i * 1000) for i in range(3)])
+    # Offsets 0..4 again, in one batch as before: the same offset range, so before incarnations
+    # the insert repeated the first one's deduplication token and ClickHouse dropped it silently.
+    produce(kafka_bootstrap, topic, [coin("ETH", 50.0 + i, T0 + 3_600_000 + i * 1000) for i in range(5)])
     again = run_loader(kafka_bootstrap, clickhouse_client, prefix, group=group,
                        tables=["coins_current_full"])
 
-    assert again.metrics.totals == {"rows": 3, "errors": 0, "duplicates": 0}
+    assert again.metrics.totals == {"rows": 5, "errors": 0, "duplicates": 0}
     assert [tuple(row) for row in clickhouse_client.query(
-        "SELECT _offset, rate FROM coins_current_full ORDER BY fetched_at").result_rows] == [
-        (0, 10.0), (1, 11.0), (2, 12.0), (3, 13.0), (4, 14.0), (0, 50.0), (1, 51.0), (2, 52.0)]
+        "SELECT _topic_epoch, _offset, rate FROM coins_current_full ORDER BY fetched_at").result_rows] == [
+        (1, 0, 10.0), (1, 1, 11.0), (1, 2, 12.0), (1, 3, 13.0), (1, 4, 14.0),
+        (2, 0, 50.0), (2, 1, 51.0), (2, 2, 52.0), (2, 3, 53.0), (2, 4, 54.0)]
+    assert [row[0] for row in clickhouse_client.query(
+        "SELECT epoch FROM kafka_topic_incarnations WHERE topic = {t:String} ORDER BY epoch",
+        parameters={"t": topic}).result_rows] == [1, 2]
+    # Within the new incarnation a redelivery is still recognised: a new group re-reads all five.
+    reread = run_loader(kafka_bootstrap, clickhouse_client, prefix, tables=["coins_current_full"])
+    assert reread.metrics.totals == {"rows": 0, "errors": 0, "duplicates": 5}
+    assert clickhouse_client.query("SELECT count() FROM coins_current_full").result_rows == [(10,)]

@@ -17,7 +17,7 @@ FETCHED = 1_710_028_800_000  # 2024-03-10T00:00:00Z
 
 def record(value: bytes | None, key: bytes = b"BTC", topic: str = "coins_current_full",
            offset: int = 7, timestamp: int = FETCHED) -> Record:
-    return Record(topic, 2, offset, timestamp, key, value)
+    return Record(topic, 2, offset, timestamp, key, value, topic_epoch=3)
 
 
 def as_json(value: object) -> bytes:
@@ -64,7 +64,7 @@ def test_full_current_coin_becomes_one_typed_row():
         "BTC", FETCHED, 68000.5, 3.1e10, 1.34e12, 9.9e8, 1.001, 0.98, 1.05, 1.2, 1.5, 2.5,
         "Bitcoin", "₿", 1, 5000, "#fa9e32", "p32", "p64", "w32", "w64", 200, 3000, 1500,
         73750.07, 19650000.0, 19650000.0, 21000000.0, ["layer-1", "pow"],
-        "coins_current_full", 2, 7, FETCHED, b"BTC",
+        "coins_current_full", 3, 2, 7, FETCHED, b"BTC",
     )]
     assert len(rows[0]) == len(CURRENT_COLUMNS)
 
@@ -76,7 +76,7 @@ def test_minimal_current_coin_has_nulls_not_zeros():
     assert rows == [(
         "X", FETCHED, 0.0, None, None, None, None, None, None, None, None, None,
         None, None, None, None, None, None, None, None, None, None, None, None,
-        None, None, None, None, [], "coins_current_full", 2, 7, FETCHED, b"BTC",
+        None, None, None, None, [], "coins_current_full", 3, 2, 7, FETCHED, b"BTC",
     )]
 
 
@@ -119,7 +119,7 @@ def test_oversized_is_rejected_before_decoding_and_raw_is_truncated():
         parse(FORMATS["coins_current_full"], record(value), 65_536)
     assert caught.value.reason == "oversized: 70000 bytes > 65536 (_raw keeps the first 65536 bytes)"
     assert error_row(record(value), caught.value.reason) == (
-        "coins_current_full", 2, 7, FETCHED, b"BTC", b"x" * 65_536, caught.value.reason)
+        "coins_current_full", 3, 2, 7, FETCHED, b"BTC", b"x" * 65_536, caught.value.reason)
 
 
 def test_historical_daily_close_contract():
@@ -130,7 +130,7 @@ def test_historical_daily_close_contract():
     rows = parse(FORMATS["coins_historical"], record(as_json(value), b"ETH", "coins_historical"), 1 << 20)
     assert rows == [(
         "ETH", 19791, 1_709_985_600_000, 3900.25, 1e10, 4.7e11, 1e8, "Ethereum", "Ξ", 2, 1.2e8,
-        None, None, FETCHED, "coins_historical", 2, 7, FETCHED, b"ETH",
+        None, None, FETCHED, "coins_historical", 3, 2, 7, FETCHED, b"ETH",
     )]
     assert len(rows[0]) == len(HISTORICAL_COLUMNS)
 
@@ -175,9 +175,9 @@ def test_windowed_values_match_names_case_insensitively():
     ohlc = {"COIN_CODE": "STABLECOIN", "WINDOW_START": "2024-03-10 00:00", "OPEN": 1, "High": 2,
             "low": 0.5, "CLOSE": 1.5}
     assert parse(FORMATS["ohlc_by_minute"], record(as_json(ohlc), key, "ohlc_by_minute"), 1 << 20) == [
-        ("STABLECOIN", 1_710_028_800_000, 1.0, 2.0, 0.5, 1.5, "ohlc_by_minute", 2, 7, FETCHED, key)]
+        ("STABLECOIN", 1_710_028_800_000, 1.0, 2.0, 0.5, 1.5, "ohlc_by_minute", 3, 2, 7, FETCHED, key)]
     assert parse(FORMATS["mov_avg_60s"], record(as_json({"MOV_AVG": 0.75}), key, "mov_avg_60s"), 1 << 20) == [
-        ("STABLECOIN", 1_710_028_800_000, 0.75, "mov_avg_60s", 2, 7, FETCHED, key)]
+        ("STABLECOIN", 1_710_028_800_000, 0.75, "mov_avg_60s", 3, 2, 7, FETCHED, key)]
     with pytest.raises(Rejected) as caught:
         parse(FORMATS["ohlc_by_minute"], record(as_json({"OPEN": 1}), key, "ohlc_by_minute"), 1 << 20)
     assert caught.value.reason == "missing high: field 'high' is absent or null"

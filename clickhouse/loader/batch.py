@@ -38,14 +38,18 @@ class TableBatch:
 
 
 def dedup_token(table: str, records: list[Record]) -> str:
-    """`table|topic:partition:first-last|…` over the messages inserted, partitions sorted."""
-    ranges: dict[tuple[str, int], list[int]] = {}
+    """`table|topic#epoch:partition:first-last|…` over the messages inserted, partitions sorted.
+
+    The epoch (the topic's incarnation) keeps a re-created topic's inserts, whose offsets start
+    again at 0, from repeating the tokens of the incarnation before it."""
+    ranges: dict[tuple[str, int, int], list[int]] = {}
     for record in records:
-        span = ranges.setdefault((record.topic, record.partition), [record.offset, record.offset])
+        span = ranges.setdefault((record.topic, record.topic_epoch, record.partition),
+                                 [record.offset, record.offset])
         span[0] = min(span[0], record.offset)
         span[1] = max(span[1], record.offset)
-    parts = [f"{topic}:{partition}:{first}-{last}"
-             for (topic, partition), (first, last) in sorted(ranges.items())]
+    parts = [f"{topic}#{epoch}:{partition}:{first}-{last}"
+             for (topic, epoch, partition), (first, last) in sorted(ranges.items())]
     return "|".join([table, *parts])
 
 

@@ -19,8 +19,8 @@ from clickhouse.loader.validation import (
 )
 
 Row = tuple[Any, ...]
-META_COLUMNS = ("_topic", "_partition", "_offset", "_timestamp", "_key")
-ERROR_COLUMNS = ("_topic", "_partition", "_offset", "_timestamp", "_key", "_raw", "reason")
+META_COLUMNS = ("_topic", "_topic_epoch", "_partition", "_offset", "_timestamp", "_key")
+ERROR_COLUMNS = (*META_COLUMNS, "_raw", "reason")
 # What an error row keeps of an oversized value.
 ERROR_RAW_LIMIT = 64 * 1024
 NOON_MS = 12 * 3_600_000
@@ -40,7 +40,8 @@ class TableFormat:
 
 
 def _meta(record: Record) -> tuple[Any, ...]:
-    return (record.topic, record.partition, record.offset, record.timestamp_ms, record.key)
+    return (record.topic, record.topic_epoch, record.partition, record.offset, record.timestamp_ms,
+            record.key)
 
 
 def error_row(record: Record, reason: str) -> Row:
@@ -87,7 +88,7 @@ def parse_current(record: Record) -> list[Row]:
         *typed_fields(delta, _DELTA_PLAN),
         *typed_fields(coin, _META_PLAN),
         text_list_field(coin, "categories"),
-        record.topic, record.partition, record.offset, record.timestamp_ms, record.key,
+        *_meta(record),
     )]
 
 

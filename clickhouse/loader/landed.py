@@ -5,13 +5,16 @@ redelivers what was inserted but not yet committed, possibly cut into different 
 truth about what landed is in ClickHouse itself, never in a separate watermark (the reference
 wrote one before the data was safe):
 
-- per (table, topic, partition), the high-water mark max(_offset) is read when the partition is
-  assigned; a message above it has certainly not landed (the loader is the only writer of the
-  partition's rows while it owns the partition, and it advances the mark after each insert);
+- per (table, topic incarnation, partition), the high-water mark max(_offset) is read when the
+  partition is assigned; a message above it has certainly not landed (the loader is the only writer
+  of the partition's rows while it owns the partition, and it advances the mark after each insert);
 - a message at or below it is looked up by identity (_offset, _timestamp, _key) and skipped only
-  if that very message is there. The identity check matters when a topic was re-created (the local
-  broker keeps topics in memory) and offsets start again at 0: new messages are then landed, not
-  mistaken for old ones.
+  if that very message is there.
+
+The incarnation (`_topic_epoch`, see `incarnations.py`) keeps a re-created topic, whose offsets
+start again at 0, from being mistaken for the one before it. A message that differs from the one
+stored at its offset of the same incarnation should not exist; it is landed, counted, and reported
+in one line per partition and batch.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from clickhouse.loader.records import Record
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+# (table, topic, topic epoch, partition)
+MarkKey = tuple[str, str, int, int]
 
 
 def _quote(value: str) -> str:
@@ -33,71 +38,78 @@ def _quote(value: str) -> str:
 
 
 class LandedIndex:
-    """High-water marks per (table, topic, partition), and identity lookups below them."""
+    """High-water marks per (table, topic incarnation, partition), and identity lookups below them."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        self._high: dict[tuple[str, str, int], int] = {}
+        self._high: dict[MarkKey, int] = {}
+        self.mismatches = 0  # messages that differed from the one landed at their offset
 
-    def load(self, tables: Iterable[str], partitions: Iterable[TopicPartition]) -> None:
-        """Read max(_offset) of each assigned partition from each table (-1 = nothing landed)."""
+    def load(self, tables: Iterable[str], partitions: Iterable[TopicPartition],
+             epochs: dict[str, int]) -> None:
+        """Read max(_offset) of each assigned partition of the topics' current incarnations
+        (`epochs`: topic -> epoch) from each table (-1 = nothing landed)."""
         wanted = list(partitions)
         topics = sorted({topic for topic, _ in wanted})
         if not topics:
             return
         for table in tables:
             for topic, partition in wanted:
-                self._high[(table, topic, partition)] = -1
+                self._high[(table, topic, epochs.get(topic, 0), partition)] = -1
             rows = self._client.query(
-                f"SELECT _topic, _partition, max(_offset) FROM {table} "
+                f"SELECT _topic, _topic_epoch, _partition, max(_offset) FROM {table} "
                 f"WHERE _topic IN ({', '.join(_quote(topic) for topic in topics)}) "
-                "GROUP BY _topic, _partition"
+                "GROUP BY _topic, _topic_epoch, _partition"
             ).result_rows
-            for topic, partition, high in rows:
-                if (table, topic, partition) in self._high:
-                    self._high[(table, topic, partition)] = int(high)
+            for topic, epoch, partition, high in rows:
+                key = (table, topic, int(epoch), int(partition))
+                if key in self._high:
+                    self._high[key] = int(high)
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Drop the marks of revoked partitions (another loader may write them now)."""
         gone = set(partitions)
-        for key in [key for key in self._high if (key[1], key[2]) in gone]:
+        for key in [key for key in self._high if (key[1], key[3]) in gone]:
             del self._high[key]
 
-    def high_water(self, table: str, topic: str, partition: int) -> int:
-        return self._high.get((table, topic, partition), -1)
+    def high_water(self, table: str, record: Record) -> int:
+        return self._high.get((table, record.topic, record.topic_epoch, record.partition), -1)
 
-    def advance(self, table: str, topic: str, partition: int, offset: int) -> None:
-        """After an insert: everything of this table up to `offset` is in ClickHouse."""
-        key = (table, topic, partition)
-        if offset > self._high.get(key, -1):
-            self._high[key] = offset
+    def advance(self, table: str, record: Record) -> None:
+        """After an insert: everything of this table up to `record` is in ClickHouse."""
+        key = (table, record.topic, record.topic_epoch, record.partition)
+        if record.offset > self._high.get(key, -1):
+            self._high[key] = record.offset
 
     def landed(self, table: str, records: list[Record]) -> set[tuple[str, int, int]]:
         """Which of `records` (all at or below the mark) are in `table`: (topic, partition, offset).
 
         One query per partition over the offset range, comparing identities in Python.
         """
-        by_partition: dict[TopicPartition, list[Record]] = defaultdict(list)
+        by_partition: dict[tuple[str, int, int], list[Record]] = defaultdict(list)
         for record in records:
-            by_partition[(record.topic, record.partition)].append(record)
+            by_partition[(record.topic, record.topic_epoch, record.partition)].append(record)
         found: set[tuple[str, int, int]] = set()
-        for (topic, partition), group in by_partition.items():
+        for (topic, epoch, partition), group in by_partition.items():
             low = min(record.offset for record in group)
             high = max(record.offset for record in group)
             result = self._client.query(
                 f"SELECT DISTINCT _offset, toUnixTimestamp64Milli(_timestamp), _key FROM {table} "
-                f"WHERE _topic = {_quote(topic)} AND _partition = {int(partition)} "
-                f"AND _offset BETWEEN {int(low)} AND {int(high)}",
+                f"WHERE _topic = {_quote(topic)} AND _topic_epoch = {int(epoch)} "
+                f"AND _partition = {int(partition)} AND _offset BETWEEN {int(low)} AND {int(high)}",
                 column_formats={"_key": "bytes"},
             )
             present = {(int(offset), int(ts), bytes(key)) for offset, ts, key in result.result_rows}
+            differing = []
             for record in group:
                 if record.identity in present:
                     found.add((topic, partition, record.offset))
                 else:
-                    log.warning(
-                        "%s[%d]@%d is below the landed high-water mark of %s but a different "
-                        "message is stored there (topic re-created?): landing it",
-                        topic, partition, record.offset, table,
-                    )
+                    differing.append(record.offset)
+            if differing:
+                self.mismatches += len(differing)
+                log.warning("%s[%d] (epoch %d): %d message(s) at offsets %d..%d are at or below the "
+                            "landed high-water mark of %s but differ from what is stored there: "
+                            "landing them", topic, partition, epoch, len(differing), min(differing),
+                            max(differing), table)
         return found

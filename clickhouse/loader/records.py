@@ -14,7 +14,8 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One consumed message: where it came from, its timestamp (epoch ms, 0 = none), key, value."""
+    """One consumed message: where it came from, its timestamp (epoch ms, 0 = none), key, value,
+    and the epoch of the topic's incarnation it was read from (`incarnations.py`)."""
 
     topic: str
     partition: int
@@ -22,9 +23,10 @@ class Record:
     timestamp_ms: int
     key: bytes
     value: bytes | None
+    topic_epoch: int = 0
 
     @classmethod
-    def from_message(cls, message: Any) -> "Record":
+    def from_message(cls, message: Any, topic_epoch: int = 0) -> "Record":
         """From a confluent_kafka Message (a null key becomes b"", a missing timestamp 0)."""
         kind, timestamp = message.timestamp()
         return cls(
@@ -34,10 +36,11 @@ class Record:
             timestamp_ms=0 if kind == TIMESTAMP_NOT_AVAILABLE or timestamp < 0 else timestamp,
             key=message.key() or b"",
             value=message.value(),
+            topic_epoch=topic_epoch,
         )
 
     @property
     def identity(self) -> tuple[int, int, bytes]:
-        """(offset, timestamp, key): what tells this message from another one at the same offset
-        of a re-created topic. Stored in every landing and error row as _offset/_timestamp/_key."""
+        """(offset, timestamp, key): what tells this message from another one at the same offset of
+        the same topic incarnation. Stored in every landing and error row as _offset/_timestamp/_key."""
         return (self.offset, self.timestamp_ms, self.key)

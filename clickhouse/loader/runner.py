@@ -6,12 +6,16 @@ hand it to the insert worker (`pipeline.BatchWorker`), which inserts one block p
 clickhouse-connect and only then commits the offsets, while the next batch is being consumed.
 
 Exactly-once on top of at-least-once delivery (clickhouse/schema/README.md, "Exactly-once"):
-- a message already in ClickHouse is skipped (`landed.LandedIndex`: high-water mark per table
-  and partition read at assignment, identity check below it), so redelivery after a crash, a
-  re-read by a new consumer group, or batches cut differently than the first time never double a
-  row nor a candle;
-- each insert carries a deduplication token from its offset ranges, so a retried insert that had
-  in fact succeeded is dropped by ClickHouse together with the materialized views behind it.
+- every message is read as part of one incarnation of its topic (`incarnations.TopicIncarnations`:
+  the topic ID, numbered per topic), so a topic re-created under the same name, whose offsets
+  start again at 0, is landed as new messages and not taken for the old ones;
+- a message already in ClickHouse is skipped (`landed.LandedIndex`: high-water mark per table,
+  incarnation and partition read at assignment, identity check below it), so redelivery after a
+  crash, a re-read by a new consumer group, or batches cut differently than the first time never
+  double a row nor a candle;
+- each insert carries a deduplication token from its incarnations and offset ranges, so a retried
+  insert that had in fact succeeded is dropped by ClickHouse together with the materialized views
+  behind it.
 
 Stopping (`request_stop`, SIGTERM in the CLI) finishes the current batch (insert + commit) and
 leaves the group cleanly.
@@ -24,19 +28,24 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from clickhouse.loader.batch import Batch, dedup_token
 from clickhouse.loader.formats import ERROR_COLUMNS, FORMATS, TableFormat, error_row, parse
+from clickhouse.loader.incarnations import TopicIncarnations
 from clickhouse.loader.landed import LandedIndex
 from clickhouse.loader.metrics import LoaderMetrics
 from clickhouse.loader.pipeline import BatchWorker
 from clickhouse.loader.records import Record
 from clickhouse.loader.sink import ClickHouseSink, InsertAborted
 from clickhouse.loader.validation import Rejected
+from common.kafka_config import connection_config
 from common.kafka_lag import consumer_lag
+from common.kafka_topics import topic_ids
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +87,8 @@ class Loader:
     """One consumer in the loader's group, writing through one clickhouse-connect client."""
 
     def __init__(self, consumer_conf: dict[str, Any], clickhouse_client: Any,
-                 config: LoaderConfig | None = None, metrics: LoaderMetrics | None = None) -> None:
+                 config: LoaderConfig | None = None, metrics: LoaderMetrics | None = None,
+                 describe_topics: Callable[[list[str]], dict[str, str]] | None = None) -> None:
         self.config = config or LoaderConfig()
         self._formats = self.config.formats_by_topic()
         self._consumer_conf = dict(consumer_conf)
@@ -86,6 +96,12 @@ class Loader:
         self.metrics = metrics or LoaderMetrics()
         self._sink = ClickHouseSink(clickhouse_client, should_stop=lambda: self._stop)
         self._landed = LandedIndex(clickhouse_client)
+        self._incarnations = TopicIncarnations(clickhouse_client,
+                                               describe_topics or self._describe_topics)
+        self._admin: AdminClient | None = None
+        # (topic, partition) -> the offset the next message is expected at; a smaller one means the
+        # partition was read again from an earlier point: possibly a re-created topic.
+        self._expected: dict[tuple[str, int], int] = {}
         self._batch = Batch()
         self._consumer: Consumer | None = None
         self._worker: BatchWorker[Batch] | None = None
@@ -169,7 +185,11 @@ class Loader:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("loader: consumer error: %s", error)
                 continue
-            self._add(Record.from_message(message))
+            where = (message.topic(), message.partition())
+            if message.offset() < self._expected.get(where, 0):
+                self._check_incarnation(message.topic())
+            self._expected[where] = message.offset() + 1
+            self._add(Record.from_message(message, self._incarnations.epoch(message.topic())))
         if messages:
             self._progress.last_message_at = now
         if len(self._batch) and (len(self._batch) >= config.batch_rows
@@ -191,8 +211,24 @@ class Loader:
         except Rejected as rejected:
             rows = [error_row(record, rejected.reason)]
             table, columns = spec.error_table, ERROR_COLUMNS
-        check = record.offset <= self._landed.high_water(table, record.topic, record.partition)
+        check = record.offset <= self._landed.high_water(table, record)
         self._batch.add(table, columns, record, rows, check)
+
+    def _describe_topics(self, topics: list[str]) -> dict[str, str]:
+        if self._admin is None:
+            self._admin = AdminClient(connection_config(self._consumer_conf))
+        return topic_ids(self._admin, topics)
+
+    def _check_incarnation(self, topic: str) -> None:
+        """A partition went back to an earlier offset: if its topic was re-created meanwhile, land
+        what was read of the old incarnation, then read on under the new one's epoch and marks."""
+        self._flush()
+        self._worker.wait_idle()
+        if topic in self._incarnations.refresh([topic]):
+            assigned = [(tp.topic, tp.partition) for tp in self._consumer.assignment()
+                        if tp.topic == topic]
+            self._landed.forget(assigned)
+            self._landed.load(self.tables, assigned, {topic: self._incarnations.epoch(topic)})
 
     def _flush(self) -> None:
         """Hand the batch to the insert worker (after the previous one has landed)."""
@@ -212,7 +248,7 @@ class Loader:
             rows = part.rows(skip)
             self._sink.insert(part.table, part.columns, rows, dedup_token(part.table, records))
             for record, _, _ in part.entries:
-                self._landed.advance(part.table, record.topic, record.partition, record.offset)
+                self._landed.advance(part.table, record)
             self._count(part.table, rows, len(skip))
         self.metrics.insert_seconds.observe(time.monotonic() - started)
         if self.config.pause_after_insert_s:
@@ -262,7 +298,10 @@ class Loader:
         delay = 0.2
         while True:
             try:
-                self._landed.load(self.tables, assigned)
+                topics = sorted({topic for topic, _ in assigned})
+                self._incarnations.refresh(topics)
+                self._landed.load(self.tables, assigned,
+                                  {topic: self._incarnations.epoch(topic) for topic in topics})
                 break
             except Exception as error:
                 if self._stop:
@@ -271,6 +310,8 @@ class Loader:
                           str(error).splitlines()[0][:300])
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+        for where in assigned:
+            self._expected.pop(where, None)
         self._progress.assigned = True
         self._progress.last_message_at = time.monotonic()
         log.info("loader: assigned %s", ", ".join(f"{t}[{p}]" for t, p in assigned) or "nothing")
@@ -286,6 +327,8 @@ class Loader:
             self._stop = True
         self._commit_landed()
         self._landed.forget((tp.topic, tp.partition) for tp in partitions)
+        for tp in partitions:
+            self._expected.pop((tp.topic, tp.partition), None)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The partitions already belong to someone else: land nothing more of them (their new
@@ -297,6 +340,8 @@ class Loader:
                 self._to_commit.pop(topic_partition, None)
         self._batch.drop_partitions(lost)
         self._landed.forget(lost)
+        for where in lost:
+            self._expected.pop(where, None)
 
     # ---- reporting ----------------------------------------------------------------------------
 
