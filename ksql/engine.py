@@ -462,11 +462,14 @@ class AggregateRuntime(QueryRuntime):
         return NO_TIME if task is None else task.stream_time
 
     def restore(self, partition: int, stream_time: int, entries: Iterable[tuple[tuple, int | None, list]],
-                out: list) -> None:
-        """Rebuild one partition's state (from the changelog) before processing resumes."""
+                out: list, changed: bool = False) -> None:
+        """Rebuild one partition's state before processing resumes; `changed` marks every restored
+        state as changed, so that the next commit cycle writes it to a (new, empty) changelog."""
         task = self._tasks[partition] = _Task()
         task.stream_time = stream_time
         for key, ws, st in entries:
+            if changed and self._track:
+                task.changed[(key, ws)] = st
             if ws is None:
                 task.store[key] = st
             else:

@@ -25,6 +25,15 @@ Outputs are at-least-once: after a crash, records of the unfinished cycle are em
 identical values (the last record per key and window is always exact). Outputs go to the sink
 partition Kafka's Java client would choose (murmur2), like ksqlDB.
 
+Local state (`state_store.LocalStateStore`, given a state directory): each cycle's changes also go
+to an SQLite file on local disk, after the changelog and before the offset commit, with a
+checkpoint naming the topic IDs of the changelog and of the input. On assignment the checkpoint
+decides where state comes from: the changelog when it is the incarnation the checkpoint names (or
+when there is no checkpoint), the local file when the changelog is gone or new (the local broker
+forgets its topics on restart); the new changelog is then written from it. When the input topic
+itself is a new incarnation, its offsets start again at 0: the windows keep their values and
+stream time, but the recorded offsets (which belong to the old incarnation) are cleared.
+
 The broker's high watermark cannot be trusted here (Tansu reports wrong ones), so a restore reads
 its changelog partition up to a unique barrier record it produced itself.
 
@@ -44,6 +53,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -51,12 +61,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from common.kafka_config import admin_config, consumer_config, producer_config
 from common.kafka_lag import consumer_lag
+from common.kafka_topics import topic_ids
 from common.settings import Settings
 from ksql.engine import AggregateRuntime, Pipeline, ProcessingLogEntry
 from ksql.errors import UnsupportedStatement
 from ksql.metrics import EngineMetrics
 from ksql.planner import Catalog, QueryPlan
 from ksql.serde import kafka_partition
+from ksql.state_store import Checkpoint, LocalStateStore, PartitionChanges
 from ksql import ast
 
 log = logging.getLogger(__name__)
@@ -142,7 +154,7 @@ class KafkaRunner:
                  app_id: str = DEFAULT_APP_ID, commit_interval_ms: int = 1000, cache: bool = True,
                  processing_log_topic: str = DEFAULT_PROCESSING_LOG_TOPIC, idle_exit_s: float | None = None,
                  fail_at: str | None = None, session_timeout_ms: int | None = None,
-                 metrics: EngineMetrics | None = None) -> None:
+                 metrics: EngineMetrics | None = None, state_dir: Path | None = None) -> None:
         self.catalog = catalog
         self.settings = settings
         self.bootstrap = bootstrap
@@ -180,6 +192,8 @@ class KafkaRunner:
         self._partition_cache: dict[tuple[str, bytes], int] = {}
         self._sink_partitions: dict[str, int] = {}
         self._written_positions: dict[tuple[str, int], tuple[int, int]] = {}
+        self._store = LocalStateStore(state_dir, app_id) if state_dir is not None else None
+        self._topic_ids: dict[str, str] = {}  # topic -> ID (KIP-516), refreshed at each assignment
 
     # ---- names -----------------------------------------------------------------------------------------------------
 
@@ -334,6 +348,7 @@ class KafkaRunner:
         self._produce_processing_log()
         self._flush("outputs")
         self._maybe_fail("after-outputs")
+        local: list[PartitionChanges] = []
         for runtime in self.aggregates:
             topic = self.changelog_topic(runtime)
             source_topic = runtime.plan.source.topic
@@ -346,11 +361,17 @@ class KafkaRunner:
                 if not changes and self._written_positions.get((topic, partition)) == marker_value:
                     continue
                 tombstones = []
+                upserts = []
                 for key, window_start, state in changes:
                     if state is None:
                         tombstones.append(encode_state_key(key, window_start))
                     else:
-                        self._produce(topic, encode_state_key(key, window_start), encode_state(state), None, partition)
+                        upserts.append((encode_state_key(key, window_start), encode_state(state)))
+                        self._produce(topic, upserts[-1][0], upserts[-1][1], None, partition)
+                if self._store is not None:
+                    local.append(PartitionChanges(topic, partition, Checkpoint(
+                        self._topic_ids.get(topic, ""), source_topic, self._topic_ids.get(source_topic, ""),
+                        marker_value[0], marker_value[1]), upserts, tombstones))
                 self._maybe_fail("mid-changelog")
                 marker = json.dumps({"offset": marker_value[0], "stream_time": marker_value[1]}).encode()
                 self._produce(topic, POSITION_KEY, marker, None, partition)
@@ -358,6 +379,8 @@ class KafkaRunner:
                 for state_key in tombstones:
                     self._produce(topic, state_key, None, None, partition)
         self._flush("changelog")
+        if local:
+            self._store.write(local)
         self._maybe_fail("after-changelog")
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in self._positions.items()
                    if (topic, partition) in self._assigned]
@@ -429,6 +452,9 @@ class KafkaRunner:
                      for tp in self._consumer.committed(partitions, timeout=30)} if partitions else {}
         wanted = [(self.changelog_topic(runtime), tp.partition) for tp in partitions for runtime in self.aggregates
                   if runtime.plan.source.topic == tp.topic]
+        if partitions:
+            self._topic_ids = topic_ids(self._admin, [tp.topic for tp in partitions] +
+                                        [topic for topic, _ in wanted])
         changelogs = self._read_changelogs(wanted)
         for tp in partitions:
             topic_partition = (tp.topic, tp.partition)
@@ -436,28 +462,59 @@ class KafkaRunner:
             query_positions = []
             readers = [runtime for runtime in self.aggregates if runtime.plan.source.topic == tp.topic]
             for runtime in readers:
-                latest, position = changelogs[(self.changelog_topic(runtime), tp.partition)]
+                changelog = self.changelog_topic(runtime)
+                latest, position, from_local, same_input = self._state_source(
+                    changelog, tp, changelogs[(changelog, tp.partition)])
                 entries = []
                 for state_key, value in latest.items():
                     if value is None:
                         continue
                     key, window_start = decode_state_key(state_key)
                     entries.append((key, window_start, decode_state(value)))
+                if not same_input:
+                    for _key, _window_start, state in entries:
+                        state[1] = 0  # offsets of the old incarnation: apply the new one from 0
                 stream_time = position["stream_time"] if position else -(2**63)
-                runtime.restore(tp.partition, stream_time, entries, self._out)
+                # Written to the changelog at the next cycle: a new changelog gets the local states, and
+                # states whose offsets were cleared replace the old ones.
+                runtime.restore(tp.partition, stream_time, entries, self._out,
+                                changed=from_local or not same_input)
                 self.stats.restored_windows += len(entries)
                 self.metrics.restored(runtime.query_id, len(entries))
-                if position is not None:
+                if position is not None and same_input:
                     runtime.skip_below[tp.partition] = position["offset"]
                     query_positions.append(position["offset"])
-                log.info("%s: restored %d window(s) of partition %d (position %s)", runtime.query_id,
-                         len(entries), tp.partition, position)
+                if self._store is not None and not from_local:
+                    self._store.replace(changelog, tp.partition,
+                                        {key: value for key, value in latest.items() if value is not None})
+                log.info("%s: restored %d window(s) of partition %d from the %s (position %s%s)",
+                         runtime.query_id, len(entries), tp.partition,
+                         "local state" if from_local else "changelog", position,
+                         "" if same_input else "; the input topic is new: its offsets start again")
             if readers and len(query_positions) == len(readers):
                 resume = max(resume, min(query_positions))
             if resume >= 0:
                 tp.offset = resume
                 self._positions[topic_partition] = resume
             self._assigned.add(topic_partition)
+
+    def _state_source(self, changelog: str, tp: TopicPartition,
+                      from_changelog: tuple[dict, dict | None]) -> tuple[dict, dict | None, bool, bool]:
+        """(states, position, from local state?, same input incarnation?) for one changelog partition.
+
+        The changelog is the source unless the local checkpoint names another incarnation of it (it
+        was re-created, or lost with the broker). Without a checkpoint nothing is known about the
+        input's incarnation, and the changelog's positions are trusted as before local state existed.
+        """
+        point = self._store.checkpoint(changelog, tp.partition) if self._store is not None else None
+        same_input = point is None or point.input_id == self._topic_ids.get(tp.topic, "")
+        if point is None or point.changelog_id == self._topic_ids.get(changelog, ""):
+            latest, position = from_changelog
+            return latest, position, False, same_input
+        log.warning("%s[%d]: the changelog is not the one the local state was checkpointed with "
+                    "(re-created or lost with the broker): restoring from local state", changelog, tp.partition)
+        position = {"offset": point.next_offset, "stream_time": point.stream_time}
+        return self._store.states(changelog, tp.partition), position, True, same_input
 
     # ---- consumer callbacks -----------------------------------------------------------------------------------------------
 
@@ -541,6 +598,8 @@ class KafkaRunner:
             self._stop.set()
             self._consumer.close()
             self._producer.flush(30)
+            if self._store is not None:
+                self._store.close()
             self._report()
         return self.stats
 

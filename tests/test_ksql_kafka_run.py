@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from coinstream.local_broker import LocalBroker, find_tansu_binary
+from coinstream.local_broker import LocalBroker, find_tansu_binary, free_port
 from tests.ksql.known_coins import EXPECTED_AVG, EXPECTED_LOG, EXPECTED_OHLC, INPUTS, T0
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -284,3 +284,37 @@ def test_kill_and_restart_mid_stream_keeps_final_values_exact(bootstrap: str, tm
     # Every window of a coin is on the partition Kafka Streams would use for the coin's key bytes.
     for placements in (ohlc_placements, avg_placements):
         assert placements == {(code.encode(), kafka_partition(code.encode(), PARTITIONS)) for code in COINS}
+
+
+def test_window_state_outlives_a_broker_that_forgets(tmp_path: Path) -> None:
+    """The local broker restarts empty (topics, changelogs, offsets gone) between two halves of the
+    input; the windows open at the restart end with the values of an uninterrupted run."""
+    records = generate(1200)
+    half = 600  # ~2.5 minutes into the data: candles and averages are open at the restart
+    port = free_port()
+    state_dir = tmp_path / "state"
+    latest: dict[str, dict] = {"ohlc_by_minute": {}, "mov_avg_60s": {}}
+
+    def run_half(part: list) -> None:
+        with LocalBroker(port=port) as broker:
+            create_topic(broker.bootstrap, "coins_current_full", PARTITIONS)
+            producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+            for partition, code, rate, ts in part:
+                value = {"code": code, "rate": rate, "fetched_at": ts, "name": code.lower(), "rank": 1}
+                producer.produce("coins_current_full", json.dumps(value).encode(), code.encode(),
+                                 partition=partition, timestamp=ts)
+            producer.flush(30)
+            runner = start_runner(broker.bootstrap, tmp_path, "--idle-exit", "2", "--state-dir", str(state_dir))
+            try:
+                assert runner.wait(timeout=120) == 0, runner.log_path.read_text()[-3000:]
+            finally:
+                stop(runner)
+            for topic, values in latest.items():
+                values.update(final_values(broker.bootstrap, topic)[0])
+
+    run_half(records[:half])
+    run_half(records[half:])
+
+    expected_ohlc, expected_avg = batch_final_values(records)
+    assert latest["ohlc_by_minute"] == expected_ohlc
+    assert latest["mov_avg_60s"] == expected_avg

@@ -86,11 +86,14 @@ def _plan_or_exit(files: list[Path]):
               help="Consumer group session timeout (default: common.kafka_config's). Shorter = faster restarts.")
 @click.option("--metrics-port", "port_option", type=click.IntRange(0, 65535), default=None,
               help="Prometheus /metrics on METRICS_HOST (default KSQL_METRICS_PORT; 0 = off).")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where window state is kept on local disk, so that it outlives the broker's changelogs "
+                   "(default: COINSTREAM_DATA_DIR/ksql-state).")
 @click.option("--fail-at", hidden=True, default=None, help="Fault injection for tests: STAGE[:N].")
 @click.pass_obj
 def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_ms: int | None, no_cache: bool,
                 idle_exit: float | None, processing_log_topic: str, session_timeout_ms: int | None,
-                port_option: int | None, fail_at: str | None) -> None:
+                port_option: int | None, state_dir: Path | None, fail_at: str | None) -> None:
     """Run the statements against Kafka (default: the project's ksql/*.sql, in file-name order)."""
     from ksql.errors import KsqlError
     from ksql.kafka_runner import KafkaRunner, RunnerError
@@ -106,7 +109,8 @@ def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_m
             runner = KafkaRunner(catalog, settings, app_id=app_id, commit_interval_ms=interval_ms,
                                  cache=not no_cache, processing_log_topic=processing_log_topic,
                                  idle_exit_s=idle_exit, fail_at=fail_at, session_timeout_ms=session_timeout_ms,
-                                 metrics=metrics)
+                                 metrics=metrics,
+                                 state_dir=state_dir or settings.coinstream_data_dir / "ksql-state")
             with stop_requested_on_signals("stopping after the current cycle", on_stop=runner.stop):
                 stats = runner.run()
     except KsqlError as error:
