@@ -36,3 +36,28 @@ def consumer_lag(consumer: Consumer) -> dict[tuple[str, int], int]:
     except (KafkaException, RuntimeError) as error:
         log.debug("consumer lag unavailable: %s", error)
     return lag
+
+
+def committed_lag(client_config: dict, group: str, topics: list[str], timeout_s: float = 10.0) -> int:
+    """Messages in `topics` that consumer group `group` has not committed yet, summed.
+
+    Asked of the broker (committed offsets and high watermarks), so it holds for a group whose
+    members are gone or elsewhere. A partition without a committed offset counts from its low
+    watermark; a topic that does not exist counts 0.
+    """
+    from confluent_kafka import TopicPartition
+
+    probe = Consumer({**client_config, "group.id": group, "enable.auto.commit": False})
+    try:
+        metadata = probe.list_topics(timeout=timeout_s)
+        partitions = [TopicPartition(topic, partition) for topic in topics
+                      if topic in metadata.topics for partition in metadata.topics[topic].partitions]
+        if not partitions:
+            return 0
+        total = 0
+        for tp in probe.committed(partitions, timeout=timeout_s):
+            low, high = probe.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            total += max(0, high - max(tp.offset, low))
+        return total
+    finally:
+        probe.close()

@@ -81,6 +81,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "LCW_RETRY_MAX_WAIT_S": "a number of seconds >= 0 (longest single retry wait)",
     "KAFKA_BOOTSTRAP_SERVERS": "host:port[,host:port…]",
     "KAFKA_LOCAL_PORT": "a TCP port number 1-65535",
+    "LOCAL_BROKER_MAX_MEMORY_MB": "a whole number of MiB >= 0 (0 = never rotate)",
     "SIM_API_PORT": "a TCP port number 1-65535",
     "DASHBOARD_PORT": "a TCP port number 1-65535",
     "KAFKA_SECURITY_PROTOCOL": "one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
@@ -156,6 +157,7 @@ class Settings(BaseSettings):
     # Kafka
     kafka_bootstrap_servers: str | None = None
     kafka_local_port: int = Field(LOCAL_KAFKA_PORT, ge=1, le=65535)
+    local_broker_max_memory_mb: int = Field(256, ge=0)
     sim_api_port: int = Field(SIMULATED_API_PORT, ge=1, le=65535)
     dashboard_port: int = Field(8050, ge=1, le=65535)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -88,3 +88,53 @@ def test_configuration_error_is_not_restarted_and_stops_the_stack():
     with pytest.raises(StackError, match="producer has a configuration error"):
         asyncio.run(scenario())
     assert supervisor.states[0].restarts == 0
+
+
+def test_restart_of_a_service_restarts_the_services_bound_to_it(tmp_path: Path):
+    out = io.StringIO()
+    sleeper = python("import time; print('up', flush=True); time.sleep(60)")
+    supervisor = Supervisor([Service("broker", sleeper), Service("client", sleeper, restart_with=("broker",)),
+                             Service("other", sleeper)], out=out, min_backoff_s=0.1)
+
+    async def kill_broker_and_wait() -> None:
+        first = {state.service.name: state.process.pid for state in supervisor.states}
+        supervisor.state_of("broker").process.kill()  # a crash, not a request
+        for _ in range(200):
+            pids = {state.service.name: state.process.pid for state in supervisor.states}
+            if pids["broker"] != first["broker"] and pids["client"] != first["client"]:
+                break
+            await asyncio.sleep(0.05)
+        assert pids["other"] == first["other"]  # not bound to the broker: left alone
+        assert pids["client"] != first["client"]
+
+    run(supervisor, kill_broker_and_wait)
+    lines = out.getvalue().splitlines()
+    assert "client | restarting: broker was restarted" in lines
+    assert [state.restarts for state in supervisor.states] == [1, 1, 0]
+
+
+def test_paused_service_stays_down_until_resumed_and_is_not_restarted_meanwhile(tmp_path: Path):
+    out = io.StringIO()
+    sleeper = python("import time; print('up', flush=True); time.sleep(60)")
+    supervisor = Supervisor([Service("broker", sleeper), Service("producer", sleeper, restart_with=("broker",))],
+                            out=out, min_backoff_s=0.1)
+
+    async def pause_restart_resume() -> None:
+        producer = supervisor.state_of("producer")
+        paused_pid = producer.process.pid
+        await supervisor.pause("producer", "rotation")
+        assert producer.process.returncode is not None
+        await supervisor.restart_and_wait("broker", "rotation")
+        await asyncio.sleep(0.5)
+        assert producer.process.pid == paused_pid and producer.status == "paused"  # still down
+        supervisor.resume("producer")
+        for _ in range(100):
+            if producer.process.pid != paused_pid and producer.process.returncode is None:
+                break
+            await asyncio.sleep(0.05)
+        assert producer.process.pid != paused_pid and producer.status == "running"
+
+    run(supervisor, pause_restart_resume)
+    lines = out.getvalue().splitlines()
+    assert ["producer | pausing: rotation", "broker   | restarting: rotation", "producer | resuming"] == \
+        [line for line in lines if line.split(" | ")[1].startswith(("pausing", "restarting", "resuming"))]

@@ -173,6 +173,22 @@ def probe_kafka(config: dict, timeout_s: float) -> str:
     return f"{brokers} broker{'s' if brokers != 1 else ''}, {topics} topic{'s' if topics != 1 else ''}"
 
 
+def local_broker_memory(settings: Settings) -> str:
+    """`; memory … MiB, last rotation …` from what `coinstream up` last wrote, for the local broker."""
+    from coinstream.stack.broker_rotation import read_state
+
+    if not settings.uses_local_kafka:
+        return ""
+    state = read_state(settings)
+    if state is None:
+        return ""
+    text = f"; memory {state.rss_bytes / 1048576:.0f} MiB at {state.measured_at}"
+    if state.last_rotation_at is None:
+        return text + ", never rotated"
+    return (text + f", last rotation {state.last_rotation_at} at "
+                   f"{(state.last_rotation_rss_bytes or 0) / 1048576:.0f} MiB ({state.rotations} in all)")
+
+
 def probe_clickhouse(target: ClickHouseTarget, timeout_s: float) -> str:
     """`/ping`, then `SELECT 1` as the target's user in its database."""
     base = f"{'https' if target.secure else 'http'}://{target.host}:{target.port}"
@@ -295,7 +311,8 @@ def checks(settings: Settings, timeout_s: float) -> list[Check]:
     readonly = settings.clickhouse_target(readonly=True)
     metrics_host = _scrape_host(settings.metrics_host)
     result = [
-        Check("kafka", kafka, lambda: probe_kafka(admin_config(settings), timeout_s)),
+        Check("kafka", kafka, lambda: probe_kafka(admin_config(settings), timeout_s)
+              + local_broker_memory(settings)),
         Check("clickhouse", target.http_url, lambda: probe_clickhouse(target, timeout_s)),
     ]
     if readonly.username != target.username:

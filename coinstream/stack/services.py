@@ -76,16 +76,20 @@ def pipeline(settings: Settings) -> list[Service]:
     same statements, applied with `coinstream ksql apply`).
     """
     services = [Service("migrate", _coinstream("clickhouse", "migrate"), oneshot=True)]
+    # Kafka clients restart with the local broker: it comes back without topics, group offsets or
+    # producer IDs, and each client's start-up is what deals with that (incarnations, local state).
+    with_broker = ("broker",) if settings.uses_local_kafka else ()
     if settings.uses_simulated_api and not settings.lcw_base_url:
         services.append(Service(
             "sim-api", _coinstream("sim-api", "--port", str(settings.sim_api_port),
                                    "--daily-credits", str(simulated_daily_credits(settings))),
             ready=http_probe(f"{settings.effective_lcw_base_url}/status", "POST", b"{}")))
     if settings.uses_local_ksql_engine:
-        services.append(Service("ksql", _coinstream("ksql", "run")))
-    services.append(Service("loader", _coinstream("load", "--no-migrate")))
-    services.append(Service("producer", _coinstream("produce", "current")))
-    services.append(Service("historical", _coinstream("produce", "historical", "--no-progress")))
+        services.append(Service("ksql", _coinstream("ksql", "run"), restart_with=with_broker))
+    services.append(Service("loader", _coinstream("load", "--no-migrate"), restart_with=with_broker))
+    services.append(Service("producer", _coinstream("produce", "current"), restart_with=with_broker))
+    services.append(Service("historical", _coinstream("produce", "historical", "--no-progress"),
+                            restart_with=with_broker))
     port = str(settings.dashboard_port)
     services.append(Service("dashboard", _coinstream("dashboard", "--port", port),
                             ready=http_probe(f"http://127.0.0.1:{port}/")))

@@ -50,7 +50,9 @@ class Service:
 
     `ready` is a blocking probe (run in a thread) that returns True once the service answers;
     without it the service counts as ready once started. A `oneshot` service must exit 0 before the
-    next one starts and is never restarted.
+    next one starts and is never restarted. `restart_with` names services whose restart restarts
+    this one too: a Kafka client is restarted with the local broker, whose restart forgets its
+    topics, group offsets and producer IDs.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Service:
     oneshot: bool = False
     env: dict[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 60.0
+    restart_with: tuple[str, ...] = ()
 
 
 @dataclass
@@ -67,7 +70,11 @@ class ServiceState:
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
-    status: str = "pending"  # pending, starting, running, done, backoff, failed, stopped
+    status: str = "pending"  # pending, starting, running, done, backoff, failed, stopped, paused
+    # Set when the supervisor itself stopped the process (a restart or a pause it asked for).
+    stop_reason: str | None = None
+    paused: bool = False
+    resumed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class StackError(RuntimeError):
@@ -145,6 +152,9 @@ class Supervisor:
             code = await state.process.wait()
             if self._stopping.is_set():
                 return
+            if state.stop_reason is not None:
+                await self._restart_requested(state)
+                continue
             if code == CONFIGURATION_ERROR_EXIT_CODE:
                 state.status = "failed"
                 self.say(state.service.name, "exited with a configuration error; not restarting it. "
@@ -166,6 +176,79 @@ class Supervisor:
             state.restarts += 1
             await self._spawn(state)
             state.status = "running"
+            self._restart_dependents(state.service.name)
+
+    async def _restart_requested(self, state: ServiceState) -> None:
+        """The supervisor stopped this process itself: start it again at once, or when resumed."""
+        reason, state.stop_reason = state.stop_reason, None
+        if reason == "pause":
+            state.status = "paused"
+            resumed = asyncio.create_task(state.resumed.wait())
+            stopping = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({resumed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            resumed.cancel()
+            stopping.cancel()
+            if self._stopping.is_set():
+                return
+        state.restarts += 1
+        await self._spawn(state)
+        state.status = "running"
+        self._restart_dependents(state.service.name)
+
+    def _restart_dependents(self, name: str) -> None:
+        for other in self.states:
+            if name in other.service.restart_with and not other.paused:
+                self.request_restart(other.service.name, f"{name} was restarted")
+
+    def state_of(self, name: str) -> ServiceState:
+        for state in self.states:
+            if state.service.name == name:
+                return state
+        raise KeyError(name)
+
+    def _stop_process(self, state: ServiceState, reason: str) -> bool:
+        process = state.process
+        if process is None or process.returncode is not None or state.service.oneshot:
+            return False
+        state.stop_reason = reason
+        process.send_signal(signal.SIGTERM)
+        return True
+
+    def request_restart(self, name: str, why: str) -> None:
+        """Stop the service (SIGTERM) and start it again at once, saying why."""
+        state = self.state_of(name)
+        if self._stop_process(state, "restart"):
+            self.say(name, f"restarting: {why}")
+
+    async def pause(self, name: str, why: str) -> None:
+        """Stop the service (SIGTERM) and keep it stopped until `resume`; returns once it exited."""
+        state = self.state_of(name)
+        state.resumed.clear()
+        state.paused = True
+        if self._stop_process(state, "pause"):
+            self.say(name, f"pausing: {why}")
+            await state.process.wait()
+
+    def resume(self, name: str) -> None:
+        """Start a paused service again."""
+        state = self.state_of(name)
+        if state.paused:
+            self.say(name, "resuming")
+        state.paused = False
+        state.resumed.set()
+
+    async def restart_and_wait(self, name: str, why: str) -> None:
+        """Restart the service (and those that restart with it); returns once it is ready again."""
+        state = self.state_of(name)
+        if not self._stop_process(state, "restart"):
+            return
+        self.say(name, f"restarting: {why}")
+        old = state.process
+        await old.wait()
+        while state.process is old and not self._stopping.is_set():
+            await asyncio.sleep(0.05)
+        state.status = "starting"
+        await self._await_ready(state)
 
     def run_in_background(self, coroutine) -> asyncio.Task:
         """Run `coroutine` next to the services (the status line); `stop` cancels it."""

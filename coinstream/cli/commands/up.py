@@ -9,6 +9,7 @@ import click
 
 from common.settings import Settings
 
+from coinstream.stack.broker_rotation import CHECK_INTERVAL_S, BrokerRotation
 from coinstream.stack.services import local_stack
 from coinstream.stack.status import STATUS_INTERVAL_S, metrics_urls, report_status
 from coinstream.stack.supervisor import StackError, Supervisor
@@ -26,9 +27,13 @@ from coinstream.stack.supervisor import StackError, Supervisor
               help="Extra arguments for one service's command, e.g. "
                    "'loader=--batch-ms 100' or 'ksql=--commit-interval-ms 100' (repeatable; "
                    "for tuning and benchmarks).")
+@click.option("--broker-check-interval", type=click.FloatRange(min=0.1), default=CHECK_INTERVAL_S,
+              show_default=True,
+              help="Seconds between measurements of the local broker's memory (rotated past "
+                   "LOCAL_BROKER_MAX_MEMORY_MB).")
 @click.pass_obj
 def command(settings: Settings, infra_only: bool, status_interval: float,
-            service_args: tuple[str, ...]) -> None:
+            service_args: tuple[str, ...], broker_check_interval: float) -> None:
     """Start every local part in dependency order, restart crashed ones, stop all on Ctrl+C."""
     extra: dict[str, list[str]] = {}
     for item in service_args:
@@ -50,6 +55,10 @@ def command(settings: Settings, infra_only: bool, status_interval: float,
             supervisor.say("up", f"dashboard: http://127.0.0.1:{settings.dashboard_port}/")
         supervisor.say("up", 'try: coinstream sql "SELECT code, rate, updated_at FROM overview_for_dashboard"')
         supervisor.say("up", "Ctrl+C stops everything")
+        if settings.uses_local_kafka and not infra_only:
+            rotation = BrokerRotation(supervisor, settings, settings.local_broker_max_memory_mb * 1048576,
+                                      check_interval_s=broker_check_interval)
+            supervisor.run_in_background(rotation.run())
         endpoints = metrics_urls(settings)
         if not infra_only and status_interval > 0 and any(endpoints):
             supervisor.run_in_background(report_status(
