@@ -15,6 +15,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 log = logging.getLogger(__name__)
 
+# The header a producer puts on a record it publishes again because the broker forgot the topic
+# incarnation it was first delivered to (producers/journal.py); consumers skip what they hold.
+REPLAY_HEADER = "coinstream-replay"
+
 
 def ensure_topics(
     admin_conf: dict, topics: Iterable[str], partitions: int = 1, replication_factor: int = 1,

@@ -149,6 +149,7 @@ class QueryRuntime:
         self._rowtime = plan.source.pseudo_index("ROWTIME")
         self.skip_below: dict[int, int] = {}  # partition -> first offset not yet applied (set on restore)
         self.dropped_late = 0
+        self.replaying = False  # the current record is a replay (see Pipeline.process)
 
     def _error(self, row: list, reason: str, kind: str) -> None:
         source = self.plan.source
@@ -382,7 +383,7 @@ class AggregateRuntime(QueryRuntime):
             st = window.get(key)
             if st is None:
                 st = window[key] = plan.agg_init()
-            elif offset < st[1]:
+            elif offset < st[1] or (self.replaying and ts <= st[0]):
                 continue  # already applied before a restart
             update(st, row)
             if ts > st[0]:
@@ -403,7 +404,7 @@ class AggregateRuntime(QueryRuntime):
         st = task.store.get(key)
         if st is None:
             st = task.store[key] = self.plan.agg_init()
-        elif offset < st[1]:
+        elif offset < st[1] or (self.replaying and ts <= st[0]):
             return
         self.plan.agg_update(st, row)
         if ts > st[0]:
@@ -467,9 +468,17 @@ class AggregateRuntime(QueryRuntime):
         state as changed, so that the next commit cycle writes it to a (new, empty) changelog."""
         task = self._tasks[partition] = _Task()
         task.stream_time = stream_time
+        emit_again = changed and not self.plan.emit_final
         for key, ws, st in entries:
             if changed and self._track:
                 task.changed[(key, ws)] = st
+            if emit_again:
+                # The broker that lost the changelog may also have lost the last updates of the
+                # window before they were read: emit its current value again.
+                if self._cached:
+                    task.dirty[(key, ws)] = st
+                else:
+                    self._emit(key, ws, st, out, None)
             if ws is None:
                 task.store[key] = st
             else:
@@ -633,8 +642,13 @@ class Pipeline:
         return [runtime.topic for runtime in self.queries]
 
     def process(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-                timestamp: int, out: list | None = None) -> list:
-        """Feed one input record; returns (and appends to `out`) the output records it produced."""
+                timestamp: int, out: list | None = None, replayed: bool = False) -> list:
+        """Feed one input record; returns (and appends to `out`) the output records it produced.
+
+        `replayed`: the record was published again after the broker forgot its first delivery
+        (the producer's journal); an aggregate skips it for every window whose state already
+        covers its timestamp (a producer's records of one key arrive in timestamp order, so a
+        window that has seen a later one has seen this one)."""
         if out is None:
             out = []
         for reader, runtimes in self._routes.get(topic, ()):
@@ -645,7 +659,14 @@ class Pipeline:
                                                error.kind))
                 continue
             for runtime in runtimes:
-                runtime.process(row, out)
+                if replayed:
+                    runtime.replaying = True
+                    try:
+                        runtime.process(row, out)
+                    finally:
+                        runtime.replaying = False
+                else:
+                    runtime.process(row, out)
         return out
 
     def flush(self, out: list | None = None) -> list:

@@ -61,7 +61,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from common.kafka_config import admin_config, consumer_config, producer_config
 from common.kafka_lag import consumer_lag
-from common.kafka_topics import topic_ids
+from common.kafka_topics import REPLAY_HEADER, topic_ids
 from common.settings import Settings
 from ksql.engine import AggregateRuntime, Pipeline, ProcessingLogEntry
 from ksql.errors import UnsupportedStatement
@@ -569,7 +569,12 @@ class KafkaRunner:
                         continue
                     topic, partition, offset = message.topic(), message.partition(), message.offset()
                     _kind, timestamp = message.timestamp()
-                    process(topic, partition, offset, message.key(), message.value(), timestamp, self._out)
+                    headers = message.headers()
+                    if headers and any(name == REPLAY_HEADER for name, _value in headers):
+                        process(topic, partition, offset, message.key(), message.value(), timestamp, self._out,
+                                replayed=True)
+                    else:
+                        process(topic, partition, offset, message.key(), message.value(), timestamp, self._out)
                     positions[(topic, partition)] = offset + 1
                     consumed[topic] = consumed.get(topic, 0) + 1
                 if messages:

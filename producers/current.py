@@ -8,6 +8,10 @@ Why it looks like this:
   the API returned plus `fetched_at` (epoch ms, when the response arrived), Kafka timestamp =
   `fetched_at`. A coin that is missing from the answer, or whose rate is null (or not a positive
   number), is logged and counted, never published — a 0 would be read as a crash of the coin.
+- Every poll's records are journaled on local disk before they are handed to Kafka
+  (`journal.DeliveryJournal`); at start, records journaled for an incarnation of the topic the broker
+  has since forgotten (the local broker keeps topics in memory) are published again, marked as
+  replays (`replay_forgotten`).
 - The Kafka producer is idempotent with acks=all (`common.kafka_config.producer_config`), delivery
   reports are counted, and a stop request (SIGINT/SIGTERM via `stop`) ends the loop between polls
   and flushes, so every record handed to Kafka is acknowledged before the process exits.
@@ -32,6 +36,7 @@ from common.settings import Settings
 from producers.client import LiveCoinWatchClient
 from producers.credits import SECONDS_PER_DAY
 from producers.errors import CreditBudgetExceeded, LcwError, LcwRejectedError
+from producers.journal import REPLAY_HEADER, DeliveryJournal
 from producers.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
@@ -118,9 +123,12 @@ class CurrentRatesProducer:
 
     def __init__(self, client: LiveCoinWatchClient, producer: Producer, codes: Sequence[str],
                  currency: str = "USD", topic: str = TOPIC,
-                 metrics: ProducerMetrics | None = None) -> None:
+                 metrics: ProducerMetrics | None = None, journal: DeliveryJournal | None = None,
+                 topic_id: str = "") -> None:
         self.client = client
         self.producer = producer
+        self.journal = journal
+        self.topic_id = topic_id  # the incarnation journaled records go to
         self.codes = list(dict.fromkeys(codes))
         self.currency = currency
         self.topic = topic
@@ -141,6 +149,7 @@ class CurrentRatesProducer:
     def _publish(self, requested: list[str], coins: list[Any], fetched_at: int,
                  result: PollResult) -> None:
         by_code: dict[str, dict[str, Any]] = {}
+        ready: list[tuple[bytes, bytes, int]] = []
         for coin in coins:
             if isinstance(coin, dict) and isinstance(coin.get("code"), str):
                 by_code.setdefault(coin["code"], coin)
@@ -154,8 +163,12 @@ class CurrentRatesProducer:
                 continue
             value = json.dumps({**coin, "fetched_at": fetched_at}, separators=(",", ":"),
                                ensure_ascii=False)
-            self._produce(code.encode("utf-8"), value.encode("utf-8"), fetched_at)
+            ready.append((code.encode("utf-8"), value.encode("utf-8"), fetched_at))
             result.published.append(code)
+        if self.journal is not None and ready:
+            self.journal.append(self.topic, self.topic_id, ready)
+        for key, value, timestamp in ready:
+            self._produce(key, value, timestamp)
         unexpected = sorted(set(by_code) - set(requested))
         if unexpected:
             log.debug("ignoring coins the request did not ask for: %s", ", ".join(unexpected))
@@ -166,11 +179,31 @@ class CurrentRatesProducer:
         log.warning("coin %s not published: %s", code,
                     "absent from the API's answer" if reason == "missing" else f"rate is {reason}")
 
-    def _produce(self, key: bytes, value: bytes, timestamp_ms: int) -> None:
+    def replay_forgotten(self) -> int:
+        """Publish again the journaled records of incarnations of the topic the broker no longer has
+        (header `coinstream-replay`); returns how many. Call before the first poll."""
+        if self.journal is None:
+            return 0
+        records = self.journal.forgotten(self.topic, self.topic_id)
+        if not records:
+            return 0
+        log.warning("publishing %d record(s) of the last %.0f s again: the broker no longer has the "
+                    "incarnation of %s they were delivered to (consumers skip what they already hold)",
+                    len(records), self.journal.retention_s, self.topic)
+        for record in records:
+            self._produce(record.key, record.value, record.timestamp_ms, replay=True)
+        unacknowledged = self.producer.flush(60)
+        if unacknowledged:
+            raise RuntimeError(f"{unacknowledged} replayed record(s) not acknowledged within 60 s")
+        self.journal.moved(records, self.topic_id)
+        return len(records)
+
+    def _produce(self, key: bytes, value: bytes, timestamp_ms: int, replay: bool = False) -> None:
+        headers = [(REPLAY_HEADER, b"1")] if replay else None
         while True:
             try:
                 self.producer.produce(self.topic, key=key, value=value, timestamp=timestamp_ms,
-                                      on_delivery=self._on_delivery)
+                                      on_delivery=self._on_delivery, headers=headers)
                 break
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.

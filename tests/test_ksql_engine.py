@@ -247,3 +247,28 @@ def test_session_windows_merge_with_tombstones() -> None:
     pipeline = Pipeline(plan_script(statements))
     out = pipeline.process("s", 0, 0, b"Z", b'{"v": 5}', 7_000)
     assert out[0][1] == b"Z" + struct.pack(">q", 7_000) + struct.pack(">q", 7_000)
+
+
+def test_replayed_records_are_skipped_where_a_window_already_holds_them() -> None:
+    """After a broker forgot its topics the producer publishes its journal again (header
+    coinstream-replay): records the windows already hold must not count twice, the others must count."""
+    pipeline = Pipeline(plan_script(PROJECT_SQL))
+
+    def rate(value: float, at: int) -> bytes:
+        return orjson.dumps({"code": "BTC", "rate": value, "fetched_at": at})
+
+    start = T0 - T0 % 60_000
+    first = [(rate(10.0, start + 1_000), start + 1_000), (rate(30.0, start + 2_000), start + 2_000)]
+    for offset, (value, at) in enumerate(first):
+        pipeline.process("coins_current_full", 0, offset, b"BTC", value, at)
+    # The new incarnation: the two held records replayed at offsets 0-1, one the engine never saw
+    # (offset 2, replayed too), then a live record.
+    replays = [*first, (rate(20.0, start + 3_000), start + 3_000)]
+    out = []
+    for offset, (value, at) in enumerate(replays):
+        out = pipeline.process("coins_current_full", 0, offset, b"BTC", value, at, replayed=True) or out
+    out = pipeline.process("coins_current_full", 0, 3, b"BTC", rate(40.0, start + 4_000), start + 4_000)
+    candle = next(orjson.loads(o[2]) for o in out if o[0] == "ohlc_by_minute")
+    average = [orjson.loads(o[2])["MOV_AVG"] for o in out if o[0] == "mov_avg_60s"]
+    assert (candle["OPEN"], candle["HIGH"], candle["LOW"], candle["CLOSE"]) == (10.0, 40.0, 10.0, 40.0)
+    assert average == [(10.0 + 30.0 + 20.0 + 40.0) / 4] * 2  # both hopping windows, each record once

@@ -89,3 +89,37 @@ def test_broker_restart_under_a_running_loader_lands_the_new_incarnation_once(
         ("BTC", 100.0, 201.0, 100.0, 201.0)]
     # The 1-minute rollup of the live rates counts every rate once: 4 + 2.
     assert clickhouse_client.query("SELECT sum(samples) FROM v_candles_5m").result_rows == [(6,)]
+
+
+def test_replayed_rates_land_only_where_clickhouse_lacks_them(kafka_bootstrap, clickhouse_client):
+    """The producer's journal, published again into a new incarnation: what had landed is skipped
+    by (code, fetched_at), what the old broker lost lands, a replay repeated in one batch lands once."""
+    from confluent_kafka import Producer
+
+    from clickhouse.migrations import migrate
+    from common.kafka_topics import REPLAY_HEADER
+    from tests.test_loader_support import run_loader, unique_prefix
+
+    migrate(clickhouse_client)
+    prefix = unique_prefix()
+    topic = prefix + "coins_current_full"
+    create_topics(kafka_bootstrap, prefix, tables=["coins_current_full"])
+    produce(kafka_bootstrap, topic, [current("BTC", 100.0 + i, W0 + i * 1000) for i in range(3)])
+    first = run_loader(kafka_bootstrap, clickhouse_client, prefix, tables=["coins_current_full"])
+    assert first.metrics.totals == {"rows": 3, "errors": 0, "duplicates": 0}
+
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "broker.address.family": "v4"})
+    # Replays of 0..2 (landed), of a 4th rate the old broker lost, that one twice; then a live rate.
+    for i in (0, 1, 2, 3, 3):
+        key, value, at = current("BTC", 100.0 + i, W0 + i * 1000)
+        producer.produce(topic, value, key, timestamp=at, headers=[(REPLAY_HEADER, b"1")])
+    key, value, at = current("BTC", 104.0, W0 + 4000)
+    producer.produce(topic, value, key, timestamp=at)
+    assert producer.flush(30) == 0
+    second = run_loader(kafka_bootstrap, clickhouse_client, prefix, tables=["coins_current_full"])
+    # The new group starts at offset 0: messages 0-2 are redeliveries (identity), 3-8 new messages,
+    # of which the replays of rates 0-2 and the second replay of rate 3 are already held.
+    assert second.metrics.totals == {"rows": 2, "errors": 0, "duplicates": 7}
+    assert [tuple(row) for row in clickhouse_client.query(
+        "SELECT rate, count() FROM coins_current_full GROUP BY rate ORDER BY rate").result_rows] == [
+        (100.0, 1), (101.0, 1), (102.0, 1), (103.0, 1), (104.0, 1)]

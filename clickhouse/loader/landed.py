@@ -113,3 +113,18 @@ class LandedIndex:
                             "landing them", topic, partition, epoch, len(differing), min(differing),
                             max(differing), table)
         return found
+
+    def landed_rates(self, table: str, rates: set[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which (code, fetched_at ms) of `rates` `table` already holds, whatever their offsets:
+        how a replayed rate (published again into a new incarnation) is recognised."""
+        if not rates:
+            return set()
+        codes = sorted({code for code, _ in rates})
+        low = min(at for _, at in rates)
+        high = max(at for _, at in rates)
+        result = self._client.query(
+            f"SELECT DISTINCT code, toUnixTimestamp64Milli(fetched_at) FROM {table} "
+            "WHERE code IN {codes:Array(String)} AND fetched_at BETWEEN "
+            "fromUnixTimestamp64Milli({low:Int64}, 'UTC') AND fromUnixTimestamp64Milli({high:Int64}, 'UTC')",
+            parameters={"codes": codes, "low": low, "high": high})
+        return {(str(code), int(at)) for code, at in result.result_rows} & rates

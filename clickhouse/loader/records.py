@@ -11,6 +11,8 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
+from common.kafka_topics import REPLAY_HEADER
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -24,6 +26,8 @@ class Record:
     key: bytes
     value: bytes | None
     topic_epoch: int = 0
+    # Published again by a producer whose broker forgot the first delivery (REPLAY_HEADER).
+    replayed: bool = False
 
     @classmethod
     def from_message(cls, message: Any, topic_epoch: int = 0) -> "Record":
@@ -37,6 +41,7 @@ class Record:
             key=message.key() or b"",
             value=message.value(),
             topic_epoch=topic_epoch,
+            replayed=_has_header(message.headers(), REPLAY_HEADER),
         )
 
     @property
@@ -44,3 +49,7 @@ class Record:
         """(offset, timestamp, key): what tells this message from another one at the same offset of
         the same topic incarnation. Stored in every landing and error row as _offset/_timestamp/_key."""
         return (self.offset, self.timestamp_ms, self.key)
+
+
+def _has_header(headers: list[tuple[str, bytes]] | None, name: str) -> bool:
+    return bool(headers) and any(key == name for key, _value in headers)

@@ -34,7 +34,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from clickhouse.loader.batch import Batch, dedup_token
+from clickhouse.loader.batch import Batch, TableBatch, dedup_token
 from clickhouse.loader.formats import ERROR_COLUMNS, FORMATS, TableFormat, error_row, parse
 from clickhouse.loader.incarnations import TopicIncarnations
 from clickhouse.loader.landed import LandedIndex
@@ -50,6 +50,9 @@ from common.kafka_topics import topic_ids
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "coinstream-clickhouse-loader"
+# The table whose producer publishes records again after a broker forgot them; its rows start with
+# (code, fetched_at), which identify a rate whatever its offset.
+REPLAYABLE_TABLE = "coins_current_full"
 # The longest a consume call blocks: the loop also commits landed offsets and reports between calls.
 MAX_CONSUME_WAIT_S = 0.5
 
@@ -243,6 +246,7 @@ class Loader:
         for part in batch.tables.values():
             to_check = part.to_check()
             skip = self._landed.landed(part.table, to_check) if to_check else set()
+            skip |= self._replays_already_landed(part)
             records = [record for record, _, _ in part.entries
                        if (record.topic, record.partition, record.offset) not in skip]
             rows = part.rows(skip)
@@ -261,6 +265,26 @@ class Loader:
         with self._to_commit_lock:
             self._to_commit.update(batch.next_offsets)
         self.metrics.batches.inc()
+
+    def _replays_already_landed(self, part: TableBatch) -> set[tuple[str, int, int]]:
+        """Replayed live rates (REPLAY_HEADER) that ClickHouse, or this batch, already holds under
+        their (code, fetched_at): the producer published them again after the broker forgot them,
+        and most had landed before. Other tables get no replays."""
+        if part.table != REPLAYABLE_TABLE:
+            return set()
+        replayed = [(record, rows) for record, rows, _ in part.entries if record.replayed and rows]
+        if not replayed:
+            return set()
+        present = self._landed.landed_rates(part.table, {(rows[0][0], rows[0][1]) for _, rows in replayed})
+        seen_in_batch = {(rows[0][0], rows[0][1]) for record, rows, _ in part.entries
+                         if not record.replayed and rows}
+        skip: set[tuple[str, int, int]] = set()
+        for record, rows in replayed:
+            rate = (rows[0][0], rows[0][1])
+            if rate in present or rate in seen_in_batch:
+                skip.add((record.topic, record.partition, record.offset))
+            seen_in_batch.add(rate)
+        return skip
 
     def _count(self, table: str, rows: list[tuple], skipped: int) -> None:
         if table.endswith("_clickpipes_error"):

@@ -6,8 +6,10 @@ import logging
 
 import click
 from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
-from common.kafka_config import producer_config
+from common.kafka_config import admin_config, producer_config
+from common.kafka_topics import topic_ids
 from common.processes import stop_requested_on_signals
 from common.settings import Settings
 from producers.client import LiveCoinWatchClient
@@ -17,6 +19,7 @@ from producers.current import (
     interruptible_sleep, plan_interval, prepare_topic,
 )
 from producers.errors import LcwError
+from producers.journal import DeliveryJournal
 from producers.metrics import ProducerMetrics
 
 from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
@@ -70,8 +73,10 @@ def _run_current(settings: Settings, once: bool, interval_s: float, topic: str, 
         client = LiveCoinWatchClient.from_settings(
             settings, credits=CreditGuard(budget, label), metrics=metrics,
             sleep=interruptible_sleep(stop))
+        journal = DeliveryJournal(settings.coinstream_data_dir / "producer" / f"{topic}.sqlite")
         producer = CurrentRatesProducer(client, Producer(producer_config(settings)), codes,
-                                        settings.currency, topic, metrics)
+                                        settings.currency, topic, metrics, journal,
+                                        topic_ids(AdminClient(admin_config(settings)), [topic]).get(topic, ""))
         failure: Exception | None = None
         polls = 0
         try:
@@ -80,6 +85,7 @@ def _run_current(settings: Settings, once: bool, interval_s: float, topic: str, 
                      client.base_url, credits["dailyCreditsRemaining"],
                      credits["dailyCreditsLimit"], len(codes),
                      "once" if once else f"every {interval_s:g} s", topic)
+            producer.replay_forgotten()
             polls = producer.run(interval_s, stop, once=once)
         except ShutdownRequested:
             pass
@@ -88,6 +94,7 @@ def _run_current(settings: Settings, once: bool, interval_s: float, topic: str, 
         finally:
             unacknowledged = producer.flush(30.0)
             client.close()
+            journal.close()
     counts = metrics.snapshot()
     click.echo(
         f"produce current: {polls} poll(s), {counts['records_produced']} records produced, "
