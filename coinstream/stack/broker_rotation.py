@@ -148,6 +148,21 @@ class BrokerRotation:
             await asyncio.sleep(0.5)
         return False
 
+    async def drain_for_stop(self, timeout_s: float = 30.0) -> None:
+        """Before `up` stops: pause the producers and wait (bounded) until the engine and the loader
+        have committed everything, so the broker, which forgets on stop, holds nothing unread."""
+        say = self.supervisor.say
+        say("broker", "stopping: pausing the producers and draining the pipeline first")
+        for name in self._producers:
+            await self.supervisor.pause(name, "stopping")
+        previous, self.drain_timeout_s = self.drain_timeout_s, timeout_s
+        try:
+            if not await self._drained():
+                say("broker", f"not drained within {timeout_s:.0f}s: stopping anyway (the producers "
+                              "publish what was not landed again at the next start)")
+        finally:
+            self.drain_timeout_s = previous
+
     async def rotate(self, rss: int) -> bool:
         """Drain the pipeline and restart the broker empty; False (and nothing restarted) if it
         does not drain in time."""

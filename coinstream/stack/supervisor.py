@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,9 @@ class Supervisor:
         self.failure: StackError | None = None
         self._tasks: list[asyncio.Task] = []
         self._width = max((len(s.name) for s in services), default=8)
+        # Awaited before a requested stop (Ctrl+C, SIGTERM) stops anything: e.g. draining the
+        # pipeline so that the local broker, which forgets on stop, holds nothing unread.
+        self.before_stop: Callable[[], Awaitable[None]] | None = None
 
     # ---- output -------------------------------------------------------------------------------
 
@@ -174,9 +177,7 @@ class Supervisor:
                 pass
             backoff = min(backoff * 2, self.max_backoff_s)
             state.restarts += 1
-            await self._spawn(state)
-            state.status = "running"
-            self._restart_dependents(state.service.name)
+            await self._respawn_with_dependents(state, "exited")
 
     async def _restart_requested(self, state: ServiceState) -> None:
         """The supervisor stopped this process itself: start it again at once, or when resumed."""
@@ -191,14 +192,28 @@ class Supervisor:
             if self._stopping.is_set():
                 return
         state.restarts += 1
-        await self._spawn(state)
-        state.status = "running"
-        self._restart_dependents(state.service.name)
+        await self._respawn_with_dependents(state, "is restarting")
 
-    def _restart_dependents(self, name: str) -> None:
-        for other in self.states:
-            if name in other.service.restart_with and not other.paused:
-                self.request_restart(other.service.name, f"{name} was restarted")
+    async def _respawn_with_dependents(self, state: ServiceState, what: str) -> None:
+        """Start the service again. The services bound to it (`restart_with`) are stopped first and
+        started again once it is ready: a client of the old broker must never join the new one
+        (it would sit in the new broker's consumer group as a member that never answers)."""
+        name = state.service.name
+        dependents = [other.service.name for other in self.states
+                      if name in other.service.restart_with and not other.paused]
+        for dependent in dependents:
+            await self.pause(dependent, f"{name} {what} (its state is gone with it)")
+        try:
+            await self._spawn(state)
+            if dependents:
+                try:
+                    await self._await_ready(state)
+                except StackError as error:
+                    self.say(name, f"not ready again ({error}); starting its clients anyway")
+            state.status = "running"
+        finally:
+            for dependent in dependents:
+                self.resume(dependent)
 
     def state_of(self, name: str) -> ServiceState:
         for state in self.states:
@@ -285,6 +300,20 @@ class Supervisor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def _run_before_stop(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run `hook` while the services keep running (and restarting); a second stop request
+        (Ctrl+C again) cuts it short."""
+        self._stopping.clear()
+        work = asyncio.create_task(hook())
+        again = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({work, again}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            work.cancel()
+            again.cancel()
+            await asyncio.gather(work, again, return_exceptions=True)
+            self._stopping.set()
+
     async def run_until_stopped(self, on_ready: Callable[[], None] | None = None) -> None:
         """Start everything, then wait for SIGINT/SIGTERM; always stop what was started."""
         loop = asyncio.get_running_loop()
@@ -299,6 +328,8 @@ class Supervisor:
                 if on_ready is not None:
                     on_ready()
                 await stopping
+                if self.before_stop is not None and self.failure is None:
+                    await self._run_before_stop(self.before_stop)
             else:
                 starting.cancel()
                 await asyncio.gather(starting, return_exceptions=True)

@@ -46,6 +46,11 @@ def command(settings: Settings, infra_only: bool, status_interval: float,
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--service-args") from None
     supervisor = Supervisor(services)
+    rotation: BrokerRotation | None = None
+    if settings.uses_local_kafka and not infra_only:
+        rotation = BrokerRotation(supervisor, settings, settings.local_broker_max_memory_mb * 1048576,
+                                  check_interval_s=broker_check_interval)
+        supervisor.before_stop = rotation.drain_for_stop
 
     def announce() -> None:
         target = settings.clickhouse_target()
@@ -55,9 +60,7 @@ def command(settings: Settings, infra_only: bool, status_interval: float,
             supervisor.say("up", f"dashboard: http://127.0.0.1:{settings.dashboard_port}/")
         supervisor.say("up", 'try: coinstream sql "SELECT code, rate, updated_at FROM overview_for_dashboard"')
         supervisor.say("up", "Ctrl+C stops everything")
-        if settings.uses_local_kafka and not infra_only:
-            rotation = BrokerRotation(supervisor, settings, settings.local_broker_max_memory_mb * 1048576,
-                                      check_interval_s=broker_check_interval)
+        if rotation is not None:
             supervisor.run_in_background(rotation.run())
         endpoints = metrics_urls(settings)
         if not infra_only and status_interval > 0 and any(endpoints):
