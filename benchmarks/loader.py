@@ -29,6 +29,7 @@ os.environ["TZ"] = "UTC"
 from confluent_kafka import Producer  # noqa: E402
 
 from clickhouse.loader import FORMATS, Loader, LoaderConfig  # noqa: E402
+from clickhouse.loader.formats import DEFAULT_RULES  # noqa: E402
 from clickhouse.loader.records import Record  # noqa: E402
 from clickhouse.migrations import migrate  # noqa: E402
 from clickhouse.server.launcher import start_server  # noqa: E402
@@ -81,7 +82,7 @@ def raw_rows(topic: str, values: list[bytes]) -> list[tuple]:
     for offset, value in enumerate(values):
         key = CODES[offset % len(CODES)].encode()
         record = Record(topic, 0, offset, START_MS + (offset // len(CODES)) * 60_000, key, value)
-        rows.extend(spec.parse(record))
+        rows.extend(spec.parse(record, DEFAULT_RULES))
     return rows
 
 

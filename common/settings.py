@@ -105,6 +105,7 @@ EXPECTED_FORMS: dict[str, str] = {
     "METABASE_PASSWORD": "that user's password",
     "METABASE_API_KEY": "a Metabase API key",
     "KSQL_COMMIT_INTERVAL_MS": "a whole number of milliseconds, at least 10",
+    "RATE_MAX_CLOCK_SKEW_MS": "a whole number of milliseconds >= 0",
     "LOADER_BATCH_MS": "a whole number of milliseconds, 1-600000",
     "LOADER_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
     "PRODUCER_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
@@ -191,6 +192,7 @@ class Settings(BaseSettings):
     # Each bounds the delay its stage adds; 250 ms each keeps a rate visible in the views within
     # a second (benchmarks/freshness.py) at four inserts a second per table.
     ksql_commit_interval_ms: int = Field(250, ge=10)
+    rate_max_clock_skew_ms: int = Field(60_000, ge=0)
     loader_batch_ms: int = Field(250, ge=1, le=600_000)
 
     # ClickHouse loader: Prometheus /metrics on 127.0.0.1 (0 = off)
@@ -288,6 +290,10 @@ class Settings(BaseSettings):
     @property
     def uses_local_kafka(self) -> bool:
         return self.kafka_bootstrap_servers is None
+
+    def ksql_variables(self) -> dict[str, str]:
+        """The variables the project's ksql statements reference (`${name}`), from the settings."""
+        return {"max_clock_skew_ms": str(self.rate_max_clock_skew_ms)}
 
     @property
     def effective_kafka_bootstrap(self) -> str:

@@ -1,12 +1,14 @@
 -- The live rates as a stream: one record per coin per poll, keyed by the coin code (UTF-8).
 -- Value: the LiveCoinWatch /coins/map coin object (with meta) plus fetched_at (epoch ms), which
--- is the event time (ROWTIME) of every record.
+-- is the event time (ROWTIME) of every record. The key column is `coin`; `code` is the value's own
+-- field: a valid record has both equal (015_coins_current_rejected.sql).
 --
 -- Queries on this stream read it from the earliest offset: the local engine always does, and
 -- `coinstream ksql apply` sends "ksql.streams.auto.offset.reset": "earliest" to a ksqlDB server.
 -- Struct fields are back-quoted because HOUR/DAY/MONTH/YEAR are ksqlDB keywords.
 CREATE STREAM IF NOT EXISTS coins_current_stream (
-  code VARCHAR KEY,
+  coin VARCHAR KEY,
+  code VARCHAR,
   rate DOUBLE,
   volume DOUBLE,
   cap DOUBLE,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable
@@ -850,8 +851,13 @@ class Catalog:
                          post_code=post_code, value_codes=[c.code for c in value_codes])
 
 
-def plan_script(text: str) -> Catalog:
-    """Parse and plan a whole script; raises InvalidStatement/UnsupportedStatement."""
+def plan_script(text: str, variables: Mapping[str, str] | None = None) -> Catalog:
+    """Parse and plan a whole script; raises InvalidStatement/UnsupportedStatement. With
+    `variables`, `${name}` references are substituted first (ksql/variables.py)."""
+    from ksql.variables import substitute
+
+    if variables is not None:
+        text = substitute(text, variables)
     return Catalog().execute_script(text)
 
 

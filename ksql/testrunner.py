@@ -235,26 +235,29 @@ def _diff(topic: str, expected: list[dict], actual: list[dict]) -> list[str]:
 
 # ---- running ----------------------------------------------------------------------------------------------------------------------------
 
-def run_files(statements_path: str | Path, input_path: str | Path, output_path: str | Path) -> TestResult:
+def run_files(statements_path: str | Path, input_path: str | Path, output_path: str | Path,
+              variables: dict[str, str] | None = None) -> TestResult:
     """Run one test; an unexpected exception becomes exit code 3 (never 1, which means "outputs differ")."""
     try:
-        return _run_files(statements_path, input_path, output_path)
+        return _run_files(statements_path, input_path, output_path, variables)
     except Exception:  # noqa: BLE001 - a bug of ours must not look like a mismatch
         import traceback
 
         return TestResult(EXIT_INTERNAL_ERROR, "internal error (a bug in the engine):\n" + traceback.format_exc())
 
 
-def _run_files(statements_path: str | Path, input_path: str | Path, output_path: str | Path) -> TestResult:
+def _run_files(statements_path: str | Path, input_path: str | Path, output_path: str | Path,
+               variables: dict[str, str] | None = None) -> TestResult:
     statements = Path(statements_path).read_text(encoding="utf-8")
     inputs = json_loads_exact(Path(input_path).read_text(encoding="utf-8")).get("inputs", [])
     outputs = json_loads_exact(Path(output_path).read_text(encoding="utf-8")).get("outputs", [])
-    return run(statements, inputs, outputs)
+    return run(statements, inputs, outputs, variables)
 
 
-def run(statements: str, inputs: list[dict], expected_outputs: list[dict]) -> TestResult:
+def run(statements: str, inputs: list[dict], expected_outputs: list[dict],
+        variables: dict[str, str] | None = None) -> TestResult:
     try:
-        catalog = plan_script(statements)
+        catalog = plan_script(statements, variables)
     except KsqlError as error:
         kind = "invalid statement" if error.kind == "invalid" else "unsupported statement"
         return TestResult(EXIT_REJECTED, f"rejected ({kind}): {error.describe()}")

@@ -95,14 +95,20 @@ def test_apply_creates_in_order_then_reapplying_is_a_no_op(fake_ksqldb: FakeServ
     first = apply(fake_ksqldb, tmp_path, *PROJECT_FILES)
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines() == ["created   STREAM COINS_CURRENT_STREAM: Stream created",
+                                         "created   STREAM COINS_CURRENT_REJECTED: Stream created",
                                          "created   TABLE OHLC_BY_MINUTE: Table created",
                                          "created   TABLE MOV_AVG_60S: Table created"]
     bodies = [r["body"] for r in fake_ksqldb.requests]
     assert [b["ksql"].split("(")[0].split(" AS")[0].strip() for b in bodies] == [
         "SHOW STREAMS;", "SHOW TABLES;", "CREATE STREAM IF NOT EXISTS coins_current_stream",
+        "CREATE STREAM IF NOT EXISTS coins_current_rejected\n  WITH",
         "CREATE TABLE IF NOT EXISTS ohlc_by_minute\n  WITH", "CREATE TABLE IF NOT EXISTS mov_avg_60s\n  WITH"]
     assert all(b["streamsProperties"] == {"ksql.streams.auto.offset.reset": "earliest"} for b in bodies)
-    assert [b.get("commandSequenceNumber") for b in bodies] == [None, None, None, 1, 2]
+    assert [b.get("commandSequenceNumber") for b in bodies] == [None, None, None, 1, 2, 3]
+    # The allowed clock skew is the setting's (RATE_MAX_CLOCK_SKEW_MS, default 60 s), substituted.
+    for body in bodies[3:]:
+        assert "${" not in body["ksql"] and "fetched_at > UNIX_TIMESTAMP() + 60000" in body["ksql"].replace(
+            "<=", ">")
     stream_file = (ROOT / "ksql/010_coins_current_stream.sql").read_text()
     assert bodies[2]["ksql"] == stream_file[stream_file.index("CREATE STREAM"):].strip()  # sent verbatim
     assert {(r["path"], r["content_type"], r["accept"]) for r in fake_ksqldb.requests} == {
@@ -113,6 +119,7 @@ def test_apply_creates_in_order_then_reapplying_is_a_no_op(fake_ksqldb: FakeServ
     assert again.returncode == 0, again.stderr
     assert [r["body"]["ksql"] for r in fake_ksqldb.requests] == ["SHOW STREAMS;", "SHOW TABLES;"]
     assert again.stdout.splitlines() == ["exists    STREAM COINS_CURRENT_STREAM: already exists",
+                                         "exists    STREAM COINS_CURRENT_REJECTED: already exists",
                                          "exists    TABLE OHLC_BY_MINUTE: already exists",
                                          "exists    TABLE MOV_AVG_60S: already exists"]
 

@@ -20,8 +20,10 @@ from ksql.testrunner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_SQL = "\n".join(Path(p).read_text() for p in sorted(glob.glob(str(ROOT / "ksql/*.sql"))))
+# The settings' default clock skew (RATE_MAX_CLOCK_SKEW_MS), as `coinstream ksql run` substitutes it.
+VARIABLES = {"max_clock_skew_ms": "60000"}
 
-from tests.ksql.known_coins import EXPECTED_AVG, EXPECTED_LOG, EXPECTED_OHLC, INPUTS, T0
+from tests.ksql.known_coins import EXPECTED_AVG, EXPECTED_LOG, EXPECTED_OHLC, EXPECTED_REJECTED, INPUTS, T0
 
 
 def plain(value):
@@ -36,7 +38,7 @@ def plain(value):
 
 
 def produce(statements: str, inputs: list[dict]) -> tuple[dict[str, list[dict]], list]:
-    result = run(statements, inputs, [])
+    result = run(statements, inputs, [], VARIABLES)
     assert result.exit_code == 0, result.report
     return {topic: [plain(r) for r in records] for topic, records in result.actual.items()}, result.processing_log
 
@@ -45,11 +47,12 @@ def test_project_statements_on_a_known_input() -> None:
     topics, log = produce(PROJECT_SQL, INPUTS)
     assert topics["ohlc_by_minute"] == EXPECTED_OHLC
     assert topics["mov_avg_60s"] == EXPECTED_AVG
+    assert topics["coins_current_rejected"] == EXPECTED_REJECTED
     assert [(entry.source, entry.offset, entry.reason.split(":")[0], entry.kind) for entry in log] == EXPECTED_LOG
 
 
 def test_windowed_key_layout_and_value_without_key_columns() -> None:
-    pipeline = Pipeline(plan_script(PROJECT_SQL))
+    pipeline = Pipeline(plan_script(PROJECT_SQL, VARIABLES))
     value = orjson.dumps({"code": "DOGE", "rate": 0.25, "fetched_at": T0})
     out = pipeline.process("coins_current_full", 0, 0, b"DOGE", value, 123)
     assert [(o[0], o[1], orjson.loads(o[2]), o[3]) for o in out] == [
@@ -244,7 +247,7 @@ def test_session_windows_merge_with_tombstones() -> None:
         ("B", 5_000, 5_000, "session", 5_000, {"N": 1, "TOTAL": 10, "LAST": 10}),
     ]
     # Session-windowed key: key bytes, then the 8-byte end, then the 8-byte start.
-    pipeline = Pipeline(plan_script(statements))
+    pipeline = Pipeline(plan_script(statements, VARIABLES))
     out = pipeline.process("s", 0, 0, b"Z", b'{"v": 5}', 7_000)
     assert out[0][1] == b"Z" + struct.pack(">q", 7_000) + struct.pack(">q", 7_000)
 
@@ -252,7 +255,7 @@ def test_session_windows_merge_with_tombstones() -> None:
 def test_replayed_records_are_skipped_where_a_window_already_holds_them() -> None:
     """After a broker forgot its topics the producer publishes its journal again (header
     coinstream-replay): records the windows already hold must not count twice, the others must count."""
-    pipeline = Pipeline(plan_script(PROJECT_SQL))
+    pipeline = Pipeline(plan_script(PROJECT_SQL, VARIABLES))
 
     def rate(value: float, at: int) -> bytes:
         return orjson.dumps({"code": "BTC", "rate": value, "fetched_at": at})

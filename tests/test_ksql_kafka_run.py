@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from coinstream.local_broker import LocalBroker, find_tansu_binary, free_port
-from tests.ksql.known_coins import EXPECTED_AVG, EXPECTED_LOG, EXPECTED_OHLC, INPUTS, T0
+from tests.ksql.known_coins import EXPECTED_AVG, EXPECTED_LOG, EXPECTED_OHLC, EXPECTED_REJECTED, INPUTS, T0
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(find_tansu_binary() is None, reason="needs the Tansu broker binary")
@@ -121,6 +121,10 @@ def test_run_turns_known_input_into_exact_records(bootstrap: str, tmp_path: Path
         actual = [(key, json.loads(value), ts) for _p, _o, key, value, ts in read_topic(bootstrap, topic)]
         assert actual == [(windowed_key(r["key"], r["window"]["start"]), r["value"], r["timestamp"])
                           for r in expected]
+    actual = [(key, json.loads(value), ts) for _p, _o, key, value, ts in
+              read_topic(bootstrap, "coins_current_rejected")]
+    assert actual == [(r["key"].encode() if r["key"] else None, r["value"], r["timestamp"])
+                      for r in EXPECTED_REJECTED]
     log = [json.loads(value) for *_ignored, value, _ts in read_topic(bootstrap, "ksql_processing_log")]
     assert [(e["source"], e["offset"], e["reason"].split(":")[0], e["kind"]) for e in log] == EXPECTED_LOG
     bad = next(e for e in log if e["source"] == "COINS_CURRENT_STREAM")
@@ -171,6 +175,8 @@ def batch_final_values(records) -> tuple[dict, dict]:
     candles: dict[tuple[str, int], dict] = {}
     averages: dict[tuple[str, int], dict] = {}
     for partition, code, rate, ts in records:
+        if rate is None:
+            continue  # not a valid rate record: rejected before any aggregate (stream time unmoved)
         now = stream_time[partition] = max(stream_time.get(partition, ts), ts)
         start = ts - ts % 60_000
         if start + 60_000 > now - 120_000:

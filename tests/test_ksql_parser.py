@@ -34,16 +34,20 @@ def test_reference_statements_parse_verbatim() -> None:
 
 
 def test_project_statements_plan() -> None:
-    catalog = plan_script("\n".join(Path(p).read_text() for p in sorted(glob.glob(str(ROOT / "ksql/*.sql")))))
+    catalog = plan_script("\n".join(Path(p).read_text() for p in sorted(glob.glob(str(ROOT / "ksql/*.sql")))),
+                          {"max_clock_skew_ms": "60000"})
     stream = catalog.sources["COINS_CURRENT_STREAM"]
     assert stream.topic == "coins_current_full"
     assert stream.timestamp_column == "FETCHED_AT"
-    assert [c.name for c in stream.key_columns] == ["CODE"]
+    assert [c.name for c in stream.key_columns] == ["COIN"]
+    assert stream.find("CODE")[1].type == STRING
     assert stream.find("DELTA")[1].type == struct_of([(name, DOUBLE) for name in
                                                       ("hour", "day", "week", "month", "quarter", "year")])
     assert stream.find("CATEGORIES")[1].type == array_of(STRING)
-    ohlc, mov_avg = catalog.queries
-    assert (ohlc.sink.topic, mov_avg.sink.topic) == ("ohlc_by_minute", "mov_avg_60s")
+    rejected, ohlc, mov_avg = catalog.queries
+    assert (rejected.sink.topic, ohlc.sink.topic, mov_avg.sink.topic) == (
+        "coins_current_rejected", "ohlc_by_minute", "mov_avg_60s")
+    assert [c.name for c in rejected.sink.value_columns] == ["CODE", "RATE", "FETCHED_AT", "REASON"]
     assert [c.name for c in ohlc.sink.value_columns] == ["COIN_CODE", "WINDOW_START", "OPEN", "HIGH", "LOW", "CLOSE"]
     assert [c.name for c in mov_avg.sink.value_columns] == ["COIN_CODE", "WINDOW_START", "MOV_AVG"]
     assert (ohlc.windows.size, ohlc.windows.advance, ohlc.windows.grace) == (60_000, 60_000, 120_000)

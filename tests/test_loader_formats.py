@@ -7,6 +7,7 @@ import json
 import pytest
 
 from clickhouse.loader.formats import (
+    RateRules,
     CURRENT_COLUMNS, HISTORICAL_COLUMNS, FORMATS, decode_windowed_key, error_row, parse,
 )
 from clickhouse.loader.records import Record
@@ -69,40 +70,64 @@ def test_full_current_coin_becomes_one_typed_row():
     assert len(rows[0]) == len(CURRENT_COLUMNS)
 
 
+# The wall clock of these tests: 10 s after the records were fetched.
+RULES = RateRules(60_000, clock=lambda: FETCHED / 1000 + 10)
+
+
 def test_minimal_current_coin_has_nulls_not_zeros():
     rows = parse(FORMATS["coins_current_full"],
-                 record(as_json({"code": "X", "rate": 0, "fetched_at": FETCHED, "maxSupply": None})),
-                 1 << 20)
+                 record(as_json({"code": "BTC", "rate": 0.5, "fetched_at": FETCHED, "maxSupply": None})),
+                 1 << 20, RULES)
     assert rows == [(
-        "X", FETCHED, 0.0, None, None, None, None, None, None, None, None, None,
+        "BTC", FETCHED, 0.5, None, None, None, None, None, None, None, None, None,
         None, None, None, None, None, None, None, None, None, None, None, None,
         None, None, None, None, [], "coins_current_full", 3, 2, 7, FETCHED, b"BTC",
     )]
+
+
+MISMATCH = "key mismatch: the Kafka key is not the record's code"
+BAD_RATE = "bad rate: not a finite number greater than 0"
 
 
 @pytest.mark.parametrize("value, reason", [
     (None, "tombstone: the message has no value"),
     (b"[1, 2]", "not a JSON object: got list"),
     (b'"text"', "not a JSON object: got str"),
-    (as_json({"rate": 1, "fetched_at": FETCHED}), "missing code: field 'code' is absent or empty"),
-    (as_json({"code": "", "rate": 1, "fetched_at": FETCHED}), "missing code: field 'code' is absent or empty"),
-    (as_json({"code": 5, "rate": 1, "fetched_at": FETCHED}), "bad code: field 'code' is not a non-empty string"),
-    (as_json({"code": "X", "fetched_at": FETCHED}), "missing rate: field 'rate' is absent or null"),
-    (as_json({"code": "X", "rate": None, "fetched_at": FETCHED}), "missing rate: field 'rate' is absent or null"),
-    (as_json({"code": "X", "rate": "1.5", "fetched_at": FETCHED}), "non-numeric rate: field 'rate' is a str"),
-    (as_json({"code": "X", "rate": True, "fetched_at": FETCHED}), "non-numeric rate: field 'rate' is a bool"),
-    (as_json({"code": "X", "rate": -0.01, "fetched_at": FETCHED}), "negative rate: field 'rate' is below 0"),
-    (as_json({"code": "X", "rate": 1}), "missing fetched_at: field 'fetched_at' is absent or null"),
-    (as_json({"code": "X", "rate": 1, "fetched_at": -1}), "bad fetched_at: field 'fetched_at' is outside 1970..2200"),
-    (as_json({"code": "X", "rate": 1, "fetched_at": FETCHED, "cap": "big"}), "non-numeric cap: field 'cap' is a str"),
-    (as_json({"code": "X", "rate": 1, "fetched_at": FETCHED, "delta": 3}), "bad delta: field 'delta' is not an object"),
-    (as_json({"code": "X", "rate": 1, "fetched_at": FETCHED, "rank": 1.5}), "bad rank: field 'rank' is not a whole number 0..4294967295"),
-    (as_json({"code": "X", "rate": 1, "fetched_at": FETCHED, "categories": "a"}), "bad categories: field 'categories' is not a list of strings"),
+    # The rules of a valid live rate (common/rate_validity.py), with the ksql statements' reasons.
+    (as_json({"rate": 1, "fetched_at": FETCHED}), MISMATCH),
+    (as_json({"code": "", "rate": 1, "fetched_at": FETCHED}), MISMATCH),
+    (as_json({"code": 5, "rate": 1, "fetched_at": FETCHED}), MISMATCH),
+    (as_json({"code": "ETH", "rate": 1, "fetched_at": FETCHED}), MISMATCH),  # the key is BTC
+    (as_json({"code": "BTC", "fetched_at": FETCHED}), BAD_RATE),
+    (as_json({"code": "BTC", "rate": None, "fetched_at": FETCHED}), BAD_RATE),
+    (as_json({"code": "BTC", "rate": "1.5", "fetched_at": FETCHED}), BAD_RATE),
+    (as_json({"code": "BTC", "rate": "NaN", "fetched_at": FETCHED}), BAD_RATE),
+    (as_json({"code": "BTC", "rate": True, "fetched_at": FETCHED}), BAD_RATE),
+    (as_json({"code": "BTC", "rate": -0.01, "fetched_at": FETCHED}), BAD_RATE),
+    (as_json({"code": "BTC", "rate": 0, "fetched_at": FETCHED}), BAD_RATE),
+    (as_json({"code": "BTC", "rate": 1}), "bad fetched_at: missing"),
+    # 10 s + 60,001 ms ahead of the wall clock; the record timestamp is FETCHED.
+    (as_json({"code": "BTC", "rate": 1, "fetched_at": FETCHED + 70_001}),
+     "future fetched_at: ahead of the wall clock by more than the allowed clock skew"),
+    # Within the skew of the wall clock, beyond it of the record's Kafka timestamp.
+    (as_json({"code": "BTC", "rate": 1, "fetched_at": FETCHED + 60_001}),
+     "future fetched_at: ahead of the record timestamp by more than the allowed clock skew"),
+    (as_json({"code": "BTC", "rate": 1, "fetched_at": -1}), "bad fetched_at: field 'fetched_at' is outside 1970..2200"),
+    (as_json({"code": "BTC", "rate": 1, "fetched_at": FETCHED, "cap": "big"}), "non-numeric cap: field 'cap' is a str"),
+    (as_json({"code": "BTC", "rate": 1, "fetched_at": FETCHED, "delta": 3}), "bad delta: field 'delta' is not an object"),
+    (as_json({"code": "BTC", "rate": 1, "fetched_at": FETCHED, "rank": 1.5}), "bad rank: field 'rank' is not a whole number 0..4294967295"),
+    (as_json({"code": "BTC", "rate": 1, "fetched_at": FETCHED, "categories": "a"}), "bad categories: field 'categories' is not a list of strings"),
 ])
 def test_current_rejects_with_reason(value, reason):
     with pytest.raises(Rejected) as caught:
-        parse(FORMATS["coins_current_full"], record(value), 1 << 20)
+        parse(FORMATS["coins_current_full"], record(value), 1 << 20, RULES)
     assert caught.value.reason == reason
+
+
+def test_a_rate_exactly_at_the_allowed_skew_passes():
+    rows = parse(FORMATS["coins_current_full"],
+                 record(as_json({"code": "BTC", "rate": 2.0, "fetched_at": FETCHED + 60_000})), 1 << 20, RULES)
+    assert [row[:3] for row in rows] == [("BTC", FETCHED + 60_000, 2.0)]
 
 
 @pytest.mark.parametrize("value", [b'{"code":"X","rate":', b"\xff\xfe", b'{"code":"X","rate":NaN}',

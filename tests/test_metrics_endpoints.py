@@ -1,8 +1,8 @@
 """`coinstream ksql run` serves its counters on /metrics (KSQL_METRICS_PORT, --metrics-port).
 
 The project's own statements, on topics of their own in the session's broker, over the hand-checked
-input of tests/ksql/known_coins.py (7 decodable records, one of them late and one without a key,
-and one that is not JSON): every counter is checked against what that file independently says
+input of tests/ksql/known_coins.py (decodable records, one of them late, six that are not valid
+rate records, and one that is not JSON): every counter is checked against what that file independently says
 the engine must output and log. A second run of the same application restores its open windows
 from the changelog and must say how many. The daily-close job's endpoint is checked in
 tests/test_historical_cli.py.
@@ -25,7 +25,7 @@ from coinstream.local_broker import find_tansu_binary, free_port
 from common.processes import terminate
 from tests.fixtures_sim_api import cli_env
 from tests.helpers.polling import wait_for
-from tests.ksql.known_coins import EXPECTED_AVG, EXPECTED_LOG, EXPECTED_OHLC, INPUTS
+from tests.ksql.known_coins import EXPECTED_AVG, EXPECTED_LOG, EXPECTED_OHLC, EXPECTED_REJECTED, INPUTS
 from tests.test_ksql_kafka_run import produce_known_inputs, read_topic, start_runner
 from tests.test_metrics_producer import scrape
 from tests.test_loader_support import loader_command, loader_env, unique_prefix
@@ -41,7 +41,7 @@ def prefixed_statements(tmp_path: Path, prefix: str) -> Path:
     """ksql/*.sql with every KAFKA_TOPIC prefixed, so this test's topics are its own."""
     text, count = re.subn(r"KAFKA_TOPIC = '(\w+)'", rf"KAFKA_TOPIC = '{prefix}\1'",
                           read_script(statement_files(())))
-    assert count == 3
+    assert count == 4
     path = tmp_path / "statements.sql"
     path.write_text(text)
     return path
@@ -60,16 +60,18 @@ def counters(samples: dict) -> dict:
 
 def test_engine_metrics_count_the_known_input_exactly(kafka_bootstrap, tmp_path, topic_name):
     prefix = f"{topic_name}-"
-    source, ohlc, avg = (prefix + name for name in ("coins_current_full", "ohlc_by_minute", "mov_avg_60s"))
+    source, ohlc, avg, rejected = (prefix + name for name in ("coins_current_full", "ohlc_by_minute",
+                                                               "mov_avg_60s", "coins_current_rejected"))
     log_topic, app_id = prefix + "processing-log", prefix + "app"
     produce_known_inputs(kafka_bootstrap, source)
     args = ("--no-cache", "--app-id", app_id, "--processing-log-topic", log_topic,
             str(prefixed_statements(tmp_path, prefix)))
-    # Stream time at the end: the highest fetched_at of the decodable records (all in partition 0).
-    stream_time = max(r["value"]["fetched_at"] for r in INPUTS if isinstance(r["value"], dict))
-    windows = {"CTAS_OHLC_BY_MINUTE_1": open_windows(EXPECTED_OHLC, stream_time),
-               "CTAS_MOV_AVG_60S_2": open_windows(EXPECTED_AVG, stream_time)}
-    assert windows == {"CTAS_OHLC_BY_MINUTE_1": 2, "CTAS_MOV_AVG_60S_2": 4}  # by hand: known_coins.py
+    # Stream time at the end: the highest fetched_at of the records the aggregates took (all in
+    # partition 0): the rejected ones (the one from 2199 among them) never move it.
+    stream_time = max(r["timestamp"] for r in EXPECTED_OHLC + EXPECTED_AVG)
+    windows = {"CTAS_OHLC_BY_MINUTE_2": open_windows(EXPECTED_OHLC, stream_time),
+               "CTAS_MOV_AVG_60S_3": open_windows(EXPECTED_AVG, stream_time)}
+    assert windows == {"CTAS_OHLC_BY_MINUTE_2": 2, "CTAS_MOV_AVG_60S_3": 4}  # by hand: known_coins.py
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
@@ -92,6 +94,7 @@ def test_engine_metrics_count_the_known_input_exactly(kafka_bootstrap, tmp_path,
         ("coinstream_ksql_records_in_total", (("topic", source),)): len(INPUTS),
         ("coinstream_ksql_records_out_total", (("topic", ohlc),)): len(EXPECTED_OHLC),
         ("coinstream_ksql_records_out_total", (("topic", avg),)): len(EXPECTED_AVG),
+        ("coinstream_ksql_records_out_total", (("topic", rejected),)): len(EXPECTED_REJECTED),
         **{("coinstream_ksql_processing_log_entries_total", (("kind", kind), ("source", name))): count
            for (name, kind), count in logged.items()},
         **{("coinstream_ksql_open_windows", (("query", query),)): count for query, count in windows.items()},
@@ -106,7 +109,8 @@ def test_engine_metrics_count_the_known_input_exactly(kafka_bootstrap, tmp_path,
     assert json.loads(engine_status.stdout) == [
         {"part": "engine-metrics", "address": url, "state": "ok",
          "detail": f"consumer lag 0 over 1 partition, {len(INPUTS)} records in, "
-                   f"{len(EXPECTED_OHLC) + len(EXPECTED_AVG)} out, {len(EXPECTED_LOG)} processing-log entries"}]
+                   f"{len(EXPECTED_OHLC) + len(EXPECTED_AVG) + len(EXPECTED_REJECTED)} out, "
+                   f"{len(EXPECTED_LOG)} processing-log entries"}]
     # The processing-log topic carries the same kinds, entry by entry.
     entries = [json.loads(value) for *_ignored, value, _ts in read_topic(kafka_bootstrap, log_topic)]
     assert [(e["source"], e["offset"], e["kind"]) for e in entries] == [

@@ -8,9 +8,12 @@ numbers (what clickhouse-connect writes to DateTime64(3)/Date without conversion
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from common.rate_validity import MISSING_FETCHED_AT, rate_record_problem
 
 from clickhouse.loader.records import Record
 from clickhouse.loader.validation import (
@@ -27,12 +30,27 @@ NOON_MS = 12 * 3_600_000
 
 
 @dataclass(frozen=True)
+class RateRules:
+    """What a live rate is checked against (common/rate_validity.py): the allowed clock skew
+    (RATE_MAX_CLOCK_SKEW_MS) and the wall clock (epoch seconds, replaceable in tests)."""
+
+    max_clock_skew_ms: int = 60_000
+    clock: Callable[[], float] = field(default=time.time)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+
+DEFAULT_RULES = RateRules()
+
+
+@dataclass(frozen=True)
 class TableFormat:
     """A landing table: its name, its columns (in row order) and the parser that fills them."""
 
     table: str
     columns: tuple[str, ...]
-    parse: Callable[[Record], list[Row]]
+    parse: Callable[[Record, RateRules], list[Row]]
 
     @property
     def error_table(self) -> str:
@@ -71,12 +89,26 @@ _META_PLAN = (
 )
 
 
-def parse_current(record: Record) -> list[Row]:
-    """One LiveCoinWatch /coins/map coin (meta=true) plus fetched_at -> one row."""
+def parse_current(record: Record, rules: RateRules = DEFAULT_RULES) -> list[Row]:
+    """One LiveCoinWatch /coins/map coin (meta=true) plus fetched_at -> one row, if it is a valid
+    live rate (common/rate_validity.py: key = code, rate finite > 0, fetched_at not from the future),
+    else `Rejected` with the reason the ksql statements give too."""
     coin = decode_object(record.value)
+    fetched_at = epoch_ms_field(coin, "fetched_at")
+    try:
+        key: str | None = record.key.decode("utf-8")
+    except UnicodeDecodeError:
+        key = None
+    problem = rate_record_problem(key if record.key else None, coin.get("code"), coin.get("rate"),
+                                  fetched_at, now_ms=rules.now_ms(),
+                                  max_skew_ms=rules.max_clock_skew_ms,
+                                  record_timestamp_ms=record.timestamp_ms or None)
+    if problem is not None:
+        raise Rejected(problem)
     code = code_field(coin)
-    rate = number_field(coin, "rate", required=True)
-    fetched_at = epoch_ms_field(coin, "fetched_at", required=True)
+    rate = float(coin["rate"])
+    if fetched_at is None:  # checked above; kept for the type checker
+        raise Rejected(MISSING_FETCHED_AT)
     delta = coin.get("delta")
     if delta is None:
         delta = {}
@@ -123,7 +155,7 @@ def _history_point(point: dict[str, Any], meta: tuple[Any, ...], code: str,
     )
 
 
-def parse_historical(record: Record) -> list[Row]:
+def parse_historical(record: Record, rules: RateRules = DEFAULT_RULES) -> list[Row]:
     """One daily close (or a /coins/single/history answer with meta) -> one row per (code, day)."""
     value = decode_object(record.value)
     code = code_field(value)
@@ -170,7 +202,7 @@ OHLC_COLUMNS = ("code", "window_start", "open", "high", "low", "close", *META_CO
 MOV_AVG_COLUMNS = ("code", "window_start", "mov_avg", *META_COLUMNS)
 
 
-def parse_ohlc(record: Record) -> list[Row]:
+def parse_ohlc(record: Record, rules: RateRules = DEFAULT_RULES) -> list[Row]:
     """One EMIT CHANGES update of a 1-minute OHLC window -> one row."""
     code, window_start = decode_windowed_key(record.key)
     value = decode_object(record.value, lower_keys=True)
@@ -178,7 +210,7 @@ def parse_ohlc(record: Record) -> list[Row]:
     return [(code, window_start, *prices, *_meta(record))]
 
 
-def parse_mov_avg(record: Record) -> list[Row]:
+def parse_mov_avg(record: Record, rules: RateRules = DEFAULT_RULES) -> list[Row]:
     """One EMIT CHANGES update of a 60 s hopping-window average -> one row."""
     code, window_start = decode_windowed_key(record.key)
     value = decode_object(record.value, lower_keys=True)
@@ -195,10 +227,11 @@ FORMATS: dict[str, TableFormat] = {
 }
 
 
-def parse(spec: TableFormat, record: Record, max_message_bytes: int) -> list[Row]:
+def parse(spec: TableFormat, record: Record, max_message_bytes: int,
+          rules: RateRules = DEFAULT_RULES) -> list[Row]:
     """The rows of one message, or `Rejected` (oversized is checked before decoding)."""
     size = len(record.value or b"")
     if size > max_message_bytes:
         raise Rejected(f"oversized: {size} bytes > {max_message_bytes} "
                        f"(_raw keeps the first {ERROR_RAW_LIMIT} bytes)")
-    return spec.parse(record)
+    return spec.parse(record, rules)

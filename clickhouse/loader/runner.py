@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from clickhouse.loader.batch import Batch, TableBatch, dedup_token
-from clickhouse.loader.formats import ERROR_COLUMNS, FORMATS, TableFormat, error_row, parse
+from clickhouse.loader.formats import ERROR_COLUMNS, FORMATS, RateRules, TableFormat, error_row, parse
 from clickhouse.loader.incarnations import TopicIncarnations
 from clickhouse.loader.landed import LandedIndex
 from clickhouse.loader.metrics import LoaderMetrics
@@ -66,6 +66,8 @@ class LoaderConfig:
     batch_rows: int = 20_000
     batch_ms: int = 1_000
     max_message_bytes: int = 1_048_576
+    # How far a live rate's fetched_at may be ahead of the wall clock / its Kafka timestamp.
+    max_clock_skew_ms: int = 60_000
     report_interval_s: float = 10.0
     # Stop once nothing arrived for this long and nothing is pending (None = run until stopped).
     stop_when_idle_s: float | None = None
@@ -112,6 +114,7 @@ class Loader:
         self._to_commit: dict[tuple[str, int], int] = {}
         self._to_commit_lock = threading.Lock()
         self._progress = _Progress()
+        self._rules = RateRules(self.config.max_clock_skew_ms)
 
     # ---- control ------------------------------------------------------------------------------
 
@@ -209,7 +212,7 @@ class Loader:
     def _add(self, record: Record) -> None:
         spec = self._formats[record.topic]
         try:
-            rows = parse(spec, record, self.config.max_message_bytes)
+            rows = parse(spec, record, self.config.max_message_bytes, self._rules)
             table, columns = spec.table, spec.columns
         except Rejected as rejected:
             rows = [error_row(record, rejected.reason)]

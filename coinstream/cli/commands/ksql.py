@@ -42,27 +42,35 @@ def command() -> None:
               help='JSON file {"inputs": [...]} in ksql-test-runner format.')
 @click.option("-o", "--output-file", "output_file", required=True, type=click.Path(exists=True, dir_okay=False),
               help='JSON file {"outputs": [...]} with the expected records.')
-def test_command(statements: str, input_file: str, output_file: str) -> None:
+@click.option("-d", "--define", "defines", multiple=True, metavar="NAME=VALUE",
+              help="A variable for `${NAME}` references in the statements (repeatable), as ksqlDB's DEFINE.")
+def test_command(statements: str, input_file: str, output_file: str, defines: tuple[str, ...]) -> None:
     """Run statements over test inputs and compare with expected outputs (ksql-test-runner files).
 
     Exit status: 0 outputs match, 1 outputs differ, 2 a statement was rejected, 3 internal error.
     """
     from ksql.testrunner import run_files
 
-    result = run_files(statements, input_file, output_file)
+    variables = {}
+    for item in defines:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--define")
+        variables[name.strip()] = value
+    result = run_files(statements, input_file, output_file, variables or None)
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     click.echo(result.report, file=stream)
     sys.exit(result.exit_code)
 
 
-def _plan_or_exit(files: list[Path]):
+def _plan_or_exit(files: list[Path], variables: dict[str, str]):
     from ksql.errors import KsqlError
     from ksql.planner import plan_script
 
     if not files:
         raise click.UsageError("no statement files (and no ksql/*.sql found)")
     try:
-        return plan_script(read_script(files))
+        return plan_script(read_script(files), variables)
     except KsqlError as error:
         click.echo(f"coinstream ksql: statement rejected: {error.describe()}", err=True)
         sys.exit(2)
@@ -99,7 +107,7 @@ def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_m
     from ksql.kafka_runner import KafkaRunner, RunnerError
     from ksql.metrics import EngineMetrics
 
-    catalog = _plan_or_exit(statement_files(files))
+    catalog = _plan_or_exit(statement_files(files), settings.ksql_variables())
     metrics = EngineMetrics()
     try:
         # The endpoint first: a busy port is reported before anything touches Kafka.
@@ -133,6 +141,7 @@ def apply_command(settings, files: tuple[str, ...], server: str | None) -> None:
     """Send the statements to a ksqlDB server's REST API; existing streams/tables are left alone."""
     from ksql.errors import KsqlError
     from ksql.rest_apply import ApplyError, KsqlDbClient, apply_script, safe_url
+    from ksql.variables import substitute
 
     url = server or settings.ksqldb_url
     if not url:
@@ -143,7 +152,7 @@ def apply_command(settings, files: tuple[str, ...], server: str | None) -> None:
     password = settings.ksqldb_password.get_secret_value() if settings.ksqldb_password else None
     client = KsqlDbClient(url, settings.ksqldb_user, password)
     try:
-        report = apply_script(read_script(paths), client)
+        report = apply_script(substitute(read_script(paths), settings.ksql_variables()), client)
     except KsqlError as error:
         click.echo(f"coinstream ksql apply: not sent, the file is not valid ksqlDB: {error.describe()}", err=True)
         sys.exit(2)

@@ -82,7 +82,8 @@ def command(settings: Settings, tables: tuple[str, ...], topic_prefix: str, grou
     config = LoaderConfig(
         tables=tables, topic_prefix=topic_prefix, batch_rows=batch_rows,
         batch_ms=settings.loader_batch_ms if batch_ms is None else batch_ms,
-        max_message_bytes=max_message_bytes, stop_when_idle_s=stop_when_idle,
+        max_message_bytes=max_message_bytes, max_clock_skew_ms=settings.rate_max_clock_skew_ms,
+        stop_when_idle_s=stop_when_idle,
         report_interval_s=report_interval, pause_after_insert_s=pause_after_insert,
     )
     extra = {"client.id": "coinstream-loader"}
