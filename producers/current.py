@@ -6,8 +6,9 @@ Why it looks like this:
   (`plan_interval`); a faster one is refused with the arithmetic.
 - Each coin becomes a record in `coins_current_full`: key = the code (UTF-8), value = every field
   the API returned plus `fetched_at` (epoch ms, when the response arrived), Kafka timestamp =
-  `fetched_at`. A coin that is missing from the answer, or whose rate is null (or not a positive
-  number), is logged and counted, never published — a 0 would be read as a crash of the coin.
+  `fetched_at`. A coin that is missing from the answer, or that is not a valid live rate
+  (common/rate_validity.py: a null, zero, negative or non-finite rate, a code other than the one
+  asked for), is logged and counted, never published — a 0 would be read as a crash of the coin.
 - Every poll's records are journaled on local disk before they are handed to Kafka
   (`journal.DeliveryJournal`); at start, records journaled for an incarnation of the topic the broker
   has since forgotten (the local broker keeps topics in memory) are published again, marked as
@@ -32,6 +33,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from common.kafka_config import admin_config
 from common.kafka_topics import ensure_topics
+from common.rate_validity import rate_record_problem
 from common.settings import Settings
 from producers.client import LiveCoinWatchClient
 from producers.credits import SECONDS_PER_DAY
@@ -104,11 +106,6 @@ def _chunks(codes: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(codes[start:start + size])
 
 
-def _usable_rate(rate: Any) -> bool:
-    return (isinstance(rate, (int, float)) and not isinstance(rate, bool)
-            and math.isfinite(rate) and rate > 0)
-
-
 @dataclass
 class PollResult:
     """What one poll did: records handed to Kafka, and coins left out with the reason."""
@@ -124,11 +121,12 @@ class CurrentRatesProducer:
     def __init__(self, client: LiveCoinWatchClient, producer: Producer, codes: Sequence[str],
                  currency: str = "USD", topic: str = TOPIC,
                  metrics: ProducerMetrics | None = None, journal: DeliveryJournal | None = None,
-                 topic_id: str = "") -> None:
+                 topic_id: str = "", max_clock_skew_ms: int = 60_000) -> None:
         self.client = client
         self.producer = producer
         self.journal = journal
         self.topic_id = topic_id  # the incarnation journaled records go to
+        self.max_clock_skew_ms = max_clock_skew_ms
         self.codes = list(dict.fromkeys(codes))
         self.currency = currency
         self.topic = topic
@@ -158,8 +156,12 @@ class CurrentRatesProducer:
             if coin is None:
                 self._missing(code, "missing", result)
                 continue
-            if not _usable_rate(coin.get("rate")):
-                self._missing(code, "null_rate" if coin.get("rate") is None else "invalid_rate", result)
+            problem = rate_record_problem(code, coin.get("code"), coin.get("rate"), fetched_at,
+                                          now_ms=int(time.time() * 1000), max_skew_ms=self.max_clock_skew_ms,
+                                          record_timestamp_ms=fetched_at)
+            if problem is not None:  # the one definition of a valid live rate (common/rate_validity.py)
+                self._missing(code, "null_rate" if coin.get("rate") is None else "invalid_rate", result,
+                              problem)
                 continue
             value = json.dumps({**coin, "fetched_at": fetched_at}, separators=(",", ":"),
                                ensure_ascii=False)
@@ -173,11 +175,11 @@ class CurrentRatesProducer:
         if unexpected:
             log.debug("ignoring coins the request did not ask for: %s", ", ".join(unexpected))
 
-    def _missing(self, code: str, reason: str, result: PollResult) -> None:
+    def _missing(self, code: str, reason: str, result: PollResult, detail: str | None = None) -> None:
         result.missing[code] = reason
         self.metrics.coins_missing.labels(code, reason).inc()
         log.warning("coin %s not published: %s", code,
-                    "absent from the API's answer" if reason == "missing" else f"rate is {reason}")
+                    "absent from the API's answer" if reason == "missing" else detail or reason)
 
     def replay_forgotten(self) -> int:
         """Publish again the journaled records of incarnations of the topic the broker no longer has

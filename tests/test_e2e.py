@@ -29,7 +29,8 @@ What is compared, precisely (`settle`):
    exactly the injected messages, and the views `v_ohlc_by_minute`, `v_60_sec_mov_avg`,
    `overview_for_dashboard`, `v_candles_5m`, `v_ohlc_by_day` and `v_hist_daily` equal the
    expected values exactly (floats included: the same IEEE operations in the same order); and the
-   engine's processing log names exactly the injected messages of its input topic. Kafka and
+   engine accounts for exactly the injected messages of its input topic: its processing log names
+   those it could not read, `coins_current_rejected` holds those it read (none of them valid). Kafka and
    ClickHouse are read again on each try, and the result must hold on two tries in a row.
 """
 
@@ -54,6 +55,7 @@ from tests.helpers.fuzz import TOPICS, Fuzzer, Message, contract_violation
 
 SEED = 20_261_122
 PROCESSING_LOG = "ksql_processing_log"
+REJECTED = "coins_current_rejected"
 BAD_MESSAGES_PER_TOPIC = 10_000
 STATUS_LINE = re.compile(r"^status +\| (?P<events>[\d,]+\.\d) events/s, (?P<rows>[\d,]+\.\d) rows/s "
                          r"loaded, consumer lag (?P<lag>[\d,]+)(?: \(engine [\d,]+, loader [\d,]+\))?, "
@@ -92,6 +94,7 @@ class Settled:
     good: dict[str, list[int]]
     logged_offsets: dict[str, set[int]]
     events: list[calc.Event]
+    rejected_keys: list[bytes | None] = field(default_factory=list)
 
     def problems(self, injected: dict[str, dict[int, Message]]) -> list[str]:
         found = [text for view in self.expected
@@ -104,21 +107,30 @@ class Settled:
             if self.errors[topic] != sorted(injected[topic]):
                 found.append(f"{topic}_clickpipes_error: {len(self.errors[topic])} rows, "
                              f"{len(injected[topic])} injected")
-        # The engine logged exactly the injected messages of its input topic, and never a good
-        # one (a late or undecodable live record would show here).
+        # The engine accounted for exactly the injected messages of its input topic, each once,
+        # and never for a good one (a late or undecodable live record would show here): those it
+        # could not read in its processing log (by offset), those it read but that are not valid
+        # live rates in coins_current_rejected (compared by key: that topic names no offsets).
         logged = {topic: offsets for topic, offsets in self.logged_offsets.items() if offsets}
-        if logged != ({"coins_current_full": set(injected["coins_current_full"])}
-                      if injected["coins_current_full"] else {}):
+        injected_live = set(injected["coins_current_full"])
+        logged_live = logged.pop("coins_current_full", set())
+        read_keys = sorted(injected["coins_current_full"][offset].key or b""
+                           for offset in injected_live - logged_live)
+        if logged or not logged_live <= injected_live or \
+                sorted(key or b"" for key in self.rejected_keys) != read_keys:
             found.append(f"{PROCESSING_LOG}: offsets logged per topic "
                          f"{ {topic: len(offsets) for topic, offsets in logged.items()} }, "
-                         f"{len(injected['coins_current_full'])} injected into coins_current_full")
+                         f"{len(logged_live)} of coins_current_full ({len(logged_live - injected_live)} "
+                         f"not injected); {len(self.rejected_keys)} in {REJECTED} "
+                         f"({sum(key is not None for key in self.rejected_keys)} keyed); "
+                         f"{len(injected_live)} injected into coins_current_full")
         return found
 
 
-def what_kafka_holds(stack: Stack) -> tuple[dict, dict[str, list[int]], dict[str, set[int]], list]:
+def what_kafka_holds(stack: Stack) -> tuple[dict, dict[str, list[int]], dict[str, set[int]], list, list]:
     """From the topics read back: the expected views, the good offsets per topic, the offsets the
-    engine logged per topic, and the live events."""
-    topics = read_topics(stack.up.bootstrap, [*TOPICS, PROCESSING_LOG], idle_s=1.0)
+    engine logged per topic, the live events, and the keys of the records the engine rejected."""
+    topics = read_topics(stack.up.bootstrap, [*TOPICS, PROCESSING_LOG, REJECTED], idle_s=1.0)
     good: dict[str, list[int]] = {}
     for topic in TOPICS:
         good[topic] = []
@@ -144,7 +156,7 @@ def what_kafka_holds(stack: Stack) -> tuple[dict, dict[str, list[int]], dict[str
     for _offset, _key, value, _ts in topics[PROCESSING_LOG]:
         entry = json.loads(value)
         logged.setdefault(entry["topic"], set()).add(entry["offset"])
-    return expected, good, logged, events
+    return expected, good, logged, events, [key for _offset, key, _value, _ts in topics[REJECTED]]
 
 
 def settle(stack: Stack, timeout_s: float = 120.0) -> Settled:
@@ -158,12 +170,12 @@ def settle(stack: Stack, timeout_s: float = 120.0) -> Settled:
         deadline = time.monotonic() + timeout_s
         equal_before = False
         while True:
-            expected, good, logged, events = what_kafka_holds(stack)
+            expected, good, logged, events, rejected = what_kafka_holds(stack)
             settled = Settled(
                 expected, read_views(client),
                 {topic: landed_offsets(client, topic) for topic in TOPICS},
                 {topic: landed_offsets(client, f"{topic}_clickpipes_error") for topic in TOPICS},
-                good, logged, events)
+                good, logged, events, rejected)
             if not settled.problems(stack.injected):
                 if equal_before:
                     return settled
@@ -269,6 +281,61 @@ def test_faults_kill_9_of_engine_loader_and_producer_lose_and_double_nothing(sta
     settled = settle(stack)
     assert restarts_since(up, mark) == {"ksql": 2, "loader": 2, "producer": 2}
     assert_everything_equal(stack, settled)
+
+
+def test_invalid_live_rates_mid_run_never_reach_a_view_and_land_with_their_reason(stack):
+    """A rate from the year 2199, a record keyed ETH carrying BTC, a zero, a negative and a "NaN"
+    rate, injected while the flow runs: the views keep advancing and equal the computation over
+    the valid records only; each bad record is in the error table and in the engine's
+    coins_current_rejected with the same reason (common/rate_validity.py's words, written out)."""
+    up = stack.up
+    resume_flow(up)
+    time.sleep(3)
+    now = int(time.time() * 1000)
+    mismatch = "key mismatch: the Kafka key is not the record's code"
+    bad_rate = "bad rate: not a finite number greater than 0"
+    future = "future fetched_at: ahead of the wall clock by more than the allowed clock skew"
+    bad = [  # (key, value, reason)
+        (b"BTC", {"code": "BTC", "rate": 61_000.0, "fetched_at": 7_226_582_400_000}, future),
+        (b"ETH", {"code": "BTC", "rate": 61_000.0, "fetched_at": now}, mismatch),
+        (b"SOL", {"code": "SOL", "rate": 0, "fetched_at": now}, bad_rate),
+        (b"DOGE", {"code": "DOGE", "rate": -0.2, "fetched_at": now}, bad_rate),
+        (b"XRP", {"code": "XRP", "rate": "NaN", "fetched_at": now}, bad_rate),
+    ]
+    producer = Producer({"bootstrap.servers": up.bootstrap, "enable.idempotence": True, "acks": "all",
+                         "broker.address.family": "v4"})
+    offsets: dict[bytes, int] = {}
+
+    def on_delivery(error, record) -> None:
+        assert error is None, error
+        offsets[record.value()] = record.offset()
+
+    for key, value, _reason in bad:
+        producer.produce("coins_current_full", json.dumps(value).encode(), key, timestamp=now,
+                         on_delivery=on_delivery)
+    assert producer.flush(30) == 0
+    reasons = {}
+    for key, value, reason in bad:
+        encoded = json.dumps(value).encode()
+        offset = offsets[encoded]
+        stack.injected["coins_current_full"][offset] = Message("coins_current_full", key, encoded, "invalid rate")
+        reasons[offset] = reason
+    time.sleep(5)  # live records after the bad ones: the 2199 one must not have frozen anything
+
+    settled = settle(stack)
+    assert_everything_equal(stack, settled)
+    assert max(e.fetched_at for e in settled.events) > now + 2_000  # the views kept advancing
+    client = up.clickhouse()
+    try:
+        landed = dict(client.query(
+            "SELECT _offset, reason FROM coins_current_full_clickpipes_error WHERE _offset IN {o:Array(Int64)}",
+            parameters={"o": list(reasons)}).result_rows)
+    finally:
+        client.close()
+    assert landed == reasons
+    engine = [(key, json.loads(value)["REASON"]) for _o, key, value, _ts in
+              read_topics(up.bootstrap, [REJECTED], idle_s=1.0)[REJECTED] if key is not None]
+    assert sorted(engine) == sorted((key, reason) for key, _value, reason in bad)
 
 
 def test_faults_10000_bad_messages_per_topic_crash_nothing_and_land_in_error_tables(stack):

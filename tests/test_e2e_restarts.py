@@ -10,7 +10,9 @@ At seeded random moments, with the live flow running (10 coins every 0.5 s):
 (a) Ctrl+C, and `up` again on the same data directory;
 (b) kill -9 of the whole process tree, and `up` again;
 (c) kill -9 of the broker alone (the Tansu process), which the supervisor restarts together with
-    every Kafka client.
+    every Kafka client;
+(d) meanwhile, from the third start on, the broker is rotated whenever its memory passes 1 MiB
+    (always, checked every 6 s): producers paused, pipeline drained, broker restarted empty.
 
 The independent record of what was published is a reader in this test that follows the topic
 `coins_current_full` across broker restarts (re-reading a new incarnation from its start) and keeps
@@ -114,10 +116,10 @@ def kill_tree(up: UpProcess) -> None:
     up.process.wait(10)
 
 
-def same_ports(previous: UpProcess, workdir: Path) -> UpProcess:
+def same_ports(previous: UpProcess, workdir: Path, *args: str, **settings: str) -> UpProcess:
     """Another `up` on the same data directory and the same ports (what a user's `.env` pins)."""
-    up = UpProcess(workdir, SETTINGS)
-    up.ports, up.env = previous.ports, previous.env
+    up = UpProcess(workdir, SETTINGS, args)
+    up.ports, up.env = previous.ports, {**previous.env, **settings}
     return up
 
 
@@ -173,7 +175,7 @@ def test_stop_kill_and_broker_kill_under_live_data_lose_and_double_nothing(tmp_p
         time.sleep(rng.uniform(12, 20))
         # (b) kill -9 of everything, and start again.
         kill_tree(up)
-        up = same_ports(up, workdir).start()
+        up = same_ports(up, workdir, "--broker-check-interval", "6", LOCAL_BROKER_MAX_MEMORY_MB="1").start()
         stacks.append(up)
         resume_flow(up)
         time.sleep(rng.uniform(12, 20))
@@ -197,6 +199,8 @@ def test_stop_kill_and_broker_kill_under_live_data_lose_and_double_nothing(tmp_p
         finally:
             client.close()
         assert not found, "\n".join(found) + "\n--- output:\n" + "\n".join(up.output()[-40:])
+        rotations = [line for line in up.output() if line.startswith("broker") and "| rotated: " in line]
+        assert rotations, "the broker was never rotated"
         # The record itself is the simulated walk (`up` runs the simulated API with seed 1; the rate
         # is the one of the second the API answered in, at most one second before fetched_at),
         # every coin, across all four runs.

@@ -76,7 +76,8 @@ def _run_current(settings: Settings, once: bool, interval_s: float, topic: str, 
         journal = DeliveryJournal(settings.coinstream_data_dir / "producer" / f"{topic}.sqlite")
         producer = CurrentRatesProducer(client, Producer(producer_config(settings)), codes,
                                         settings.currency, topic, metrics, journal,
-                                        topic_ids(AdminClient(admin_config(settings)), [topic]).get(topic, ""))
+                                        topic_ids(AdminClient(admin_config(settings)), [topic]).get(topic, ""),
+                                        max_clock_skew_ms=settings.rate_max_clock_skew_ms)
         failure: Exception | None = None
         polls = 0
         try:
