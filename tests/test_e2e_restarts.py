@@ -28,81 +28,18 @@ from __future__ import annotations
 import json
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
-from common.kafka_topics import topic_ids
 from tests.fixtures_sim_api import reference_rate
 from tests.helpers import expected as calc
-from tests.helpers.e2e import UpProcess, diff, pause_flow, resume_flow
+from tests.helpers.e2e import PublishedRates, UpProcess, diff, pause_flow, resume_flow
 
 SEED = 20_261_206
-TOPIC = "coins_current_full"
 SETTINGS = {"POLL_INTERVAL_S": "0.5", "DAILY_CREDIT_BUDGET": "200000"}
-
-
-class PublishedRates:
-    """Every distinct live rate the broker held at any moment, read continuously."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self.values: dict[tuple[str, int], bytes] = {}
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> "PublishedRates":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def snapshot(self) -> dict[tuple[str, int], bytes]:
-        with self._lock:
-            return dict(self.values)
-
-    def _run(self) -> None:
-        config = {"bootstrap.servers": self.bootstrap, "broker.address.family": "v4", "log_level": 0}
-        consumer = Consumer({**config, "group.id": f"published-{time.time_ns()}", "enable.auto.commit": False,
-                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 20})
-        admin = AdminClient(config)
-        incarnation = None
-        last_check = 0.0
-        try:
-            while not self._stop.is_set():
-                if time.monotonic() - last_check > 0.2:
-                    last_check = time.monotonic()
-                    try:
-                        current = topic_ids(admin, [TOPIC], timeout_s=1).get(TOPIC)
-                    except Exception:  # noqa: BLE001 - the broker is restarting
-                        current = None
-                    if current is not None and current != incarnation:
-                        incarnation = current  # a new incarnation: read it from its start
-                        consumer.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
-                for message in consumer.consume(1000, 0.05):
-                    if message.error() or message.value() is None:
-                        continue
-                    decoded = json.loads(message.value())
-                    with self._lock:
-                        self.values.setdefault((decoded["code"], int(decoded["fetched_at"])), message.value())
-        finally:
-            consumer.close()
-
-
-def broker_pid(up: UpProcess) -> int:
-    """The Tansu process below the stack's `coinstream broker`."""
-    for child in up.service("broker").children(recursive=True):
-        if "tansu" in child.name():
-            return child.pid
-    raise AssertionError("no Tansu process under the broker service")
 
 
 def kill_tree(up: UpProcess) -> None:
@@ -181,7 +118,7 @@ def test_stop_kill_and_broker_kill_under_live_data_lose_and_double_nothing(tmp_p
         time.sleep(rng.uniform(12, 20))
         # (c) kill -9 of the broker alone: the supervisor restarts it and every Kafka client.
         mark = len(up.output())
-        psutil.Process(broker_pid(up)).send_signal(signal.SIGKILL)
+        psutil.Process(up.broker_pid()).send_signal(signal.SIGKILL)
         up.wait_for_line(lambda line: line.startswith("loader") and line.endswith("| resuming"),
                          timeout_s=60, since=mark)
         time.sleep(rng.uniform(12, 20))

@@ -1,7 +1,8 @@
 """The views over a small dataset loaded through Kafka and the real loader, twice.
 
 The dataset crosses UTC midnight (2024-03-09 → 2024-03-10), has a code longer than 5 characters
-(STABLECOIN), a zero previous rate (ZERO), a coin's first row (no previous rate), a coin absent
+(STABLECOIN), a daily close of 0 before a close of 3 (ZERO: a live rate of 0 is not a valid rate
+and never lands), a coin's first row (no previous rate), a coin absent
 from the daily history (NEWCOIN) and one only there (OLDCOIN), gaps of several days and a missing
 leap day in the history, a daily close sent twice, repeated EMIT CHANGES updates of one window
 (including a late update of an older window), and it is loaded twice: a second consumer group
@@ -38,7 +39,6 @@ LIVE = [
     live("BTC", "2024-03-09T23:58:40.500", 104.0, name="Bitcoin"),
     live("BTC", "2024-03-09T23:59:59.999", 102.0, name="Bitcoin"),
     live("BTC", "2024-03-10T00:00:00", 103.0, name="Bitcoin"),
-    live("ZERO", "2024-03-10T00:00:10", 0.0, name="Zero"),
     live("ZERO", "2024-03-10T00:00:20", 5.0, name="Zero"),
     live("STABLECOIN", "2024-03-10T00:00:30", 0.99, name="Stable Coin"),
     live("ZERO", "2024-03-10T00:00:30", 10.0, name="Zero", volume=0.0,
@@ -178,7 +178,7 @@ def test_v_ohlc_by_day_by_the_api_time_across_midnight(views):
         (D(2024, 3, 10), "BTC", "Bitcoin", 103.0, 110.0, 101.0, 110.0, 3),
         (D(2024, 3, 10), "NEWCOIN", "New Coin", 2.5, 2.5, 2.5, 2.5, 1),
         (D(2024, 3, 10), "STABLECOIN", "Stable Coin", 0.99, 1.01, 0.99, 1.01, 2),
-        (D(2024, 3, 10), "ZERO", "Zero", 0.0, 10.0, 0.0, 10.0, 3),
+        (D(2024, 3, 10), "ZERO", "Zero", 5.0, 10.0, 5.0, 10.0, 2),
     ]
 
 
@@ -195,8 +195,7 @@ def test_v_change_by_second_null_without_or_with_zero_previous_rate(views):
         (utc("2024-03-09T23:59:00"), "STABLECOIN", 1.0, None, None),
         # 0.99 and 1.01 fall in the same second: the later one is that second's rate.
         (utc("2024-03-10T00:00:30"), "STABLECOIN", 1.01, 1.0, (1.01 / 1.0 - 1) * 100),
-        (utc("2024-03-10T00:00:10"), "ZERO", 0.0, None, None),
-        (utc("2024-03-10T00:00:20"), "ZERO", 5.0, 0.0, None),
+        (utc("2024-03-10T00:00:20"), "ZERO", 5.0, None, None),
         (utc("2024-03-10T00:00:30"), "ZERO", 10.0, 5.0, 100.0),
     ]
 
@@ -289,7 +288,7 @@ def test_multi_timeframe_candles(views):
         (utc("2024-03-10T00:00:00"), "NEWCOIN", 2.5, 2.5, 2.5, 2.5, 1),
         (utc("2024-03-09T23:55:00"), "STABLECOIN", 1.0, 1.0, 1.0, 1.0, 1),
         (utc("2024-03-10T00:00:00"), "STABLECOIN", 0.99, 1.01, 0.99, 1.01, 2),
-        (utc("2024-03-10T00:00:00"), "ZERO", 0.0, 10.0, 0.0, 10.0, 3),
+        (utc("2024-03-10T00:00:00"), "ZERO", 5.0, 10.0, 5.0, 10.0, 2),
     ]
     btc = "WHERE code = 'BTC' ORDER BY bucket_start"
     assert rows(client, f"SELECT * FROM v_candles_15m {btc}") == [

@@ -5,6 +5,7 @@ topics back from Kafka, and the views from ClickHouse (tests/test_e2e.py, benchm
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from common.kafka_topics import topic_ids
 from common.settings import DEFAULT_COINS, EXPECTED_FORMS
 from producers.sim.admin import SimAdmin
 
@@ -141,6 +143,13 @@ class UpProcess:
         _gone, alive = psutil.wait_procs(self._seen, timeout=5)
         return self.process.returncode, [p.pid for p in alive]
 
+    def broker_pid(self) -> int:
+        """The Tansu process below the stack's `coinstream broker`."""
+        for child in self.service("broker").children(recursive=True):
+            if "tansu" in child.name():
+                return child.pid
+        raise AssertionError("no Tansu process under the broker service")
+
     def kill_leftovers(self) -> None:
         """Last resort after a failed test: only processes this stack started."""
         if self.process is not None and self.process.poll() is None:
@@ -202,6 +211,69 @@ def resume_flow(stack: UpProcess) -> None:
 
 
 # ---- Kafka --------------------------------------------------------------------------------------
+
+LIVE_TOPIC = "coins_current_full"
+
+
+class PublishedRates:
+    """Every distinct live rate the broker held at any moment, read continuously."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.values: dict[tuple[str, int], bytes] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "PublishedRates":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def snapshot(self) -> dict[tuple[str, int], bytes]:
+        with self._lock:
+            return dict(self.values)
+
+    def _run(self) -> None:
+        config = {"bootstrap.servers": self.bootstrap, "broker.address.family": "v4", "log_level": 0}
+        consumer = Consumer({**config, "group.id": f"published-{time.time_ns()}", "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 20})
+        admin = AdminClient(config)
+        incarnation = None
+        last_check = 0.0
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() - last_check > 0.2:
+                    last_check = time.monotonic()
+                    try:
+                        current = topic_ids(admin, [LIVE_TOPIC], timeout_s=1).get(LIVE_TOPIC)
+                    except Exception:  # noqa: BLE001 - the broker is restarting
+                        current = None
+                    if current is not None and current != incarnation:
+                        incarnation = current  # a new incarnation: read it from its start
+                        consumer.assign([TopicPartition(LIVE_TOPIC, 0, OFFSET_BEGINNING)])
+                for message in consumer.consume(1000, 0.05):
+                    if message.error() or message.value() is None:
+                        continue
+                    decoded = json.loads(message.value())
+                    with self._lock:
+                        self.values.setdefault((decoded["code"], int(decoded["fetched_at"])), message.value())
+        finally:
+            consumer.close()
+
+
+def broker_pid(up: UpProcess) -> int:
+    """The Tansu process below the stack's `coinstream broker`."""
+    for child in up.service("broker").children(recursive=True):
+        if "tansu" in child.name():
+            return child.pid
+    raise AssertionError("no Tansu process under the broker service")
+
+
+
 
 Message = tuple[int, bytes | None, bytes | None, int]  # offset, key, value, timestamp
 
