@@ -198,10 +198,12 @@ class KafkaRunner:
     # ---- names -----------------------------------------------------------------------------------------------------
 
     def changelog_topic(self, runtime: AggregateRuntime) -> str:
-        """One changelog per query; a changed statement text gets a fresh changelog (fresh state)."""
+        """One changelog per query; a changed statement text gets a fresh changelog (fresh state).
+        The text is the statement as written: a variable's new value (a changed setting) keeps it."""
         import hashlib
 
-        digest = hashlib.sha256(runtime.plan.statement.text.encode()).hexdigest()[:8]
+        written = self.catalog.written_text(runtime.plan.statement.text)
+        digest = hashlib.sha256(written.encode()).hexdigest()[:8]
         return f"_{self.app_id}-{runtime.plan.sink.name}-{digest}-changelog"
 
     # ---- topics -------------------------------------------------------------------------------------------------------

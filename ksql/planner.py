@@ -377,6 +377,19 @@ class Catalog:
         self.sources: dict[str, SourceDef] = {}
         self.queries: list[QueryPlan] = []
         self._query_counter = 0
+        # (substituted, original) statement texts when the script had variables (plan_script).
+        self.templates: list[tuple[str, str]] = []
+
+    def written_text(self, statement_text: str) -> str:
+        """The statement as written, before variable substitution (itself without variables)."""
+        bare = statement_text.rstrip(";").strip()
+        for substituted, original in self.templates:
+            if bare and bare in substituted:
+                lines = original.strip().splitlines()
+                while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
+                    lines.pop(0)  # the comments before it are not the statement
+                return "\n".join(lines)
+        return statement_text
 
     def execute_script(self, text: str) -> "Catalog":
         for statement in parse(text):
@@ -854,11 +867,13 @@ class Catalog:
 def plan_script(text: str, variables: Mapping[str, str] | None = None) -> Catalog:
     """Parse and plan a whole script; raises InvalidStatement/UnsupportedStatement. With
     `variables`, `${name}` references are substituted first (ksql/variables.py)."""
-    from ksql.variables import substitute
+    from ksql.variables import statement_templates, substitute
 
+    catalog = Catalog()
     if variables is not None:
+        catalog.templates = statement_templates(text, variables)
         text = substitute(text, variables)
-    return Catalog().execute_script(text)
+    return catalog.execute_script(text)
 
 
 def literal_value(value: Any) -> Any:

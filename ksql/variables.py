@@ -38,3 +38,41 @@ def substitute(text: str, variables: Mapping[str, str]) -> str:
         return value
 
     return _REFERENCE.sub(replace, text)
+
+
+def _pieces(text: str) -> list[str]:
+    """`text` cut after each `;` outside quotes and comments (each piece keeps its `;`)."""
+    pieces, start, i, n = [], 0, 0, len(text)
+    while i < n:
+        char = text[i]
+        if char in "'`\"":
+            end = i + 1
+            while end < n:
+                if text[end] == char:
+                    if end + 1 < n and text[end + 1] == char:  # a doubled quote inside
+                        end += 2
+                        continue
+                    break
+                end += 1
+            i = end + 1
+        elif text.startswith("--", i):
+            newline = text.find("\n", i)
+            i = n if newline < 0 else newline + 1
+        elif text.startswith("/*", i):
+            close = text.find("*/", i + 2)
+            i = n if close < 0 else close + 2
+        elif char == ";":
+            pieces.append(text[start:i + 1])
+            start = i = i + 1
+        else:
+            i += 1
+    if text[start:].strip():
+        pieces.append(text[start:])
+    return pieces
+
+
+def statement_templates(text: str, variables: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(substituted, original) text of each statement of a script: what a statement was written
+    as, before its `${name}` references got their values. The engine names a query's changelog
+    after the statement as written, so a changed setting (a variable's value) keeps its state."""
+    return [(substitute(piece, variables), piece) for piece in _pieces(text)]

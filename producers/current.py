@@ -157,8 +157,7 @@ class CurrentRatesProducer:
                 self._missing(code, "missing", result)
                 continue
             problem = rate_record_problem(code, coin.get("code"), coin.get("rate"), fetched_at,
-                                          now_ms=int(time.time() * 1000), max_skew_ms=self.max_clock_skew_ms,
-                                          record_timestamp_ms=fetched_at)
+                                          now_ms=int(time.time() * 1000), max_skew_ms=self.max_clock_skew_ms)
             if problem is not None:  # the one definition of a valid live rate (common/rate_validity.py)
                 self._missing(code, "null_rate" if coin.get("rate") is None else "invalid_rate", result,
                               problem)

@@ -141,3 +141,24 @@ def test_windowed_source_import_rejects_bad_window_size() -> None:
                     "WINDOW_TYPE='Hopping', WINDOW_SIZE='30 bobs');")
     assert error.value.message == ("Configuration WINDOW_SIZE is invalid: Invalid duration: '30 bobs'. "
                                    "Unknown time unit: 'BOBS'")
+
+
+def test_variables_are_substituted_and_the_written_statement_is_kept() -> None:
+    """`${name}` as ksqlDB substitutes it; the statement as written (what names a query's
+    changelog) stays the same whatever the value, so a changed setting keeps the window state."""
+    from ksql.errors import InvalidStatement
+
+    script = ("-- a comment; with a semicolon\n"
+              "CREATE STREAM s (k STRING KEY, v BIGINT) WITH (kafka_topic='s', value_format='JSON');\n"
+              "CREATE TABLE t AS SELECT k, COUNT(*) AS n FROM s WHERE v > ${limit} AND k <> '$${x}; y' "
+              "GROUP BY k;\n")
+    written = []
+    for value in ("5", "500"):
+        catalog = plan_script(script, {"LIMIT": value})
+        (query,) = catalog.queries
+        assert query.statement.text.startswith(f"CREATE TABLE t AS SELECT k, COUNT(*) AS n FROM s WHERE v > {value} "
+                                               "AND k <> '${x}; y'")
+        written.append(catalog.written_text(query.statement.text))
+    assert written[0] == written[1] == script.splitlines()[2]
+    with pytest.raises(InvalidStatement, match=r"variable \$\{limit\} is not defined"):
+        plan_script(script, {})

@@ -44,7 +44,7 @@ def test_same_insert_twice_with_its_token_is_dropped_with_the_views(clickhouse_c
     sink = ClickHouseSink(clickhouse_client)
     token = dedup_token("coins_current_full", records)
     assert token == "coins_current_full|coins_current_full#0:0:0-4"
-    # The same offsets of the topic's next incarnation (re-created, epoch 2) are other messages.
+    # The same offsets of a later incarnation of the topic (re-created: epoch 2) are other messages.
     again = [Record(r.topic, r.partition, r.offset, r.timestamp_ms, r.key, r.value, topic_epoch=2)
              for r in records]
     assert dedup_token("coins_current_full", again) == "coins_current_full|coins_current_full#2:0:0-4"
@@ -108,11 +108,11 @@ def test_recreated_topic_is_loaded_anew_not_mistaken_for_the_old_one(kafka_boots
     assert again.metrics.totals == {"rows": 5, "errors": 0, "duplicates": 0}
     assert [tuple(row) for row in clickhouse_client.query(
         "SELECT _topic_epoch, _offset, rate FROM coins_current_full ORDER BY fetched_at").result_rows] == [
-        (1, 0, 10.0), (1, 1, 11.0), (1, 2, 12.0), (1, 3, 13.0), (1, 4, 14.0),
-        (2, 0, 50.0), (2, 1, 51.0), (2, 2, 52.0), (2, 3, 53.0), (2, 4, 54.0)]
+        (0, 0, 10.0), (0, 1, 11.0), (0, 2, 12.0), (0, 3, 13.0), (0, 4, 14.0),
+        (1, 0, 50.0), (1, 1, 51.0), (1, 2, 52.0), (1, 3, 53.0), (1, 4, 54.0)]
     assert [row[0] for row in clickhouse_client.query(
         "SELECT epoch FROM kafka_topic_incarnations WHERE topic = {t:String} ORDER BY epoch",
-        parameters={"t": topic}).result_rows] == [1, 2]
+        parameters={"t": topic}).result_rows] == [0, 1]
     # Within the new incarnation a redelivery is still recognised: a new group re-reads all five.
     reread = run_loader(kafka_bootstrap, clickhouse_client, prefix, tables=["coins_current_full"])
     assert reread.metrics.totals == {"rows": 0, "errors": 0, "duplicates": 5}

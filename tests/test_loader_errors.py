@@ -40,7 +40,7 @@ CURRENT_BAD: list[tuple[bytes | None, str]] = [  # all keyed X
     (j({"code": "", "rate": 1, "fetched_at": T0}), MISMATCH),
     (j({"code": 5, "rate": 1, "fetched_at": T0}), MISMATCH),
     (j({"code": "Y", "rate": 1, "fetched_at": T0}), MISMATCH),
-    (j({"code": "X", "rate": "12.5", "fetched_at": T0}), BAD_RATE),
+    (j({"code": "X", "rate": "twelve", "fetched_at": T0}), BAD_RATE),
     (j({"code": "X", "rate": True, "fetched_at": T0}), BAD_RATE),
     (j({"code": "X", "rate": -1, "fetched_at": T0}), BAD_RATE),
     (j({"code": "X", "rate": 0, "fetched_at": T0}), BAD_RATE),

@@ -82,7 +82,7 @@ def test_broker_restart_under_a_running_loader_lands_the_new_incarnation_once(
 
     assert [tuple(row) for row in clickhouse_client.query(
         "SELECT _topic_epoch, _offset, rate FROM coins_current_full ORDER BY fetched_at").result_rows] == [
-        (1, 0, 100.0), (1, 1, 101.0), (1, 2, 102.0), (1, 3, 103.0), (2, 0, 200.0), (2, 1, 201.0)]
+        (0, 0, 100.0), (0, 1, 101.0), (0, 2, 102.0), (0, 3, 103.0), (1, 0, 200.0), (1, 1, 201.0)]
     # The window's latest update is the second incarnation's, though its offset (0) is lower.
     assert [tuple(row) for row in clickhouse_client.query(
         "SELECT code, open, high, low, close FROM v_ohlc_by_minute").result_rows] == [
@@ -123,3 +123,35 @@ def test_replayed_rates_land_only_where_clickhouse_lacks_them(kafka_bootstrap, c
     assert [tuple(row) for row in clickhouse_client.query(
         "SELECT rate, count() FROM coins_current_full GROUP BY rate ORDER BY rate").result_rows] == [
         (100.0, 1), (101.0, 1), (102.0, 1), (103.0, 1), (104.0, 1)]
+
+
+def test_a_redelivered_message_that_changed_verdict_is_not_landed_twice(kafka_bootstrap, clickhouse_client):
+    """A live rate 70 s ahead of the wall clock goes to the error table; read again 100 s later
+    (a new consumer group) it would be valid, but it is found in the error table and skipped."""
+    from clickhouse.loader.formats import RateRules
+    from clickhouse.migrations import migrate
+    from tests.test_loader_support import unique_prefix
+
+    migrate(clickhouse_client)
+    prefix = unique_prefix()
+    topic = prefix + "coins_current_full"
+    create_topics(kafka_bootstrap, prefix, tables=["coins_current_full"])
+    produce(kafka_bootstrap, topic, [current("BTC", 100.0, W0), current("BTC", 101.0, W0 + 70_000),
+                                     current("BTC", 102.0, W0 + 2_000)])
+
+    def load(clock_s: float) -> Loader:
+        loader = Loader(consumer_conf(kafka_bootstrap, f"g-{uuid.uuid4().hex[:6]}"), clickhouse_client,
+                        LoaderConfig(tables=("coins_current_full",), topic_prefix=prefix, stop_when_idle_s=1.0))
+        loader._rules = RateRules(60_000, clock=lambda: clock_s)
+        loader.run()
+        return loader
+
+    first = load(W0 / 1000 + 5)
+    assert first.metrics.totals == {"rows": 2, "errors": 1, "duplicates": 0}
+    second = load(W0 / 1000 + 100)
+    assert second.metrics.totals == {"rows": 0, "errors": 0, "duplicates": 3}
+    assert clickhouse_client.query("SELECT rate FROM coins_current_full ORDER BY rate").result_rows == \
+        [(100.0,), (102.0,)]
+    assert clickhouse_client.query(
+        "SELECT _offset, reason FROM coins_current_full_clickpipes_error").result_rows == [
+        (1, "future fetched_at: ahead of the wall clock by more than the allowed clock skew")]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.rate_validity import MISSING_FETCHED_AT, rate_record_problem
+from common.rate_validity import rate_record_problem, rule_fields
 
 from clickhouse.loader.records import Record
 from clickhouse.loader.validation import (
@@ -94,21 +94,18 @@ def parse_current(record: Record, rules: RateRules = DEFAULT_RULES) -> list[Row]
     live rate (common/rate_validity.py: key = code, rate finite > 0, fetched_at not from the future),
     else `Rejected` with the reason the ksql statements give too."""
     coin = decode_object(record.value)
-    fetched_at = epoch_ms_field(coin, "fetched_at")
     try:
-        key: str | None = record.key.decode("utf-8")
+        key: str | None = record.key.decode("utf-8") if record.key else None
     except UnicodeDecodeError:
         key = None
-    problem = rate_record_problem(key if record.key else None, coin.get("code"), coin.get("rate"),
-                                  fetched_at, now_ms=rules.now_ms(),
-                                  max_skew_ms=rules.max_clock_skew_ms,
-                                  record_timestamp_ms=record.timestamp_ms or None)
+    code, rate, fetched_at = rule_fields(coin)
+    problem = rate_record_problem(key, code, rate, fetched_at, now_ms=rules.now_ms(),
+                                  max_skew_ms=rules.max_clock_skew_ms)
     if problem is not None:
         raise Rejected(problem)
-    code = code_field(coin)
-    rate = float(coin["rate"])
-    if fetched_at is None:  # checked above; kept for the type checker
-        raise Rejected(MISSING_FETCHED_AT)
+    # Valid: a non-empty code, a finite rate > 0, whole epoch ms not from the future.
+    fetched_at = epoch_ms_field({"fetched_at": fetched_at}, "fetched_at", required=True)
+    rate = float(rate)
     delta = coin.get("delta")
     if delta is None:
         delta = {}

@@ -5,7 +5,8 @@ and starts empty after a restart; an operator may re-create a topic) starts its 
 Offsets alone would then name messages that were landed before: the new messages would look like
 redeliveries and their inserts would carry the deduplication tokens of the old ones, which
 ClickHouse drops. Kafka gives every topic an ID when it is created (KIP-516); the loader registers
-each ID it meets in `kafka_topic_incarnations` under the next epoch number of its topic and stamps
+each ID it meets in `kafka_topic_incarnations` under the next epoch number of its topic (0 for the
+first, the epoch of rows landed before incarnations were recorded) and stamps
 every row with that epoch (`_topic_epoch`). Epochs order incarnations, which the views need to pick
 a window's latest update across a re-creation (a new incarnation's offsets are smaller).
 
@@ -64,7 +65,9 @@ class TopicIncarnations:
         known = self._known(topic)
         if topic_id in known:
             return known[topic_id]
-        epoch = max(known.values(), default=0) + 1
+        # The first ID met is epoch 0, the epoch of rows landed before incarnations were recorded:
+        # against a broker that keeps its topics, those rows are the same incarnation.
+        epoch = max(known.values()) + 1 if known else 0
         self._client.insert(REGISTRY_TABLE, [(topic, topic_id, epoch)],
                             column_names=["topic", "topic_id", "epoch"])
         # Two loaders registering the same ID at once agree on the smaller epoch.

@@ -12,9 +12,9 @@ wrote one before the data was safe):
   if that very message is there.
 
 The incarnation (`_topic_epoch`, see `incarnations.py`) keeps a re-created topic, whose offsets
-start again at 0, from being mistaken for the one before it. A message that differs from the one
-stored at its offset of the same incarnation should not exist; it is landed, counted, and reported
-in one line per partition and batch.
+start again at 0, from being mistaken for the one before it. A message at or below a mark that is
+in neither its table nor its error table should not exist; the loader lands it and reports it in
+one line per partition and batch.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ class LandedIndex:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._high: dict[MarkKey, int] = {}
-        self.mismatches = 0  # messages that differed from the one landed at their offset
 
     def load(self, tables: Iterable[str], partitions: Iterable[TopicPartition],
              epochs: dict[str, int]) -> None:
@@ -100,18 +99,9 @@ class LandedIndex:
                 column_formats={"_key": "bytes"},
             )
             present = {(int(offset), int(ts), bytes(key)) for offset, ts, key in result.result_rows}
-            differing = []
             for record in group:
                 if record.identity in present:
                     found.add((topic, partition, record.offset))
-                else:
-                    differing.append(record.offset)
-            if differing:
-                self.mismatches += len(differing)
-                log.warning("%s[%d] (epoch %d): %d message(s) at offsets %d..%d are at or below the "
-                            "landed high-water mark of %s but differ from what is stored there: "
-                            "landing them", topic, partition, epoch, len(differing), min(differing),
-                            max(differing), table)
         return found
 
     def landed_rates(self, table: str, rates: set[tuple[str, int]]) -> set[tuple[str, int]]:

@@ -7,9 +7,10 @@
 -- windowed views kept a window's old update (highest offset) over its newer ones.
 --
 -- kafka_topic_incarnations: one row per topic ID (KIP-516) the loader has met, numbered per topic
--- in the order they were met (epoch 1, 2, ...; "" is the ID of a broker without topic IDs).
--- _topic_epoch: the epoch of the incarnation each row was read from (0 = landed before this
--- migration). The loader's high-water marks, identity checks and deduplication tokens are per
+-- in the order they were met (epoch 0, 1, 2, ...; "" is the ID of a broker without topic IDs).
+-- _topic_epoch: the epoch of the incarnation each row was read from (rows landed before this
+-- migration have 0, the epoch of the first ID met: against a broker that keeps its topics, the
+-- same incarnation). The loader's high-water marks, identity checks and deduplication tokens are per
 -- (topic, epoch, partition); a window's latest update is the one with the highest
 -- (_topic_epoch, _offset).
 
