@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -127,6 +128,7 @@ class CurrentRatesProducer:
         self.journal = journal
         self.topic_id = topic_id  # the incarnation journaled records go to
         self.max_clock_skew_ms = max_clock_skew_ms
+        self._delivered_seqs: list[int] = []
         self.codes = list(dict.fromkeys(codes))
         self.currency = currency
         self.topic = topic
@@ -142,6 +144,7 @@ class CurrentRatesProducer:
             result.fetched_at_ms.append(response.received_at_ms)
             self._publish(chunk, response.data, response.received_at_ms, result)
         self.producer.poll(0)
+        self._record_deliveries()
         return result
 
     def _publish(self, requested: list[str], coins: list[Any], fetched_at: int,
@@ -166,10 +169,11 @@ class CurrentRatesProducer:
                                ensure_ascii=False)
             ready.append((code.encode("utf-8"), value.encode("utf-8"), fetched_at))
             result.published.append(code)
+        seqs: list[int | None] = [None] * len(ready)
         if self.journal is not None and ready:
-            self.journal.append(self.topic, self.topic_id, ready)
-        for key, value, timestamp in ready:
-            self._produce(key, value, timestamp)
+            seqs = list(self.journal.append(self.topic, self.topic_id, ready))
+        for (key, value, timestamp), seq in zip(ready, seqs):
+            self._produce(key, value, timestamp, seq=seq)
         unexpected = sorted(set(by_code) - set(requested))
         if unexpected:
             log.debug("ignoring coins the request did not ask for: %s", ", ".join(unexpected))
@@ -199,17 +203,30 @@ class CurrentRatesProducer:
         self.journal.moved(records, self.topic_id)
         return len(records)
 
-    def _produce(self, key: bytes, value: bytes, timestamp_ms: int, replay: bool = False) -> None:
+    def _produce(self, key: bytes, value: bytes, timestamp_ms: int, replay: bool = False,
+                 seq: int | None = None) -> None:
         headers = [(REPLAY_HEADER, b"1")] if replay else None
+        on_delivery = self._on_delivery if seq is None else partial(self._on_journaled_delivery, seq)
         while True:
             try:
                 self.producer.produce(self.topic, key=key, value=value, timestamp=timestamp_ms,
-                                      on_delivery=self._on_delivery, headers=headers)
+                                      on_delivery=on_delivery, headers=headers)
                 break
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.
                 self.producer.poll(0.5)
         self.metrics.records_produced.labels(self.topic).inc()
+
+    def _on_journaled_delivery(self, seq: int, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            self._delivered_seqs.append(seq)
+        self._on_delivery(error, message)
+
+    def _record_deliveries(self) -> None:
+        """Mark the acknowledged records delivered in the journal (after each serve of reports)."""
+        if self.journal is not None and self._delivered_seqs:
+            seqs, self._delivered_seqs = self._delivered_seqs, []
+            self.journal.delivered(seqs)
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         key = message.key().decode("utf-8", "replace") if message.key() else ""
@@ -264,10 +281,13 @@ class CurrentRatesProducer:
             if left <= 0:
                 return
             self.producer.poll(min(left, 0.1))
+            self._record_deliveries()
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for every outstanding delivery report; return how many are still unacknowledged."""
-        return self.producer.flush(timeout_s)
+        remaining = self.producer.flush(timeout_s)
+        self._record_deliveries()
+        return remaining
 
 
 def interruptible_sleep(stop: threading.Event):

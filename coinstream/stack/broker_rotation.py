@@ -10,7 +10,12 @@ drain-and-restart that loses nothing, because every consumer's progress lives ou
    record of every topic (it commits only what ClickHouse holds);
 3. the engine and the loader are paused too, the broker is restarted empty and awaited;
 4. everything is resumed. The engine restores its windows from its local state (the changelogs are
-   gone), the loader lands the re-created topics under their new incarnation.
+   gone), the loader lands the re-created topics under their new incarnation; the producers'
+   journals were cleared once drained (everything in them has landed), so nothing is published
+   again.
+
+A rotation starts only while the engine and the loader keep up (`MAX_LAG_TO_START`); an abandoned
+one is retried after a growing number of checks. A failing check is reported and retried.
 
 If the pipeline does not drain within `DRAIN_TIMEOUT_S` (ClickHouse away, say), nothing is
 restarted: the producers are resumed and the rotation is tried again at the next check.
@@ -36,12 +41,19 @@ from common.kafka_config import base_config
 from common.kafka_lag import committed_lag
 from common.settings import Settings
 
+from producers.journal import DeliveryJournal
 from coinstream.stack.supervisor import StackError, Supervisor
 
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = 30.0
 DRAIN_TIMEOUT_S = 120.0
+# A rotation starts only when the engine and the loader are this close to the end of their topics:
+# a pipeline that is not keeping up (ClickHouse away) would not drain, and the producers would be
+# paused for nothing.
+MAX_LAG_TO_START = 5_000
+# After an abandoned rotation, the next try waits this many check intervals, doubling up to 20.
+MAX_BACKOFF_CHECKS = 20
 PRODUCERS = ("producer", "historical")
 CONSUMERS = ("ksql", "loader")
 # The groups and topics of the stack's engine and loader (their defaults; `up` passes no others).
@@ -116,19 +128,52 @@ class BrokerRotation:
         self._producers = [name for name in PRODUCERS if name in names]
         self._consumers = [name for name in CONSUMERS if name in names]
         self._kafka = base_config(settings)
+        self.task: asyncio.Task | None = None  # run()'s task, set by whoever schedules it
 
     def broker_rss(self) -> int:
         process = self.supervisor.state_of("broker").process
         return tree_rss(process.pid) if process is not None and process.returncode is None else 0
 
     async def run(self) -> None:
+        """Measure every check interval; rotate past the limit. Never dies of a failed check."""
+        skip = 0
+        backoff = 1
         while True:
             await asyncio.sleep(self.check_interval_s)
-            rss = self.broker_rss()
-            self.state.rss_bytes, self.state.measured_at = rss, _now()
-            _write_state(self.settings, self.state)
-            if self.limit_bytes and rss > self.limit_bytes:
-                await self.rotate(rss)
+            try:
+                rss = self.broker_rss()
+                self.state.rss_bytes, self.state.measured_at = rss, _now()
+                _write_state(self.settings, self.state)
+                if skip:
+                    skip -= 1
+                    continue
+                if self.limit_bytes and rss > self.limit_bytes:
+                    if not await asyncio.to_thread(self._close_to_the_end):
+                        self.supervisor.say("broker", f"memory {rss / 1048576:.0f} MiB past the limit, but the "
+                                                      "pipeline is behind: not rotating now")
+                    elif await self.rotate(rss):
+                        backoff = 1
+                    else:
+                        skip, backoff = backoff, min(backoff * 2, MAX_BACKOFF_CHECKS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the next check tries again
+                self.supervisor.say("broker", f"memory check failed ({type(error).__name__}: {error}); "
+                                              "trying again at the next check")
+
+    def _close_to_the_end(self) -> bool:
+        engine = self._lag(ENGINE_GROUP, ENGINE_TOPICS) if "ksql" in self._consumers else 0
+        return engine + self._lag(LOADER_GROUP, LOADER_TOPICS) <= MAX_LAG_TO_START
+
+    def _clear_journals(self) -> None:
+        """Everything the producers journaled has landed (the pipeline drained): nothing to publish
+        again after the broker's restart."""
+        for path in (self.settings.coinstream_data_dir / "producer").glob("*.sqlite"):
+            journal = DeliveryJournal(path)
+            try:
+                journal.clear()
+            finally:
+                journal.close()
 
     def _lag(self, group: str, topics: list[str]) -> int:
         return committed_lag(self._kafka, group, topics)
@@ -152,12 +197,17 @@ class BrokerRotation:
         """Before `up` stops: pause the producers and wait (bounded) until the engine and the loader
         have committed everything, so the broker, which forgets on stop, holds nothing unread."""
         say = self.supervisor.say
+        if self.task is not None:  # no rotation may start (or go on) while the stack drains
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
         say("broker", "stopping: pausing the producers and draining the pipeline first")
         for name in self._producers:
             await self.supervisor.pause(name, "stopping")
         previous, self.drain_timeout_s = self.drain_timeout_s, timeout_s
         try:
-            if not await self._drained():
+            if await self._drained():
+                await asyncio.to_thread(self._clear_journals)
+            else:
                 say("broker", f"not drained within {timeout_s:.0f}s: stopping anyway (the producers "
                               "publish what was not landed again at the next start)")
         finally:
@@ -177,6 +227,7 @@ class BrokerRotation:
                 say("broker", f"rotation abandoned: the pipeline did not drain within "
                               f"{self.drain_timeout_s:.0f}s; trying again later")
                 return False
+            await asyncio.to_thread(self._clear_journals)
             for name in self._consumers:
                 await self.supervisor.pause(name, "broker rotation")
             try:

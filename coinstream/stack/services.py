@@ -88,7 +88,10 @@ def pipeline(settings: Settings) -> list[Service]:
         services.append(Service("ksql", _coinstream("ksql", "run"), restart_with=with_broker))
     services.append(Service("loader", _coinstream("load", "--no-migrate"), restart_with=with_broker))
     services.append(Service("producer", _coinstream("produce", "current"), restart_with=with_broker))
-    services.append(Service("historical", _coinstream("produce", "historical", "--no-progress"),
+    # Closes the broker acknowledged may have been lost with it before the loader read them: each
+    # start asks again for days marked delivered that ClickHouse does not hold.
+    services.append(Service("historical", _coinstream("produce", "historical", "--no-progress",
+                                                      "--reconcile-at-start"),
                             restart_with=with_broker))
     port = str(settings.dashboard_port)
     services.append(Service("dashboard", _coinstream("dashboard", "--port", port),

@@ -94,6 +94,9 @@ class Supervisor:
         self.healthy_after_s = healthy_after_s
         self.stop_timeout_s = stop_timeout_s
         self._stopping = asyncio.Event()
+        # Set by the first SIGINT/SIGTERM; `_stopping` (services really going down) by a second one,
+        # by a configuration error, or once `before_stop` is done.
+        self._stop_requested = asyncio.Event()
         self.failure: StackError | None = None
         self._tasks: list[asyncio.Task] = []
         self._width = max((len(s.name) for s in services), default=8)
@@ -176,21 +179,26 @@ class Supervisor:
             except asyncio.TimeoutError:
                 pass
             backoff = min(backoff * 2, self.max_backoff_s)
+            if state.paused and not await self._until_resumed(state):
+                return  # paused while in backoff: it stays down until resumed
             state.restarts += 1
             await self._respawn_with_dependents(state, "exited")
+
+    async def _until_resumed(self, state: ServiceState) -> bool:
+        """Wait while the service is paused; False if the stack stops meanwhile."""
+        state.status = "paused"
+        resumed = asyncio.create_task(state.resumed.wait())
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({resumed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        resumed.cancel()
+        stopping.cancel()
+        return not self._stopping.is_set()
 
     async def _restart_requested(self, state: ServiceState) -> None:
         """The supervisor stopped this process itself: start it again at once, or when resumed."""
         reason, state.stop_reason = state.stop_reason, None
-        if reason == "pause":
-            state.status = "paused"
-            resumed = asyncio.create_task(state.resumed.wait())
-            stopping = asyncio.create_task(self._stopping.wait())
-            await asyncio.wait({resumed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            resumed.cancel()
-            stopping.cancel()
-            if self._stopping.is_set():
-                return
+        if reason == "pause" and state.paused and not await self._until_resumed(state):
+            return
         state.restarts += 1
         await self._respawn_with_dependents(state, "is restarting")
 
@@ -201,8 +209,8 @@ class Supervisor:
         name = state.service.name
         dependents = [other.service.name for other in self.states
                       if name in other.service.restart_with and not other.paused]
-        for dependent in dependents:
-            await self.pause(dependent, f"{name} {what} (its state is gone with it)")
+        await asyncio.gather(*(self.pause(dependent, f"{name} {what} (its state is gone with it)")
+                               for dependent in dependents))
         try:
             await self._spawn(state)
             if dependents:
@@ -242,7 +250,13 @@ class Supervisor:
         state.paused = True
         if self._stop_process(state, "pause"):
             self.say(name, f"pausing: {why}")
-            await state.process.wait()
+            process = state.process
+            try:
+                await asyncio.wait_for(process.wait(), timeout=self.stop_timeout_s)
+            except asyncio.TimeoutError:
+                self.say(name, "did not stop in time; killing it")
+                process.kill()
+                await process.wait()
 
     def resume(self, name: str) -> None:
         """Start a paused service again."""
@@ -300,37 +314,45 @@ class Supervisor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _on_signal(self) -> None:
+        if self._stop_requested.is_set():
+            self._stopping.set()  # asked twice: stop now
+        self._stop_requested.set()
+
     async def _run_before_stop(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run `hook` while the services keep running (and restarting); a second stop request
-        (Ctrl+C again) cuts it short."""
-        self._stopping.clear()
+        (Ctrl+C again) or a configuration error cuts it short."""
         work = asyncio.create_task(hook())
-        again = asyncio.create_task(self._stopping.wait())
+        now = asyncio.create_task(self._stopping.wait())
         try:
-            await asyncio.wait({work, again}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({work, now}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             work.cancel()
-            again.cancel()
-            await asyncio.gather(work, again, return_exceptions=True)
-            self._stopping.set()
+            now.cancel()
+            await asyncio.gather(work, now, return_exceptions=True)
 
     async def run_until_stopped(self, on_ready: Callable[[], None] | None = None) -> None:
         """Start everything, then wait for SIGINT/SIGTERM; always stop what was started."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._stopping.set)
+            loop.add_signal_handler(signum, self._on_signal)
         try:
             starting = asyncio.create_task(self.start())
+            requested = asyncio.create_task(self._stop_requested.wait())
             stopping = asyncio.create_task(self._stopping.wait())
-            done, _ = await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({starting, requested, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if starting in done:
                 starting.result()  # raise a start failure
                 if on_ready is not None:
                     on_ready()
-                await stopping
-                if self.before_stop is not None and self.failure is None:
+                await asyncio.wait({requested, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if self.before_stop is not None and self.failure is None and not self._stopping.is_set():
                     await self._run_before_stop(self.before_stop)
+                requested.cancel()
+                stopping.cancel()
             else:
+                requested.cancel()
+                stopping.cancel()
                 starting.cancel()
                 await asyncio.gather(starting, return_exceptions=True)
         finally:

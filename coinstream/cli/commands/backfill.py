@@ -173,11 +173,14 @@ def command(settings: Settings, start: date | None, end: date | None, retry_gaps
 @click.option("--metrics-port", "port_option", type=click.IntRange(0, 65535), default=None,
               help="Prometheus /metrics on METRICS_HOST while the job runs (default "
                    "HISTORICAL_METRICS_PORT, not with --once; 0 = off).")
+@click.option("--reconcile-at-start", is_flag=True,
+              help="The first pass also requests again days marked delivered that coins_historical "
+                   "does not hold (`coinstream up` passes it: its broker may have lost them).")
 @_with_common
 @click.pass_obj
 def historical_command(settings: Settings, once: bool, start: date | None, port_option: int | None,
-                       coins: list[str] | None, topic: str, show_bar: bool | None, migrate: bool,
-                       now: datetime | None) -> None:
+                       reconcile_at_start: bool, coins: list[str] | None, topic: str, show_bar: bool | None,
+                       migrate: bool, now: datetime | None) -> None:
     """The scheduled daily-close job: backfill up to the latest closed day, then sleep until the
     next 12:00 UTC + HISTORICAL_CLOSE_MARGIN_S (or until credits renew) and repeat."""
     metrics = ProducerMetrics()
@@ -188,8 +191,10 @@ def historical_command(settings: Settings, once: bool, start: date | None, port_
         service = _open_service(settings, topic, now, stop, migrate, show_bar, metrics)
         try:
             with _progress_redirect(show_bar):
+                first_pass = [reconcile_at_start]
                 report = run_scheduled(
-                    lambda: service.run(coins, start), service.clock, service.margin, stop.wait,
+                    lambda: service.run(coins, start, reconcile=first_pass.pop() if first_pass else False),
+                    service.clock, service.margin, stop.wait,
                     once=once, on_report=lambda r: log.info("%s", r.summary()) if not once else None)
         finally:
             unacknowledged = service.close()

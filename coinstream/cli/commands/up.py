@@ -61,7 +61,7 @@ def command(settings: Settings, infra_only: bool, status_interval: float,
         supervisor.say("up", 'try: coinstream sql "SELECT code, rate, updated_at FROM overview_for_dashboard"')
         supervisor.say("up", "Ctrl+C stops everything")
         if rotation is not None:
-            supervisor.run_in_background(rotation.run())
+            rotation.task = supervisor.run_in_background(rotation.run())
         endpoints = metrics_urls(settings)
         if not infra_only and status_interval > 0 and any(endpoints):
             supervisor.run_in_background(report_status(
