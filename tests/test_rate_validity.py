@@ -26,7 +26,7 @@ from ksql.planner import plan_script
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_SQL = "\n".join(Path(p).read_text() for p in sorted(glob.glob(str(ROOT / "ksql/*.sql"))))
 SKEW_MS = 60_000
-NOW = int(time.time() * 1000)
+NOW = "now"  # replaced by the wall clock when the test runs (fetched_at: NOW or (NOW, offset ms))
 
 MISMATCH = "key mismatch: the Kafka key is not the record's code"
 BAD_RATE = "bad rate: not a finite number greater than 0"
@@ -36,9 +36,9 @@ CASES = [  # (key, value, expected verdict)
     (b"BTC", {"code": "BTC", "rate": 61_000.5, "fetched_at": NOW}, "valid"),
     (b"BTC", {"code": "BTC", "rate": "61000.5", "fetched_at": NOW}, "valid"),        # number as text
     (b"BTC", {"CODE": "BTC", "RATE": 61_000.5, "FETCHED_AT": NOW}, "valid"),          # names in any case
-    (b"BTC", {"code": "BTC", "rate": 61_000.5, "fetched_at": str(NOW)}, "valid"),     # whole number as text
+    (b"BTC", {"code": "BTC", "rate": 61_000.5, "fetched_at": (NOW, 0, str)}, "valid"),  # whole number as text
     (b"X" * 100, {"code": "X" * 100, "rate": 1.0, "fetched_at": NOW}, "valid"),       # a long code
-    (b"BTC", {"code": "BTC", "rate": 1.0, "fetched_at": NOW + SKEW_MS - 5_000}, "valid"),  # within the skew
+    (b"BTC", {"code": "BTC", "rate": 1.0, "fetched_at": (NOW, SKEW_MS - 5_000)}, "valid"),  # within the skew
     (b"ETH", {"code": "BTC", "rate": 61_000.5, "fetched_at": NOW}, MISMATCH),
     (None, {"code": "BTC", "rate": 61_000.5, "fetched_at": NOW}, MISMATCH),
     (b"BTC", {"rate": 61_000.5, "fetched_at": NOW}, MISMATCH),
@@ -48,13 +48,26 @@ CASES = [  # (key, value, expected verdict)
     (b"BTC", {"code": "BTC", "rate": None, "fetched_at": NOW}, BAD_RATE),
     (b"BTC", {"code": "BTC", "fetched_at": NOW}, BAD_RATE),
     (b"BTC", {"code": "BTC", "rate": 1.0, "fetched_at": 7_226_582_400_000}, FUTURE),  # 2199-01-01
-    (b"BTC", {"code": "BTC", "rate": 1.0, "fetched_at": NOW + SKEW_MS + 60_000}, FUTURE),
+    (b"BTC", {"code": "BTC", "rate": 1.0, "fetched_at": (NOW, SKEW_MS + 60_000)}, FUTURE),
 ]
 
 
-def engine_verdict(key: bytes | None, value: dict) -> str:
+def at_now(value: dict, now: int) -> dict:
+    """The record with its fetched_at placeholder resolved against `now`."""
+    stamp = value.get("fetched_at", value.get("FETCHED_AT"))
+    if stamp == NOW:
+        stamp = now
+    elif isinstance(stamp, tuple):
+        stamp = (stamp[2] if len(stamp) > 2 else int)(now + stamp[1])
+    else:
+        return value
+    name = "fetched_at" if "fetched_at" in value else "FETCHED_AT"
+    return {**value, name: stamp}
+
+
+def engine_verdict(key: bytes | None, value: dict, now: int) -> str:
     pipeline = Pipeline(plan_script(PROJECT_SQL, {"max_clock_skew_ms": str(SKEW_MS)}))
-    out = pipeline.process("coins_current_full", 0, 0, key, orjson.dumps(value), NOW)
+    out = pipeline.process("coins_current_full", 0, 0, key, orjson.dumps(value), now)
     topics = {record[0] for record in out}
     if pipeline.errors:
         return "unreadable"
@@ -65,8 +78,8 @@ def engine_verdict(key: bytes | None, value: dict) -> str:
     return orjson.loads(rejected[2])["REASON"]
 
 
-def loader_verdict(key: bytes | None, value: dict) -> str:
-    record = Record("coins_current_full", 0, 0, NOW, key or b"", orjson.dumps(value))
+def loader_verdict(key: bytes | None, value: dict, now: int) -> str:
+    record = Record("coins_current_full", 0, 0, now, key or b"", orjson.dumps(value))
     try:
         parse(FORMATS["coins_current_full"], record, 1 << 20, RateRules(SKEW_MS))
     except Rejected as rejected:
@@ -76,11 +89,13 @@ def loader_verdict(key: bytes | None, value: dict) -> str:
 
 @pytest.mark.parametrize("key, value, expected", CASES)
 def test_the_engine_and_the_loader_decide_alike(key, value, expected):
-    assert (engine_verdict(key, value), loader_verdict(key, value)) == (expected, expected)
+    now = int(time.time() * 1000)
+    value = at_now(value, now)
+    assert (engine_verdict(key, value, now), loader_verdict(key, value, now)) == (expected, expected)
 
 
 def test_a_missing_fetched_at_is_refused_by_both():
     """No event time: the engine cannot read the record (processing log), the loader says why."""
-    value = {"code": "BTC", "rate": 1.0}
-    assert (engine_verdict(b"BTC", value), loader_verdict(b"BTC", value)) == (
+    value, now = {"code": "BTC", "rate": 1.0}, int(time.time() * 1000)
+    assert (engine_verdict(b"BTC", value, now), loader_verdict(b"BTC", value, now)) == (
         "unreadable", "bad fetched_at: missing")
