@@ -191,3 +191,24 @@ def test_cli_migrate_against_clickhouse_url(clickhouse_server, clickhouse_databa
         assert [name for name, _ in ledger(client)] == FILES
     finally:
         client.close()
+
+
+def test_files_reworded_after_release_still_match_a_database_that_applied_them(clickhouse_client, schema_copy):
+    """0001, 0002 and 0005 had their comments reworded after release (REWORDED). A database that
+    applied the released bytes keeps migrating; a change to what such a file executes is refused."""
+    from clickhouse.migrations import REWORDED
+
+    migrate(clickhouse_client, schema_copy)
+    clickhouse_client.command(f"TRUNCATE TABLE {MIGRATIONS_TABLE}")
+    current = {migration.name: migration.checksum for migration in load_migrations(schema_copy)}
+    clickhouse_client.insert(MIGRATIONS_TABLE, [[name, REWORDED[name][0] if name in REWORDED else checksum, 1]
+                                                for name, checksum in current.items()],
+                             column_names=["name", "checksum", "statements"])
+    assert set(REWORDED) == {"0001_landing_tables.sql", "0002_error_tables.sql", "0005_views_history.sql"}
+    assert migrate(clickhouse_client, schema_copy).already_applied == FILES
+
+    errors = schema_copy / "0002_error_tables.sql"
+    errors.write_text(errors.read_text().replace("ORDER BY (_topic, _partition, _offset)",
+                                                 "ORDER BY (_topic, _offset)", 1))
+    with pytest.raises(MigrationError, match="0002_error_tables.sql was changed after it was applied"):
+        migrate(clickhouse_client, schema_copy)

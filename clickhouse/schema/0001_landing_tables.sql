@@ -1,13 +1,14 @@
--- Landing tables: one per Kafka topic, like ClickHouse Cloud's ClickPipes (DESIGN §4).
+-- Landing tables: one per Kafka topic, like ClickHouse Cloud's ClickPipes (one table per topic,
+-- typed columns plus Kafka metadata, bad messages to an error table).
 --
 -- Every table holds the message's fields as typed columns plus the Kafka metadata columns
 -- `_topic, _partition, _offset, _timestamp, _key` that ClickPipes adds. The loader
 -- (clickhouse/loader/) parses and validates each message; what fails goes to
 -- `<table>_clickpipes_error` (0002_error_tables.sql).
 --
--- Types (DESIGN §5 defects avoided): Float64 for every rate, volume, cap and supply (never
--- Float32); DateTime64(3, 'UTC') for every instant; LowCardinality(String) for codes; arrays as
--- arrays, never JSON strings. Nullable only where the source may say "unknown" (volume, cap and
+-- Types (the reference project's type defects avoided): Float64 for every rate, volume, cap and
+-- supply (never Float32); DateTime64(3, 'UTC') for every instant; LowCardinality(String) for codes;
+-- arrays as arrays, never JSON strings. Nullable only where the source may say "unknown" (volume, cap and
 -- supplies of small coins, meta fields): NULL is unknown, never 0.
 --
 -- Exactly-once (clickhouse/schema/README.md, "Exactly-once"): plain MergeTree without PARTITION

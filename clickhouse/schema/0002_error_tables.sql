@@ -1,4 +1,4 @@
--- Error tables: ClickPipes' `<table>_clickpipes_error`, one per landing table (DESIGN §4).
+-- Error tables: ClickPipes' `<table>_clickpipes_error`, one per landing table.
 --
 -- A message that cannot land (not UTF-8 JSON, not an object, missing code, non-numeric or
 -- negative rate, a bad windowed key, a tombstone, oversized, ...) is kept here with where it came

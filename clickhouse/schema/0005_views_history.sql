@@ -1,6 +1,6 @@
 -- Views over coins_historical: one daily close (the rate at 12:00 UTC) per coin and day.
 --
--- Fixes of the reference's defects (DESIGN §5): the day is the API's own day (the message's
+-- Fixes of the reference project's defects: the day is the API's own day (the message's
 -- `date`, UTC), never the Kafka timestamp; a (code, date) sent twice (a re-run backfill, a
 -- redelivery) is one row, the latest fetch; moving averages and changes are over calendar dates
 -- (window frames with RANGE over the date), so gaps and duplicates cannot shift them; a change
