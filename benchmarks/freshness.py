@@ -65,7 +65,7 @@ if __package__ in (None, ""):  # `python benchmarks/freshness.py` as well as `py
 import psutil  # noqa: E402
 
 from producers.sim.catalog import COINS  # noqa: E402
-from tests.helpers.e2e import UpProcess  # noqa: E402
+from tests.helpers.e2e import UpProcess, part_name  # noqa: E402
 
 TARGET_P99_S = 1.0
 LOW_LATENCY = ["ksql=--commit-interval-ms 100", "loader=--batch-ms 100"]
@@ -95,8 +95,7 @@ class RssSampler(threading.Thread):
         by_process: dict[str, int] = {}
         for process in [self.root, *self.root.children(recursive=True)]:
             try:
-                argv = process.cmdline()
-                name = " ".join(argv[3:5]) if argv[1:3] == ["-m", "coinstream"] else Path(argv[0]).name
+                name = part_name(process.cmdline())
                 by_process[f"{name} ({process.pid})"] = process.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
                 continue

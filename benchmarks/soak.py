@@ -37,7 +37,7 @@ if __package__ in (None, ""):
 import psutil  # noqa: E402
 
 from producers.sim.catalog import COINS  # noqa: E402
-from tests.helpers.e2e import PublishedRates, UpProcess, pause_flow  # noqa: E402
+from tests.helpers.e2e import PublishedRates, UpProcess, part_name, pause_flow  # noqa: E402
 
 TARGET_GROWTH = 1.1
 SETTLE_TIMEOUT_S = 180.0
@@ -55,8 +55,7 @@ def rss_by_part(up: UpProcess) -> dict[str, int]:
         return {}
     for child in children:
         try:
-            argv = child.cmdline()
-            name = " ".join(argv[3:5]) if argv[1:3] == ["-m", "coinstream"] else Path(argv[0]).name
+            name = part_name(child.cmdline())
             for process in [child, *child.children(recursive=True)]:
                 parts[name] += process.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
@@ -125,8 +124,7 @@ def main() -> None:
                 if not restarted and elapsed >= restart_at:
                     print(f"{elapsed:.0f} s: Ctrl+C and start again", flush=True)
                     up.stop()
-                    previous, up = up, UpProcess(Path(workdir), settings, up_args)
-                    up.ports, up.env = previous.ports, previous.env
+                    up = up.again(up_args)
                     stacks.append(up)
                     up.start()
                     restarted = True

@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 REPLAY_HEADER = "coinstream-replay"
 
 
+def is_replay(headers: list[tuple[str, bytes]] | None) -> bool:
+    """Whether a consumed message's headers (confluent-kafka's list, or None) mark it a replay."""
+    return bool(headers) and any(name == REPLAY_HEADER for name, _value in headers)
+
+
 def ensure_topics(
     admin_conf: dict, topics: Iterable[str], partitions: int = 1, replication_factor: int = 1,
     config: dict[str, str] | None = None, timeout_s: float = 15.0,

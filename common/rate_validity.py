@@ -26,7 +26,11 @@ table, so such a record never lands twice.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
+
+# RATE_MAX_CLOCK_SKEW_MS's default: the one value every component starts from.
+DEFAULT_MAX_CLOCK_SKEW_MS = 60_000
 
 KEY_MISMATCH = "key mismatch: the Kafka key is not the record's code"
 BAD_RATE = "bad rate: not a finite number greater than 0"
@@ -49,30 +53,25 @@ def field(obj: dict[str, Any], name: str) -> Any:
     return None
 
 
+def _from_text(value: str, parse: Callable[[str], Any]) -> Any:
+    try:
+        return parse(value.strip())
+    except ValueError:
+        return value
+
+
 def as_double(value: Any) -> Any:
     """A JSON value as the engine's DOUBLE column reads it: numbers, and numbers written as strings;
     anything else is returned as it is (and is then not a usable rate)."""
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return value
-    return value
+    return _from_text(value, float) if isinstance(value, str) else value
 
 
 def as_bigint(value: Any) -> Any:
     """A JSON value as the engine's BIGINT column reads it: whole numbers (a float is truncated),
     and whole numbers written as strings; anything else is returned as it is."""
-    if isinstance(value, bool):
-        return value
     if isinstance(value, float) and math.isfinite(value):
         return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return value
-    return value
+    return _from_text(value, int) if isinstance(value, str) else value
 
 
 def rule_fields(obj: dict[str, Any]) -> tuple[Any, Any, Any]:

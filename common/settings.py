@@ -22,6 +22,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS
+
 DEFAULT_COINS: tuple[str, ...] = (
     "USDT", "BTC", "ETH", "FDUSD", "XRP", "SOL", "USDC", "DOGE", "LINK", "AAVE",
 )
@@ -192,7 +194,7 @@ class Settings(BaseSettings):
     # Each bounds the delay its stage adds; 250 ms each keeps a rate visible in the views within
     # a second (benchmarks/freshness.py) at four inserts a second per table.
     ksql_commit_interval_ms: int = Field(250, ge=10)
-    rate_max_clock_skew_ms: int = Field(60_000, ge=0)
+    rate_max_clock_skew_ms: int = Field(DEFAULT_MAX_CLOCK_SKEW_MS, ge=0)
     loader_batch_ms: int = Field(250, ge=1, le=600_000)
 
     # ClickHouse loader: Prometheus /metrics on 127.0.0.1 (0 = off)

@@ -61,7 +61,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from common.kafka_config import admin_config, consumer_config, producer_config
 from common.kafka_lag import consumer_lag
-from common.kafka_topics import REPLAY_HEADER, topic_ids
+from common.kafka_topics import is_replay, topic_ids
 from common.settings import Settings
 from ksql.engine import AggregateRuntime, Pipeline, ProcessingLogEntry
 from ksql.errors import UnsupportedStatement
@@ -577,8 +577,7 @@ class KafkaRunner:
                         continue
                     topic, partition, offset = message.topic(), message.partition(), message.offset()
                     _kind, timestamp = message.timestamp()
-                    headers = message.headers()
-                    if headers and any(name == REPLAY_HEADER for name, _value in headers):
+                    if is_replay(message.headers()):
                         process(topic, partition, offset, message.key(), message.value(), timestamp, self._out,
                                 replayed=True)
                     else:

@@ -33,13 +33,13 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from common.kafka_config import admin_config
-from common.kafka_topics import ensure_topics
-from common.rate_validity import rate_record_problem
+from common.kafka_topics import REPLAY_HEADER, ensure_topics
+from common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS, rate_record_problem
 from common.settings import Settings
 from producers.client import LiveCoinWatchClient
 from producers.credits import SECONDS_PER_DAY
 from producers.errors import CreditBudgetExceeded, LcwError, LcwRejectedError
-from producers.journal import REPLAY_HEADER, DeliveryJournal
+from producers.journal import DeliveryJournal
 from producers.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,8 @@ class CurrentRatesProducer:
     def __init__(self, client: LiveCoinWatchClient, producer: Producer, codes: Sequence[str],
                  currency: str = "USD", topic: str = TOPIC,
                  metrics: ProducerMetrics | None = None, journal: DeliveryJournal | None = None,
-                 topic_id: str = "", max_clock_skew_ms: int = 60_000) -> None:
+                 topic_id: str = "",
+                 max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS) -> None:
         self.client = client
         self.producer = producer
         self.journal = journal

@@ -26,8 +26,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.kafka_topics import REPLAY_HEADER  # noqa: F401 - re-exported for the producers
-
 DEFAULT_RETENTION_S = 600.0
 
 

@@ -53,13 +53,6 @@ def kill_tree(up: UpProcess) -> None:
     up.process.wait(10)
 
 
-def same_ports(previous: UpProcess, workdir: Path, *args: str, **settings: str) -> UpProcess:
-    """Another `up` on the same data directory and the same ports (what a user's `.env` pins)."""
-    up = UpProcess(workdir, SETTINGS, args)
-    up.ports, up.env = previous.ports, {**previous.env, **settings}
-    return up
-
-
 def expected_views(published: dict[tuple[str, int], bytes]) -> dict[str, dict]:
     # One producer: a coin's rates are processed in fetched_at order, which these offsets give.
     events = [calc.Event.from_message(offset, published[key])
@@ -106,13 +99,13 @@ def test_stop_kill_and_broker_kill_under_live_data_lose_and_double_nothing(tmp_p
         # (a) Ctrl+C and start again.
         code, left = up.stop()
         assert (code, left) == (0, [])
-        up = same_ports(up, workdir).start()
+        up = up.again().start()
         stacks.append(up)
         resume_flow(up)
         time.sleep(rng.uniform(12, 20))
         # (b) kill -9 of everything, and start again.
         kill_tree(up)
-        up = same_ports(up, workdir, "--broker-check-interval", "15", LOCAL_BROKER_MAX_MEMORY_MB="1").start()
+        up = up.again(["--broker-check-interval", "15"], LOCAL_BROKER_MAX_MEMORY_MB="1").start()
         stacks.append(up)
         resume_flow(up)
         time.sleep(rng.uniform(12, 20))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.rate_validity import rate_record_problem, rule_fields
+from common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS, rate_record_problem, rule_fields
 
 from clickhouse.loader.records import Record
 from clickhouse.loader.validation import (
@@ -34,7 +34,7 @@ class RateRules:
     """What a live rate is checked against (common/rate_validity.py): the allowed clock skew
     (RATE_MAX_CLOCK_SKEW_MS) and the wall clock (epoch seconds, replaceable in tests)."""
 
-    max_clock_skew_ms: int = 60_000
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS
     clock: Callable[[], float] = field(default=time.time)
 
     def now_ms(self) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
-from common.kafka_topics import REPLAY_HEADER
+from common.kafka_topics import is_replay
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class Record:
     key: bytes
     value: bytes | None
     topic_epoch: int = 0
-    # Published again by a producer whose broker forgot the first delivery (REPLAY_HEADER).
+    # Published again by a producer whose broker forgot the first delivery (common.kafka_topics).
     replayed: bool = False
 
     @classmethod
@@ -41,7 +41,7 @@ class Record:
             key=message.key() or b"",
             value=message.value(),
             topic_epoch=topic_epoch,
-            replayed=_has_header(message.headers(), REPLAY_HEADER),
+            replayed=is_replay(message.headers()),
         )
 
     @property
@@ -50,6 +50,3 @@ class Record:
         the same topic incarnation. Stored in every landing and error row as _offset/_timestamp/_key."""
         return (self.offset, self.timestamp_ms, self.key)
 
-
-def _has_header(headers: list[tuple[str, bytes]] | None, name: str) -> bool:
-    return bool(headers) and any(key == name for key, _value in headers)

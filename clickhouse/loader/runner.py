@@ -44,6 +44,7 @@ from clickhouse.loader.records import Record
 from clickhouse.loader.sink import ClickHouseSink, InsertAborted
 from clickhouse.loader.validation import Rejected
 from common.kafka_config import connection_config
+from common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS
 from common.kafka_lag import consumer_lag
 from common.kafka_topics import topic_ids
 
@@ -84,7 +85,7 @@ class LoaderConfig:
     batch_ms: int = 1_000
     max_message_bytes: int = 1_048_576
     # How far a live rate's fetched_at may be ahead of the wall clock / its Kafka timestamp.
-    max_clock_skew_ms: int = 60_000
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS
     report_interval_s: float = 10.0
     # Stop once nothing arrived for this long and nothing is pending (None = run until stopped).
     stop_when_idle_s: float | None = None
@@ -296,7 +297,7 @@ class Loader:
         self.metrics.batches.inc()
 
     def _replays_already_landed(self, part: TableBatch) -> set[tuple[str, int, int]]:
-        """Replayed live rates (REPLAY_HEADER) that ClickHouse, or this batch, already holds under
+        """Replayed live rates (a replay header, common.kafka_topics) that ClickHouse, or this batch, already holds under
         their (code, fetched_at): the producer published them again after the broker forgot them,
         and most had landed before. Other tables get no replays."""
         if part.table != REPLAYABLE_TABLE:

@@ -237,12 +237,6 @@ class Supervisor:
         process.send_signal(signal.SIGTERM)
         return True
 
-    def request_restart(self, name: str, why: str) -> None:
-        """Stop the service (SIGTERM) and start it again at once, saying why."""
-        state = self.state_of(name)
-        if self._stop_process(state, "restart"):
-            self.say(name, f"restarting: {why}")
-
     async def pause(self, name: str, why: str) -> None:
         """Stop the service (SIGTERM) and keep it stopped until `resume`; returns once it exited."""
         state = self.state_of(name)

@@ -77,6 +77,13 @@ class UpProcess:
         self.wait_for_line(lambda line: line.endswith("Ctrl+C stops everything"), timeout_s)
         return self
 
+    def again(self, args: Iterable[str] = (), **settings: str) -> "UpProcess":
+        """Another `up` (not started) on the same data directory, ports and settings, plus
+        `settings`: a restart as a user with a pinned `.env` does it."""
+        other = UpProcess(self.workdir, args=args)
+        other.ports, other.env = self.ports, {**self.env, **settings}
+        return other
+
     def _drain(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         with (self.workdir / "up.log").open("a", encoding="utf-8") as log:
@@ -185,6 +192,12 @@ class UpProcess:
         return clickhouse_connect.get_client(
             host="127.0.0.1", port=self.ports["clickhouse"], username="default", password=stored.password,
         )
+
+
+def part_name(argv: list[str]) -> str:
+    """A process of the stack as a person names it: `ksql run` for `python -m coinstream ksql run`,
+    else its program's name."""
+    return " ".join(argv[3:5]) if argv[1:3] == ["-m", "coinstream"] else Path(argv[0]).name
 
 
 # ---- the live flow, switched at the simulated API ---------------------------------------------------
