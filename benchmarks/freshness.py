@@ -62,10 +62,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python benchmarks/freshness.py` as well as `python -m benchmarks.freshness`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psutil  # noqa: E402
+import contextlib
 
-from producers.sim.catalog import COINS  # noqa: E402
-from tests.helpers.e2e import UpProcess, part_name  # noqa: E402
+import psutil
+
+from coinstream.producers.sim.catalog import COINS
+from tests.helpers.e2e import UpProcess, part_name
 
 TARGET_P99_S = 1.0
 LOW_LATENCY = ["ksql=--commit-interval-ms 100", "loader=--batch-ms 100"]
@@ -124,8 +126,7 @@ class Poller(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        query = ("SELECT toUnixTimestamp64Milli(max(_timestamp)) FROM ohlc_by_minute "
-                 f"WHERE code = '{self.code}'")
+        query = f"SELECT toUnixTimestamp64Milli(max(_timestamp)) FROM ohlc_by_minute WHERE code = '{self.code}'"
         while not self._halt.wait(0.05):
             newest = self.client.command(query) or 0
             if not self.seen or newest > self.seen[-1][0]:
@@ -175,11 +176,13 @@ class DashboardLoad(threading.Thread):
 def readonly_client(up: UpProcess):
     import clickhouse_connect
 
-    from common.local_credentials import read_credentials
+    from coinstream.common.local_credentials import read_credentials
 
     stored = read_credentials(Path(up.env["COINSTREAM_DATA_DIR"]) / "clickhouse")
     return clickhouse_connect.get_client(
-        host="127.0.0.1", port=up.ports["clickhouse"], username="dashboard",
+        host="127.0.0.1",
+        port=up.ports["clickhouse"],
+        username="dashboard",
         password=stored.readonly_password,
     )
 
@@ -190,18 +193,20 @@ def freshness_from_tables(client, start_ms: int, end_ms: int) -> tuple[list[floa
     events = client.query(
         "SELECT code, toUnixTimestamp64Milli(fetched_at) FROM coins_current_full "
         f"WHERE fetched_at >= fromUnixTimestamp64Milli({start_ms}) "
-        f"AND fetched_at < fromUnixTimestamp64Milli({end_ms})").result_rows
+        f"AND fetched_at < fromUnixTimestamp64Milli({end_ms})"
+    ).result_rows
     updates: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
     for code, window, stamp, loaded in client.query(
-            "SELECT code, toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(_timestamp), "
-            "toUnixTimestamp64Milli(_loaded_at) FROM ohlc_by_minute "
-            f"WHERE window_start >= fromUnixTimestamp64Milli({start_ms - start_ms % 60_000}) "
-            "ORDER BY code, window_start, _timestamp, _loaded_at").result_rows:
+        "SELECT code, toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(_timestamp), "
+        "toUnixTimestamp64Milli(_loaded_at) FROM ohlc_by_minute "
+        f"WHERE window_start >= fromUnixTimestamp64Milli({start_ms - start_ms % 60_000}) "
+        "ORDER BY code, window_start, _timestamp, _loaded_at"
+    ).result_rows:
         stamps, loads = updates.setdefault((code, window), ([], []))
         stamps.append(stamp)
         loads.append(loaded)
     # Any update at or after the first one covering an event shows it: keep suffix minima.
-    for stamps, loads in updates.values():
+    for _stamps, loads in updates.values():
         for index in range(len(loads) - 2, -1, -1):
             loads[index] = min(loads[index], loads[index + 1])
     delays, invisible = [], 0
@@ -221,10 +226,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds before measuring")
     parser.add_argument("--coins", type=int, default=100, help="coins per poll (at most 100)")
     parser.add_argument("--interval", type=float, default=0.09, help="seconds between polls")
-    parser.add_argument("--low-latency", action="store_true",
-                        help="ksql commits and loader batches every 100 ms instead of 1 s")
-    parser.add_argument("--dashboard-load", type=int, default=0, metavar="N",
-                        help="measure a second window with N read-only clients querying without pause")
+    parser.add_argument(
+        "--low-latency", action="store_true", help="ksql commits and loader batches every 100 ms instead of 1 s"
+    )
+    parser.add_argument(
+        "--dashboard-load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure a second window with N read-only clients querying without pause",
+    )
     args = parser.parse_args()
     codes = list(COINS)[: min(args.coins, 100)]
     budget = int(86_400 / args.interval * -(-len(codes) // 100)) + 500
@@ -232,12 +243,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="coinstream-freshness-") as workdir:
         tuning = LOW_LATENCY if args.low_latency else []
-        up = UpProcess(Path(workdir), {
-            "COINS": ",".join(codes), "POLL_INTERVAL_S": str(args.interval),
-            "DAILY_CREDIT_BUDGET": str(budget), "HISTORICAL_BACKFILL_DAYS": "1",
-        }, args=[arg for service_args in tuning for arg in ("--service-args", service_args)])
-        print(f"starting coinstream up {' '.join(up.args)}: {len(codes)} coins every "
-              f"{args.interval:g} s (DAILY_CREDIT_BUDGET={budget:,})", flush=True)
+        up = UpProcess(
+            Path(workdir),
+            {
+                "COINS": ",".join(codes),
+                "POLL_INTERVAL_S": str(args.interval),
+                "DAILY_CREDIT_BUDGET": str(budget),
+                "HISTORICAL_BACKFILL_DAYS": "1",
+            },
+            args=[arg for service_args in tuning for arg in ("--service-args", service_args)],
+        )
+        print(
+            f"starting coinstream up {' '.join(up.args)}: {len(codes)} coins every "
+            f"{args.interval:g} s (DAILY_CREDIT_BUDGET={budget:,})",
+            flush=True,
+        )
         sampler = poller = None
         try:
             up.start()
@@ -270,22 +290,26 @@ def main() -> None:
             end_total, _ = sampler.sample()
             pss = 0
             for process in [psutil.Process(up.process.pid), *up.children()]:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                     pss += process.memory_full_info().pss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    pass
             delays, invisible = freshness_from_tables(client, start_ms, end_ms)
-            raw = [row[0] / 1000 for row in client.query(
-                "SELECT toUnixTimestamp64Milli(_loaded_at) - toUnixTimestamp64Milli(fetched_at) "
-                f"FROM coins_current_full WHERE fetched_at >= fromUnixTimestamp64Milli({start_ms}) "
-                f"AND fetched_at < fromUnixTimestamp64Milli({end_ms})").result_rows]
+            raw = [
+                row[0] / 1000
+                for row in client.query(
+                    "SELECT toUnixTimestamp64Milli(_loaded_at) - toUnixTimestamp64Milli(fetched_at) "
+                    f"FROM coins_current_full WHERE fetched_at >= fromUnixTimestamp64Milli({start_ms}) "
+                    f"AND fetched_at < fromUnixTimestamp64Milli({end_ms})"
+                ).result_rows
+            ]
             events = len(delays) + invisible
             btc = client.query(
                 "SELECT toUnixTimestamp64Milli(fetched_at) FROM coins_current_full "
                 f"WHERE code = '{codes[0]}' AND fetched_at >= fromUnixTimestamp64Milli({start_ms}) "
-                f"AND fetched_at < fromUnixTimestamp64Milli({end_ms})").result_rows
-            polled = [seen - fetched_at / 1000 for (fetched_at,) in btc
-                      if (seen := poller.visible_at(fetched_at)) is not None]
+                f"AND fetched_at < fromUnixTimestamp64Milli({end_ms})"
+            ).result_rows
+            polled = [
+                seen - fetched_at / 1000 for (fetched_at,) in btc if (seen := poller.visible_at(fetched_at)) is not None
+            ]
             client.close()
             poller.client.close()
         finally:
@@ -299,30 +323,39 @@ def main() -> None:
 
     seconds = (end_ms - start_ms) / 1000
     mb = 1024**2
-    print(f"measured {seconds:.1f} s: {events:,} events of {len(codes)} coins = "
-          f"{events / seconds:,.0f} events/s")
-    print(f"fetched_at -> visible in v_ohlc_by_minute (all events, from _timestamp/_loaded_at): "
-          f"p50 {percentile(delays, 50):.3f} s, p99 {percentile(delays, 99):.3f} s, "
-          f"max {max(delays):.3f} s; never visible: {invisible}; target p99 <= {TARGET_P99_S:g} s: "
-          f"{'met' if percentile(delays, 99) <= TARGET_P99_S else 'NOT met'}")
-    print(f"  for comparison, the raw rows (producer -> Kafka -> loader -> coins_current_full, no "
-          f"engine): p50 {percentile(raw, 50):.3f} s, p99 {percentile(raw, 99):.3f} s")
+    print(f"measured {seconds:.1f} s: {events:,} events of {len(codes)} coins = {events / seconds:,.0f} events/s")
+    print(
+        f"fetched_at -> visible in v_ohlc_by_minute (all events, from _timestamp/_loaded_at): "
+        f"p50 {percentile(delays, 50):.3f} s, p99 {percentile(delays, 99):.3f} s, "
+        f"max {max(delays):.3f} s; never visible: {invisible}; target p99 <= {TARGET_P99_S:g} s: "
+        f"{'met' if percentile(delays, 99) <= TARGET_P99_S else 'NOT met'}"
+    )
+    print(
+        f"  for comparison, the raw rows (producer -> Kafka -> loader -> coins_current_full, no "
+        f"engine): p50 {percentile(raw, 50):.3f} s, p99 {percentile(raw, 99):.3f} s"
+    )
     if polled:
-        print(f"cross-check, {codes[0]} seen by polling ohlc_by_minute every 50 ms "
-              f"({len(polled):,} events): p50 {percentile(polled, 50):.3f} s, "
-              f"p99 {percentile(polled, 99):.3f} s")
+        print(
+            f"cross-check, {codes[0]} seen by polling ohlc_by_minute every 50 ms "
+            f"({len(polled):,} events): p50 {percentile(polled, 50):.3f} s, "
+            f"p99 {percentile(polled, 99):.3f} s"
+        )
     if loaded is not None:
         loaded_delays, loaded_invisible = loaded
         ratio = percentile(loaded_delays, 99) / percentile(delays, 99)
-        print(f"with {args.dashboard_load} read-only clients querying without pause ({load_queries:,} queries, "
-              f"{load_errors} errors): p50 {percentile(loaded_delays, 50):.3f} s, p99 "
-              f"{percentile(loaded_delays, 99):.3f} s, max {max(loaded_delays):.3f} s; never visible: "
-              f"{loaded_invisible}; p99 loaded / unloaded = {ratio:.2f}; target p99 <= {TARGET_P99_S:g} s: "
-              f"{'met' if percentile(loaded_delays, 99) <= TARGET_P99_S else 'NOT met'}")
-    print(f"RSS of the stack (sum over {len(sampler.peak_by_process)} processes): peak "
-          f"{sampler.peak / mb:,.0f} MiB, at the end {end_total / mb:,.0f} MiB (PSS {pss / mb:,.0f} "
-          f"MiB); target <= {TARGET_RSS_BYTES / mb:,.0f} MiB: "
-          f"{'met' if sampler.peak <= TARGET_RSS_BYTES else 'NOT met'}")
+        print(
+            f"with {args.dashboard_load} read-only clients querying without pause ({load_queries:,} queries, "
+            f"{load_errors} errors): p50 {percentile(loaded_delays, 50):.3f} s, p99 "
+            f"{percentile(loaded_delays, 99):.3f} s, max {max(loaded_delays):.3f} s; never visible: "
+            f"{loaded_invisible}; p99 loaded / unloaded = {ratio:.2f}; target p99 <= {TARGET_P99_S:g} s: "
+            f"{'met' if percentile(loaded_delays, 99) <= TARGET_P99_S else 'NOT met'}"
+        )
+    print(
+        f"RSS of the stack (sum over {len(sampler.peak_by_process)} processes): peak "
+        f"{sampler.peak / mb:,.0f} MiB, at the end {end_total / mb:,.0f} MiB (PSS {pss / mb:,.0f} "
+        f"MiB); target <= {TARGET_RSS_BYTES / mb:,.0f} MiB: "
+        f"{'met' if sampler.peak <= TARGET_RSS_BYTES else 'NOT met'}"
+    )
     for name, rss in sorted(sampler.peak_by_process.items(), key=lambda item: -item[1]):
         print(f"  {rss / mb:8,.0f} MiB  {name}")
     print(f"stopped: exit code {code}, processes left: {alive or 'none'}")

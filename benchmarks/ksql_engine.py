@@ -47,7 +47,7 @@ T0 = 1_700_000_000_000
 COINS = ["USDT", "BTC", "ETH", "FDUSD", "XRP", "SOL", "USDC", "DOGE", "LINK", "AAVE"]
 PARTITIONS = 3
 
-QUIX_APP = r'''
+QUIX_APP = r"""
 import json, resource, sys, time
 from quixstreams import Application
 from quixstreams.dataframe.windows import First, Last, Max, Mean, Min
@@ -78,7 +78,7 @@ app.run()
 done = time.monotonic()
 print(json.dumps({"records": progress["count"], "seconds": done - progress["first"],
                   "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
-'''
+"""
 
 
 def generate(count: int, seed: int = 7) -> list[tuple[str, bytes, int]]:
@@ -93,17 +93,30 @@ def generate(count: int, seed: int = 7) -> list[tuple[str, bytes, int]]:
         if rng.random() < 0.05:
             fetched_at -= rng.randint(1, 30_000)
         value = {
-            "code": code, "rate": round(rates[code], 8), "volume": rng.uniform(1e6, 1e10),
-            "cap": rng.uniform(1e8, 1e12), "liquidity": rng.uniform(1e5, 1e9),
+            "code": code,
+            "rate": round(rates[code], 8),
+            "volume": rng.uniform(1e6, 1e10),
+            "cap": rng.uniform(1e8, 1e12),
+            "liquidity": rng.uniform(1e5, 1e9),
             "delta": {"hour": 1.001, "day": 0.998, "week": 1.02, "month": 0.97, "quarter": 1.1, "year": 1.5},
-            "name": code.title(), "symbol": code, "rank": COINS.index(code) + 1, "age": 4000, "color": "#f7931a",
+            "name": code.title(),
+            "symbol": code,
+            "rank": COINS.index(code) + 1,
+            "age": 4000,
+            "color": "#f7931a",
             "png32": f"https://lcw.nyc3.cdn.digitaloceanspaces.com/production/currencies/32/{code.lower()}.png",
             "png64": f"https://lcw.nyc3.cdn.digitaloceanspaces.com/production/currencies/64/{code.lower()}.png",
             "webp32": f"https://lcw.nyc3.cdn.digitaloceanspaces.com/production/currencies/32/{code.lower()}.webp",
             "webp64": f"https://lcw.nyc3.cdn.digitaloceanspaces.com/production/currencies/64/{code.lower()}.webp",
-            "exchanges": 300, "markets": 9000, "pairs": 4000, "allTimeHighUSD": 73000.0,
-            "circulatingSupply": 19_500_000, "totalSupply": 19_500_000, "maxSupply": 21_000_000,
-            "categories": ["currency"], "fetched_at": fetched_at,
+            "exchanges": 300,
+            "markets": 9000,
+            "pairs": 4000,
+            "allTimeHighUSD": 73000.0,
+            "circulatingSupply": 19_500_000,
+            "totalSupply": 19_500_000,
+            "maxSupply": 21_000_000,
+            "categories": ["currency"],
+            "fetched_at": fetched_at,
         }
         records.append((code, json.dumps(value).encode(), fetched_at))
     return records
@@ -115,8 +128,15 @@ def load_input(bootstrap: str, records: list[tuple[str, bytes, int]]) -> None:
     config = {"retention.ms": "-1", "retention.bytes": "-1"}
     for future in admin.create_topics([NewTopic("coins_current_full", PARTITIONS, 1, config=config)]).values():
         future.result(timeout=30)
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 20,
-                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
     for code, value, fetched_at in records:
         producer.produce("coins_current_full", value, code.encode(), timestamp=fetched_at)
         producer.poll(0)
@@ -153,8 +173,14 @@ def run_measured(command: list[str], env: dict[str, str], cwd: str) -> tuple[str
 
 def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, dict]]:
     """(key, JSON value) of every record, in offset order per partition."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-read-{time.monotonic_ns()}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-read-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 50,
+        }
+    )
     metadata = consumer.list_topics(topic, timeout=10)
     consumer.assign([TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions])
     records: list[tuple[int, int, bytes, dict]] = []
@@ -171,8 +197,13 @@ def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, dict]]:
 def ours(records, no_cache: bool) -> dict:
     with LocalBroker() as broker, tempfile.TemporaryDirectory() as workdir:
         load_input(broker.bootstrap, records)
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "TZ": "UTC", "PYTHONPATH": str(ROOT),
-               "LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "TZ": "UTC",
+            "PYTHONPATH": str(ROOT),
+            "LOG_LEVEL": "WARNING",
+        }
         command = [sys.executable, "-m", "coinstream", "ksql", "run", "--idle-exit", "3", "--metrics-port", "0"]
         if no_cache:
             command.append("--no-cache")
@@ -188,23 +219,33 @@ def ours(records, no_cache: bool) -> dict:
                     final[(topic, code, start)] = (value["OPEN"], value["HIGH"], value["LOW"], value["CLOSE"])
                 else:
                     final[(topic, code, start)] = (value["MOV_AVG"],)
-        return {"records": int(match.group(1)), "outputs": int(match.group(2)), "seconds": float(match.group(4)),
-                "maxrss_kb": maxrss, "final": final}
+        return {
+            "records": int(match.group(1)),
+            "outputs": int(match.group(2)),
+            "seconds": float(match.group(4)),
+            "maxrss_kb": maxrss,
+            "final": final,
+        }
 
 
 def quix(records, python: str) -> dict:
     with LocalBroker() as broker, tempfile.TemporaryDirectory() as workdir:
         load_input(broker.bootstrap, records)
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-        text, maxrss = run_measured([python, "-c", QUIX_APP, broker.bootstrap, str(len(records)),
-                                     os.path.join(workdir, "state")], env, workdir)
+        text, maxrss = run_measured(
+            [python, "-c", QUIX_APP, broker.bootstrap, str(len(records)), os.path.join(workdir, "state")], env, workdir
+        )
         report = json.loads(text.strip().splitlines()[-1])
         final = {}
         for topic, ours_topic in (("quix_ohlc_by_minute", "ohlc_by_minute"), ("quix_mov_avg_60s", "mov_avg_60s")):
             for key, value in read_all(broker.bootstrap, topic):  # Quix keys by code; the window is in the value
                 if ours_topic == "ohlc_by_minute":
-                    final[(ours_topic, key.decode(), value["start"])] = (value["open"], value["high"], value["low"],
-                                                                         value["close"])
+                    final[(ours_topic, key.decode(), value["start"])] = (
+                        value["open"],
+                        value["high"],
+                        value["low"],
+                        value["close"],
+                    )
                 else:
                     final[(ours_topic, key.decode(), value["start"])] = (value["mov_avg"],)
         return {**report, "final": final}
@@ -227,12 +268,17 @@ def main() -> None:
         rate = result["records"] / result["seconds"]
         ratio = rate / (baseline["records"] / baseline["seconds"])
         agree = result["final"] == baseline["final"]
-        print(f"{name:16s} {rate:>10,.0f} records/s  ({result['seconds']:.2f} s)  x{ratio:.2f} vs Quix  "
-              f"peak RSS {result['maxrss_kb'] / 1024:.0f} MiB  windows {len(result['final'])}  "
-              f"final values {'agree' if agree else 'DIFFER'}")
+        print(
+            f"{name:16s} {rate:>10,.0f} records/s  ({result['seconds']:.2f} s)  x{ratio:.2f} vs Quix  "
+            f"peak RSS {result['maxrss_kb'] / 1024:.0f} MiB  windows {len(result['final'])}  "
+            f"final values {'agree' if agree else 'DIFFER'}"
+        )
         if not agree:
-            differing = [k for k in set(result["final"]) | set(baseline["final"])
-                         if result["final"].get(k) != baseline["final"].get(k)]
+            differing = [
+                k
+                for k in set(result["final"]) | set(baseline["final"])
+                if result["final"].get(k) != baseline["final"].get(k)
+            ]
             print(f"    {len(differing)} window(s) differ, e.g. {sorted(differing)[:3]}")
 
 

@@ -34,10 +34,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psutil  # noqa: E402
+import psutil
 
-from producers.sim.catalog import COINS  # noqa: E402
-from tests.helpers.e2e import PublishedRates, UpProcess, part_name, pause_flow  # noqa: E402
+from coinstream.producers.sim.catalog import COINS
+from tests.helpers.e2e import PublishedRates, UpProcess, part_name, pause_flow
 
 TARGET_GROWTH = 1.1
 SETTLE_TIMEOUT_S = 180.0
@@ -72,9 +72,13 @@ def settle(up: UpProcess, reader: PublishedRates) -> tuple[int, int, int, int]:
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         while True:
             published = set(reader.snapshot())
-            landed = {(code, int(at)): count for code, at, count in client.query(
-                "SELECT code, toUnixTimestamp64Milli(fetched_at), count() FROM coins_current_full "
-                "GROUP BY code, fetched_at").result_rows}
+            landed = {
+                (code, int(at)): count
+                for code, at, count in client.query(
+                    "SELECT code, toUnixTimestamp64Milli(fetched_at), count() FROM coins_current_full "
+                    "GROUP BY code, fetched_at"
+                ).result_rows
+            }
             lost = len(published - set(landed))
             doubled = sum(1 for count in landed.values() if count > 1)
             unknown = len(set(landed) - published)
@@ -97,18 +101,25 @@ def main() -> None:
     restart_at = args.duration / 2 if args.restart_at is None else args.restart_at
     codes = list(COINS)[: min(args.coins, 100)]
     budget = -(-(int(86_400 / args.interval) + 500) // 100_000) * 100_000
-    settings = {"COINS": ",".join(codes), "POLL_INTERVAL_S": str(args.interval),
-                "DAILY_CREDIT_BUDGET": str(budget), "HISTORICAL_BACKFILL_DAYS": "1",
-                "LOCAL_BROKER_MAX_MEMORY_MB": str(args.broker_limit_mb)}
+    settings = {
+        "COINS": ",".join(codes),
+        "POLL_INTERVAL_S": str(args.interval),
+        "DAILY_CREDIT_BUDGET": str(budget),
+        "HISTORICAL_BACKFILL_DAYS": "1",
+        "LOCAL_BROKER_MAX_MEMORY_MB": str(args.broker_limit_mb),
+    }
     up_args = ["--broker-check-interval", str(args.broker_check_interval)]
     samples: dict[str, dict[str, int]] = {}
     marks = [(60.0, "1 min"), (300.0, "5 min")]
 
     with tempfile.TemporaryDirectory(prefix="coinstream-soak-") as workdir:
         up = UpProcess(Path(workdir), settings, up_args)
-        print(f"starting coinstream up: {len(codes)} coins every {args.interval:g} s for "
-              f"{args.duration:.0f} s, restart at {restart_at:.0f} s, broker rotated past "
-              f"{args.broker_limit_mb} MiB", flush=True)
+        print(
+            f"starting coinstream up: {len(codes)} coins every {args.interval:g} s for "
+            f"{args.duration:.0f} s, restart at {restart_at:.0f} s, broker rotated past "
+            f"{args.broker_limit_mb} MiB",
+            flush=True,
+        )
         stacks = [up]
         reader = None
         try:
@@ -119,8 +130,7 @@ def main() -> None:
             while (elapsed := time.monotonic() - started) < args.duration:
                 while marks and elapsed >= marks[0][0]:
                     samples[marks.pop(0)[1]] = rss_by_part(up)
-                    print(f"{elapsed:.0f} s: {sum(samples[list(samples)[-1]].values()) / 2**20:,.0f} MiB",
-                          flush=True)
+                    print(f"{elapsed:.0f} s: {sum(samples[list(samples)[-1]].values()) / 2**20:,.0f} MiB", flush=True)
                 if not restarted and elapsed >= restart_at:
                     print(f"{elapsed:.0f} s: Ctrl+C and start again", flush=True)
                     up.stop()
@@ -130,8 +140,9 @@ def main() -> None:
                     restarted = True
                 time.sleep(1)
             samples[f"{args.duration / 60:g} min"] = rss_by_part(up)
-            rotations = sum(1 for stack in stacks for line in stack.output()
-                            if line.startswith("broker") and "| rotated: " in line)
+            rotations = sum(
+                1 for stack in stacks for line in stack.output() if line.startswith("broker") and "| rotated: " in line
+            )
             published, lost, doubled, unknown = settle(up, reader)
         finally:
             if reader is not None:
@@ -141,8 +152,10 @@ def main() -> None:
                 stack.kill_leftovers()
 
     mib = 2**20
-    names = sorted({name for sample in samples.values() for name in sample},
-                   key=lambda name: -max(sample.get(name, 0) for sample in samples.values()))
+    names = sorted(
+        {name for sample in samples.values() for name in sample},
+        key=lambda name: -max(sample.get(name, 0) for sample in samples.values()),
+    )
     print("RSS (MiB)".ljust(26) + "".join(label.rjust(10) for label in samples))
     for name in names:
         print(name.ljust(26) + "".join(f"{sample.get(name, 0) / mib:10,.0f}" for sample in samples.values()))
@@ -151,11 +164,14 @@ def main() -> None:
     labels = list(totals)
     if "5 min" in totals:
         ratio = totals[labels[-1]] / totals["5 min"]
-        print(f"end / 5 min = {ratio:.2f} (target <= {TARGET_GROWTH}): "
-              f"{'met' if ratio <= TARGET_GROWTH else 'NOT met'}")
+        print(
+            f"end / 5 min = {ratio:.2f} (target <= {TARGET_GROWTH}): {'met' if ratio <= TARGET_GROWTH else 'NOT met'}"
+        )
     print(f"broker rotations: {rotations}")
-    print(f"published {published:,} rates: lost {lost}, doubled {doubled}, landed but never seen "
-          f"published {unknown} (target 0 lost, 0 doubled): {'met' if lost == doubled == 0 else 'NOT met'}")
+    print(
+        f"published {published:,} rates: lost {lost}, doubled {doubled}, landed but never seen "
+        f"published {unknown} (target 0 lost, 0 doubled): {'met' if lost == doubled == 0 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from typing import Any
 
 os.environ["TZ"] = "UTC"
 
-from clickhouse.migrations import migrate  # noqa: E402
-from clickhouse.server.launcher import start_server  # noqa: E402
+from coinstream.clickhouse.migrations import migrate
+from coinstream.clickhouse.server.launcher import start_server
 
 START = "2024-01-01 00:00:00"
 
@@ -103,8 +103,11 @@ MATERIALIZED = {
     "overview": "SELECT * FROM overview_for_dashboard ORDER BY code",
     "change_by_second_latest_hour": "SELECT * FROM v_change_by_second_recent ORDER BY code, ts",
 }
-PLAIN = {"ohlc_by_day": PLAIN_OHLC_BY_DAY, "overview": PLAIN_OVERVIEW,
-         "change_by_second_latest_hour": PLAIN_CHANGE_LATEST_HOUR}
+PLAIN = {
+    "ohlc_by_day": PLAIN_OHLC_BY_DAY,
+    "overview": PLAIN_OVERVIEW,
+    "change_by_second_latest_hour": PLAIN_CHANGE_LATEST_HOUR,
+}
 
 
 def timed(client: Any, sql: str, runs: int) -> tuple[list[tuple], list[float]]:
@@ -132,8 +135,10 @@ def main() -> None:
             client = server.client(send_receive_timeout=3600)
             migrate(client)
             started = time.perf_counter()
-            client.command(GENERATE.format(coins=args.coins, start=START, rows=total),
-                           settings={"max_insert_block_size": 1_048_576})
+            client.command(
+                GENERATE.format(coins=args.coins, start=START, rows=total),
+                settings={"max_insert_block_size": 1_048_576},
+            )
             generate_s = time.perf_counter() - started
             started = time.perf_counter()
             for table in ("coins_current_full", "candles_1d", "coins_latest"):
@@ -147,16 +152,21 @@ def main() -> None:
                 slow_rows, slow = timed(client, PLAIN[name], args.plain_runs)
                 fast_p50, slow_p50 = statistics.median(fast), statistics.median(slow)
                 results[name] = {
-                    "rows": len(fast_rows), "same_rows": fast_rows == slow_rows,
-                    "materialized_p50_ms": round(fast_p50, 1), "plain_p50_ms": round(slow_p50, 1),
+                    "rows": len(fast_rows),
+                    "same_rows": fast_rows == slow_rows,
+                    "materialized_p50_ms": round(fast_p50, 1),
+                    "plain_p50_ms": round(slow_p50, 1),
                     "speedup": round(slow_p50 / fast_p50, 1),
-                    "meets_target": fast_rows == slow_rows and fast_p50 <= 50
-                    and slow_p50 / fast_p50 >= 20,
+                    "meets_target": fast_rows == slow_rows and fast_p50 <= 50 and slow_p50 / fast_p50 >= 20,
                 }
         finally:
             server.stop()
-    print(json.dumps({"raw_rows": total, "generate_s": round(generate_s, 1),
-                      "optimize_s": round(optimize_s, 1), **results}, indent=1))
+    print(
+        json.dumps(
+            {"raw_rows": total, "generate_s": round(generate_s, 1), "optimize_s": round(optimize_s, 1), **results},
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -37,12 +37,18 @@ _FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # name -> (SHA-256 of the bytes as released and applied, SHA-256 of its code): comment-only
 # rewordings (they stated facts by pointing at a document outside the project).
 REWORDED: dict[str, tuple[str, str]] = {
-    "0001_landing_tables.sql": ("335ab6a264a7db641c1677ed4b6fbde8f2498ae22c1ad80ced6750295720357d",
-                                "2903f229eb653a7d0a74b7a864f825044a578f583bac96bea6c33f524afbc379"),
-    "0002_error_tables.sql": ("abbcb39edeac7e620f75b5139ecba9b78032ce6b0097cee416e3e652b4168707",
-                              "4c26a08774152435dbaee493ec6a466eaca1d27dc246a4f453e09ac36a2de90a"),
-    "0005_views_history.sql": ("456f728629305d302d71f3912673d8f2b8a37d23df68104118472799806b02e8",
-                               "4285579e7f1853c5a54fb7108f58289675e0b591d4d9a02c82849ab02af65057"),
+    "0001_landing_tables.sql": (
+        "335ab6a264a7db641c1677ed4b6fbde8f2498ae22c1ad80ced6750295720357d",
+        "2903f229eb653a7d0a74b7a864f825044a578f583bac96bea6c33f524afbc379",
+    ),
+    "0002_error_tables.sql": (
+        "abbcb39edeac7e620f75b5139ecba9b78032ce6b0097cee416e3e652b4168707",
+        "4c26a08774152435dbaee493ec6a466eaca1d27dc246a4f453e09ac36a2de90a",
+    ),
+    "0005_views_history.sql": (
+        "456f728629305d302d71f3912673d8f2b8a37d23df68104118472799806b02e8",
+        "4285579e7f1853c5a54fb7108f58289675e0b591d4d9a02c82849ab02af65057",
+    ),
 }
 
 _LEDGER_DDL = f"""
@@ -74,8 +80,9 @@ class Migration:
     def code_checksum(self) -> str:
         """SHA-256 of what the file executes: its statements without comments, whitespace
         normalized (comments and layout do not count)."""
-        code = [" ".join(" ".join(split_statements(statement, comments=False)).split())
-                for statement in self.statements]
+        code = [
+            " ".join(" ".join(split_statements(statement, comments=False)).split()) for statement in self.statements
+        ]
         return hashlib.sha256("\n".join(code).encode()).hexdigest()
 
     def matches(self, recorded: str) -> bool:
@@ -107,7 +114,7 @@ def split_statements(sql: str, comments: bool = True) -> list[str]:
     index, length = 0, len(sql)
     while index < length:
         char = sql[index]
-        pair = sql[index:index + 2]
+        pair = sql[index : index + 2]
         if pair == "--" or char == "#":
             end = sql.find("\n", index)
             end = length if end < 0 else end
@@ -127,12 +134,12 @@ def split_statements(sql: str, comments: bool = True) -> list[str]:
                     end += 2
                     continue
                 if sql[end] == char:
-                    if sql[end + 1:end + 2] == char:  # doubled quote
+                    if sql[end + 1 : end + 2] == char:  # doubled quote
                         end += 2
                         continue
                     break
                 end += 1
-            current.append(sql[index:end + 1])
+            current.append(sql[index : end + 1])
             has_code = True
             index = end + 1
             continue
@@ -190,9 +197,11 @@ def check(migrations: list[Migration], recorded: dict[str, str]) -> None:
         if migration is None:
             problems.append(f"{name} was applied but the file is missing")
         elif not migration.matches(checksum):
-            problems.append(f"{name} was changed after it was applied "
-                            f"(recorded sha256 {checksum[:12]}…, file {migration.checksum[:12]}…); "
-                            "put schema changes in a new file")
+            problems.append(
+                f"{name} was changed after it was applied "
+                f"(recorded sha256 {checksum[:12]}…, file {migration.checksum[:12]}…); "
+                "put schema changes in a new file"
+            )
     if problems:
         raise MigrationError("schema files do not match the database:\n  " + "\n  ".join(problems))
 

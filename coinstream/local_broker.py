@@ -26,7 +26,7 @@ from types import TracebackType
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from common.processes import terminate
+from coinstream.common.processes import terminate
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,9 @@ def wait_for_metadata(bootstrap: str, timeout_s: float = 30.0) -> None:
         except KafkaException as error:
             last_error = error
         time.sleep(0.05)
-    raise BrokerError(f"no Kafka broker answered metadata requests at {bootstrap} "
-                      f"within {timeout_s:.0f}s ({last_error})")
+    raise BrokerError(
+        f"no Kafka broker answered metadata requests at {bootstrap} within {timeout_s:.0f}s ({last_error})"
+    )
 
 
 class LocalBroker:
@@ -86,8 +87,9 @@ class LocalBroker:
     Use as a context manager, or call `start()`/`stop()`. `bootstrap` is the address clients use.
     """
 
-    def __init__(self, port: int | None = None, host: str = LOOPBACK,
-                 allow_mock_fallback: bool = True, quiet: bool = True) -> None:
+    def __init__(
+        self, port: int | None = None, host: str = LOOPBACK, allow_mock_fallback: bool = True, quiet: bool = True
+    ) -> None:
         self.host = host
         self.quiet = quiet
         self.port = port
@@ -103,7 +105,7 @@ class LocalBroker:
             raise BrokerError("the broker is not started")
         return self._bootstrap
 
-    def start(self, ready_timeout_s: float = 30.0) -> "LocalBroker":
+    def start(self, ready_timeout_s: float = 30.0) -> LocalBroker:
         """Start the broker and return once it answers metadata requests."""
         binary = find_tansu_binary()
         if binary is not None:
@@ -118,16 +120,23 @@ class LocalBroker:
         port = self.port or free_port(self.host)
         url = f"tcp://{self.host}:{port}"
         command = [
-            str(binary), "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
         ]
         log.debug("starting %s", " ".join(command))
         # Tansu logs every request at info level; keep only warnings unless asked otherwise.
         env = {**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")}
         self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            command,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
             stdout=subprocess.DEVNULL if self.quiet else None,
         )
         self._bootstrap = f"{self.host}:{port}"
@@ -145,7 +154,8 @@ class LocalBroker:
             if self._process is not None and self._process.poll() is not None:
                 raise BrokerError(
                     f"Tansu exited with code {self._process.returncode} before it was ready "
-                    f"(is port {self.port} in use?)")
+                    f"(is port {self.port} in use?)"
+                )
             try:
                 wait_for_metadata(self.bootstrap, timeout_s=min(1.0, deadline - time.monotonic()))
                 return
@@ -156,8 +166,10 @@ class LocalBroker:
     def _start_mock(self) -> None:
         # librdkafka creates the mock cluster inside this client; its brokers listen on loopback
         # ports that other clients (and processes) can use for as long as this client lives.
-        log.warning("no Tansu binary for this platform: falling back to librdkafka's mock cluster "
-                    "(in-memory, admin operations mostly unsupported)")
+        log.warning(
+            "no Tansu binary for this platform: falling back to librdkafka's mock cluster "
+            "(in-memory, admin operations mostly unsupported)"
+        )
         self._mock_client = Producer({"test.mock.num.brokers": 1, "broker.address.family": "v4"})
         metadata = self._mock_client.list_topics(timeout=10)
         broker = next(iter(metadata.brokers.values()))
@@ -181,9 +193,10 @@ class LocalBroker:
         self._process = None
         self._mock_client = None
 
-    def __enter__(self) -> "LocalBroker":
+    def __enter__(self) -> LocalBroker:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -19,7 +19,7 @@ error format for the ClickHouse server, JSON for the others through `browser_gua
 from __future__ import annotations
 
 import ipaddress
-from typing import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -98,7 +98,7 @@ def _normalize_origin(origin: str) -> str | None:
 
 
 def refusal_reason(
-    headers: "web.BaseRequest | Mapping[str, str]", extra_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()
+    headers: web.BaseRequest | Mapping[str, str], extra_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()
 ) -> str | None:
     """Why a request must be refused (a sentence), or None when its headers are acceptable."""
     source = headers.headers if hasattr(headers, "headers") else headers  # type: ignore[attr-defined]
@@ -106,10 +106,7 @@ def refusal_reason(
     # A page the server itself served (same origin: its Host) may call it back.
     own_origins = (f"http://{host}", f"https://{host}") if host and host_allowed(host, extra_hosts) else ()
     if not origin_allowed(origin, (*allowed_origins, *own_origins)):
-        return (
-            "Cross-origin request refused: the Origin header names a web page that is not in "
-            "HTTP_ALLOWED_ORIGINS"
-        )
+        return "Cross-origin request refused: the Origin header names a web page that is not in HTTP_ALLOWED_ORIGINS"
     if not host_allowed(host, extra_hosts):
         return (
             "Request refused: the Host header is not a loopback name or address (possible DNS "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.settings import Settings
+from coinstream.common.settings import Settings
 
 # Tansu completes a group join in roughly half the session timeout; keep both short.
 GROUP_SESSION_TIMEOUT_MS = 6000
@@ -43,29 +43,36 @@ def base_config(settings: Settings, bootstrap: str | None = None) -> dict[str, A
 def producer_config(settings: Settings, bootstrap: str | None = None, **extra: Any) -> dict[str, Any]:
     """An idempotent, fully acknowledged, compressed producer: nothing acknowledged is lost or doubled."""
     config = base_config(settings, bootstrap)
-    config.update({
-        "enable.idempotence": True,
-        "acks": "all",
-        "compression.type": "lz4",
-        "linger.ms": 20,
-    })
+    config.update(
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "lz4",
+            "linger.ms": 20,
+        }
+    )
     config.update(extra)
     return config
 
 
 def consumer_config(
-    settings: Settings, group_id: str, bootstrap: str | None = None, **extra: Any,
+    settings: Settings,
+    group_id: str,
+    bootstrap: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     """A consumer that commits explicitly, only after its output is safely stored."""
     config = base_config(settings, bootstrap)
-    config.update({
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "session.timeout.ms": GROUP_SESSION_TIMEOUT_MS,
-        "heartbeat.interval.ms": GROUP_HEARTBEAT_INTERVAL_MS,
-        "isolation.level": "read_committed",
-    })
+    config.update(
+        {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": GROUP_SESSION_TIMEOUT_MS,
+            "heartbeat.interval.ms": GROUP_HEARTBEAT_INTERVAL_MS,
+            "isolation.level": "read_committed",
+        }
+    )
     if settings.uses_local_kafka:
         config["fetch.wait.max.ms"] = LOCAL_BROKER_FETCH_WAIT_MS
     config.update(extra)
@@ -77,8 +84,15 @@ def admin_config(settings: Settings, bootstrap: str | None = None) -> dict[str, 
 
 
 # Keys of a client configuration that say where the brokers are and how to reach them.
-_CONNECTION_PREFIXES = ("bootstrap.servers", "security.", "sasl.", "ssl.", "broker.address.family",
-                        "client.id", "log_level")
+_CONNECTION_PREFIXES = (
+    "bootstrap.servers",
+    "security.",
+    "sasl.",
+    "ssl.",
+    "broker.address.family",
+    "client.id",
+    "log_level",
+)
 
 
 def connection_config(client_config: dict[str, Any]) -> dict[str, Any]:

@@ -50,8 +50,12 @@ def committed_lag(client_config: dict, group: str, topics: list[str], timeout_s:
     probe = Consumer({**client_config, "group.id": group, "enable.auto.commit": False})
     try:
         metadata = probe.list_topics(timeout=timeout_s)
-        partitions = [TopicPartition(topic, partition) for topic in topics
-                      if topic in metadata.topics for partition in metadata.topics[topic].partitions]
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            if topic in metadata.topics
+            for partition in metadata.topics[topic].partitions
+        ]
         if not partitions:
             return 0
         total = 0

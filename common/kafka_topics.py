@@ -26,8 +26,12 @@ def is_replay(headers: list[tuple[str, bytes]] | None) -> bool:
 
 
 def ensure_topics(
-    admin_conf: dict, topics: Iterable[str], partitions: int = 1, replication_factor: int = 1,
-    config: dict[str, str] | None = None, timeout_s: float = 15.0,
+    admin_conf: dict,
+    topics: Iterable[str],
+    partitions: int = 1,
+    replication_factor: int = 1,
+    config: dict[str, str] | None = None,
+    timeout_s: float = 15.0,
 ) -> list[str]:
     """Create each missing topic; return the names that were created. Existing topics are kept as they are."""
     admin = AdminClient(admin_conf)
@@ -37,9 +41,12 @@ def ensure_topics(
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
-                  config=config or {}) for name in missing],
-        operation_timeout=timeout_s, request_timeout=timeout_s,
+        [
+            NewTopic(name, num_partitions=partitions, replication_factor=replication_factor, config=config or {})
+            for name in missing
+        ],
+        operation_timeout=timeout_s,
+        request_timeout=timeout_s,
     )
     created = []
     for name, future in futures.items():

@@ -14,6 +14,7 @@ client.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -76,10 +77,8 @@ def ensure_credentials(clickhouse_data_dir: Path) -> LocalCredentials:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
-        try:
-            os.link(temporary, path)  # fails if another process stored its passwords first
-        except FileExistsError:
-            pass
+        with contextlib.suppress(FileExistsError):  # another process stored its passwords first
+            os.link(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
     stored = read_credentials(clickhouse_data_dir)

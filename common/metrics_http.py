@@ -48,16 +48,16 @@ class MetricsServer:
             self._thread.join(timeout_s)
         self._server, self._thread = None, None
 
-    def __enter__(self) -> "MetricsServer":
+    def __enter__(self) -> MetricsServer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
-def serve_metrics(registry: CollectorRegistry, port: int,
-                  host: str = LOOPBACK) -> MetricsServer | None:
+def serve_metrics(registry: CollectorRegistry, port: int, host: str = LOOPBACK) -> MetricsServer | None:
     """Serve `registry` at http://host:port/metrics from a daemon thread; None when `port` is 0.
 
     Raises `MetricsEndpointError` naming host and port when the address cannot be bound.

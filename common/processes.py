@@ -21,7 +21,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 @contextmanager
 def stop_requested_on_signals(
-    what_happens_next: str, on_stop: Callable[[], None] | None = None,
+    what_happens_next: str,
+    on_stop: Callable[[], None] | None = None,
 ) -> Iterator[threading.Event]:
     """An event set by SIGINT/SIGTERM while the block runs; the previous handlers come back after.
 

@@ -81,12 +81,12 @@ def rule_fields(obj: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 def usable_rate(rate: Any) -> bool:
     """A finite number (not a bool) greater than 0."""
-    return (isinstance(rate, (int, float)) and not isinstance(rate, bool)
-            and math.isfinite(rate) and rate > 0)
+    return isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate) and rate > 0
 
 
-def rate_record_problem(key: str | None, code: Any, rate: Any, fetched_at: Any, *, now_ms: int,
-                        max_skew_ms: int) -> str | None:
+def rate_record_problem(
+    key: str | None, code: Any, rate: Any, fetched_at: Any, *, now_ms: int, max_skew_ms: int
+) -> str | None:
     """The reason the record is not a valid live rate, or None when it is (fields as read by
     `rule_fields`)."""
     if not isinstance(code, str) or key != code:

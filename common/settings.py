@@ -22,10 +22,19 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS
+from coinstream.common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS
 
 DEFAULT_COINS: tuple[str, ...] = (
-    "USDT", "BTC", "ETH", "FDUSD", "XRP", "SOL", "USDC", "DOGE", "LINK", "AAVE",
+    "USDT",
+    "BTC",
+    "ETH",
+    "FDUSD",
+    "XRP",
+    "SOL",
+    "USDC",
+    "DOGE",
+    "LINK",
+    "AAVE",
 )
 SIMULATED_API_PORT = 8788
 LOCAL_KAFKA_PORT = 9092
@@ -133,7 +142,10 @@ class Settings(BaseSettings):
     """Every setting of coinstream. Field names are the environment variables, lower-cased."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
         frozen=True,
         # `NAME=` (as in .env.example, and as docker compose passes an env_file) means unset.
         env_ignore_empty=True,
@@ -323,15 +335,17 @@ class Settings(BaseSettings):
             target = _parse_clickhouse_url(self.clickhouse_url.get_secret_value())
             if readonly and "clickhouse_readonly_user" in self.model_fields_set:
                 return ClickHouseTarget(
-                    target.host, target.port, self.clickhouse_readonly_user,
-                    self.clickhouse_readonly_password.get_secret_value(), target.database,
+                    target.host,
+                    target.port,
+                    self.clickhouse_readonly_user,
+                    self.clickhouse_readonly_password.get_secret_value(),
+                    target.database,
                     target.secure,
                 )
             return target
         password, readonly_password = self.local_clickhouse_passwords()
         user, password = (
-            (self.clickhouse_readonly_user, readonly_password) if readonly
-            else (self.clickhouse_user, password)
+            (self.clickhouse_readonly_user, readonly_password) if readonly else (self.clickhouse_user, password)
         )
         return ClickHouseTarget("127.0.0.1", self.clickhouse_port, user, password, "default", False)
 
@@ -339,7 +353,7 @@ class Settings(BaseSettings):
         """The embedded server's passwords (full, read-only): explicit settings, else the ones it
         generated in its data directory (`common/local_credentials.py`; "" before its first start).
         """
-        from common.local_credentials import read_credentials
+        from coinstream.common.local_credentials import read_credentials
 
         explicit = self.clickhouse_password.get_secret_value()
         explicit_readonly = self.clickhouse_readonly_password.get_secret_value()

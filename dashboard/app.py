@@ -21,6 +21,7 @@ itself (EventSource), is all a read-only live view needs; no client library, no 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,10 +29,10 @@ from typing import Any
 
 from aiohttp import web
 
-from common.http_guard import browser_guard_middleware
-from dashboard.data import COIN_PATTERN, CardSource
-from dashboard.vendor import plotly_js_path, plotly_js_version
-from metabase.spec import DashboardSpec
+from coinstream.common.http_guard import browser_guard_middleware
+from coinstream.dashboard.data import COIN_PATTERN, CardSource
+from coinstream.dashboard.vendor import plotly_js_path, plotly_js_version
+from coinstream.metabase.spec import DashboardSpec
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 KEEP_ALIVE = b": keep-alive\n\n"
@@ -48,8 +49,13 @@ def sse_event(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
-def create_app(spec: DashboardSpec, source: CardSource, interval_s: float = 2.0,
-               extra_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()) -> web.Application:
+def create_app(
+    spec: DashboardSpec,
+    source: CardSource,
+    interval_s: float = 2.0,
+    extra_hosts: Iterable[str] = (),
+    allowed_origins: Iterable[str] = (),
+) -> web.Application:
     """The application; `source` answers the card queries, polled every `interval_s` per page.
 
     `extra_hosts`: `Host` names accepted besides loopback (the bound host); `allowed_origins`:
@@ -81,8 +87,9 @@ async def _spec(request: web.Request) -> web.Response:
 
 
 async def _plotly(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(plotly_js_path(), headers={
-        "Content-Type": "application/javascript", "Cache-Control": "max-age=86400"})
+    return web.FileResponse(
+        plotly_js_path(), headers={"Content-Type": "application/javascript", "Cache-Control": "max-age=86400"}
+    )
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -106,10 +113,13 @@ def _choice(request: web.Request) -> tuple[str, str]:
 async def _stream(request: web.Request) -> web.StreamResponse:
     coin, timeframe = _choice(request)
     app = request.app
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-    })
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
     await response.prepare(request)
     stopping = app[STOPPING]
     last: str | None = None
@@ -123,10 +133,8 @@ async def _stream(request: web.Request) -> web.StreamResponse:
                 last = fingerprint
             else:
                 await response.write(KEEP_ALIVE)
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stopping.wait(), app[INTERVAL])
-            except asyncio.TimeoutError:
-                pass
     except ConnectionError:
         pass  # the page went away
     return response

@@ -10,6 +10,7 @@ page's stream: the page shows the error and the next poll tries again.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import math
@@ -17,9 +18,9 @@ import re
 import threading
 from typing import Any
 
-from common.settings import ClickHouseTarget
-from metabase.native import bind
-from metabase.spec import Card, DashboardSpec
+from coinstream.common.settings import ClickHouseTarget
+from coinstream.metabase.native import bind
+from coinstream.metabase.spec import Card, DashboardSpec
 
 COIN_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
@@ -49,8 +50,7 @@ def json_value(value: Any) -> Any:
 class CardSource:
     """Queries the cards of one spec against one ClickHouse; safe to call from several threads."""
 
-    def __init__(self, spec: DashboardSpec, target: ClickHouseTarget,
-                 query_timeout_s: float = 30.0) -> None:
+    def __init__(self, spec: DashboardSpec, target: ClickHouseTarget, query_timeout_s: float = 30.0) -> None:
         self.spec = spec
         self.target = target
         self.query_timeout_s = query_timeout_s
@@ -89,11 +89,15 @@ class CardSource:
                     }
             except Exception as error:  # unreachable, refused, bad credentials: show it, retry later
                 self._drop_client()
-                return {"coin": coin, "timeframe": timeframe, "cards": {}, "errors": {},
-                        "error": f"cannot reach ClickHouse at {self.target.http_url} as "
-                                 f"{self.target.username}: {self._reason(error)}"}
-        return {"coin": coin, "timeframe": timeframe, "cards": cards, "errors": errors,
-                "error": None}
+                return {
+                    "coin": coin,
+                    "timeframe": timeframe,
+                    "cards": {},
+                    "errors": {},
+                    "error": f"cannot reach ClickHouse at {self.target.http_url} as "
+                    f"{self.target.username}: {self._reason(error)}",
+                }
+        return {"coin": coin, "timeframe": timeframe, "cards": cards, "errors": errors, "error": None}
 
     def close(self) -> None:
         with self._lock:
@@ -104,18 +108,19 @@ class CardSource:
             import clickhouse_connect
 
             self._client = clickhouse_connect.get_client(
-                **self.target.connect_kwargs(), autogenerate_session_id=False,
-                connect_timeout=5, send_receive_timeout=self.query_timeout_s,
+                **self.target.connect_kwargs(),
+                autogenerate_session_id=False,
+                connect_timeout=5,
+                send_receive_timeout=self.query_timeout_s,
             )
         return self._client
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
+            # A broken connection may fail to close; it is dropped either way.
+            with contextlib.suppress(Exception):
                 client.close()
-            except Exception:
-                pass  # a broken connection may fail to close; it is dropped either way
 
     @staticmethod
     def _is_server_error(error: Exception) -> bool:

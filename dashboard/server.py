@@ -13,16 +13,22 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from dashboard.app import create_app
-from dashboard.data import CardSource
-from metabase.spec import DashboardSpec
+from coinstream.dashboard.app import create_app
+from coinstream.dashboard.data import CardSource
+from coinstream.metabase.spec import DashboardSpec
 
 SHUTDOWN_TIMEOUT_S = 5.0
 
 
-async def serve(spec: DashboardSpec, source: CardSource, host: str, port: int,
-                interval_s: float, announce: Callable[[str], None],
-                allowed_origins: Iterable[str] = ()) -> None:
+async def serve(
+    spec: DashboardSpec,
+    source: CardSource,
+    host: str,
+    port: int,
+    interval_s: float,
+    announce: Callable[[str], None],
+    allowed_origins: Iterable[str] = (),
+) -> None:
     """Run until a stop signal; call `announce(url)` once the socket listens.
 
     Requests must name loopback or `host` in their `Host` header, and carry no `Origin` but the

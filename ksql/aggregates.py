@@ -21,15 +21,29 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ksql.errors import InvalidStatement, UnsupportedStatement
-from ksql.types import BIGINT, DOUBLE, INTEGER, NULL, SqlType, array_of, decimal_type
+from coinstream.ksql.errors import InvalidStatement, UnsupportedStatement
+from coinstream.ksql.types import BIGINT, DOUBLE, INTEGER, NULL, SqlType, array_of, decimal_type
 
 AGGREGATE_NAMES = {
-    "COUNT", "SUM", "MIN", "MAX", "AVG", "EARLIEST_BY_OFFSET", "LATEST_BY_OFFSET", "TOPK", "TOPKDISTINCT",
+    "COUNT",
+    "SUM",
+    "MIN",
+    "MAX",
+    "AVG",
+    "EARLIEST_BY_OFFSET",
+    "LATEST_BY_OFFSET",
+    "TOPK",
+    "TOPKDISTINCT",
 }
 KNOWN_UNSUPPORTED_AGGREGATES = {
-    "COLLECT_LIST", "COLLECT_SET", "COUNT_DISTINCT", "HISTOGRAM", "STDDEV_SAMP", "STDDEV_SAMPLE",
-    "CORRELATION", "ATTR",
+    "COLLECT_LIST",
+    "COLLECT_SET",
+    "COUNT_DISTINCT",
+    "HISTOGRAM",
+    "STDDEV_SAMP",
+    "STDDEV_SAMPLE",
+    "CORRELATION",
+    "ATTR",
 }
 
 
@@ -64,7 +78,7 @@ class AggregateCall:
 
 
 def _literal_param(args, index: int, expected: str, name: str, pos) -> Any:
-    from ksql import ast
+    from coinstream.ksql import ast
 
     node = args[index]
     if not isinstance(node, ast.Literal) or node.type.base != expected:
@@ -73,8 +87,9 @@ def _literal_param(args, index: int, expected: str, name: str, pos) -> Any:
     return node.value
 
 
-def resolve_aggregate(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos,
-                      session: bool = False) -> AggregateCall:
+def resolve_aggregate(
+    name: str, args: tuple, arg_types: list[SqlType], star: bool, pos, session: bool = False
+) -> AggregateCall:
     """Build the `AggregateCall` for `name(args)`; `arg_types[i]` is the type of `args[i]`.
 
     With `session`, the call also gets a merge template, and order-dependent aggregates keep
@@ -106,7 +121,7 @@ def _simple_merge(call: AggregateCall) -> list[str]:
 
 
 def _resolve(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos, session: bool) -> AggregateCall:
-    from ksql import ast
+    from coinstream.ksql import ast
 
     line, column = pos.line, pos.column
     if name in KNOWN_UNSUPPORTED_AGGREGATES:
@@ -131,18 +146,17 @@ def _resolve(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos, 
         if len(args) != 1:
             raise reject()
         if base == "INTEGER":
-            return AggregateCall(name, INTEGER, 1, ["0"],
-                                 ["if {v} is not None: {s0} = _wrap_int({s0} + {v})"], "{s0}")
+            return AggregateCall(name, INTEGER, 1, ["0"], ["if {v} is not None: {s0} = _wrap_int({s0} + {v})"], "{s0}")
         if base == "BIGINT":
-            return AggregateCall(name, BIGINT, 1, ["0"],
-                                 ["if {v} is not None: {s0} = _wrap_long({s0} + {v})"], "{s0}")
+            return AggregateCall(name, BIGINT, 1, ["0"], ["if {v} is not None: {s0} = _wrap_long({s0} + {v})"], "{s0}")
         if base == "DOUBLE":
             return AggregateCall(name, DOUBLE, 1, ["0.0"], ["if {v} is not None: {s0} += {v}"], "{s0}")
         if base == "DECIMAL":
             result = decimal_type(min(38, value_type.precision + 10), value_type.scale)
             zero = Decimal(0).scaleb(-value_type.scale)
-            return AggregateCall(name, result, 1, ["_ZERO"], ["if {v} is not None: {s0} += {v}"], "{s0}",
-                                 constants={"_ZERO": zero})
+            return AggregateCall(
+                name, result, 1, ["_ZERO"], ["if {v} is not None: {s0} += {v}"], "{s0}", constants={"_ZERO": zero}
+            )
         raise reject()
 
     if name in ("MIN", "MAX"):
@@ -151,9 +165,14 @@ def _resolve(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos, 
         if base not in ("INTEGER", "BIGINT", "DOUBLE", "DECIMAL", "STRING", "BYTES", "DATE", "TIME", "TIMESTAMP"):
             raise reject()
         op = "<" if name == "MIN" else ">"
-        return AggregateCall(name, value_type, 1, ["None"],
-                             [f"if {{v}} is not None and ({{s0}} is None or {{v}} {op} {{s0}}): {{s0}} = {{v}}"],
-                             "{s0}")
+        return AggregateCall(
+            name,
+            value_type,
+            1,
+            ["None"],
+            [f"if {{v}} is not None and ({{s0}} is None or {{v}} {op} {{s0}}): {{s0}} = {{v}}"],
+            "{s0}",
+        )
 
     if name == "AVG":
         if len(args) != 1:
@@ -166,9 +185,14 @@ def _resolve(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos, 
             raise UnsupportedStatement("AVG over DECIMAL", line, column)
         else:
             raise reject()
-        return AggregateCall(name, DOUBLE, 2, [init, "0"],
-                             ["if {v} is not None:", "    {s0} += {v}", "    {s1} += 1"],
-                             "(float({s0}) / {s1} if {s1} else 0.0)")
+        return AggregateCall(
+            name,
+            DOUBLE,
+            2,
+            [init, "0"],
+            ["if {v} is not None:", "    {s0} += {v}", "    {s1} += 1"],
+            "(float({s0}) / {s1} if {s1} else 0.0)",
+        )
 
     if name in ("EARLIEST_BY_OFFSET", "LATEST_BY_OFFSET"):
         if value_type == NULL:
@@ -193,29 +217,47 @@ def _resolve(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos, 
             # (sequence, value) pairs: merging sessions must restore processing order.
             if count is None:
                 if earliest:
-                    return AggregateCall(name, value_type, 1, ["None"], [guard, "    if {s0} is None: {s0} = [{seq}, {v}]"],
-                                         "({s0}[1] if {s0} is not None else None)",
-                                         merge_template=["if {b0} is not None and ({a0} is None or {b0}[0] < {a0}[0]): "
-                                                         "{a0} = {b0}"])
-                return AggregateCall(name, value_type, 1, ["None"], [guard, "    {s0} = [{seq}, {v}]"],
-                                     "({s0}[1] if {s0} is not None else None)",
-                                     merge_template=["if {b0} is not None and ({a0} is None or {b0}[0] > {a0}[0]): "
-                                                     "{a0} = {b0}"])
+                    return AggregateCall(
+                        name,
+                        value_type,
+                        1,
+                        ["None"],
+                        [guard, "    if {s0} is None: {s0} = [{seq}, {v}]"],
+                        "({s0}[1] if {s0} is not None else None)",
+                        merge_template=["if {b0} is not None and ({a0} is None or {b0}[0] < {a0}[0]): {a0} = {b0}"],
+                    )
+                return AggregateCall(
+                    name,
+                    value_type,
+                    1,
+                    ["None"],
+                    [guard, "    {s0} = [{seq}, {v}]"],
+                    "({s0}[1] if {s0} is not None else None)",
+                    merge_template=["if {b0} is not None and ({a0} is None or {b0}[0] > {a0}[0]): {a0} = {b0}"],
+                )
             if earliest:
                 lines = [guard, f"    if len({{s0}}) < {count}: {{s0}}.append([{{seq}}, {{v}}])"]
                 merge = [f"{{a0}} = sorted({{a0}} + {{b0}})[:{count}]"]
             else:
                 lines = [guard, "    {s0}.append([{seq}, {v}])", f"    if len({{s0}}) > {count}: del {{s0}}[0]"]
                 merge = [f"{{a0}} = sorted({{a0}} + {{b0}})[-{count}:]"]
-            return AggregateCall(name, array_of(value_type), 1, ["[]"], lines, "[pair[1] for pair in {s0}]",
-                                 merge_template=merge)
+            return AggregateCall(
+                name, array_of(value_type), 1, ["[]"], lines, "[pair[1] for pair in {s0}]", merge_template=merge
+            )
         if count is None:
             if earliest:
                 if ignore_nulls:
-                    return AggregateCall(name, value_type, 1, ["None"],
-                                         ["if {s0} is None and {v} is not None: {s0} = {v}"], "{s0}")
-                return AggregateCall(name, value_type, 2, ["False", "None"],
-                                     ["if not {s0}:", "    {s0} = True", "    {s1} = {v}"], "{s1}")
+                    return AggregateCall(
+                        name, value_type, 1, ["None"], ["if {s0} is None and {v} is not None: {s0} = {v}"], "{s0}"
+                    )
+                return AggregateCall(
+                    name,
+                    value_type,
+                    2,
+                    ["False", "None"],
+                    ["if not {s0}:", "    {s0} = True", "    {s1} = {v}"],
+                    "{s1}",
+                )
             return AggregateCall(name, value_type, 1, ["None"], [guard, "    {s0} = {v}"], "{s0}")
         if earliest:
             lines = [guard, f"    if len({{s0}}) < {count}: {{s0}}.append({{v}})"]
@@ -234,8 +276,11 @@ def _resolve(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos, 
                 raise UnsupportedStatement(f"{name} over DECIMAL", line, column)
             raise reject()
         distinct = " and {v} not in {s0}" if name == "TOPKDISTINCT" else ""
-        lines = [f"if {{v}} is not None{distinct}:", "    _insort_desc({s0}, {v})",
-                 f"    if len({{s0}}) > {k}: {{s0}}.pop()"]
+        lines = [
+            f"if {{v}} is not None{distinct}:",
+            "    _insort_desc({s0}, {v})",
+            f"    if len({{s0}}) > {k}: {{s0}}.pop()",
+        ]
         merge_distinct = " if _x not in {a0}" if name == "TOPKDISTINCT" else ""
         merge = [f"for _x in [_x for _x in {{b0}}{merge_distinct}]: _insort_desc({{a0}}, _x)", f"del {{a0}}[{k}:]"]
         return AggregateCall(name, array_of(value_type), 1, ["[]"], lines, "list({s0})", merge_template=merge)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ksql.types import SqlType
+from coinstream.ksql.types import SqlType
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ NOWHERE = Pos()
 
 
 # ---- expressions -------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Expr:
@@ -159,6 +160,7 @@ class ArrayCtor(Expr):
 
 # ---- query parts -------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SelectItem:
     expr: Expr
@@ -197,6 +199,7 @@ class Query:
 
 
 # ---- statements ----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ColumnDef:

@@ -16,17 +16,34 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from ksql import ast
-from ksql.aggregates import insort_desc, is_aggregate
-from ksql.errors import InvalidStatement, UnsupportedStatement
-from ksql.functions import Arg, resolve_scalar
-from ksql.types import (
-    BIGINT, BOOLEAN, DOUBLE, INT_MAX, INT_MIN, INTEGER, LONG_MAX, LONG_MIN, NULL, STRING, SqlType,
-    array_of, decimal_for_integral, decimal_plain, decimal_type, java_double_str, wrap_int, wrap_long,
+from coinstream.ksql import ast
+from coinstream.ksql.aggregates import insort_desc, is_aggregate
+from coinstream.ksql.errors import InvalidStatement, UnsupportedStatement
+from coinstream.ksql.functions import Arg, resolve_scalar
+from coinstream.ksql.types import (
+    BIGINT,
+    BOOLEAN,
+    DOUBLE,
+    INT_MAX,
+    INT_MIN,
+    INTEGER,
+    LONG_MAX,
+    LONG_MIN,
+    NULL,
+    STRING,
+    SqlType,
+    array_of,
+    decimal_for_integral,
+    decimal_plain,
+    decimal_type,
+    java_double_str,
+    wrap_int,
+    wrap_long,
 )
 
 
@@ -52,6 +69,7 @@ class Scope(Protocol):
 
 
 # ---- runtime helpers used by generated code ---------------------------------------------------------------------
+
 
 def _idiv(a: int, b: int) -> int:
     """Java integer division: truncates toward zero; division by zero raises."""
@@ -181,7 +199,7 @@ def _cast_to_string(value: Any, source: SqlType) -> str:
 def _parse_java_int(text: str, low: int, high: int) -> int:
     value = int(text.strip())
     if not low <= value <= high:
-        raise ValueError(f"For input string: \"{text}\"")
+        raise ValueError(f'For input string: "{text}"')
     return value
 
 
@@ -190,21 +208,36 @@ def _parse_java_double(text: str) -> float:
     if stripped in ("NaN", "Infinity", "+Infinity", "-Infinity"):
         return float(stripped.replace("Infinity", "inf"))
     if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?[dDfF]?", stripped):
-        raise ValueError(f"For input string: \"{text}\"")
+        raise ValueError(f'For input string: "{text}"')
     return float(stripped.rstrip("dDfF"))
 
 
 HELPERS: dict[str, Any] = {
-    "_idiv": _idiv, "_imod": _imod, "_fdiv": _fdiv, "_fmod": _fmod, "_dec": _dec,
-    "_dec_result": _dec_result, "_dec_div": _dec_div, "_dec_mod": _dec_mod, "_in_list": _in_list,
-    "_like": _like, "_array_at": _array_at, "_wrap_int": wrap_int, "_wrap_long": wrap_long,
-    "_to_int_saturating": _to_int_saturating, "_cast_to_string": _cast_to_string,
-    "_parse_java_int": _parse_java_int, "_parse_java_double": _parse_java_double,
-    "_insort_desc": insort_desc, "Decimal": Decimal, "InvalidOperation": InvalidOperation,
+    "_idiv": _idiv,
+    "_imod": _imod,
+    "_fdiv": _fdiv,
+    "_fmod": _fmod,
+    "_dec": _dec,
+    "_dec_result": _dec_result,
+    "_dec_div": _dec_div,
+    "_dec_mod": _dec_mod,
+    "_in_list": _in_list,
+    "_like": _like,
+    "_array_at": _array_at,
+    "_wrap_int": wrap_int,
+    "_wrap_long": wrap_long,
+    "_to_int_saturating": _to_int_saturating,
+    "_cast_to_string": _cast_to_string,
+    "_parse_java_int": _parse_java_int,
+    "_parse_java_double": _parse_java_double,
+    "_insort_desc": insort_desc,
+    "Decimal": Decimal,
+    "InvalidOperation": InvalidOperation,
 }
 
 
 # ---- the compiler -----------------------------------------------------------------------------------------------
+
 
 def _err(node: ast.Expr, message: str) -> InvalidStatement:
     return InvalidStatement(message, node.pos.line, node.pos.column)
@@ -221,7 +254,13 @@ def expression_text(node: ast.Expr) -> str:
     if isinstance(node, ast.Literal):
         if isinstance(node.value, str):
             return "'" + node.value.replace("'", "''") + "'"
-        return "NULL" if node.value is None else str(node.value).upper() if isinstance(node.value, bool) else str(node.value)
+        return (
+            "NULL"
+            if node.value is None
+            else str(node.value).upper()
+            if isinstance(node.value, bool)
+            else str(node.value)
+        )
     if isinstance(node, ast.FunctionCall):
         inner = "*" if node.star else ", ".join(expression_text(arg) for arg in node.args)
         return f"{node.name}({inner})"
@@ -258,7 +297,7 @@ class Compiler:
     def function(self, name: str, params: str, body: list[str]) -> Callable:
         """Define `def name(params): body` in this compiler's namespace and return it."""
         source = f"def {name}({params}):\n" + "".join(f"    {line}\n" for line in body)
-        exec(compile(source, f"<ksql {name}>", "exec"), self.namespace)  # noqa: S102 - generated from our AST
+        exec(compile(source, f"<ksql {name}>", "exec"), self.namespace)
         function = self.namespace[name]
         function.__ksql_source__ = source
         return function
@@ -282,13 +321,15 @@ class Compiler:
     def convert(self, compiled: Compiled, target: SqlType) -> Compiled:
         """Widen a numeric value to `target` (INT->BIGINT is free, ->DOUBLE float(), ->DECIMAL Decimal())."""
         source = compiled.type
-        if source == target or source == NULL or target.base in ("INTEGER", "BIGINT") and source.is_integral:
+        if source in (target, NULL) or target.base in ("INTEGER", "BIGINT") and source.is_integral:
             return Compiled(compiled.code, target, compiled.nullable)
         if target.base == "DOUBLE" and source.is_numeric:
             code = self._null_guard([compiled], lambda n: f"float({n[0]})")
             return Compiled(code, target, compiled.nullable)
         if target.base == "DECIMAL" and source.is_numeric and source.base != "DOUBLE":
-            code = self._null_guard([compiled], lambda n: f"_dec_result(_dec({n[0]}), {target.precision}, {target.scale})")
+            code = self._null_guard(
+                [compiled], lambda n: f"_dec_result(_dec({n[0]}), {target.precision}, {target.scale})"
+            )
             return Compiled(code, target, compiled.nullable)
         if source.base == target.base and source.base in ("ARRAY", "MAP", "STRUCT"):
             return Compiled(compiled.code, target, compiled.nullable)
@@ -362,29 +403,47 @@ class Compiler:
             wrap = "_wrap_int" if result.base == "INTEGER" else "_wrap_long"
             if op in "+-*":
                 value = self.tmp()
-                build = lambda n: (f"{value} if {low} <= ({value} := {n[0]} {op} {n[1]}) <= {high} "
-                                   f"else {wrap}({value})")
+
+                def build(n):
+                    return f"{value} if {low} <= ({value} := {n[0]} {op} {n[1]}) <= {high} else {wrap}({value})"
             elif op == "/":
-                build = lambda n: f"{wrap}(_idiv({n[0]}, {n[1]}))"
+
+                def build(n):
+                    return f"{wrap}(_idiv({n[0]}, {n[1]}))"
             else:
-                build = lambda n: f"_imod({n[0]}, {n[1]})"
+
+                def build(n):
+                    return f"_imod({n[0]}, {n[1]})"
         elif result.base == "DOUBLE":
             left = self.convert(left, DOUBLE) if left.type.base == "DECIMAL" else left
             right = self.convert(right, DOUBLE) if right.type.base == "DECIMAL" else right
             if op in "+-*":
-                build = lambda n: f"float({n[0]}) {op} {n[1]}"
+
+                def build(n):
+                    return f"float({n[0]}) {op} {n[1]}"
             elif op == "/":
-                build = lambda n: f"_fdiv({n[0]}, {n[1]})"
+
+                def build(n):
+                    return f"_fdiv({n[0]}, {n[1]})"
             else:
-                build = lambda n: f"_fmod({n[0]}, {n[1]})"
+
+                def build(n):
+                    return f"_fmod({n[0]}, {n[1]})"
         else:  # DECIMAL
             p, s = result.precision, result.scale
             if op in "+-*":
-                build = lambda n: f"_dec_result(_dec({n[0]}) {op} _dec({n[1]}), {p}, {s})"
+
+                def build(n):
+                    return f"_dec_result(_dec({n[0]}) {op} _dec({n[1]}), {p}, {s})"
             elif op == "/":
-                build = lambda n: f"_dec_div({n[0]}, {n[1]}, {p}, {s})"
+
+                def build(n):
+                    return f"_dec_div({n[0]}, {n[1]}, {p}, {s})"
             else:
-                build = lambda n: f"_dec_mod({n[0]}, {n[1]}, {p}, {s})"
+
+                def build(n):
+                    return f"_dec_mod({n[0]}, {n[1]}, {p}, {s})"
+
         return Compiled(self._null_guard([left, right], build), result, True)
 
     def _c_Negate(self, node: ast.Negate, scope: Scope) -> Compiled:
@@ -394,11 +453,18 @@ class Compiler:
         if not operand.type.is_numeric:
             raise _err(node, f"Error processing expression: cannot negate {operand.type}")
         if operand.type.base == "INTEGER":
-            build = lambda n: f"_wrap_int(-{n[0]})"
+
+            def build(n):
+                return f"_wrap_int(-{n[0]})"
         elif operand.type.base == "BIGINT":
-            build = lambda n: f"_wrap_long(-{n[0]})"
+
+            def build(n):
+                return f"_wrap_long(-{n[0]})"
         else:
-            build = lambda n: f"-{n[0]}"
+
+            def build(n):
+                return f"-{n[0]}"
+
         return Compiled(self._null_guard([operand], build), operand.type, operand.nullable)
 
     def _c_Concat(self, node: ast.Concat, scope: Scope) -> Compiled:
@@ -428,8 +494,11 @@ class Compiler:
         if NULL in (left.type, right.type):
             return Compiled("None", BOOLEAN, True)
         python_op = {"=": "==", "<>": "!="}.get(node.op, node.op)
-        return Compiled(self._null_guard([left, right], lambda n: f"{n[0]} {python_op} {n[1]}"), BOOLEAN,
-                        left.nullable or right.nullable)
+        return Compiled(
+            self._null_guard([left, right], lambda n: f"{n[0]} {python_op} {n[1]}"),
+            BOOLEAN,
+            left.nullable or right.nullable,
+        )
 
     def _boolean(self, node: ast.Expr, compiled: Compiled) -> Compiled:
         if compiled.type not in (BOOLEAN, NULL):
@@ -448,8 +517,10 @@ class Compiler:
         left = self._boolean(node.left, self.compile(node.left, scope))
         right = self._boolean(node.right, self.compile(node.right, scope))
         a, b = self.tmp(), self.tmp()
-        code = (f"({dominant} if ({a} := {left.code}) is {dominant} or ({b} := {right.code}) is {dominant} "
-                f"else (None if {a} is None or {b} is None else {not dominant}))")
+        code = (
+            f"({dominant} if ({a} := {left.code}) is {dominant} or ({b} := {right.code}) is {dominant} "
+            f"else (None if {a} is None or {b} is None else {not dominant}))"
+        )
         return Compiled(code, BOOLEAN, True)
 
     def _c_Not(self, node: ast.Not, scope: Scope) -> Compiled:
@@ -480,7 +551,7 @@ class Compiler:
     def _c_InList(self, node: ast.InList, scope: Scope) -> Compiled:
         value = self.compile(node.value, scope)
         items = [self.compile(item, scope) for item in node.items]
-        for item, item_node in zip(items, node.items):
+        for item, item_node in zip(items, node.items, strict=False):
             self._comparable(item_node, value.type, item.type, True)
         tuple_code = "(" + "".join(f"{item.code}, " for item in items) + ")"
         code = f"_in_list({value.code}, {tuple_code})"
@@ -513,46 +584,47 @@ class Compiler:
         if source == target:
             return Compiled(value.code, target, value.nullable)
         sb, tb = source.base, target.base
-        build: Callable[[list[str]], str]
+        # The cast as a template of its one operand ({0}).
+        pattern: str
         if tb in ("INTEGER", "BIGINT"):
             low, high = (INT_MIN, INT_MAX) if tb == "INTEGER" else (LONG_MIN, LONG_MAX)
             wrap = "_wrap_int" if tb == "INTEGER" else "_wrap_long"
             if sb in ("INTEGER", "BIGINT"):
-                build = lambda n: f"{wrap}({n[0]})"
+                pattern = f"{wrap}({{0}})"
             elif sb == "DOUBLE":
-                build = lambda n: f"_to_int_saturating({n[0]}, {low}, {high})"
+                pattern = f"_to_int_saturating({{0}}, {low}, {high})"
             elif sb == "DECIMAL":
-                build = lambda n: f"{wrap}(int({n[0]}))"
+                pattern = f"{wrap}(int({{0}}))"
             elif sb == "STRING":
-                build = lambda n: f"_parse_java_int({n[0]}, {low}, {high})"
+                pattern = f"_parse_java_int({{0}}, {low}, {high})"
             else:
                 raise _err(node, f"Cast of {source} to {target} is not supported")
         elif tb == "DOUBLE":
             if sb in ("INTEGER", "BIGINT", "DECIMAL"):
-                build = lambda n: f"float({n[0]})"
+                pattern = "float({0})"
             elif sb == "STRING":
-                build = lambda n: f"_parse_java_double({n[0]})"
+                pattern = "_parse_java_double({0})"
             else:
                 raise _err(node, f"Cast of {source} to {target} is not supported")
         elif tb == "DECIMAL":
             p, s = target.precision, target.scale
             if sb in ("INTEGER", "BIGINT", "DECIMAL"):
-                build = lambda n: f"_dec_result(_dec({n[0]}), {p}, {s})"
+                pattern = f"_dec_result(_dec({{0}}), {p}, {s})"
             elif sb == "DOUBLE":
-                build = lambda n: f"_dec_result(Decimal(repr({n[0]})), {p}, {s})"
+                pattern = f"_dec_result(Decimal(repr({{0}})), {p}, {s})"
             elif sb == "STRING":
-                build = lambda n: f"_dec_result(Decimal({n[0]}.strip()), {p}, {s})"
+                pattern = f"_dec_result(Decimal({{0}}.strip()), {p}, {s})"
             else:
                 raise _err(node, f"Cast of {source} to {target} is not supported")
         elif tb == "STRING":
             if sb in ("INTEGER", "BIGINT", "DOUBLE", "DECIMAL", "BOOLEAN"):
                 source_const = self.const(source)
-                build = lambda n: f"_cast_to_string({n[0]}, {source_const})"
+                pattern = f"_cast_to_string({{0}}, {source_const})"
             else:
                 raise _unsupported(node, f"CAST from {source} to STRING")
         else:
             raise _unsupported(node, f"CAST from {source} to {target}")
-        return Compiled(self._null_guard([value], build), target, True)
+        return Compiled(self._null_guard([value], lambda n: pattern.format(n[0])), target, True)
 
     def _common_type(self, node: ast.Expr, types: list[SqlType]) -> SqlType:
         concrete = [t for t in types if t != NULL]
@@ -570,8 +642,11 @@ class Compiler:
                 else:
                     result = BIGINT if "BIGINT" in (other.base, result.base) else INTEGER
             else:
-                raise _err(node, f"Invalid Case expression. Type for all 'THEN' clauses should be the same. "
-                                 f"Found {result} and {other}")
+                raise _err(
+                    node,
+                    f"Invalid Case expression. Type for all 'THEN' clauses should be the same. "
+                    f"Found {result} and {other}",
+                )
         return result
 
     def _c_Case(self, node: ast.Case, scope: Scope) -> Compiled:
@@ -583,12 +658,12 @@ class Compiler:
         code = default.code
         if node.operand is None:
             conditions = [self._boolean(cond, self.compile(cond, scope)) for cond, _ in node.whens]
-            for condition, result in reversed(list(zip(conditions, results))):
+            for condition, result in reversed(list(zip(conditions, results, strict=False))):
                 code = f"(({result.code}) if ({condition.code}) is True else {code})"
             return Compiled(code, result_type, True)
         operand = self.compile(node.operand, scope)
         name = self.tmp()
-        for (when_node, _), result in reversed(list(zip(node.whens, results))):
+        for (when_node, _), result in reversed(list(zip(node.whens, results, strict=False))):
             when = self.compile(when_node, scope)
             self._comparable(when_node, operand.type, when.type, True)
             code = f"(({result.code}) if {name} == ({when.code}) else {code})"
@@ -603,13 +678,13 @@ class Compiler:
         if base.type.base == "ARRAY":
             if index.type.base not in ("INTEGER", "BIGINT"):
                 raise _err(node, f"Array index must be an integer, got {index.type}")
-            return Compiled(self._null_guard([base, index], lambda n: f"_array_at({n[0]}, {n[1]})"),
-                            base.type.element, True)
+            return Compiled(
+                self._null_guard([base, index], lambda n: f"_array_at({n[0]}, {n[1]})"), base.type.element, True
+            )
         if base.type.base == "MAP":
             if index.type != base.type.key and index.type != NULL:
                 raise _err(node, f"Map key must be {base.type.key}, got {index.type}")
-            return Compiled(self._null_guard([base, index], lambda n: f"{n[0]}.get({n[1]})"),
-                            base.type.element, True)
+            return Compiled(self._null_guard([base, index], lambda n: f"{n[0]}.get({n[1]})"), base.type.element, True)
         raise _err(node, f"Cannot subscript a {base.type}")
 
     def _c_Deref(self, node: ast.Deref, scope: Scope) -> Compiled:
@@ -619,7 +694,7 @@ class Compiler:
         for name, field_type in base.type.fields:
             if name == node.field_name:
                 key = repr(name)
-                return Compiled(self._null_guard([base], lambda n: f"{n[0]}.get({key})"), field_type, True)
+                return Compiled(self._null_guard([base], lambda n, key=key: f"{n[0]}.get({key})"), field_type, True)
         raise _err(node, f"Could not find field '{node.field_name}' in '{expression_text(node.base)}'.")
 
     def _c_ArrayCtor(self, node: ast.ArrayCtor, scope: Scope) -> Compiled:
@@ -634,13 +709,18 @@ class Compiler:
 
     def _c_FunctionCall(self, node: ast.FunctionCall, scope: Scope) -> Compiled:
         if is_aggregate(node.name):
-            raise _err(node, f"Aggregate function {node.name} is not allowed here (only in the SELECT and "
-                             f"HAVING of a query with GROUP BY)")
+            raise _err(
+                node,
+                f"Aggregate function {node.name} is not allowed here (only in the SELECT and "
+                f"HAVING of a query with GROUP BY)",
+            )
         if node.star:
             raise _err(node, f"Function '{node.name}' does not accept '*'")
         compiled = [self.compile(arg, scope) for arg in node.args]
-        args = [Arg(c.type, arg.value) if isinstance(arg, ast.Literal) else Arg(c.type)
-                for c, arg in zip(compiled, node.args)]
+        args = [
+            Arg(c.type, arg.value) if isinstance(arg, ast.Literal) else Arg(c.type)
+            for c, arg in zip(compiled, node.args, strict=False)
+        ]
         resolved = resolve_scalar(node.name, args, node.pos.line, node.pos.column)
         impl = self.const(resolved.impl)
         if resolved.null_propagating:

@@ -22,13 +22,14 @@ from __future__ import annotations
 import heapq
 import logging
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from ksql import timefmt
-from ksql.errors import RecordError
-from ksql.planner import Catalog, QueryPlan, SourceDef
-from ksql.serde import RowSerde, session_windowed_key, split_windowed_key, time_windowed_key
+from coinstream.ksql import timefmt
+from coinstream.ksql.errors import RecordError
+from coinstream.ksql.planner import Catalog, QueryPlan, SourceDef
+from coinstream.ksql.serde import RowSerde, session_windowed_key, split_windowed_key, time_windowed_key
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +43,14 @@ Output = tuple
 # What went wrong, as one of a small fixed set (the reason is free text): metrics count entries by
 # kind, and a consumer of the processing-log topic can filter on it without parsing reasons.
 DESERIALIZATION = "deserialization"  # the record's bytes do not decode into the source's columns
-TIMESTAMP = "timestamp"              # its event time is null, unparseable or negative
-EXPRESSION = "expression"            # a projected column failed (the output carries NULL there)
-WHERE = "where"                      # the WHERE clause failed (the record is dropped)
-GROUP_BY_KEY = "group_by_key"        # the GROUP BY expression failed (dropped)
-NULL_GROUP_KEY = "null_group_key"    # the GROUP BY key is null (dropped)
-LATE_RECORD = "late_record"          # a window it belongs to has closed (dropped from that window)
-OTHER = "other"                      # an entry made elsewhere that did not say
-PROCESSING_LOG_KINDS = (DESERIALIZATION, TIMESTAMP, EXPRESSION, WHERE, GROUP_BY_KEY,
-                        NULL_GROUP_KEY, LATE_RECORD, OTHER)
+TIMESTAMP = "timestamp"  # its event time is null, unparseable or negative
+EXPRESSION = "expression"  # a projected column failed (the output carries NULL there)
+WHERE = "where"  # the WHERE clause failed (the record is dropped)
+GROUP_BY_KEY = "group_by_key"  # the GROUP BY expression failed (dropped)
+NULL_GROUP_KEY = "null_group_key"  # the GROUP BY key is null (dropped)
+LATE_RECORD = "late_record"  # a window it belongs to has closed (dropped from that window)
+OTHER = "other"  # an entry made elsewhere that did not say
+PROCESSING_LOG_KINDS = (DESERIALIZATION, TIMESTAMP, EXPRESSION, WHERE, GROUP_BY_KEY, NULL_GROUP_KEY, LATE_RECORD, OTHER)
 
 
 @dataclass
@@ -72,6 +72,7 @@ ErrorSink = Callable[[ProcessingLogEntry], None]
 
 # ---- reading sources ---------------------------------------------------------------------------------------------------
 
+
 class SourceReader:
     """Decodes a record of one source's topic into the source's row layout."""
 
@@ -79,11 +80,21 @@ class SourceReader:
         self.source = source
         keys, values = source.key_columns, source.value_columns
         self._key_count = len(keys)
-        self._decode_key = RowSerde(source.key_format, [c.name for c in keys], [c.type for c in keys],
-                                    is_key=True, delimiter=source.key_delimiter).deserializer()
-        self._decode_value = RowSerde(source.value_format, [c.name for c in values], [c.type for c in values],
-                                      is_key=False, wrap_single=source.wrap_single_value,
-                                      delimiter=source.value_delimiter).deserializer()
+        self._decode_key = RowSerde(
+            source.key_format,
+            [c.name for c in keys],
+            [c.type for c in keys],
+            is_key=True,
+            delimiter=source.key_delimiter,
+        ).deserializer()
+        self._decode_value = RowSerde(
+            source.value_format,
+            [c.name for c in values],
+            [c.type for c in values],
+            is_key=False,
+            wrap_single=source.wrap_single_value,
+            delimiter=source.value_delimiter,
+        ).deserializer()
         self._window_kind = source.window_kind
         self._window_size = source.window_size
         self._ts_index = None
@@ -116,8 +127,9 @@ class SourceReader:
                 try:
                     raw = self._ts_parse(raw)
                 except ValueError as error:
-                    raise RecordError(f"cannot parse timestamp column {self.source.timestamp_column}: {error}",
-                                      TIMESTAMP) from None
+                    raise RecordError(
+                        f"cannot parse timestamp column {self.source.timestamp_column}: {error}", TIMESTAMP
+                    ) from None
             timestamp = raw
         if timestamp is None or timestamp < 0:
             raise RecordError(f"negative or missing timestamp ({timestamp}): record skipped", TIMESTAMP)
@@ -131,6 +143,7 @@ class SourceReader:
 
 # ---- queries ---------------------------------------------------------------------------------------------------------------
 
+
 class QueryRuntime:
     """Common parts: output serdes and error isolation per projected column."""
 
@@ -140,12 +153,21 @@ class QueryRuntime:
         self.topic = plan.sink.topic
         self.on_error = on_error
         sink = plan.sink
-        self._ser_key = RowSerde(sink.key_format, [c.name for c in sink.key_columns],
-                                 [c.type for c in sink.key_columns], is_key=True,
-                                 delimiter=sink.key_delimiter).serializer()
-        self._ser_value = RowSerde(sink.value_format, [c.name for c in sink.value_columns],
-                                   [c.type for c in sink.value_columns], is_key=False,
-                                   wrap_single=sink.wrap_single_value, delimiter=sink.value_delimiter).serializer()
+        self._ser_key = RowSerde(
+            sink.key_format,
+            [c.name for c in sink.key_columns],
+            [c.type for c in sink.key_columns],
+            is_key=True,
+            delimiter=sink.key_delimiter,
+        ).serializer()
+        self._ser_value = RowSerde(
+            sink.value_format,
+            [c.name for c in sink.value_columns],
+            [c.type for c in sink.value_columns],
+            is_key=False,
+            wrap_single=sink.wrap_single_value,
+            delimiter=sink.value_delimiter,
+        ).serializer()
         self._rowtime = plan.source.pseudo_index("ROWTIME")
         self.skip_below: dict[int, int] = {}  # partition -> first offset not yet applied (set on restore)
         self.dropped_late = 0
@@ -153,18 +175,29 @@ class QueryRuntime:
 
     def _error(self, row: list, reason: str, kind: str) -> None:
         source = self.plan.source
-        self.on_error(ProcessingLogEntry(self.query_id, source.topic, row[source.pseudo_index("ROWPARTITION")],
-                                         row[source.pseudo_index("ROWOFFSET")], reason, kind=kind))
+        self.on_error(
+            ProcessingLogEntry(
+                self.query_id,
+                source.topic,
+                row[source.pseudo_index("ROWPARTITION")],
+                row[source.pseudo_index("ROWOFFSET")],
+                reason,
+                kind=kind,
+            )
+        )
 
     def _safe_items(self, args: tuple, row_for_log: list, error: Exception) -> tuple:
         """Evaluate each projected column on its own: a failing one becomes NULL (ksqlDB does the same)."""
         values = []
-        for function, label in zip(self.plan.item_functions, self.plan.item_labels):
+        for function, label in zip(self.plan.item_functions, self.plan.item_labels, strict=False):
             try:
                 values.append(function(*args))
-            except Exception as item_error:  # noqa: BLE001 - any expression error nulls the column
-                self._error(row_for_log, f"Error computing expression for column {label}: "
-                                         f"{type(item_error).__name__}: {item_error}", EXPRESSION)
+            except Exception as item_error:
+                self._error(
+                    row_for_log,
+                    f"Error computing expression for column {label}: {type(item_error).__name__}: {item_error}",
+                    EXPRESSION,
+                )
                 values.append(None)
         del error
         return tuple(values)
@@ -175,7 +208,7 @@ class QueryRuntime:
             return True
         try:
             return where(row)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             self._error(row, f"Error evaluating WHERE: {type(error).__name__}: {error}", WHERE)
             return False
 
@@ -211,7 +244,7 @@ class ProjectRuntime(QueryRuntime):
             return
         try:
             values = self.plan.project(row)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             values = self._safe_items((row,), row, error)
         key = self._ser_key(self.plan.project_key(row))
         window = None
@@ -272,9 +305,11 @@ class AggregateRuntime(QueryRuntime):
             if having is None:
                 return lambda key, ws, we, st: serialize(project(key, ws, we, st))
             return lambda key, ws, we, st: serialize(project(key, ws, we, st)) if having(key, ws, we, st) else None
-        from ksql.serde import json_dumps
+        from coinstream.ksql.serde import json_dumps
 
-        items = ", ".join(f"{column.name!r}: {code}" for column, code in zip(sink.value_columns, plan.value_codes))
+        items = ", ".join(
+            f"{column.name!r}: {code}" for column, code in zip(sink.value_columns, plan.value_codes, strict=False)
+        )
         plan.compiler.namespace["_json_dumps"] = json_dumps
         return plan.compiler.function("render", "key, ws, we, st", [plan.post_code, f"return _json_dumps({{{items}}})"])
 
@@ -300,11 +335,11 @@ class AggregateRuntime(QueryRuntime):
         value: bytes | None
         try:
             value = self._render(key, ws, we, st)
-        except Exception as error:  # noqa: BLE001 - isolate the failing column, like ksqlDB
+        except Exception as error:
             plan = self.plan
             try:
                 failed_having = plan.having is not None and not plan.having(key, ws, we, st)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 failed_having = True
             if failed_having:
                 value = None
@@ -326,7 +361,7 @@ class AggregateRuntime(QueryRuntime):
             return None
         try:
             key = plan.group_key(row)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             self._error(row, f"Error computing GROUP BY key: {type(error).__name__}: {error}", GROUP_BY_KEY)
             return None
         if key is None:
@@ -366,17 +401,18 @@ class AggregateRuntime(QueryRuntime):
         update = plan.agg_update
         cached = self._cached
         emit_now = not cached and not plan.emit_final
-        if self._tumbling:
-            starts = (ts - ts % size,)
-        else:
-            starts = self._windows.starts(ts)
+        starts = (ts - ts % size,) if self._tumbling else self._windows.starts(ts)
         for ws in starts:
             if ws + size <= close:
                 if self.replaying:
                     continue  # a replay of a closed window: it counted while the window was open
                 self.dropped_late += 1
-                self._error(row, f"late record: window [{ws}, {ws + size}) closed (stream time "
-                                 f"{task.stream_time}, grace {self._grace} ms)", LATE_RECORD)
+                self._error(
+                    row,
+                    f"late record: window [{ws}, {ws + size}) closed (stream time "
+                    f"{task.stream_time}, grace {self._grace} ms)",
+                    LATE_RECORD,
+                )
                 continue
             window = store.get(ws)
             if window is None:
@@ -464,8 +500,14 @@ class AggregateRuntime(QueryRuntime):
         task = self._tasks.get(partition)
         return NO_TIME if task is None else task.stream_time
 
-    def restore(self, partition: int, stream_time: int, entries: Iterable[tuple[tuple, int | None, list]],
-                out: list, changed: bool = False) -> None:
+    def restore(
+        self,
+        partition: int,
+        stream_time: int,
+        entries: Iterable[tuple[tuple, int | None, list]],
+        out: list,
+        changed: bool = False,
+    ) -> None:
         """Rebuild one partition's state before processing resumes; `changed` marks every restored
         state as changed, so that the next commit cycle writes it to a (new, empty) changelog."""
         task = self._tasks[partition] = _Task()
@@ -542,8 +584,12 @@ class SessionAggregateRuntime(AggregateRuntime):
         end = max([ts] + [session[1] for session in merged])
         if end < close:
             self.dropped_late += 1
-            self._error(row, f"late record: session [{start}, {end}] closed (stream time {task.stream_time}, "
-                             f"grace {self._grace} ms, gap {gap} ms)", LATE_RECORD)
+            self._error(
+                row,
+                f"late record: session [{start}, {end}] closed (stream time {task.stream_time}, "
+                f"grace {self._grace} ms, gap {gap} ms)",
+                LATE_RECORD,
+            )
             return
         state = plan.agg_init()
         for session in merged:
@@ -573,7 +619,7 @@ class SessionAggregateRuntime(AggregateRuntime):
         else:
             try:
                 value = self._render(key, start, end, state)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 value = self._ser_value(self._safe_items((key, start, end, state), self._log_row(key), error))
         out.append((self.topic, windowed, value, timestamp, (start, end, "session")))
 
@@ -598,11 +644,13 @@ class SessionAggregateRuntime(AggregateRuntime):
 
 # ---- the pipeline --------------------------------------------------------------------------------------------------------------
 
+
 class Pipeline:
     """All queries of a catalog, routed by input topic."""
 
-    def __init__(self, catalog: Catalog, *, cached: bool = False, track_changes: bool = False,
-                 on_error: ErrorSink | None = None) -> None:
+    def __init__(
+        self, catalog: Catalog, *, cached: bool = False, track_changes: bool = False, on_error: ErrorSink | None = None
+    ) -> None:
         self.catalog = catalog
         self.errors: list[ProcessingLogEntry] = []
         self.error_count = 0
@@ -643,8 +691,17 @@ class Pipeline:
     def output_topics(self) -> list[str]:
         return [runtime.topic for runtime in self.queries]
 
-    def process(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-                timestamp: int, out: list | None = None, replayed: bool = False) -> list:
+    def process(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        out: list | None = None,
+        replayed: bool = False,
+    ) -> list:
         """Feed one input record; returns (and appends to `out`) the output records it produced.
 
         `replayed`: the record was published again after the broker forgot its first delivery
@@ -657,8 +714,9 @@ class Pipeline:
             try:
                 row = reader.read(key, value, timestamp, partition, offset)
             except RecordError as error:
-                self._error(ProcessingLogEntry(reader.source.name, topic, partition, offset, str(error), key, value,
-                                               error.kind))
+                self._error(
+                    ProcessingLogEntry(reader.source.name, topic, partition, offset, str(error), key, value, error.kind)
+                )
                 continue
             for runtime in runtimes:
                 if replayed:

@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
-from typing import Any, Callable
+from typing import Any
 
-from ksql import timefmt
-from ksql.errors import InvalidStatement, UnsupportedStatement
-from ksql.types import (
-    BIGINT, DOUBLE, INTEGER, NULL, STRING, TIMESTAMP, SqlType, wrap_int, wrap_long,
+from coinstream.ksql import timefmt
+from coinstream.ksql.errors import InvalidStatement, UnsupportedStatement
+from coinstream.ksql.types import (
+    BIGINT,
+    DOUBLE,
+    INTEGER,
+    NULL,
+    STRING,
+    TIMESTAMP,
+    SqlType,
+    wrap_int,
+    wrap_long,
 )
 
 _NOT_LITERAL = object()
@@ -59,8 +68,7 @@ class _Call:
 
     def reject(self) -> InvalidStatement:
         types = ", ".join(str(arg.type) for arg in self.args)
-        return InvalidStatement(f"Function '{self.name}' does not accept parameters ({types}).",
-                                self.line, self.column)
+        return InvalidStatement(f"Function '{self.name}' does not accept parameters ({types}).", self.line, self.column)
 
     def unsupported(self, what: str) -> UnsupportedStatement:
         return UnsupportedStatement(f"{self.name}: {what}", self.line, self.column)
@@ -87,6 +95,7 @@ def _widens_to(arg: Arg, target: SqlType) -> bool:
 
 
 # ---- math -----------------------------------------------------------------------------------------------------
+
 
 def _abs(call: _Call) -> Resolved:
     (arg,) = _arity(call, 1)
@@ -225,6 +234,7 @@ def _pick_non_null(pick: Callable, values: tuple, convert: Callable | None) -> A
 
 # ---- strings ---------------------------------------------------------------------------------------------------
 
+
 def _java_length(text: str) -> int:
     """String.length(): UTF-16 code units."""
     return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
@@ -269,7 +279,7 @@ def _substring(call: _Call) -> Resolved:
         return max(length + position, 0) if position < 0 else max(min(position - 1, length), 0)
 
     if len(args) == 2:
-        return Resolved(STRING, lambda s, p: s[start_index(len(s), p):])
+        return Resolved(STRING, lambda s, p: s[start_index(len(s), p) :])
 
     def substring(s, p, n):
         start = start_index(len(s), p)
@@ -287,6 +297,7 @@ def _replace(call: _Call) -> Resolved:
 
 
 # ---- null handling ------------------------------------------------------------------------------------------------
+
 
 def _common_type(call: _Call, args: list[Arg]) -> SqlType:
     types = [arg.type for arg in args if arg.type != NULL]
@@ -332,6 +343,7 @@ def _as_value(call: _Call) -> Resolved:
 
 # ---- time ------------------------------------------------------------------------------------------------------------
 
+
 def _zone_getter(call: _Call, arg: Arg | None) -> Callable[[Any], Any]:
     """Resolve a time-zone argument: literal zones are checked now, column zones per record."""
     if arg is None:
@@ -350,8 +362,9 @@ def _pattern_formatter(call: _Call, arg: Arg) -> Callable[[str], timefmt.Formatt
         try:
             return timefmt.formatter(arg.literal)
         except timefmt.PatternError as error:
-            raise UnsupportedStatement(f"{call.name} pattern '{arg.literal}': {error}",
-                                       call.line, call.column) from None
+            raise UnsupportedStatement(
+                f"{call.name} pattern '{arg.literal}': {error}", call.line, call.column
+            ) from None
     return timefmt.formatter
 
 
@@ -405,8 +418,9 @@ def _parse_resolver(result: SqlType) -> Callable[[_Call], Resolved]:
             try:
                 timefmt.parser(args[1].literal)
             except timefmt.PatternError as error:
-                raise UnsupportedStatement(f"{call.name} pattern '{args[1].literal}': {error}",
-                                           call.line, call.column) from None
+                raise UnsupportedStatement(
+                    f"{call.name} pattern '{args[1].literal}': {error}", call.line, call.column
+                ) from None
         get_zone = _zone_getter(call, args[2] if len(args) > 2 else None)
 
         def parse(text, pattern_text, zone_name=None):
@@ -441,6 +455,7 @@ def _array_length(call: _Call) -> Resolved:
 
 
 # ---- registry ---------------------------------------------------------------------------------------------------------
+
 
 def _arity(call: _Call, low: int, high: int | None = None) -> list[Arg]:
     high = low if high is None else high
@@ -484,21 +499,110 @@ SCALAR_FUNCTIONS: dict[str, Callable[[_Call], Resolved]] = {
 
 # ksqlDB functions we know exist but do not implement: calling them is "unsupported", not "invalid".
 KNOWN_KSQL_FUNCTIONS = {
-    "ARRAY", "ARRAY_CONCAT", "ARRAY_CONTAINS", "ARRAY_DISTINCT", "ARRAY_EXCEPT", "ARRAY_INTERSECT",
-    "ARRAY_JOIN", "ARRAY_MAX", "ARRAY_MIN", "ARRAY_REMOVE", "ARRAY_SORT", "ARRAY_UNION", "AS_MAP",
-    "CBRT", "CHR", "CONVERT_TZ", "DATEADD", "DATESUB", "DATETOSTRING", "DEGREES", "ELT", "ENCODE",
-    "ENTRIES", "EXTRACTJSONFIELD", "FIELD", "FILTER", "FORMAT_DATE", "FORMAT_TIME", "FROM_BYTES",
-    "GENERATE_SERIES", "GEO_DISTANCE", "INITCAP", "INSTR", "IS_JSON_STRING", "JSON_ARRAY_CONTAINS",
-    "JSON_ARRAY_LENGTH", "JSON_CONCAT", "JSON_KEYS", "JSON_RECORDS", "JSON_ITEMS", "LOG", "LPAD",
-    "LTRIM", "MAP", "MAP_KEYS", "MAP_UNION", "MAP_VALUES", "MASK", "MASK_KEEP_LEFT",
-    "MASK_KEEP_RIGHT", "MASK_LEFT", "MASK_RIGHT", "PARSE_DATE", "PARSE_TIME", "PI", "RADIANS",
-    "RANDOM", "REDUCE", "REGEXP_EXTRACT", "REGEXP_EXTRACT_ALL", "REGEXP_REPLACE", "REGEXP_SPLIT_TO_ARRAY",
-    "RPAD", "RTRIM", "SLICE", "SPLIT", "SPLIT_TO_MAP", "STRINGTODATE", "STRUCT", "TIMEADD", "TIMESUB",
-    "TIMESTAMPADD", "TIMESTAMPSUB", "TO_BYTES", "TO_JSON_STRING", "TRANSFORM", "TRUNC", "UUID",
-    "URL_DECODE_PARAM", "URL_ENCODE_PARAM", "URL_EXTRACT_FRAGMENT", "URL_EXTRACT_HOST",
-    "URL_EXTRACT_PARAMETER", "URL_EXTRACT_PATH", "URL_EXTRACT_PORT", "URL_EXTRACT_PROTOCOL",
-    "URL_EXTRACT_QUERY", "CUBE_EXPLODE", "EXPLODE", "COS", "SIN", "TAN", "ACOS", "ASIN", "ATAN",
-    "ATAN2", "COSH", "SINH", "TANH", "COT", "CARDINALITY", "DATE", "TIME", "TIMESTAMP",
+    "ARRAY",
+    "ARRAY_CONCAT",
+    "ARRAY_CONTAINS",
+    "ARRAY_DISTINCT",
+    "ARRAY_EXCEPT",
+    "ARRAY_INTERSECT",
+    "ARRAY_JOIN",
+    "ARRAY_MAX",
+    "ARRAY_MIN",
+    "ARRAY_REMOVE",
+    "ARRAY_SORT",
+    "ARRAY_UNION",
+    "AS_MAP",
+    "CBRT",
+    "CHR",
+    "CONVERT_TZ",
+    "DATEADD",
+    "DATESUB",
+    "DATETOSTRING",
+    "DEGREES",
+    "ELT",
+    "ENCODE",
+    "ENTRIES",
+    "EXTRACTJSONFIELD",
+    "FIELD",
+    "FILTER",
+    "FORMAT_DATE",
+    "FORMAT_TIME",
+    "FROM_BYTES",
+    "GENERATE_SERIES",
+    "GEO_DISTANCE",
+    "INITCAP",
+    "INSTR",
+    "IS_JSON_STRING",
+    "JSON_ARRAY_CONTAINS",
+    "JSON_ARRAY_LENGTH",
+    "JSON_CONCAT",
+    "JSON_KEYS",
+    "JSON_RECORDS",
+    "JSON_ITEMS",
+    "LOG",
+    "LPAD",
+    "LTRIM",
+    "MAP",
+    "MAP_KEYS",
+    "MAP_UNION",
+    "MAP_VALUES",
+    "MASK",
+    "MASK_KEEP_LEFT",
+    "MASK_KEEP_RIGHT",
+    "MASK_LEFT",
+    "MASK_RIGHT",
+    "PARSE_DATE",
+    "PARSE_TIME",
+    "PI",
+    "RADIANS",
+    "RANDOM",
+    "REDUCE",
+    "REGEXP_EXTRACT",
+    "REGEXP_EXTRACT_ALL",
+    "REGEXP_REPLACE",
+    "REGEXP_SPLIT_TO_ARRAY",
+    "RPAD",
+    "RTRIM",
+    "SLICE",
+    "SPLIT",
+    "SPLIT_TO_MAP",
+    "STRINGTODATE",
+    "STRUCT",
+    "TIMEADD",
+    "TIMESUB",
+    "TIMESTAMPADD",
+    "TIMESTAMPSUB",
+    "TO_BYTES",
+    "TO_JSON_STRING",
+    "TRANSFORM",
+    "TRUNC",
+    "UUID",
+    "URL_DECODE_PARAM",
+    "URL_ENCODE_PARAM",
+    "URL_EXTRACT_FRAGMENT",
+    "URL_EXTRACT_HOST",
+    "URL_EXTRACT_PARAMETER",
+    "URL_EXTRACT_PATH",
+    "URL_EXTRACT_PORT",
+    "URL_EXTRACT_PROTOCOL",
+    "URL_EXTRACT_QUERY",
+    "CUBE_EXPLODE",
+    "EXPLODE",
+    "COS",
+    "SIN",
+    "TAN",
+    "ACOS",
+    "ASIN",
+    "ATAN",
+    "ATAN2",
+    "COSH",
+    "SINH",
+    "TANH",
+    "COT",
+    "CARDINALITY",
+    "DATE",
+    "TIME",
+    "TIMESTAMP",
 }
 
 

@@ -59,17 +59,17 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from common.kafka_config import admin_config, consumer_config, producer_config
-from common.kafka_lag import consumer_lag
-from common.kafka_topics import is_replay, topic_ids
-from common.settings import Settings
-from ksql.engine import AggregateRuntime, Pipeline, ProcessingLogEntry
-from ksql.errors import UnsupportedStatement
-from ksql.metrics import EngineMetrics
-from ksql.planner import Catalog, QueryPlan
-from ksql.serde import kafka_partition
-from ksql.state_store import Checkpoint, LocalStateStore, PartitionChanges
-from ksql import ast
+from coinstream.common.kafka_config import admin_config, consumer_config, producer_config
+from coinstream.common.kafka_lag import consumer_lag
+from coinstream.common.kafka_topics import is_replay, topic_ids
+from coinstream.common.settings import Settings
+from coinstream.ksql import ast
+from coinstream.ksql.engine import AggregateRuntime, Pipeline, ProcessingLogEntry
+from coinstream.ksql.errors import UnsupportedStatement
+from coinstream.ksql.metrics import EngineMetrics
+from coinstream.ksql.planner import Catalog, QueryPlan
+from coinstream.ksql.serde import kafka_partition
+from coinstream.ksql.state_store import Checkpoint, LocalStateStore, PartitionChanges
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ DEFAULT_PROCESSING_LOG_TOPIC = "ksql_processing_log"
 
 
 # ---- changelog encoding ------------------------------------------------------------------------------------------
+
 
 def _encode_special(value: Any) -> Any:
     if isinstance(value, Decimal):
@@ -117,6 +118,7 @@ def decode_state(data: bytes) -> list:
 
 # ---- the runner ----------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class RunnerStats:
     records_in: int = 0
@@ -150,11 +152,22 @@ def group_by_is_source_key(plan: QueryPlan) -> bool:
 class KafkaRunner:
     """Runs every query of a catalog against Kafka (see the module docstring for the guarantees)."""
 
-    def __init__(self, catalog: Catalog, settings: Settings, *, bootstrap: str | None = None,
-                 app_id: str = DEFAULT_APP_ID, commit_interval_ms: int = 1000, cache: bool = True,
-                 processing_log_topic: str = DEFAULT_PROCESSING_LOG_TOPIC, idle_exit_s: float | None = None,
-                 fail_at: str | None = None, session_timeout_ms: int | None = None,
-                 metrics: EngineMetrics | None = None, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        *,
+        bootstrap: str | None = None,
+        app_id: str = DEFAULT_APP_ID,
+        commit_interval_ms: int = 1000,
+        cache: bool = True,
+        processing_log_topic: str = DEFAULT_PROCESSING_LOG_TOPIC,
+        idle_exit_s: float | None = None,
+        fail_at: str | None = None,
+        session_timeout_ms: int | None = None,
+        metrics: EngineMetrics | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
         self.catalog = catalog
         self.settings = settings
         self.bootstrap = bootstrap
@@ -179,15 +192,26 @@ class KafkaRunner:
             # A dead member is only evicted after the session timeout, and Tansu takes about half of it
             # to complete a join: a shorter one makes restarts faster (tests), at the price of more
             # spurious rebalances on a slow machine.
-            self._group_overrides = {"session.timeout.ms": session_timeout_ms,
-                                     "heartbeat.interval.ms": max(100, session_timeout_ms // 4)}
+            self._group_overrides = {
+                "session.timeout.ms": session_timeout_ms,
+                "heartbeat.interval.ms": max(100, session_timeout_ms // 4),
+            }
         self._admin = AdminClient(admin_config(settings, bootstrap))
         # Delivery reports only for failures: no Python callback per output record on the hot path,
         # and a failure still stops the commit (see _flush).
-        self._producer = Producer(producer_config(
-            settings, bootstrap, **{"partitioner": "murmur2_random", "queue.buffering.max.messages": 200_000,
-                                    "queue.buffering.max.kbytes": 65_536, "delivery.report.only.error": True,
-                                    "on_delivery": self._on_delivery}))
+        self._producer = Producer(
+            producer_config(
+                settings,
+                bootstrap,
+                **{
+                    "partitioner": "murmur2_random",
+                    "queue.buffering.max.messages": 200_000,
+                    "queue.buffering.max.kbytes": 65_536,
+                    "delivery.report.only.error": True,
+                    "on_delivery": self._on_delivery,
+                },
+            )
+        )
         self._consumer: Consumer | None = None
         self._partition_cache: dict[tuple[str, bytes], int] = {}
         self._sink_partitions: dict[str, int] = {}
@@ -218,8 +242,9 @@ class KafkaRunner:
         if not missing:
             return
         replication = self.settings.kafka_replication_factor
-        futures = self._admin.create_topics([NewTopic(name, count, replication, config=config or {})
-                                             for name, count in missing.items()])
+        futures = self._admin.create_topics(
+            [NewTopic(name, count, replication, config=config or {}) for name, count in missing.items()]
+        )
         for name, future in futures.items():
             try:
                 future.result(timeout=30)
@@ -250,23 +275,28 @@ class KafkaRunner:
             source_topic = plan.source.topic
             if source_topic not in counts:
                 if source_topic not in sink_topics:
-                    log.warning("source topic %s does not exist: creating it with %d partition(s)", source_topic,
-                                plan.source.partitions or default)
+                    log.warning(
+                        "source topic %s does not exist: creating it with %d partition(s)",
+                        source_topic,
+                        plan.source.partitions or default,
+                    )
                 self._create_topics({source_topic: plan.source.partitions or default})
                 counts = self._topic_partitions()
             source_partitions = counts[source_topic]
             wanted: dict[str, int] = {}
             if isinstance(runtime, AggregateRuntime):
                 if plan.agg_merge is not None:
-                    raise UnsupportedStatement(f"{plan.query_id}: SESSION windows in ksql run (their restart "
-                                               f"safety is not implemented; ksql test runs them)")
+                    raise UnsupportedStatement(
+                        f"{plan.query_id}: SESSION windows in ksql run (their restart "
+                        f"safety is not implemented; ksql test runs them)"
+                    )
                 if source_partitions > 1 and not group_by_is_source_key(plan):
                     raise UnsupportedStatement(
                         f"{plan.query_id}: GROUP BY on something other than the key of a topic with "
-                        f"{source_partitions} partitions (ksqlDB would repartition; ksql run does not)")
+                        f"{source_partitions} partitions (ksqlDB would repartition; ksql run does not)"
+                    )
                 # Compacted: restore needs only the latest state per window and the latest position.
-                self._create_topics({self.changelog_topic(runtime): source_partitions},
-                                    {"cleanup.policy": "compact"})
+                self._create_topics({self.changelog_topic(runtime): source_partitions}, {"cleanup.policy": "compact"})
             wanted[plan.sink.topic] = plan.sink.partitions or source_partitions
             self._create_topics(wanted)
             counts = self._topic_partitions()
@@ -282,11 +312,17 @@ class KafkaRunner:
     def _produce_processing_log(self) -> None:
         entries, self._pending_log = self._pending_log, []
         for entry in entries:
-            record = {"source": entry.source, "topic": entry.topic, "partition": entry.partition,
-                      "offset": entry.offset, "reason": entry.reason, "kind": entry.kind,
-                      "key_base64": base64.b64encode(entry.key).decode() if entry.key is not None else None,
-                      "value_base64": base64.b64encode(entry.value).decode() if entry.value is not None else None,
-                      "logged_at_ms": int(time.time() * 1000)}
+            record = {
+                "source": entry.source,
+                "topic": entry.topic,
+                "partition": entry.partition,
+                "offset": entry.offset,
+                "reason": entry.reason,
+                "kind": entry.kind,
+                "key_base64": base64.b64encode(entry.key).decode() if entry.key is not None else None,
+                "value_base64": base64.b64encode(entry.value).decode() if entry.value is not None else None,
+                "logged_at_ms": int(time.time() * 1000),
+            }
             self._produce(self.processing_log_topic, None, json.dumps(record).encode(), None)
 
     # ---- producing -------------------------------------------------------------------------------------------------------
@@ -295,8 +331,9 @@ class KafkaRunner:
         if error is not None:
             self._delivery_errors.append(f"{message.topic()}: {error}")
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int | None,
-                 partition: int | None = None) -> None:
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, timestamp: int | None, partition: int | None = None
+    ) -> None:
         produce = self._producer.produce
         while True:
             try:
@@ -371,9 +408,21 @@ class KafkaRunner:
                         upserts.append((encode_state_key(key, window_start), encode_state(state)))
                         self._produce(topic, upserts[-1][0], upserts[-1][1], None, partition)
                 if self._store is not None:
-                    local.append(PartitionChanges(topic, partition, Checkpoint(
-                        self._topic_ids.get(topic, ""), source_topic, self._topic_ids.get(source_topic, ""),
-                        marker_value[0], marker_value[1]), upserts, tombstones))
+                    local.append(
+                        PartitionChanges(
+                            topic,
+                            partition,
+                            Checkpoint(
+                                self._topic_ids.get(topic, ""),
+                                source_topic,
+                                self._topic_ids.get(source_topic, ""),
+                                marker_value[0],
+                                marker_value[1],
+                            ),
+                            upserts,
+                            tombstones,
+                        )
+                    )
                 self._maybe_fail("mid-changelog")
                 marker = json.dumps({"offset": marker_value[0], "stream_time": marker_value[1]}).encode()
                 self._produce(topic, POSITION_KEY, marker, None, partition)
@@ -384,8 +433,11 @@ class KafkaRunner:
         if local:
             self._store.write(local)
         self._maybe_fail("after-changelog")
-        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in self._positions.items()
-                   if (topic, partition) in self._assigned]
+        offsets = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in self._positions.items()
+            if (topic, partition) in self._assigned
+        ]
         if offsets and self._consumer is not None:
             try:
                 self._consumer.commit(offsets=offsets, asynchronous=False)
@@ -423,9 +475,14 @@ class KafkaRunner:
         results: dict[tuple[str, int], tuple[dict, dict | None]] = {tp: ({}, None) for tp in wanted}
         if not wanted:
             return results
-        reader = Consumer({**consumer_config(self.settings, f"{self.app_id}-restore", self.bootstrap),
-                           "enable.auto.commit": False, "isolation.level": "read_uncommitted",
-                           "fetch.wait.max.ms": 50})
+        reader = Consumer(
+            {
+                **consumer_config(self.settings, f"{self.app_id}-restore", self.bootstrap),
+                "enable.auto.commit": False,
+                "isolation.level": "read_uncommitted",
+                "fetch.wait.max.ms": 50,
+            }
+        )
         pending = set(wanted)
         try:
             reader.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for topic, partition in wanted])
@@ -456,13 +513,19 @@ class KafkaRunner:
 
     def _restore(self, partitions: list[TopicPartition]) -> None:
         """Rebuild state for newly assigned partitions and set where each one resumes."""
-        committed = {(tp.topic, tp.partition): tp.offset
-                     for tp in self._consumer.committed(partitions, timeout=30)} if partitions else {}
-        wanted = [(self.changelog_topic(runtime), tp.partition) for tp in partitions for runtime in self.aggregates
-                  if runtime.plan.source.topic == tp.topic]
+        committed = (
+            {(tp.topic, tp.partition): tp.offset for tp in self._consumer.committed(partitions, timeout=30)}
+            if partitions
+            else {}
+        )
+        wanted = [
+            (self.changelog_topic(runtime), tp.partition)
+            for tp in partitions
+            for runtime in self.aggregates
+            if runtime.plan.source.topic == tp.topic
+        ]
         if partitions:
-            self._topic_ids = topic_ids(self._admin, [tp.topic for tp in partitions] +
-                                        [topic for topic, _ in wanted])
+            self._topic_ids = topic_ids(self._admin, [tp.topic for tp in partitions] + [topic for topic, _ in wanted])
         changelogs = self._read_changelogs(wanted)
         for tp in partitions:
             topic_partition = (tp.topic, tp.partition)
@@ -472,7 +535,8 @@ class KafkaRunner:
             for runtime in readers:
                 changelog = self.changelog_topic(runtime)
                 latest, position, from_local, same_input = self._state_source(
-                    changelog, tp, changelogs[(changelog, tp.partition)])
+                    changelog, tp, changelogs[(changelog, tp.partition)]
+                )
                 entries = []
                 for state_key, value in latest.items():
                     if value is None:
@@ -485,20 +549,25 @@ class KafkaRunner:
                 stream_time = position["stream_time"] if position else -(2**63)
                 # Written to the changelog at the next cycle: a new changelog gets the local states, and
                 # states whose offsets were cleared replace the old ones.
-                runtime.restore(tp.partition, stream_time, entries, self._out,
-                                changed=from_local or not same_input)
+                runtime.restore(tp.partition, stream_time, entries, self._out, changed=from_local or not same_input)
                 self.stats.restored_windows += len(entries)
                 self.metrics.restored(runtime.query_id, len(entries))
                 if position is not None and same_input:
                     runtime.skip_below[tp.partition] = position["offset"]
                     query_positions.append(position["offset"])
                 if self._store is not None and not from_local:
-                    self._store.replace(changelog, tp.partition,
-                                        {key: value for key, value in latest.items() if value is not None})
-                log.info("%s: restored %d window(s) of partition %d from the %s (position %s%s)",
-                         runtime.query_id, len(entries), tp.partition,
-                         "local state" if from_local else "changelog", position,
-                         "" if same_input else "; the input topic is new: its offsets start again")
+                    self._store.replace(
+                        changelog, tp.partition, {key: value for key, value in latest.items() if value is not None}
+                    )
+                log.info(
+                    "%s: restored %d window(s) of partition %d from the %s (position %s%s)",
+                    runtime.query_id,
+                    len(entries),
+                    tp.partition,
+                    "local state" if from_local else "changelog",
+                    position,
+                    "" if same_input else "; the input topic is new: its offsets start again",
+                )
             if readers and len(query_positions) == len(readers):
                 resume = max(resume, min(query_positions))
             if resume >= 0:
@@ -506,8 +575,9 @@ class KafkaRunner:
                 self._positions[topic_partition] = resume
             self._assigned.add(topic_partition)
 
-    def _state_source(self, changelog: str, tp: TopicPartition,
-                      from_changelog: tuple[dict, dict | None]) -> tuple[dict, dict | None, bool, bool]:
+    def _state_source(
+        self, changelog: str, tp: TopicPartition, from_changelog: tuple[dict, dict | None]
+    ) -> tuple[dict, dict | None, bool, bool]:
         """(states, position, from local state?, same input incarnation?) for one changelog partition.
 
         The changelog is the source unless the local checkpoint names another incarnation of it (it
@@ -519,8 +589,12 @@ class KafkaRunner:
         if point is None or point.changelog_id == self._topic_ids.get(changelog, ""):
             latest, position = from_changelog
             return latest, position, False, same_input
-        log.warning("%s[%d]: the changelog is not the one the local state was checkpointed with "
-                    "(re-created or lost with the broker): restoring from local state", changelog, tp.partition)
+        log.warning(
+            "%s[%d]: the changelog is not the one the local state was checkpointed with "
+            "(re-created or lost with the broker): restoring from local state",
+            changelog,
+            tp.partition,
+        )
         position = {"offset": point.next_offset, "stream_time": point.stream_time}
         return self._store.states(changelog, tp.partition), position, True, same_input
 
@@ -551,9 +625,12 @@ class KafkaRunner:
 
     def run(self) -> RunnerStats:
         self.prepare_topics()
-        config = consumer_config(self.settings, self.app_id, self.bootstrap,
-                                 **{"isolation.level": "read_uncommitted", "max.poll.interval.ms": 300_000,
-                                    **self._group_overrides})
+        config = consumer_config(
+            self.settings,
+            self.app_id,
+            self.bootstrap,
+            **{"isolation.level": "read_uncommitted", "max.poll.interval.ms": 300_000, **self._group_overrides},
+        )
         self._consumer = Consumer(config)
         self._consumer.subscribe(self.pipeline.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         process = self.pipeline.process
@@ -578,8 +655,16 @@ class KafkaRunner:
                     topic, partition, offset = message.topic(), message.partition(), message.offset()
                     _kind, timestamp = message.timestamp()
                     if is_replay(message.headers()):
-                        process(topic, partition, offset, message.key(), message.value(), timestamp, self._out,
-                                replayed=True)
+                        process(
+                            topic,
+                            partition,
+                            offset,
+                            message.key(),
+                            message.value(),
+                            timestamp,
+                            self._out,
+                            replayed=True,
+                        )
                     else:
                         process(topic, partition, offset, message.key(), message.value(), timestamp, self._out)
                     positions[(topic, partition)] = offset + 1
@@ -618,9 +703,15 @@ class KafkaRunner:
     def _report(self) -> None:
         elapsed = max(time.monotonic() - self.stats.started, 1e-9)
         windows = sum(runtime.window_count() for runtime in self.aggregates)
-        log.info("records in %d (%.0f/s), out %d, processing-log entries %d, open windows %d, cycles %d",
-                 self.stats.records_in, self.stats.records_in / elapsed, self.stats.records_out,
-                 self.stats.processing_errors, windows, self.stats.cycles)
+        log.info(
+            "records in %d (%.0f/s), out %d, processing-log entries %d, open windows %d, cycles %d",
+            self.stats.records_in,
+            self.stats.records_in / elapsed,
+            self.stats.records_out,
+            self.stats.processing_errors,
+            windows,
+            self.stats.cycles,
+        )
 
     def _maybe_fail(self, stage: str) -> None:
         """Fault injection for the restart tests: die like `kill -9` at a chosen point of a chosen cycle."""
@@ -640,4 +731,3 @@ def _parse_fail_at(text: str | None) -> list | None:
     if stage not in ("mid-cycle", "after-outputs", "mid-changelog", "after-changelog"):
         raise ValueError(f"unknown fault-injection stage {stage!r}")
     return [stage, int(count or 1)]
-

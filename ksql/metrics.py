@@ -26,27 +26,42 @@ class EngineMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.records_in = Counter("coinstream_ksql_records_in", "Input records consumed, by topic",
-                                  ["topic"], registry=r)
-        self.records_out = Counter("coinstream_ksql_records_out", "Output records produced, by sink topic",
-                                   ["topic"], registry=r)
+        self.records_in = Counter(
+            "coinstream_ksql_records_in", "Input records consumed, by topic", ["topic"], registry=r
+        )
+        self.records_out = Counter(
+            "coinstream_ksql_records_out", "Output records produced, by sink topic", ["topic"], registry=r
+        )
         self.processing_log = Counter(
             "coinstream_ksql_processing_log_entries",
             "Processing-log entries, by query (or source, for records that do not decode) and kind",
-            ["source", "kind"], registry=r)
-        self.commit_cycles = Counter("coinstream_ksql_commit_cycles",
-                                     "Commit cycles completed (outputs, changelog, then offsets)", registry=r)
-        self.commit_cycle_seconds = Histogram("coinstream_ksql_commit_cycle_seconds",
-                                              "Duration of one commit cycle", buckets=CYCLE_BUCKETS, registry=r)
-        self.open_windows = Gauge("coinstream_ksql_open_windows",
-                                  "Aggregate states held in memory (windows not yet closed), by query",
-                                  ["query"], registry=r)
-        self.restored_windows = Counter("coinstream_ksql_restored_windows",
-                                        "Window states read back from the changelog on assignment, by query",
-                                        ["query"], registry=r)
-        self.lag = Gauge("coinstream_ksql_consumer_lag",
-                         "Input records not yet consumed (high watermark - position)",
-                         ["topic", "partition"], registry=r)
+            ["source", "kind"],
+            registry=r,
+        )
+        self.commit_cycles = Counter(
+            "coinstream_ksql_commit_cycles", "Commit cycles completed (outputs, changelog, then offsets)", registry=r
+        )
+        self.commit_cycle_seconds = Histogram(
+            "coinstream_ksql_commit_cycle_seconds", "Duration of one commit cycle", buckets=CYCLE_BUCKETS, registry=r
+        )
+        self.open_windows = Gauge(
+            "coinstream_ksql_open_windows",
+            "Aggregate states held in memory (windows not yet closed), by query",
+            ["query"],
+            registry=r,
+        )
+        self.restored_windows = Counter(
+            "coinstream_ksql_restored_windows",
+            "Window states read back from the changelog on assignment, by query",
+            ["query"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "coinstream_ksql_consumer_lag",
+            "Input records not yet consumed (high watermark - position)",
+            ["topic", "partition"],
+            registry=r,
+        )
 
     def consumed(self, by_topic: Mapping[str, int]) -> None:
         for topic, count in by_topic.items():
@@ -79,5 +94,8 @@ class EngineMetrics:
             self.lag.labels(topic, str(partition)).set(value)
 
     def _lag_labels(self) -> set[tuple[str, str]]:
-        return {(sample.labels["topic"], sample.labels["partition"])
-                for metric in self.lag.collect() for sample in metric.samples}
+        return {
+            (sample.labels["topic"], sample.labels["partition"])
+            for metric in self.lag.collect()
+            for sample in metric.samples
+        }

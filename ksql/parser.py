@@ -17,31 +17,67 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from ksql import ast
-from ksql.errors import InvalidStatement, KsqlError, UnsupportedStatement
-from ksql.types import (
-    BIGINT, BOOLEAN, DOUBLE, INTEGER, INT_MAX, INT_MIN, LONG_MAX, NULL, SIMPLE_TYPE_NAMES, STRING,
-    SqlType, array_of, decimal_type, map_of, struct_of,
+from coinstream.ksql import ast
+from coinstream.ksql.errors import InvalidStatement, KsqlError, UnsupportedStatement
+from coinstream.ksql.types import (
+    BIGINT,
+    BOOLEAN,
+    DOUBLE,
+    INT_MAX,
+    INT_MIN,
+    INTEGER,
+    LONG_MAX,
+    NULL,
+    SIMPLE_TYPE_NAMES,
+    STRING,
+    SqlType,
+    array_of,
+    decimal_type,
+    map_of,
+    struct_of,
 )
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 
 TIME_UNITS_MS = {
-    "MILLISECOND": 1, "MILLISECONDS": 1,
-    "SECOND": 1000, "SECONDS": 1000,
-    "MINUTE": 60_000, "MINUTES": 60_000,
-    "HOUR": 3_600_000, "HOURS": 3_600_000,
-    "DAY": 86_400_000, "DAYS": 86_400_000,
+    "MILLISECOND": 1,
+    "MILLISECONDS": 1,
+    "SECOND": 1000,
+    "SECONDS": 1000,
+    "MINUTE": 60_000,
+    "MINUTES": 60_000,
+    "HOUR": 3_600_000,
+    "HOURS": 3_600_000,
+    "DAY": 86_400_000,
+    "DAYS": 86_400_000,
 }
 
 # How lark's terminal names read in an error message.
 _TERMINAL_TEXT = {
-    "SEMICOLON": "';'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "DOT": "'.'", "STAR": "'*'",
-    "EQUAL": "'='", "LESSTHAN": "'<'", "MORETHAN": "'>'", "LSQB": "'['", "RSQB": "']'",
-    "MINUS": "'-'", "PLUS": "'+'", "SLASH": "'/'", "PERCENT": "'%'", "IDENT": "an identifier",
-    "DIGIT_IDENT": "an identifier", "QUOTED_IDENT": "an identifier", "DQ_IDENT": "an identifier",
-    "STRING": "a string", "INT_NUMBER": "a number", "DECIMAL_NUMBER": "a number",
-    "FLOAT_NUMBER": "a number", "$END": "end of input",
+    "SEMICOLON": "';'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "COMMA": "','",
+    "DOT": "'.'",
+    "STAR": "'*'",
+    "EQUAL": "'='",
+    "LESSTHAN": "'<'",
+    "MORETHAN": "'>'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "MINUS": "'-'",
+    "PLUS": "'+'",
+    "SLASH": "'/'",
+    "PERCENT": "'%'",
+    "IDENT": "an identifier",
+    "DIGIT_IDENT": "an identifier",
+    "QUOTED_IDENT": "an identifier",
+    "DQ_IDENT": "an identifier",
+    "STRING": "a string",
+    "INT_NUMBER": "a number",
+    "DECIMAL_NUMBER": "a number",
+    "FLOAT_NUMBER": "a number",
+    "$END": "end of input",
 }
 
 
@@ -83,11 +119,12 @@ def _syntax_error(text: str, error: UnexpectedInput) -> KsqlError:
         column = len(content) - (content.rfind("\n") + 1) + 1
         return InvalidStatement("unexpected end of input (is a ';' missing?)", line, column)
     offset = getattr(error, "pos_in_stream", None)
-    if offset is not None and "=>" in text[max(0, offset - 1):offset + 2]:
+    if offset is not None and "=>" in text[max(0, offset - 1) : offset + 2]:
         return UnsupportedStatement("lambda functions", line, column)
     if isinstance(error, UnexpectedToken):
-        expected = sorted({_TERMINAL_TEXT.get(name, f"'{name.strip('_')}'") for name in error.expected
-                           if not name.startswith("__")})
+        expected = sorted(
+            {_TERMINAL_TEXT.get(name, f"'{name.strip('_')}'") for name in error.expected if not name.startswith("__")}
+        )
         shown = ", ".join(expected[:12]) + (", ..." if len(expected) > 12 else "")
         return InvalidStatement(f"syntax error at '{error.token}': expected {shown}", line, column)
     if isinstance(error, UnexpectedCharacters):
@@ -114,8 +151,9 @@ def normalize_identifier(token: Token | str) -> str:
 def parse_duration(amount: int, unit: str, pos: ast.Pos) -> int:
     factor = TIME_UNITS_MS.get(unit.upper())
     if factor is None:
-        raise InvalidStatement(f"unknown time unit '{unit}' (use MILLISECONDS, SECONDS, MINUTES, HOURS or DAYS)",
-                               pos.line, pos.column)
+        raise InvalidStatement(
+            f"unknown time unit '{unit}' (use MILLISECONDS, SECONDS, MINUTES, HOURS or DAYS)", pos.line, pos.column
+        )
     return amount * factor
 
 
@@ -142,22 +180,41 @@ class _Builder(Transformer):
     def _statement_text(self, meta) -> str:
         if getattr(meta, "empty", True):
             return ""
-        return self._text[meta.start_pos:meta.end_pos].strip() + ";"
+        return self._text[meta.start_pos : meta.end_pos].strip() + ";"
 
     def create_source(self, meta, children):
         parts = _CreateParts(children)
-        return ast.CreateSource(parts.kind, parts.name, parts.columns, parts.properties, parts.or_replace,
-                                parts.if_not_exists, parts.read_only,
-                                text=self._statement_text(meta), pos=_pos(meta))
+        return ast.CreateSource(
+            parts.kind,
+            parts.name,
+            parts.columns,
+            parts.properties,
+            parts.or_replace,
+            parts.if_not_exists,
+            parts.read_only,
+            text=self._statement_text(meta),
+            pos=_pos(meta),
+        )
 
     def create_as_select(self, meta, children):
         parts = _CreateParts(children)
-        return ast.CreateAsSelect(parts.kind, parts.name, parts.properties, parts.query, parts.or_replace,
-                                  parts.if_not_exists, text=self._statement_text(meta), pos=_pos(meta))
+        return ast.CreateAsSelect(
+            parts.kind,
+            parts.name,
+            parts.properties,
+            parts.query,
+            parts.or_replace,
+            parts.if_not_exists,
+            text=self._statement_text(meta),
+            pos=_pos(meta),
+        )
 
     def select_statement(self, meta, children):
-        raise UnsupportedStatement("transient (push/pull) SELECT queries: only CREATE STREAM/TABLE AS SELECT "
-                                   "runs in the local engine", meta.line, meta.column)
+        raise UnsupportedStatement(
+            "transient (push/pull) SELECT queries: only CREATE STREAM/TABLE AS SELECT runs in the local engine",
+            meta.line,
+            meta.column,
+        )
 
     def other_statement(self, meta, children):
         words = [str(child).upper() for child in children[:2] if isinstance(child, Token)]
@@ -214,8 +271,9 @@ class _Builder(Transformer):
         name = ident.name.upper()
         if name == "DECIMAL":
             if params is None or len(params) != 2:
-                raise InvalidStatement("DECIMAL needs a precision and a scale, e.g. DECIMAL(10, 2)",
-                                       ident.pos.line, ident.pos.column)
+                raise InvalidStatement(
+                    "DECIMAL needs a precision and a scale, e.g. DECIMAL(10, 2)", ident.pos.line, ident.pos.column
+                )
             try:
                 return decimal_type(params[0], params[1])
             except ValueError as error:
@@ -226,8 +284,9 @@ class _Builder(Transformer):
             raise InvalidStatement(f"type {name} takes no parameters", ident.pos.line, ident.pos.column)
         if name in SIMPLE_TYPE_NAMES:
             return SIMPLE_TYPE_NAMES[name]
-        raise UnsupportedStatement(f"type '{ident.name}' (custom types are not supported)",
-                                   ident.pos.line, ident.pos.column)
+        raise UnsupportedStatement(
+            f"type '{ident.name}' (custom types are not supported)", ident.pos.line, ident.pos.column
+        )
 
     def type_params(self, meta, children):
         return [int(child) for child in children]
@@ -259,9 +318,18 @@ class _Builder(Transformer):
         parts = {"window": None, "where": None, "group_by": (), "having": None, "emit": None}
         for child in children[2:]:
             parts[child[0]] = child[1]
-        return ast.Query(select, source_alias[0], source_alias[1], parts["window"], parts["where"],
-                         parts["group_by"], parts["having"], parts["emit"], pos=_pos(meta),
-                         source_pos=source_alias[2])
+        return ast.Query(
+            select,
+            source_alias[0],
+            source_alias[1],
+            parts["window"],
+            parts["where"],
+            parts["group_by"],
+            parts["having"],
+            parts["emit"],
+            pos=_pos(meta),
+            source_pos=source_alias[2],
+        )
 
     def select_items(self, meta, children):
         return tuple(children)
@@ -309,8 +377,9 @@ class _Builder(Transformer):
             if advance <= 0:
                 raise InvalidStatement("window ADVANCE BY must be greater than zero", pos.line, pos.column)
             if advance > size:
-                raise InvalidStatement("window ADVANCE BY must not be larger than the window SIZE",
-                                       pos.line, pos.column)
+                raise InvalidStatement(
+                    "window ADVANCE BY must not be larger than the window SIZE", pos.line, pos.column
+                )
         return ast.WindowSpec(kind, size, advance, grace, retention, pos)
 
     def tumbling(self, meta, children):
@@ -325,8 +394,9 @@ class _Builder(Transformer):
     def window_options(self, meta, children):
         kinds = [kind for kind, _ in children]
         if len(set(kinds)) != len(kinds) or kinds not in ([], ["retention"], ["grace"], ["retention", "grace"]):
-            raise InvalidStatement("window options must be RETENTION then GRACE PERIOD, each at most once",
-                                   meta.line, meta.column)
+            raise InvalidStatement(
+                "window options must be RETENTION then GRACE PERIOD, each at most once", meta.line, meta.column
+            )
         return children
 
     def retention(self, meta, children):
@@ -474,8 +544,7 @@ class _Builder(Transformer):
         return ast.FunctionCall(children[0].name.upper(), tuple(children[1:]), False, pos=_pos(meta))
 
     def array_ctor(self, meta, children):
-        return ast.ArrayCtor(tuple(child for child in children if not isinstance(child, Token)),
-                             pos=_pos(meta))
+        return ast.ArrayCtor(tuple(child for child in children if not isinstance(child, Token)), pos=_pos(meta))
 
     def column_ref(self, meta, children):
         ident = children[0]
@@ -596,7 +665,7 @@ def split_statements(text: str) -> list[StatementInfo]:
     result = []
     for node in tree.children:
         meta = node.meta
-        statement_text = text[meta.start_pos:meta.end_pos].strip() + ";"
+        statement_text = text[meta.start_pos : meta.end_pos].strip() + ";"
         if node.data in ("create_source", "create_as_select"):
             object_type = name = None
             if_not_exists = or_replace = False
@@ -611,8 +680,11 @@ def split_statements(text: str) -> list[StatementInfo]:
                     if_not_exists = True
                 elif child.data == "or_replace":
                     or_replace = True
-            result.append(StatementInfo(statement_text, "CREATE", object_type, name, if_not_exists, or_replace,
-                                        meta.line, meta.column))
+            result.append(
+                StatementInfo(
+                    statement_text, "CREATE", object_type, name, if_not_exists, or_replace, meta.line, meta.column
+                )
+            )
         else:
             result.append(StatementInfo(statement_text, "OTHER", None, None, False, False, meta.line, meta.column))
     return result

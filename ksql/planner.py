@@ -14,37 +14,69 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
-from ksql import ast
-from ksql.aggregates import AggregateCall, is_aggregate, resolve_aggregate
-from ksql.compiler import Compiled, Compiler, Slot, expression_text
-from ksql.errors import InvalidStatement, UnsupportedStatement
-from ksql.parser import TIME_UNITS_MS, parse
-from ksql.serde import KAFKA_FORMAT_TYPES, KNOWN_UNSUPPORTED_FORMATS, SUPPORTED_FORMATS
-from ksql.types import BIGINT, BOOLEAN, INTEGER, NULL, SqlType
-from ksql.windows import SessionWindows, TimeWindows, make_session_windows, make_time_windows
+from coinstream.ksql import ast
+from coinstream.ksql.aggregates import AggregateCall, is_aggregate, resolve_aggregate
+from coinstream.ksql.compiler import Compiled, Compiler, Slot, expression_text
+from coinstream.ksql.errors import InvalidStatement, UnsupportedStatement
+from coinstream.ksql.parser import TIME_UNITS_MS, parse
+from coinstream.ksql.serde import KAFKA_FORMAT_TYPES, KNOWN_UNSUPPORTED_FORMATS, SUPPORTED_FORMATS
+from coinstream.ksql.types import BIGINT, BOOLEAN, INTEGER, NULL, SqlType
+from coinstream.ksql.windows import SessionWindows, TimeWindows, make_session_windows, make_time_windows
 
 PSEUDO_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND")
-PSEUDO_TYPES = {"ROWTIME": BIGINT, "ROWPARTITION": INTEGER, "ROWOFFSET": BIGINT,
-                "WINDOWSTART": BIGINT, "WINDOWEND": BIGINT}
+PSEUDO_TYPES = {
+    "ROWTIME": BIGINT,
+    "ROWPARTITION": INTEGER,
+    "ROWOFFSET": BIGINT,
+    "WINDOWSTART": BIGINT,
+    "WINDOWEND": BIGINT,
+}
 
 SOURCE_PROPERTIES = {
-    "KAFKA_TOPIC", "VALUE_FORMAT", "KEY_FORMAT", "FORMAT", "TIMESTAMP", "TIMESTAMP_FORMAT", "PARTITIONS",
-    "REPLICAS", "WRAP_SINGLE_VALUE", "VALUE_DELIMITER", "KEY_DELIMITER", "WINDOW_TYPE", "WINDOW_SIZE",
+    "KAFKA_TOPIC",
+    "VALUE_FORMAT",
+    "KEY_FORMAT",
+    "FORMAT",
+    "TIMESTAMP",
+    "TIMESTAMP_FORMAT",
+    "PARTITIONS",
+    "REPLICAS",
+    "WRAP_SINGLE_VALUE",
+    "VALUE_DELIMITER",
+    "KEY_DELIMITER",
+    "WINDOW_TYPE",
+    "WINDOW_SIZE",
     "RETENTION_MS",
 }
 SINK_PROPERTIES = {
-    "KAFKA_TOPIC", "VALUE_FORMAT", "KEY_FORMAT", "FORMAT", "PARTITIONS", "REPLICAS", "WRAP_SINGLE_VALUE",
-    "VALUE_DELIMITER", "KEY_DELIMITER", "RETENTION_MS", "TIMESTAMP", "TIMESTAMP_FORMAT",
+    "KAFKA_TOPIC",
+    "VALUE_FORMAT",
+    "KEY_FORMAT",
+    "FORMAT",
+    "PARTITIONS",
+    "REPLICAS",
+    "WRAP_SINGLE_VALUE",
+    "VALUE_DELIMITER",
+    "KEY_DELIMITER",
+    "RETENTION_MS",
+    "TIMESTAMP",
+    "TIMESTAMP_FORMAT",
 }
 KNOWN_UNSUPPORTED_PROPERTIES = {
-    "KEY_SCHEMA_ID", "VALUE_SCHEMA_ID", "KEY_SCHEMA_FULL_NAME", "VALUE_SCHEMA_FULL_NAME",
-    "VALUE_AVRO_SCHEMA_FULL_NAME", "KEY_PROTOBUF_NULLABLE_REPRESENTATION",
-    "VALUE_PROTOBUF_NULLABLE_REPRESENTATION", "SOURCE_CONNECTOR", "HEADERS",
+    "KEY_SCHEMA_ID",
+    "VALUE_SCHEMA_ID",
+    "KEY_SCHEMA_FULL_NAME",
+    "VALUE_SCHEMA_FULL_NAME",
+    "VALUE_AVRO_SCHEMA_FULL_NAME",
+    "KEY_PROTOBUF_NULLABLE_REPRESENTATION",
+    "VALUE_PROTOBUF_NULLABLE_REPRESENTATION",
+    "SOURCE_CONNECTOR",
+    "HEADERS",
 }
 
 
@@ -75,7 +107,7 @@ class SourceDef:
     partitions: int | None = None
     replicas: int | None = None
     statement: ast.Statement | None = None
-    query: "QueryPlan | None" = None
+    query: QueryPlan | None = None
 
     @property
     def columns(self) -> list[Column]:
@@ -130,6 +162,7 @@ class QueryPlan:
 
 # ---- scopes -------------------------------------------------------------------------------------------------------------
 
+
 class RowScope:
     """Resolves column references of a query against its source's row layout."""
 
@@ -140,8 +173,9 @@ class RowScope:
 
     def check_qualifier(self, ref: ast.ColumnRef) -> None:
         if ref.source is not None and ref.source not in (self.source.name, self.alias):
-            raise InvalidStatement(f"'{ref.source}' is not a valid stream/table name or alias.",
-                                   ref.pos.line, ref.pos.column)
+            raise InvalidStatement(
+                f"'{ref.source}' is not a valid stream/table name or alias.", ref.pos.line, ref.pos.column
+            )
 
     def resolve(self, ref: ast.ColumnRef) -> Slot:
         self.check_qualifier(ref)
@@ -151,10 +185,17 @@ class RowScope:
             return Slot(f"row[{index}]", column.type, column.name)
         if ref.name in PSEUDO_COLUMNS:
             if ref.name in ("WINDOWSTART", "WINDOWEND") and self.source.window_kind is None:
-                raise InvalidStatement(f"{self.clause} column '{ref.name}' cannot be resolved "
-                                       f"(the source is not windowed).", ref.pos.line, ref.pos.column)
-            return Slot(f"row[{self.source.pseudo_index(ref.name)}]", PSEUDO_TYPES[ref.name], ref.name,
-                        nullable=ref.name in ("WINDOWSTART", "WINDOWEND"))
+                raise InvalidStatement(
+                    f"{self.clause} column '{ref.name}' cannot be resolved (the source is not windowed).",
+                    ref.pos.line,
+                    ref.pos.column,
+                )
+            return Slot(
+                f"row[{self.source.pseudo_index(ref.name)}]",
+                PSEUDO_TYPES[ref.name],
+                ref.name,
+                nullable=ref.name in ("WINDOWSTART", "WINDOWEND"),
+            )
         raise InvalidStatement(f"{self.clause} column '{ref.name}' cannot be resolved.", ref.pos.line, ref.pos.column)
 
 
@@ -162,11 +203,15 @@ class PostAggregationScope:
     """After rewriting, any column reference left over is a non-aggregate expression: an error."""
 
     def resolve(self, ref: ast.ColumnRef) -> Slot:
-        raise InvalidStatement(f"Non-aggregate SELECT expression(s) not part of GROUP BY: {expression_text(ref)}",
-                               ref.pos.line, ref.pos.column)
+        raise InvalidStatement(
+            f"Non-aggregate SELECT expression(s) not part of GROUP BY: {expression_text(ref)}",
+            ref.pos.line,
+            ref.pos.column,
+        )
 
 
 # ---- expression tree utilities ---------------------------------------------------------------------------------------------
+
 
 def _children(node: ast.Expr) -> list[ast.Expr]:
     result = []
@@ -203,8 +248,7 @@ def _transform(node: ast.Expr, function: Callable[[ast.Expr], ast.Expr | None]) 
                 if isinstance(element, ast.Expr):
                     new_items.append(_transform(element, function))
                 elif isinstance(element, tuple):
-                    new_items.append(tuple(_transform(e, function) if isinstance(e, ast.Expr) else e
-                                           for e in element))
+                    new_items.append(tuple(_transform(e, function) if isinstance(e, ast.Expr) else e for e in element))
                 else:
                     new_items.append(element)
             changes[item.name] = tuple(new_items)
@@ -233,17 +277,22 @@ def _contains_aggregate(node: ast.Expr) -> bool:
 
 # ---- properties ---------------------------------------------------------------------------------------------------------------
 
-def _properties(statement: ast.Statement, props: tuple[ast.Property, ...], allowed: set[str]) -> dict[str, ast.Property]:
+
+def _properties(
+    statement: ast.Statement, props: tuple[ast.Property, ...], allowed: set[str]
+) -> dict[str, ast.Property]:
     result: dict[str, ast.Property] = {}
     for prop in props:
         if prop.name in KNOWN_UNSUPPORTED_PROPERTIES:
             raise UnsupportedStatement(f"WITH property {prop.name}", prop.pos.line, prop.pos.column)
         if prop.name not in allowed:
             if prop.name in SOURCE_PROPERTIES | SINK_PROPERTIES:
-                raise InvalidStatement(f"Invalid config variable(s) in the WITH clause: {prop.name}",
-                                       prop.pos.line, prop.pos.column)
-            raise InvalidStatement(f"Invalid config variable(s) in the WITH clause: {prop.name}",
-                                   prop.pos.line, prop.pos.column)
+                raise InvalidStatement(
+                    f"Invalid config variable(s) in the WITH clause: {prop.name}", prop.pos.line, prop.pos.column
+                )
+            raise InvalidStatement(
+                f"Invalid config variable(s) in the WITH clause: {prop.name}", prop.pos.line, prop.pos.column
+            )
         if prop.name in result:
             raise InvalidStatement(f"Duplicate property {prop.name}", prop.pos.line, prop.pos.column)
         result[prop.name] = prop
@@ -295,21 +344,29 @@ def _format(props: dict[str, ast.Property], name: str) -> str | None:
     return upper
 
 
-def _formats(props: dict[str, ast.Property], default_key: str | None, default_value: str | None,
-             statement: ast.Statement) -> tuple[str, str]:
+def _formats(
+    props: dict[str, ast.Property], default_key: str | None, default_value: str | None, statement: ast.Statement
+) -> tuple[str, str]:
     both = _format(props, "FORMAT")
     key = _format(props, "KEY_FORMAT")
     value = _format(props, "VALUE_FORMAT")
     if both is not None and (key is not None or value is not None):
         which = "KEY_FORMAT" if key is not None else "VALUE_FORMAT"
-        raise InvalidStatement(f"Cannot supply both '{which}' and 'FORMAT' properties, as 'FORMAT' sets both key "
-                               f"and value formats.", statement.pos.line, statement.pos.column)
+        raise InvalidStatement(
+            f"Cannot supply both '{which}' and 'FORMAT' properties, as 'FORMAT' sets both key and value formats.",
+            statement.pos.line,
+            statement.pos.column,
+        )
     key = key or both or default_key or "KAFKA"
     value = value or both or default_value
     if value is None:
-        raise InvalidStatement("Statement is missing the 'VALUE_FORMAT' property from the WITH clause. Either "
-                               "provide one or set a default via the 'ksql.persistence.default.format.value' "
-                               "config.", statement.pos.line, statement.pos.column)
+        raise InvalidStatement(
+            "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. Either "
+            "provide one or set a default via the 'ksql.persistence.default.format.value' "
+            "config.",
+            statement.pos.line,
+            statement.pos.column,
+        )
     if value == "NONE":
         raise UnsupportedStatement("VALUE_FORMAT NONE", statement.pos.line, statement.pos.column)
     return key, value
@@ -323,8 +380,9 @@ def _delimiter(props: dict[str, ast.Property], name: str) -> str:
     delimiter = named.get(text.upper(), text)
     if len(delimiter) != 1:
         prop = props[name]
-        raise InvalidStatement(f"Invalid delimiter '{text}': a delimiter is one character, SPACE or TAB",
-                               prop.pos.line, prop.pos.column)
+        raise InvalidStatement(
+            f"Invalid delimiter '{text}': a delimiter is one character, SPACE or TAB", prop.pos.line, prop.pos.column
+        )
     return delimiter
 
 
@@ -332,43 +390,67 @@ def _check_formats(source: SourceDef, pos: ast.Pos) -> None:
     """Format limits ksqlDB enforces on column types and counts."""
     if source.key_format == "KAFKA":
         if len(source.key_columns) > 1:
-            raise InvalidStatement("The 'KAFKA' format only supports a single field. Got: "
-                                   + ", ".join(c.name for c in source.key_columns), pos.line, pos.column)
+            raise InvalidStatement(
+                "The 'KAFKA' format only supports a single field. Got: "
+                + ", ".join(c.name for c in source.key_columns),
+                pos.line,
+                pos.column,
+            )
         for column in source.key_columns:
             if column.type.base not in KAFKA_FORMAT_TYPES:
-                raise InvalidStatement(f"The 'KAFKA' format does not support type '{column.type}'",
-                                       pos.line, pos.column)
+                raise InvalidStatement(
+                    f"The 'KAFKA' format does not support type '{column.type}'", pos.line, pos.column
+                )
     if source.key_format == "NONE" and source.key_columns:
-        raise InvalidStatement("The 'NONE' format can only be used when no columns are defined. Got: "
-                               + ", ".join(c.name for c in source.key_columns), pos.line, pos.column)
+        raise InvalidStatement(
+            "The 'NONE' format can only be used when no columns are defined. Got: "
+            + ", ".join(c.name for c in source.key_columns),
+            pos.line,
+            pos.column,
+        )
     if source.value_format == "KAFKA":
         if len(source.value_columns) != 1:
-            raise InvalidStatement("The 'KAFKA' format only supports a single field. Got: "
-                                   + ", ".join(c.name for c in source.value_columns), pos.line, pos.column)
+            raise InvalidStatement(
+                "The 'KAFKA' format only supports a single field. Got: "
+                + ", ".join(c.name for c in source.value_columns),
+                pos.line,
+                pos.column,
+            )
         if source.value_columns[0].type.base not in KAFKA_FORMAT_TYPES:
-            raise InvalidStatement(f"The 'KAFKA' format does not support type '{source.value_columns[0].type}'",
-                                   pos.line, pos.column)
+            raise InvalidStatement(
+                f"The 'KAFKA' format does not support type '{source.value_columns[0].type}'", pos.line, pos.column
+            )
     for fmt, columns in ((source.key_format, source.key_columns), (source.value_format, source.value_columns)):
         if fmt == "DELIMITED":
             for column in columns:
                 if not column.type.is_primitive:
-                    raise InvalidStatement(f"The 'DELIMITED' format does not support type '{column.type.base}', "
-                                           f"column: `{column.name}`", pos.line, pos.column)
+                    raise InvalidStatement(
+                        f"The 'DELIMITED' format does not support type '{column.type.base}', column: `{column.name}`",
+                        pos.line,
+                        pos.column,
+                    )
 
 
 def parse_window_size(text: str, prop: ast.Property) -> int:
     match = re.fullmatch(r"\s*(\d+)\s+(\w+)\s*", text)
     if match is None:
-        raise InvalidStatement(f"Configuration WINDOW_SIZE is invalid: Invalid duration: '{text}'. "
-                               f"Expected '<number> <unit>'", prop.pos.line, prop.pos.column)
+        raise InvalidStatement(
+            f"Configuration WINDOW_SIZE is invalid: Invalid duration: '{text}'. Expected '<number> <unit>'",
+            prop.pos.line,
+            prop.pos.column,
+        )
     unit = match.group(2).upper()
     if unit not in TIME_UNITS_MS:
-        raise InvalidStatement(f"Configuration WINDOW_SIZE is invalid: Invalid duration: '{text}'. "
-                               f"Unknown time unit: '{unit}'", prop.pos.line, prop.pos.column)
+        raise InvalidStatement(
+            f"Configuration WINDOW_SIZE is invalid: Invalid duration: '{text}'. Unknown time unit: '{unit}'",
+            prop.pos.line,
+            prop.pos.column,
+        )
     return int(match.group(1)) * TIME_UNITS_MS[unit]
 
 
 # ---- the catalog -----------------------------------------------------------------------------------------------------------------
+
 
 class Catalog:
     """The sources and queries defined by a script, in statement order."""
@@ -391,7 +473,7 @@ class Catalog:
                 return "\n".join(lines)
         return statement_text
 
-    def execute_script(self, text: str) -> "Catalog":
+    def execute_script(self, text: str) -> Catalog:
         for statement in parse(text):
             self.execute(statement)
         return self
@@ -411,11 +493,17 @@ class Catalog:
                 return False
             if not or_replace:
                 kind = existing.kind.lower()
-                raise InvalidStatement(f"Cannot add {source.kind.lower()} '{source.name}': A {kind} with the "
-                                       f"same name already exists", statement.pos.line, statement.pos.column)
+                raise InvalidStatement(
+                    f"Cannot add {source.kind.lower()} '{source.name}': A {kind} with the same name already exists",
+                    statement.pos.line,
+                    statement.pos.column,
+                )
             if existing.kind != source.kind:
-                raise InvalidStatement(f"Cannot replace {existing.kind.lower()} '{source.name}' with a "
-                                       f"{source.kind.lower()}", statement.pos.line, statement.pos.column)
+                raise InvalidStatement(
+                    f"Cannot replace {existing.kind.lower()} '{source.name}' with a {source.kind.lower()}",
+                    statement.pos.line,
+                    statement.pos.column,
+                )
             if existing.query is not None:
                 self.queries = [q for q in self.queries if q is not existing.query]
         self.sources[source.name] = source
@@ -428,8 +516,9 @@ class Catalog:
         props = _properties(statement, statement.properties, SOURCE_PROPERTIES)
         topic = _string_prop(props, "KAFKA_TOPIC")
         if topic is None:
-            raise InvalidStatement('Missing required property "KAFKA_TOPIC" which has no default value.',
-                                   pos.line, pos.column)
+            raise InvalidStatement(
+                'Missing required property "KAFKA_TOPIC" which has no default value.', pos.line, pos.column
+            )
         if not statement.columns:
             raise InvalidStatement("The statement does not define any columns.", pos.line, pos.column)
         keys, values, seen = [], [], set()
@@ -438,14 +527,21 @@ class Catalog:
                 raise InvalidStatement(f"Duplicate column names: {column.name}", column.pos.line, column.pos.column)
             seen.add(column.name)
             if column.name.upper() in PSEUDO_COLUMNS:
-                raise InvalidStatement(f"'{column.name}' is a reserved column name.", column.pos.line,
-                                       column.pos.column)
+                raise InvalidStatement(
+                    f"'{column.name}' is a reserved column name.", column.pos.line, column.pos.column
+                )
             if column.constraint == "PRIMARY KEY" and statement.kind == "STREAM":
-                raise InvalidStatement(f"Column `{column.name}` is a 'PRIMARY KEY' column: please use 'KEY' for "
-                                       f"streams.", column.pos.line, column.pos.column)
+                raise InvalidStatement(
+                    f"Column `{column.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.",
+                    column.pos.line,
+                    column.pos.column,
+                )
             if column.constraint == "KEY" and statement.kind == "TABLE":
-                raise InvalidStatement(f"Column `{column.name}` is a 'KEY' column: please use 'PRIMARY KEY' for "
-                                       f"tables.", column.pos.line, column.pos.column)
+                raise InvalidStatement(
+                    f"Column `{column.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.",
+                    column.pos.line,
+                    column.pos.column,
+                )
             (keys if column.constraint else values).append(Column(column.name, column.type))
         if statement.kind == "TABLE" and not keys:
             raise InvalidStatement("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.", pos.line, pos.column)
@@ -458,29 +554,46 @@ class Catalog:
             window_kind = window_type.upper()
             if window_kind not in ("TUMBLING", "HOPPING", "SESSION"):
                 prop = props["WINDOW_TYPE"]
-                raise InvalidStatement(f"Configuration WINDOW_TYPE is invalid: '{window_type}'. Valid values are "
-                                       f"SESSION, HOPPING and TUMBLING", prop.pos.line, prop.pos.column)
+                raise InvalidStatement(
+                    f"Configuration WINDOW_TYPE is invalid: '{window_type}'. Valid values are "
+                    f"SESSION, HOPPING and TUMBLING",
+                    prop.pos.line,
+                    prop.pos.column,
+                )
             size_text = _string_prop(props, "WINDOW_SIZE")
             if window_kind == "SESSION":
                 if size_text is not None:
                     prop = props["WINDOW_SIZE"]
-                    raise InvalidStatement("'WINDOW_SIZE' should not be set for SESSION windows.",
-                                           prop.pos.line, prop.pos.column)
+                    raise InvalidStatement(
+                        "'WINDOW_SIZE' should not be set for SESSION windows.", prop.pos.line, prop.pos.column
+                    )
             else:
                 if size_text is None:
-                    raise InvalidStatement(f"{window_kind} windows require 'WINDOW_SIZE' to be provided in the "
-                                           f"WITH clause.", pos.line, pos.column)
+                    raise InvalidStatement(
+                        f"{window_kind} windows require 'WINDOW_SIZE' to be provided in the WITH clause.",
+                        pos.line,
+                        pos.column,
+                    )
                 window_size = parse_window_size(size_text, props["WINDOW_SIZE"])
         elif "WINDOW_SIZE" in props:
             prop = props["WINDOW_SIZE"]
             raise InvalidStatement("'WINDOW_SIZE' requires 'WINDOW_TYPE'.", prop.pos.line, prop.pos.column)
         source = SourceDef(
-            name=statement.name, kind=statement.kind, key_columns=keys, value_columns=values, topic=topic,
-            key_format=key_format, value_format=value_format,
+            name=statement.name,
+            kind=statement.kind,
+            key_columns=keys,
+            value_columns=values,
+            topic=topic,
+            key_format=key_format,
+            value_format=value_format,
             wrap_single_value=_bool_prop(props, "WRAP_SINGLE_VALUE"),
-            value_delimiter=_delimiter(props, "VALUE_DELIMITER"), key_delimiter=_delimiter(props, "KEY_DELIMITER"),
-            window_kind=window_kind, window_size=window_size, partitions=_int_prop(props, "PARTITIONS"),
-            replicas=_int_prop(props, "REPLICAS"), statement=statement,
+            value_delimiter=_delimiter(props, "VALUE_DELIMITER"),
+            key_delimiter=_delimiter(props, "KEY_DELIMITER"),
+            window_kind=window_kind,
+            window_size=window_size,
+            partitions=_int_prop(props, "PARTITIONS"),
+            replicas=_int_prop(props, "REPLICAS"),
+            statement=statement,
         )
         self._timestamp(source, props, pos)
         _check_formats(source, pos)
@@ -492,32 +605,45 @@ class Catalog:
         if ts_prop is None:
             if fmt is not None:
                 prop = props["TIMESTAMP_FORMAT"]
-                raise InvalidStatement("TIMESTAMP_FORMAT requires the TIMESTAMP property.", prop.pos.line,
-                                       prop.pos.column)
+                raise InvalidStatement(
+                    "TIMESTAMP_FORMAT requires the TIMESTAMP property.", prop.pos.line, prop.pos.column
+                )
             return
         raw = _string_prop(props, "TIMESTAMP") or ""
-        from ksql.parser import normalize_identifier
+        from coinstream.ksql.parser import normalize_identifier
 
         name = normalize_identifier(raw.strip())
         found = source.find(name)
         if found is None:
-            raise InvalidStatement(f"The TIMESTAMP column set in the WITH clause does not exist in the schema: "
-                                   f"'{name}'", ts_prop.pos.line, ts_prop.pos.column)
+            raise InvalidStatement(
+                f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'",
+                ts_prop.pos.line,
+                ts_prop.pos.column,
+            )
         column = found[1]
         if column.type.base == "STRING":
             if fmt is None:
-                raise InvalidStatement(f"A String timestamp field has been specified without also specifying the "
-                                       f"TIMESTAMP_FORMAT for column '{name}'", ts_prop.pos.line, ts_prop.pos.column)
-            from ksql import timefmt
+                raise InvalidStatement(
+                    f"A String timestamp field has been specified without also specifying the "
+                    f"TIMESTAMP_FORMAT for column '{name}'",
+                    ts_prop.pos.line,
+                    ts_prop.pos.column,
+                )
+            from coinstream.ksql import timefmt
 
             try:
                 timefmt.parser(fmt)
             except timefmt.PatternError as error:
-                raise UnsupportedStatement(f"TIMESTAMP_FORMAT '{fmt}': {error}", ts_prop.pos.line,
-                                           ts_prop.pos.column) from None
+                raise UnsupportedStatement(
+                    f"TIMESTAMP_FORMAT '{fmt}': {error}", ts_prop.pos.line, ts_prop.pos.column
+                ) from None
         elif column.type.base not in ("BIGINT", "TIMESTAMP"):
-            raise InvalidStatement(f"Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String "
-                                   f"with a timestamp_format specified.", ts_prop.pos.line, ts_prop.pos.column)
+            raise InvalidStatement(
+                f"Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String "
+                f"with a timestamp_format specified.",
+                ts_prop.pos.line,
+                ts_prop.pos.column,
+            )
         source.timestamp_column = name
         source.timestamp_format = fmt
 
@@ -537,30 +663,45 @@ class Catalog:
         props = _properties(statement, statement.properties, SINK_PROPERTIES)
         if "TIMESTAMP" in props or "TIMESTAMP_FORMAT" in props:
             prop = props.get("TIMESTAMP") or props["TIMESTAMP_FORMAT"]
-            raise UnsupportedStatement("TIMESTAMP in the WITH clause of CREATE ... AS SELECT", prop.pos.line,
-                                       prop.pos.column)
+            raise UnsupportedStatement(
+                "TIMESTAMP in the WITH clause of CREATE ... AS SELECT", prop.pos.line, prop.pos.column
+            )
         scope = RowScope(source, query.source_alias)
         select_items = [item for item in query.select]
         aggregating = bool(query.group_by) or any(
-            isinstance(item, ast.SelectItem) and _contains_aggregate(item.expr) for item in select_items)
+            isinstance(item, ast.SelectItem) and _contains_aggregate(item.expr) for item in select_items
+        )
         if query.having is not None and not query.group_by:
             raise InvalidStatement("HAVING requires GROUP BY", query.having.pos.line, query.having.pos.column)
         if query.window is not None and not query.group_by:
-            raise InvalidStatement("WINDOW clause requires a GROUP BY clause.", query.window.pos.line,
-                                   query.window.pos.column)
+            raise InvalidStatement(
+                "WINDOW clause requires a GROUP BY clause.", query.window.pos.line, query.window.pos.column
+            )
         if aggregating and not query.group_by:
-            raise InvalidStatement("Aggregate functions can not be used without a GROUP BY clause "
-                                   "(ksqlDB has no global aggregation).", query.pos.line, query.pos.column)
+            raise InvalidStatement(
+                "Aggregate functions can not be used without a GROUP BY clause (ksqlDB has no global aggregation).",
+                query.pos.line,
+                query.pos.column,
+            )
         produces_table = aggregating
         if statement.kind == "TABLE" and not produces_table:
-            raise InvalidStatement("Invalid result type. Your SELECT query produces a STREAM. Please use CREATE "
-                                   "STREAM AS SELECT statement instead.", pos.line, pos.column)
+            raise InvalidStatement(
+                "Invalid result type. Your SELECT query produces a STREAM. Please use CREATE "
+                "STREAM AS SELECT statement instead.",
+                pos.line,
+                pos.column,
+            )
         if statement.kind == "STREAM" and produces_table:
-            raise InvalidStatement("Invalid result type. Your SELECT query produces a TABLE. Please use CREATE "
-                                   "TABLE AS SELECT statement instead.", pos.line, pos.column)
+            raise InvalidStatement(
+                "Invalid result type. Your SELECT query produces a TABLE. Please use CREATE "
+                "TABLE AS SELECT statement instead.",
+                pos.line,
+                pos.column,
+            )
         if query.emit == "FINAL" and query.window is None:
-            raise InvalidStatement("EMIT FINAL is only supported for windowed aggregations.", query.pos.line,
-                                   query.pos.column)
+            raise InvalidStatement(
+                "EMIT FINAL is only supported for windowed aggregations.", query.pos.line, query.pos.column
+            )
         self._query_counter += 1
         query_id = f"{'CTAS' if statement.kind == 'TABLE' else 'CSAS'}_{statement.name.upper()}_{self._query_counter}"
         compiler = Compiler()
@@ -571,26 +712,43 @@ class Catalog:
         if self._register(plan.sink, statement, statement.or_replace, False):
             self.queries.append(plan)
 
-    def _sink(self, statement: ast.CreateAsSelect, source: SourceDef, props: dict[str, ast.Property],
-              keys: list[Column], values: list[Column], window_kind: str | None, window_size: int | None) -> SourceDef:
+    def _sink(
+        self,
+        statement: ast.CreateAsSelect,
+        source: SourceDef,
+        props: dict[str, ast.Property],
+        keys: list[Column],
+        values: list[Column],
+        window_kind: str | None,
+        window_size: int | None,
+    ) -> SourceDef:
         key_format, value_format = _formats(props, source.key_format, source.value_format, statement)
         if keys and key_format == "NONE":
             key_format = "KAFKA"
         topic = _string_prop(props, "KAFKA_TOPIC") or statement.name
         sink = SourceDef(
-            name=statement.name, kind=statement.kind, key_columns=keys, value_columns=values, topic=topic,
+            name=statement.name,
+            kind=statement.kind,
+            key_columns=keys,
+            value_columns=values,
+            topic=topic,
             key_format=key_format if keys else ("NONE" if key_format == "NONE" else key_format),
             value_format=value_format,
             wrap_single_value=_bool_prop(props, "WRAP_SINGLE_VALUE"),
-            value_delimiter=_delimiter(props, "VALUE_DELIMITER") if "VALUE_DELIMITER" in props else source.value_delimiter,
+            value_delimiter=_delimiter(props, "VALUE_DELIMITER")
+            if "VALUE_DELIMITER" in props
+            else source.value_delimiter,
             key_delimiter=_delimiter(props, "KEY_DELIMITER"),
-            window_kind=window_kind, window_size=window_size,
+            window_kind=window_kind,
+            window_size=window_size,
             partitions=_int_prop(props, "PARTITIONS") or source.partitions,
-            replicas=_int_prop(props, "REPLICAS") or source.replicas, statement=statement,
+            replicas=_int_prop(props, "REPLICAS") or source.replicas,
+            statement=statement,
         )
         if not values:
-            raise InvalidStatement("The projection contains no value columns.", statement.pos.line,
-                                   statement.pos.column)
+            raise InvalidStatement(
+                "The projection contains no value columns.", statement.pos.line, statement.pos.column
+            )
         _check_formats(sink, statement.pos)
         return sink
 
@@ -613,8 +771,11 @@ class Catalog:
         seen = set()
         for name in names:
             if name in seen:
-                raise InvalidStatement(f"Duplicate column names: {name}. Use aliases to rename columns.",
-                                       statement.pos.line, statement.pos.column)
+                raise InvalidStatement(
+                    f"Duplicate column names: {name}. Use aliases to rename columns.",
+                    statement.pos.line,
+                    statement.pos.column,
+                )
             seen.add(name)
         return names
 
@@ -623,8 +784,9 @@ class Catalog:
         for item in query.select:
             if isinstance(item, ast.SelectAll):
                 if item.source is not None and item.source not in (source.name, query.source_alias):
-                    raise InvalidStatement(f"'{item.source}' is not a valid stream/table name or alias.",
-                                           item.pos.line, item.pos.column)
+                    raise InvalidStatement(
+                        f"'{item.source}' is not a valid stream/table name or alias.", item.pos.line, item.pos.column
+                    )
                 for column in source.columns:
                     items.append((ast.ColumnRef(column.name, pos=item.pos), None))
             else:
@@ -641,48 +803,76 @@ class Catalog:
         key_items: dict[str, tuple[str, SqlType, str]] = {}
         value_codes: list[Compiled] = []
         value_columns: list[Column] = []
-        for (expr, _alias), name in zip(items, names):
+        for (expr, _alias), name in zip(items, names, strict=False):
             compiled = compiler.compile(expr, scope)
             if isinstance(expr, ast.ColumnRef) and expr.name in key_names:
                 if expr.name in key_items:
-                    raise InvalidStatement(f"The projection contains the key column `{expr.name}` more than once.",
-                                           expr.pos.line, expr.pos.column)
+                    raise InvalidStatement(
+                        f"The projection contains the key column `{expr.name}` more than once.",
+                        expr.pos.line,
+                        expr.pos.column,
+                    )
                 key_items[expr.name] = (name, compiled.type, compiled.code)
                 continue
             if compiled.type == NULL:
-                raise InvalidStatement(f"Can't infer a type of null for column {name}. Please explicitly cast it.",
-                                       expr.pos.line, expr.pos.column)
+                raise InvalidStatement(
+                    f"Can't infer a type of null for column {name}. Please explicitly cast it.",
+                    expr.pos.line,
+                    expr.pos.column,
+                )
             value_codes.append(compiled)
             value_columns.append(Column(name, compiled.type))
         missing = [column.name for column in source.key_columns if column.name not in key_items]
         if missing:
-            raise InvalidStatement(f"Key missing from projection (ie, SELECT). The query used to build `{statement.name}` "
-                                   f"must include the key column {', '.join(missing)} in its projection "
-                                   f"(eg, SELECT {missing[0]}...).", query.pos.line, query.pos.column)
+            raise InvalidStatement(
+                f"Key missing from projection (ie, SELECT). The query used to build `{statement.name}` "
+                f"must include the key column {', '.join(missing)} in its projection "
+                f"(eg, SELECT {missing[0]}...).",
+                query.pos.line,
+                query.pos.column,
+            )
         key_columns = [Column(key_items[c.name][0], key_items[c.name][1]) for c in source.key_columns]
-        sink = self._sink(statement, source, props, key_columns, value_columns, source.window_kind,
-                          source.window_size)
+        sink = self._sink(statement, source, props, key_columns, value_columns, source.window_kind, source.window_size)
         where = self._where(query, source, compiler)
         project = compiler.function("project", "row", [f"return ({''.join(c.code + ', ' for c in value_codes)})"])
         project_key = compiler.function(
-            "project_key", "row", [f"return ({''.join(key_items[c.name][2] + ', ' for c in source.key_columns)})"])
-        item_functions = [compiler.function(f"item_{i}", "row", [f"return {c.code}"]) for i, c in enumerate(value_codes)]
-        return QueryPlan(query_id, "project", source, sink, statement, compiler, where=where, project=project,
-                         project_key=project_key, item_functions=item_functions,
-                         item_labels=[c.name for c in value_columns])
+            "project_key", "row", [f"return ({''.join(key_items[c.name][2] + ', ' for c in source.key_columns)})"]
+        )
+        item_functions = [
+            compiler.function(f"item_{i}", "row", [f"return {c.code}"]) for i, c in enumerate(value_codes)
+        ]
+        return QueryPlan(
+            query_id,
+            "project",
+            source,
+            sink,
+            statement,
+            compiler,
+            where=where,
+            project=project,
+            project_key=project_key,
+            item_functions=item_functions,
+            item_labels=[c.name for c in value_columns],
+        )
 
     def _where(self, query: ast.Query, source: SourceDef, compiler: Compiler) -> Callable | None:
         if query.where is None:
             return None
         if _contains_aggregate(query.where):
-            raise InvalidStatement("Aggregate functions are not allowed in WHERE (use HAVING).",
-                                   query.where.pos.line, query.where.pos.column)
+            raise InvalidStatement(
+                "Aggregate functions are not allowed in WHERE (use HAVING).",
+                query.where.pos.line,
+                query.where.pos.column,
+            )
         scope = RowScope(source, query.source_alias, "WHERE")
         compiled = compiler.compile(_unqualify(query.where, scope), scope)
         if compiled.type not in (BOOLEAN, NULL):
-            raise InvalidStatement(f"Type error in WHERE expression: Should evaluate to boolean but is "
-                                   f"{expression_text(query.where)} ({compiled.type}) instead.",
-                                   query.where.pos.line, query.where.pos.column)
+            raise InvalidStatement(
+                f"Type error in WHERE expression: Should evaluate to boolean but is "
+                f"{expression_text(query.where)} ({compiled.type}) instead.",
+                query.where.pos.line,
+                query.where.pos.column,
+            )
         return compiler.function("where", "row", [f"return ({compiled.code}) is True"])
 
     # ---- aggregations ------------------------------------------------------------------------------------------------------
@@ -711,8 +901,9 @@ class Catalog:
             if compiled.type == NULL:
                 raise InvalidStatement("Can't GROUP BY a NULL literal", expr.pos.line, expr.pos.column)
             if not compiled.type.is_primitive:
-                raise UnsupportedStatement(f"GROUP BY a {compiled.type.base} expression", expr.pos.line,
-                                           expr.pos.column)
+                raise UnsupportedStatement(
+                    f"GROUP BY a {compiled.type.base} expression", expr.pos.line, expr.pos.column
+                )
             group_compiled.append(compiled)
         key_count = len(group_by)
 
@@ -724,8 +915,9 @@ class Catalog:
                 if isinstance(node, ast.FunctionCall) and is_aggregate(node.name):
                     for arg in node.args:
                         if _contains_aggregate(arg):
-                            raise InvalidStatement("Aggregate functions can not be nested.", arg.pos.line,
-                                                   arg.pos.column)
+                            raise InvalidStatement(
+                                "Aggregate functions can not be nested.", arg.pos.line, arg.pos.column
+                            )
                     if node not in agg_nodes:
                         agg_nodes.append(node)
         aggregates: list[AggregateCall] = []
@@ -753,11 +945,17 @@ class Catalog:
             if isinstance(expr, ast.FunctionCall) and is_aggregate(expr.name):
                 index = agg_nodes.index(expr)
                 return Slot(f"post[{key_count + 2 + index}]", aggregates[index].result_type, expression_text(expr))
-            if (isinstance(expr, ast.ColumnRef) and expr.name in ("WINDOWSTART", "WINDOWEND")
-                    and source.find(expr.name) is None):
+            if (
+                isinstance(expr, ast.ColumnRef)
+                and expr.name in ("WINDOWSTART", "WINDOWEND")
+                and source.find(expr.name) is None
+            ):
                 if not windowed:
-                    raise InvalidStatement(f"SELECT column '{expr.name}' cannot be resolved (the query is not "
-                                           f"windowed).", expr.pos.line, expr.pos.column)
+                    raise InvalidStatement(
+                        f"SELECT column '{expr.name}' cannot be resolved (the query is not windowed).",
+                        expr.pos.line,
+                        expr.pos.column,
+                    )
                 offset = 0 if expr.name == "WINDOWSTART" else 1
                 return Slot(f"post[{key_count + offset}]", BIGINT, expr.name, nullable=False)
             return None
@@ -767,51 +965,76 @@ class Catalog:
         value_columns: list[Column] = []
         value_codes: list[Compiled] = []
         names = self._name_columns(items, statement)
-        for (expr, alias), name in zip(items, names):
+        for (expr, _alias), name in zip(items, names, strict=False):
             rewritten = _transform(expr, rewrite)
             compiled = compiler.compile(rewritten, post_scope)
-            if isinstance(rewritten, Slot) and rewritten.code.startswith("post[") and \
-                    int(rewritten.code[5:-1]) < key_count:
+            if (
+                isinstance(rewritten, Slot)
+                and rewritten.code.startswith("post[")
+                and int(rewritten.code[5:-1]) < key_count
+            ):
                 index = int(rewritten.code[5:-1])
                 if key_columns[index] is not None:
-                    raise InvalidStatement(f"The projection contains the grouping expression "
-                                           f"{expression_text(group_by[index])} more than once.",
-                                           expr.pos.line, expr.pos.column)
+                    raise InvalidStatement(
+                        f"The projection contains the grouping expression "
+                        f"{expression_text(group_by[index])} more than once.",
+                        expr.pos.line,
+                        expr.pos.column,
+                    )
                 key_columns[index] = Column(name, compiled.type)
                 continue
             if compiled.type == NULL:
-                raise InvalidStatement(f"Can't infer a type of null for column {name}. Please explicitly cast it.",
-                                       expr.pos.line, expr.pos.column)
+                raise InvalidStatement(
+                    f"Can't infer a type of null for column {name}. Please explicitly cast it.",
+                    expr.pos.line,
+                    expr.pos.column,
+                )
             value_columns.append(Column(name, compiled.type))
             value_codes.append(compiled)
         for index, column in enumerate(key_columns):
             if column is None:
                 text = expression_text(group_by[index])
-                raise InvalidStatement(f"Key missing from projection (ie, SELECT). The query used to build "
-                                       f"`{statement.name}` must include the grouping expression {text} in its "
-                                       f"projection (eg, SELECT {text}...).", query.pos.line, query.pos.column)
+                raise InvalidStatement(
+                    f"Key missing from projection (ie, SELECT). The query used to build "
+                    f"`{statement.name}` must include the grouping expression {text} in its "
+                    f"projection (eg, SELECT {text}...).",
+                    query.pos.line,
+                    query.pos.column,
+                )
         having_compiled = None
         if having is not None:
             having_compiled = compiler.compile(_transform(having, rewrite), post_scope)
             if having_compiled.type not in (BOOLEAN, NULL):
-                raise InvalidStatement("HAVING expression should evaluate to BOOLEAN", having.pos.line,
-                                       having.pos.column)
+                raise InvalidStatement(
+                    "HAVING expression should evaluate to BOOLEAN", having.pos.line, having.pos.column
+                )
 
         emit_final = query.emit == "FINAL"
         windows = None
         if session:
             windows = make_session_windows(window.size_ms, window.grace_ms)
         elif window is not None:
-            windows = make_time_windows(window.kind, window.size_ms, window.advance_ms, window.grace_ms,
-                                        window.retention_ms, emit_final)
+            windows = make_time_windows(
+                window.kind, window.size_ms, window.advance_ms, window.grace_ms, window.retention_ms, emit_final
+            )
             if window.retention_ms is not None and window.retention_ms < window.size_ms + windows.grace:
-                raise InvalidStatement(f"The retention period of the window store {statement.name} must be no "
-                                       f"smaller than its window size plus the grace period. Got size=["
-                                       f"{window.size_ms}], grace=[{windows.grace}], retention=["
-                                       f"{window.retention_ms}]", window.pos.line, window.pos.column)
-        sink = self._sink(statement, source, props, [c for c in key_columns if c is not None], value_columns,
-                          window.kind if window is not None else None,
-                          window.size_ms if window is not None and not session else None)
+                raise InvalidStatement(
+                    f"The retention period of the window store {statement.name} must be no "
+                    f"smaller than its window size plus the grace period. Got size=["
+                    f"{window.size_ms}], grace=[{windows.grace}], retention=["
+                    f"{window.retention_ms}]",
+                    window.pos.line,
+                    window.pos.column,
+                )
+        sink = self._sink(
+            statement,
+            source,
+            props,
+            [c for c in key_columns if c is not None],
+            value_columns,
+            window.kind if window is not None else None,
+            window.size_ms if window is not None and not session else None,
+        )
 
         # Generated functions.
         where = self._where(query, source, compiler)
@@ -846,28 +1069,47 @@ class Catalog:
             base += call.slots
         agg_update = compiler.function("agg_update", "st, row", update_body or ["pass"])
         agg_merge = compiler.function("agg_merge", "acc, other", merge_body) if session else None
-        post_code = ("post = key + (ws, we, " + "".join(code + ", " for code in result_codes) + ")")
+        post_code = "post = key + (ws, we, " + "".join(code + ", " for code in result_codes) + ")"
         agg_project = compiler.function(
-            "agg_project", "key, ws, we, st",
-            [post_code, f"return ({''.join(c.code + ', ' for c in value_codes)})"])
+            "agg_project", "key, ws, we, st", [post_code, f"return ({''.join(c.code + ', ' for c in value_codes)})"]
+        )
         having_function = None
         if having_compiled is not None:
-            having_function = compiler.function("having", "key, ws, we, st",
-                                                [post_code, f"return ({having_compiled.code}) is True"])
-        item_functions = [compiler.function(f"item_{i}", "key, ws, we, st", [post_code, f"return {c.code}"])
-                          for i, c in enumerate(value_codes)]
-        return QueryPlan(query_id, "aggregate", source, sink, statement, compiler, where=where,
-                         group_key=group_key, windows=windows, emit_final=emit_final, aggregates=aggregates,
-                         agg_init=agg_init, agg_update=agg_update, agg_merge=agg_merge, agg_project=agg_project,
-                         having=having_function,
-                         item_functions=item_functions, item_labels=[c.name for c in value_columns],
-                         post_code=post_code, value_codes=[c.code for c in value_codes])
+            having_function = compiler.function(
+                "having", "key, ws, we, st", [post_code, f"return ({having_compiled.code}) is True"]
+            )
+        item_functions = [
+            compiler.function(f"item_{i}", "key, ws, we, st", [post_code, f"return {c.code}"])
+            for i, c in enumerate(value_codes)
+        ]
+        return QueryPlan(
+            query_id,
+            "aggregate",
+            source,
+            sink,
+            statement,
+            compiler,
+            where=where,
+            group_key=group_key,
+            windows=windows,
+            emit_final=emit_final,
+            aggregates=aggregates,
+            agg_init=agg_init,
+            agg_update=agg_update,
+            agg_merge=agg_merge,
+            agg_project=agg_project,
+            having=having_function,
+            item_functions=item_functions,
+            item_labels=[c.name for c in value_columns],
+            post_code=post_code,
+            value_codes=[c.code for c in value_codes],
+        )
 
 
 def plan_script(text: str, variables: Mapping[str, str] | None = None) -> Catalog:
     """Parse and plan a whole script; raises InvalidStatement/UnsupportedStatement. With
     `variables`, `${name}` references are substituted first (ksql/variables.py)."""
-    from ksql.variables import statement_templates, substitute
+    from coinstream.ksql.variables import statement_templates, substitute
 
     catalog = Catalog()
     if variables is not None:

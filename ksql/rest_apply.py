@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from ksql.parser import StatementInfo, split_statements
+from coinstream.ksql.parser import StatementInfo, split_statements
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,14 @@ def safe_url(url: str) -> str:
 class KsqlDbClient:
     """A minimal client for ksqlDB's `/ksql` endpoint."""
 
-    def __init__(self, server: str, user: str | None = None, password: str | None = None,
-                 timeout_s: float = 60.0, streams_properties: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        user: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 60.0,
+        streams_properties: dict[str, Any] | None = None,
+    ) -> None:
         self.server = server.rstrip("/")
         self.timeout_s = timeout_s
         self.streams_properties = dict(DEFAULT_STREAMS_PROPERTIES if streams_properties is None else streams_properties)
@@ -100,8 +106,9 @@ class KsqlDbClient:
             raise ApplyError(f"ksqlDB at {where} answered HTTP {response.status_code} with a non-JSON body") from None
         if response.status_code >= 400 or (isinstance(payload, dict) and "error_code" in payload):
             error = payload if isinstance(payload, dict) else {}
-            raise StatementRejected(error.get("error_code", response.status_code),
-                                    str(error.get("message", "no message")), statement)
+            raise StatementRejected(
+                error.get("error_code", response.status_code), str(error.get("message", "no message")), statement
+            )
         if not isinstance(payload, list):
             raise ApplyError(f"ksqlDB at {where} answered with an unexpected body (not a JSON array)")
         for entity in payload:
@@ -115,8 +122,10 @@ class KsqlDbClient:
     def existing_sources(self) -> dict[str, str]:
         """Name -> STREAM/TABLE for everything the server already has."""
         found: dict[str, str] = {}
-        for statement, entity_type, key in (("SHOW STREAMS;", "streams", "streams"),
-                                             ("SHOW TABLES;", "tables", "tables")):
+        for statement, entity_type, key in (
+            ("SHOW STREAMS;", "streams", "streams"),
+            ("SHOW TABLES;", "tables", "tables"),
+        ):
             for entity in self.ksql(statement):
                 if entity.get("@type") == entity_type:
                     for source in entity.get(key, []):
@@ -139,21 +148,27 @@ def apply_script(script: str, client: KsqlDbClient) -> ApplyReport:
     others = [s for s in statements if s.kind != "CREATE"]
     if others:
         first = others[0]
-        raise ApplyError(f"line {first.line}: only CREATE statements can be applied idempotently; "
-                         f"refusing: {first.text}")
+        raise ApplyError(
+            f"line {first.line}: only CREATE statements can be applied idempotently; refusing: {first.text}"
+        )
     existing = client.existing_sources()
     for statement in statements:
         present = existing.get(statement.name or "")
         if present is not None and not statement.or_replace:
-            note = "already exists" if statement.if_not_exists else \
-                "already exists (not re-created; use CREATE OR REPLACE to change it)"
+            note = (
+                "already exists"
+                if statement.if_not_exists
+                else "already exists (not re-created; use CREATE OR REPLACE to change it)"
+            )
             report.results.append(ApplyResult(statement, "exists", note))
             continue
         try:
             entities = client.ksql(statement.text)
         except StatementRejected as error:
-            raise ApplyError(f"line {statement.line}: ksqlDB rejected the statement (error {error.code}): "
-                             f"{error.server_message}\n  statement: {statement.text}") from None
+            raise ApplyError(
+                f"line {statement.line}: ksqlDB rejected the statement (error {error.code}): "
+                f"{error.server_message}\n  statement: {statement.text}"
+            ) from None
         except ApplyError as error:
             raise ApplyError(f"line {statement.line}: {error}\n  statement: {statement.text}") from None
         message = ""

@@ -19,13 +19,14 @@ import io
 import json
 import math
 import struct
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
-from ksql.errors import RecordError
-from ksql.types import CoercionError, SqlType, coercer, decimal_plain, java_double_str
+from coinstream.ksql.errors import RecordError
+from coinstream.ksql.types import CoercionError, SqlType, coercer, decimal_plain, java_double_str
 
 SUPPORTED_FORMATS = ("KAFKA", "JSON", "DELIMITED", "NONE")
 KNOWN_UNSUPPORTED_FORMATS = ("AVRO", "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR")
@@ -37,6 +38,7 @@ _DOUBLE = struct.Struct(">d")
 
 
 # ---- JSON helpers ---------------------------------------------------------------------------------------------
+
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
@@ -69,6 +71,7 @@ def _bytes_to_base64(value: Any) -> Any:
 
 # ---- primitive (KAFKA format) --------------------------------------------------------------------------------------
 
+
 def kafka_serializer(sql_type: SqlType) -> Callable[[Any], bytes | None]:
     base = sql_type.base
     if base == "STRING":
@@ -98,6 +101,7 @@ def kafka_deserializer(sql_type: SqlType) -> Callable[[bytes | None], Any]:
         return decode
 
     if base == "STRING":
+
         def decode_string(data: bytes | None) -> Any:
             if data is None:
                 return None
@@ -120,6 +124,7 @@ def kafka_deserializer(sql_type: SqlType) -> Callable[[bytes | None], Any]:
 
 # ---- DELIMITED --------------------------------------------------------------------------------------------------------
 
+
 def _delimited_text(value: Any, sql_type: SqlType) -> str:
     if value is None:
         return ""
@@ -138,10 +143,13 @@ def _delimited_text(value: Any, sql_type: SqlType) -> str:
 def delimited_serializer(types: list[SqlType], delimiter: str) -> Callable[[tuple], bytes]:
     def encode(values: tuple) -> bytes:
         fields = []
-        for value, sql_type in zip(values, types):
+        for value, sql_type in zip(values, types, strict=False):
             text = _delimited_text(value, sql_type)
-            if sql_type.base == "STRING" and text and (delimiter in text or '"' in text or "\n" in text
-                                                      or "\r" in text):
+            if (
+                sql_type.base == "STRING"
+                and text
+                and (delimiter in text or '"' in text or "\n" in text or "\r" in text)
+            ):
                 text = '"' + text.replace('"', '""') + '"'
             fields.append(text)
         return delimiter.join(fields).encode("utf-8")
@@ -158,14 +166,11 @@ def delimited_deserializer(types: list[SqlType], delimiter: str) -> Callable[[by
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise RecordError("DELIMITED value is not valid UTF-8") from None
-        if '"' in text:
-            fields = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
-        else:
-            fields = text.split(delimiter)
+        fields = next(csv.reader(io.StringIO(text), delimiter=delimiter), []) if '"' in text else text.split(delimiter)
         if len(fields) != expected:
             raise RecordError(f"Unexpected field count, csvFields:{len(fields)} schemaFields:{expected}")
         try:
-            return [None if field == "" else convert(field) for field, convert in zip(fields, converters)]
+            return [None if field == "" else convert(field) for field, convert in zip(fields, converters, strict=False)]
         except CoercionError as error:
             raise RecordError(f"Failed to deserialize DELIMITED value: {error}") from None
 
@@ -174,6 +179,7 @@ def delimited_deserializer(types: list[SqlType], delimiter: str) -> Callable[[by
 
 # ---- row-level serdes ---------------------------------------------------------------------------------------------------
 
+
 class RowSerde:
     """Serialize/deserialize the key or the value part of a row for one format and column list.
 
@@ -181,8 +187,16 @@ class RowSerde:
     a single column (keys are never wrapped; values are by default).
     """
 
-    def __init__(self, fmt: str, names: list[str], types: list[SqlType], *, is_key: bool,
-                 wrap_single: bool | None = None, delimiter: str = ",") -> None:
+    def __init__(
+        self,
+        fmt: str,
+        names: list[str],
+        types: list[SqlType],
+        *,
+        is_key: bool,
+        wrap_single: bool | None = None,
+        delimiter: str = ",",
+    ) -> None:
         self.format = fmt
         self.names = names
         self.types = types
@@ -215,8 +229,10 @@ class RowSerde:
         # dict literal built by generated code: cheaper than dict(zip(...)) per record
         items = ", ".join(f"{name!r}: values[{index}]" for index, name in enumerate(names))
         namespace: dict[str, Any] = {"json_dumps": json_dumps}
-        exec(compile(f"def serialize(values):\n    return json_dumps({{{items}}})\n", "<ksql json serializer>",
-                     "exec"), namespace)  # noqa: S102 - names are repr()-quoted
+        exec(
+            compile(f"def serialize(values):\n    return json_dumps({{{items}}})\n", "<ksql json serializer>", "exec"),
+            namespace,
+        )
         return namespace["serialize"]
 
     # ---- deserialize ----------------------------------------------------------------------------------------------------
@@ -271,9 +287,18 @@ class RowSerde:
 
         # Generated per schema: copy the fields into row slots, then check each slot inline and
         # convert only values that are not already of the column's Python type.
-        namespace: dict[str, Any] = {"loads": loads, "get": index_of.get, "resolve": resolve,
-                                     "RecordError": RecordError, "CoercionError": CoercionError,
-                                     "dict": dict, "float": float, "str": str, "int": int, "list": list}
+        namespace: dict[str, Any] = {
+            "loads": loads,
+            "get": index_of.get,
+            "resolve": resolve,
+            "RecordError": RecordError,
+            "CoercionError": CoercionError,
+            "dict": dict,
+            "float": float,
+            "str": str,
+            "int": int,
+            "list": list,
+        }
         lines = [
             "def decode_object(data):",
             f"    if data is None: return [None] * {count}",
@@ -296,8 +321,10 @@ class RowSerde:
             check = _fast_check(sql_type)
             lines.append(f"        v = row[{index}]")
             if sql_type.base == "DOUBLE":  # JSON writes integral doubles as ints: float() is exact enough
-                lines.append(f"        if v is not None and type(v) is not float: index = {index}; "
-                             f"row[{index}] = float(v) if type(v) is int else c{index}(v)")
+                lines.append(
+                    f"        if v is not None and type(v) is not float: index = {index}; "
+                    f"row[{index}] = float(v) if type(v) is int else c{index}(v)"
+                )
             elif check is None:
                 lines.append(f"        if v is not None: index = {index}; row[{index}] = c{index}(v)")
             else:
@@ -308,7 +335,7 @@ class RowSerde:
             "    return row",
         ]
         namespace["names"] = list(self.names)
-        exec(compile("\n".join(lines) + "\n", "<ksql json decoder>", "exec"), namespace)  # noqa: S102
+        exec(compile("\n".join(lines) + "\n", "<ksql json decoder>", "exec"), namespace)
         return namespace["decode_object"]
 
 
@@ -347,6 +374,7 @@ def _contains_bytes(sql_type: SqlType) -> bool:
 
 # ---- windowed keys ---------------------------------------------------------------------------------------------------------
 
+
 def time_windowed_key(key: bytes | None, window_start: int) -> bytes:
     return (key or b"") + _LONG.pack(window_start)
 
@@ -373,6 +401,7 @@ def is_finite_number(value: Any) -> bool:
 
 
 # ---- partitioning -------------------------------------------------------------------------------------------------------
+
 
 def murmur2(data: bytes) -> int:
     """Kafka's `Utils.murmur2` (the Java client's default partitioner hash), as a signed 32-bit int."""

@@ -81,14 +81,18 @@ class LocalStateStore:
     def checkpoint(self, changelog: str, partition: int) -> Checkpoint | None:
         row = self._db.execute(
             "SELECT changelog_id, input_topic, input_id, next_offset, stream_time FROM checkpoints "
-            "WHERE changelog = ? AND partition = ?", (changelog, partition)).fetchone()
+            "WHERE changelog = ? AND partition = ?",
+            (changelog, partition),
+        ).fetchone()
         return Checkpoint(*row) if row else None
 
     def states(self, changelog: str, partition: int) -> dict[bytes, bytes]:
         """state key -> state of every window held for the changelog partition."""
-        return dict(self._db.execute(
-            "SELECT state_key, state FROM windows WHERE changelog = ? AND partition = ?",
-            (changelog, partition)))
+        return dict(
+            self._db.execute(
+                "SELECT state_key, state FROM windows WHERE changelog = ? AND partition = ?", (changelog, partition)
+            )
+        )
 
     def write(self, cycle: Iterable[PartitionChanges]) -> None:
         """Apply one commit cycle's changes and checkpoints atomically."""
@@ -98,14 +102,25 @@ class LocalStateStore:
             for part in cycle:
                 db.executemany(
                     "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?)",
-                    [(part.changelog, part.partition, key, state) for key, state in part.upserts])
+                    [(part.changelog, part.partition, key, state) for key, state in part.upserts],
+                )
                 db.executemany(
                     "DELETE FROM windows WHERE changelog = ? AND partition = ? AND state_key = ?",
-                    [(part.changelog, part.partition, key) for key in part.deletes])
+                    [(part.changelog, part.partition, key) for key in part.deletes],
+                )
                 point = part.checkpoint
-                db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (part.changelog, part.partition, point.changelog_id, point.input_topic,
-                            point.input_id, point.next_offset, point.stream_time))
+                db.execute(
+                    "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        part.changelog,
+                        part.partition,
+                        point.changelog_id,
+                        point.input_topic,
+                        point.input_id,
+                        point.next_offset,
+                        point.stream_time,
+                    ),
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -117,8 +132,10 @@ class LocalStateStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("DELETE FROM windows WHERE changelog = ? AND partition = ?", (changelog, partition))
-            db.executemany("INSERT INTO windows VALUES (?, ?, ?, ?)",
-                           [(changelog, partition, key, state) for key, state in states.items()])
+            db.executemany(
+                "INSERT INTO windows VALUES (?, ?, ?, ?)",
+                [(changelog, partition, key, state) for key, state in states.items()],
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -26,11 +26,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from ksql.engine import Pipeline, ProcessingLogEntry
-from ksql.errors import KsqlError
-from ksql.planner import Catalog, SourceDef, plan_script
-from ksql.serde import RowSerde, json_dumps, json_loads_exact, split_windowed_key
-from ksql.types import CoercionError, coercer
+from coinstream.ksql.engine import Pipeline, ProcessingLogEntry
+from coinstream.ksql.errors import KsqlError
+from coinstream.ksql.planner import Catalog, SourceDef, plan_script
+from coinstream.ksql.serde import RowSerde, json_dumps, json_loads_exact, split_windowed_key
+from coinstream.ksql.types import CoercionError, coercer
 
 EXIT_MATCH, EXIT_DIFFER, EXIT_REJECTED, EXIT_INTERNAL_ERROR = 0, 1, 2, 3
 _LONG = struct.Struct(">q")
@@ -59,6 +59,7 @@ def _sink_for_topic(catalog: Catalog, topic: str) -> SourceDef | None:
 
 
 # ---- turning test records into bytes ----------------------------------------------------------------------------------------
+
 
 def _encode_key(source: SourceDef, record: dict) -> bytes | None:
     key = record.get("key")
@@ -103,6 +104,7 @@ def _encode_value(source: SourceDef, record: dict) -> bytes | None:
 
 # ---- turning output bytes back into test records --------------------------------------------------------------------------------
 
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(value).decode()
@@ -113,8 +115,9 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def decode_output(sink: SourceDef, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
-                  window: tuple | None) -> dict:
+def decode_output(
+    sink: SourceDef, topic: str, key: bytes | None, value: bytes | None, timestamp: int, window: tuple | None
+) -> dict:
     record: dict[str, Any] = {"topic": topic}
     if window is not None and key is not None:
         key, start, end = split_windowed_key(key, window[2] == "session")
@@ -122,14 +125,19 @@ def decode_output(sink: SourceDef, topic: str, key: bytes | None, value: bytes |
             end = start + (sink.window_size or 0)
         record["window"] = {"start": start, "end": end, "type": window[2]}
     if sink.key_columns and key is not None:
-        values = RowSerde(sink.key_format, [c.name for c in sink.key_columns], [c.type for c in sink.key_columns],
-                          is_key=True, delimiter=sink.key_delimiter).deserializer()(key)
+        values = RowSerde(
+            sink.key_format,
+            [c.name for c in sink.key_columns],
+            [c.type for c in sink.key_columns],
+            is_key=True,
+            delimiter=sink.key_delimiter,
+        ).deserializer()(key)
         if sink.key_format == "JSON":
             record["key"] = json_loads_exact(key)
         elif len(values) == 1:
             record["key"] = _json_safe(values[0])
         else:
-            record["key"] = {c.name: _json_safe(v) for c, v in zip(sink.key_columns, values)}
+            record["key"] = {c.name: _json_safe(v) for c, v in zip(sink.key_columns, values, strict=False)}
     else:
         record["key"] = None
     if value is None:
@@ -147,6 +155,7 @@ def decode_output(sink: SourceDef, topic: str, key: bytes | None, value: bytes |
 
 
 # ---- comparison ---------------------------------------------------------------------------------------------------------------------
+
 
 def _number(value: Any) -> Decimal | None:
     if isinstance(value, bool):
@@ -166,11 +175,17 @@ def values_match(expected: Any, actual: Any) -> bool:
     if isinstance(expected, bool) or isinstance(actual, bool):
         return expected is actual
     if isinstance(expected, dict):
-        return (isinstance(actual, dict) and expected.keys() == actual.keys()
-                and all(values_match(expected[k], actual[k]) for k in expected))
+        return (
+            isinstance(actual, dict)
+            and expected.keys() == actual.keys()
+            and all(values_match(expected[k], actual[k]) for k in expected)
+        )
     if isinstance(expected, list):
-        return (isinstance(actual, list) and len(expected) == len(actual)
-                and all(values_match(e, a) for e, a in zip(expected, actual)))
+        return (
+            isinstance(actual, list)
+            and len(expected) == len(actual)
+            and all(values_match(e, a) for e, a in zip(expected, actual, strict=False))
+        )
     expected_number, actual_number = _number(expected), _number(actual)
     if expected_number is not None and actual_number is not None:
         if isinstance(expected, float) or isinstance(actual, float):
@@ -235,27 +250,37 @@ def _diff(topic: str, expected: list[dict], actual: list[dict]) -> list[str]:
 
 # ---- running ----------------------------------------------------------------------------------------------------------------------------
 
-def run_files(statements_path: str | Path, input_path: str | Path, output_path: str | Path,
-              variables: dict[str, str] | None = None) -> TestResult:
+
+def run_files(
+    statements_path: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    variables: dict[str, str] | None = None,
+) -> TestResult:
     """Run one test; an unexpected exception becomes exit code 3 (never 1, which means "outputs differ")."""
     try:
         return _run_files(statements_path, input_path, output_path, variables)
-    except Exception:  # noqa: BLE001 - a bug of ours must not look like a mismatch
+    except Exception:
         import traceback
 
         return TestResult(EXIT_INTERNAL_ERROR, "internal error (a bug in the engine):\n" + traceback.format_exc())
 
 
-def _run_files(statements_path: str | Path, input_path: str | Path, output_path: str | Path,
-               variables: dict[str, str] | None = None) -> TestResult:
+def _run_files(
+    statements_path: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    variables: dict[str, str] | None = None,
+) -> TestResult:
     statements = Path(statements_path).read_text(encoding="utf-8")
     inputs = json_loads_exact(Path(input_path).read_text(encoding="utf-8")).get("inputs", [])
     outputs = json_loads_exact(Path(output_path).read_text(encoding="utf-8")).get("outputs", [])
     return run(statements, inputs, outputs, variables)
 
 
-def run(statements: str, inputs: list[dict], expected_outputs: list[dict],
-        variables: dict[str, str] | None = None) -> TestResult:
+def run(
+    statements: str, inputs: list[dict], expected_outputs: list[dict], variables: dict[str, str] | None = None
+) -> TestResult:
     try:
         catalog = plan_script(statements, variables)
     except KsqlError as error:
@@ -272,7 +297,8 @@ def run(statements: str, inputs: list[dict], expected_outputs: list[dict],
         for out_topic, out_key, out_value, out_ts, window in pipeline.process(topic, 0, offset, key, value, timestamp):
             sink = _sink_for_topic(catalog, out_topic)
             produced.setdefault(out_topic, []).append(
-                decode_output(sink, out_topic, out_key, out_value, out_ts, window))  # type: ignore[arg-type]
+                decode_output(sink, out_topic, out_key, out_value, out_ts, window)
+            )  # type: ignore[arg-type]
             if out_topic in input_topics:
                 feed(out_topic, out_key, out_value, out_ts)
 
@@ -291,7 +317,9 @@ def run(statements: str, inputs: list[dict], expected_outputs: list[dict],
     ok = True
     for topic, expected in expected_by_topic.items():
         actual = produced.get(topic, [])
-        if len(actual) != len(expected) or not all(record_matches(e, a) for e, a in zip(expected, actual)):
+        if len(actual) != len(expected) or not all(
+            record_matches(e, a) for e, a in zip(expected, actual, strict=False)
+        ):
             ok = False
             lines.extend(_diff(topic, expected, actual))
     if pipeline.errors:
@@ -306,11 +334,11 @@ def run(statements: str, inputs: list[dict], expected_outputs: list[dict],
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ksql.testrunner -s statements.sql -i input.json -o output.json` (no CLI start-up cost)."""
+    """`python -m coinstream.ksql.testrunner -s statements.sql -i input.json -o output.json` (no CLI start-up cost)."""
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m ksql.testrunner", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m coinstream.ksql.testrunner", description=__doc__.splitlines()[0])
     parser.add_argument("-s", "--statements", required=True)
     parser.add_argument("-i", "--input-file", required=True)
     parser.add_argument("-o", "--output-file", required=True)

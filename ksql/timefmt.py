@@ -12,12 +12,24 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -64,6 +76,7 @@ def _local_zone() -> tzinfo:
 
 # ---- pattern tokenizer ------------------------------------------------------------------------------------------
 
+
 def _tokens(pattern: str) -> list[tuple[str, str | int]]:
     """Split a pattern into ("field", letter, count) and ("text", literal) tokens."""
     result: list = []
@@ -104,6 +117,7 @@ def _tokens(pattern: str) -> list[tuple[str, str | int]]:
 
 
 # ---- formatting ----------------------------------------------------------------------------------------------
+
 
 def _pad(value: int, width: int) -> str:
     text = str(abs(value)).rjust(width, "0")
@@ -189,7 +203,9 @@ def _field_printer(letter: str, count: int) -> Callable[[datetime, int], str]:
     if letter == "z" and count <= 3:
         return lambda dt, ns: dt.tzname() or "UTC"
     if letter == "V" and count == 2:
-        return lambda dt, ns: getattr(dt.tzinfo, "key", None) or ("UTC" if dt.utcoffset() == timedelta(0) else _iso_offset(dt, 3, True))
+        return lambda dt, ns: (
+            getattr(dt.tzinfo, "key", None) or ("UTC" if dt.utcoffset() == timedelta(0) else _iso_offset(dt, 3, True))
+        )
     if letter == "X" and count <= 5:
         return lambda dt, ns: _iso_offset(dt, count, True)
     if letter == "x" and count <= 5:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
@@ -29,9 +30,9 @@ class SqlType:
     base: str
     precision: int = 0
     scale: int = 0
-    element: "SqlType | None" = None
-    key: "SqlType | None" = None
-    fields: tuple[tuple[str, "SqlType"], ...] = field(default=())
+    element: SqlType | None = None
+    key: SqlType | None = None
+    fields: tuple[tuple[str, SqlType], ...] = field(default=())
 
     def __str__(self) -> str:
         if self.base == "DECIMAL":
@@ -120,6 +121,7 @@ def wider_numeric(left: SqlType, right: SqlType) -> SqlType:
 
 # ---- integer wrapping (Java semantics) --------------------------------------------------------------------
 
+
 def wrap_int(value: int) -> int:
     """Wrap to a signed 32-bit integer, as Java `int` arithmetic does on overflow."""
     return ((value + 2**31) & 0xFFFFFFFF) - 2**31
@@ -131,6 +133,7 @@ def wrap_long(value: int) -> int:
 
 
 # ---- Java-compatible text forms --------------------------------------------------------------------------
+
 
 def java_double_str(value: float) -> str:
     """`Double.toString`: the shortest repr, in Java's layout (1.0, 1.0E10, 1.234E-5, NaN, Infinity)."""
@@ -161,6 +164,7 @@ def decimal_plain(value: Decimal) -> str:
 
 
 # ---- coercion of external values (JSON/DELIMITED) into the declared type -------------------------------------
+
 
 class CoercionError(ValueError):
     """A value cannot be represented in the declared column type."""
@@ -246,8 +250,7 @@ def _decimal(precision: int, scale: int) -> Callable[[Any], Decimal]:
             elif isinstance(value, (int, str)):
                 number = Decimal(str(value).strip() if isinstance(value, str) else value)
             else:
-                raise CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, "
-                                    f"requiredType: DECIMAL")
+                raise CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: DECIMAL")
             result = number.quantize(quantum, rounding=ROUND_HALF_UP)
         except InvalidOperation:
             raise CoercionError(f"Can't convert '{value}' to DECIMAL({precision}, {scale})") from None
@@ -298,8 +301,7 @@ def coercer(sql_type: SqlType) -> Callable[[Any], Any]:
 
         def inner(value: Any) -> list:
             if not isinstance(value, list):
-                raise CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, "
-                                    f"requiredType: ARRAY")
+                raise CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: ARRAY")
             return [element(item) for item in value]
     elif base == "MAP":
         key = coercer(sql_type.key)  # type: ignore[arg-type]
@@ -307,8 +309,7 @@ def coercer(sql_type: SqlType) -> Callable[[Any], Any]:
 
         def inner(value: Any) -> dict:
             if not isinstance(value, dict):
-                raise CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, "
-                                    f"requiredType: MAP")
+                raise CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: MAP")
             return {key(k): value_of(v) for k, v in value.items()}
     elif base == "STRUCT":
         exact = {"DOUBLE": float, "STRING": str, "BOOLEAN": bool}
@@ -316,8 +317,7 @@ def coercer(sql_type: SqlType) -> Callable[[Any], Any]:
 
         def inner(value: Any) -> dict:
             if not isinstance(value, dict):
-                raise CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, "
-                                    f"requiredType: STRUCT")
+                raise CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: STRUCT")
             upper = None
             result = {}
             for name, convert, python_type in converters:

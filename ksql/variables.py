@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ksql.errors import InvalidStatement
+from coinstream.ksql.errors import InvalidStatement
 
 _REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -33,8 +33,9 @@ def substitute(text: str, variables: Mapping[str, str]) -> str:
         if value is None:
             line = text.count("\n", 0, match.start()) + 1
             column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
-            raise InvalidStatement(f"variable ${{{name}}} is not defined (known: "
-                                   f"{', '.join(sorted(by_name)) or 'none'})", line, column)
+            raise InvalidStatement(
+                f"variable ${{{name}}} is not defined (known: {', '.join(sorted(by_name)) or 'none'})", line, column
+            )
         return value
 
     return _REFERENCE.sub(replace, text)
@@ -62,7 +63,7 @@ def _pieces(text: str) -> list[str]:
             close = text.find("*/", i + 2)
             i = n if close < 0 else close + 2
         elif char == ";":
-            pieces.append(text[start:i + 1])
+            pieces.append(text[start : i + 1])
             start = i = i + 1
         else:
             i += 1

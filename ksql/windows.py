@@ -39,8 +39,9 @@ def default_grace(size_ms: int, emit_final: bool) -> int:
     return 0 if emit_final else max(DAY_MS - size_ms, 0)
 
 
-def make_time_windows(kind: str, size: int, advance: int | None, grace: int | None,
-                      retention: int | None, emit_final: bool) -> TimeWindows:
+def make_time_windows(
+    kind: str, size: int, advance: int | None, grace: int | None, retention: int | None, emit_final: bool
+) -> TimeWindows:
     step = size if kind == "TUMBLING" else advance
     assert step is not None
     effective_grace = default_grace(size, emit_final) if grace is None else grace

@@ -17,13 +17,15 @@ carries the password) to another origin. Same-origin redirects keep everything.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
-from common.errors import os_reason
+from coinstream.common.errors import os_reason
 
 SESSION_HEADER = "X-Metabase-Session"
 API_KEY_HEADER = "x-api-key"
@@ -53,8 +55,7 @@ class OriginBoundSession(requests.Session):
 
     credential_headers: tuple[str, ...] = (SESSION_HEADER, API_KEY_HEADER)
 
-    def rebuild_auth(self, prepared_request: requests.PreparedRequest,
-                     response: requests.Response) -> None:
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         super().rebuild_auth(prepared_request, response)  # Authorization, as requests does
         if origin(response.request.url or "") == origin(prepared_request.url or ""):
             return
@@ -64,7 +65,9 @@ class OriginBoundSession(requests.Session):
             raise CrossOriginRedirect(
                 f"HTTP {response.status_code} redirects to another origin "
                 f"({_origin_text(prepared_request.url or '')}) and would resend the request body; "
-                "not followed", response=response)
+                "not followed",
+                response=response,
+            )
 
 
 def _origin_text(url: str) -> str:
@@ -78,8 +81,9 @@ class MetabaseError(RuntimeError):
     def __init__(self, method: str, path: str, status: int | None, message: str) -> None:
         self.method, self.path, self.status, self.message = method, path, status, message
         where = f"{method} {path}"
-        super().__init__(f"{where} answered HTTP {status}: {message}" if status is not None
-                         else f"{where} failed: {message}")
+        super().__init__(
+            f"{where} answered HTTP {status}: {message}" if status is not None else f"{where} failed: {message}"
+        )
 
 
 def error_message(body: str) -> str:
@@ -102,8 +106,9 @@ def error_message(body: str) -> str:
 class MetabaseClient:
     """JSON requests against one Metabase, authenticated by an API key or a session."""
 
-    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 30.0,
-                 secrets: Iterable[str] = ()) -> None:
+    def __init__(
+        self, url: str, *, api_key: str | None = None, timeout: float = 30.0, secrets: Iterable[str] = ()
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._http = OriginBoundSession()
@@ -132,10 +137,8 @@ class MetabaseClient:
     def logout(self) -> None:
         """End the session opened by `login` (nothing to do with an API key)."""
         if self._session_id is not None:
-            try:
+            with contextlib.suppress(MetabaseError):  # the session expires by itself; this is a courtesy
                 self.request("DELETE", "/api/session")
-            except MetabaseError:
-                pass  # the session expires by itself; logging out is a courtesy
             self._session_id = None
             self._http.headers.pop(SESSION_HEADER, None)
 
@@ -152,33 +155,31 @@ class MetabaseClient:
     def put(self, path: str, body: dict[str, Any]) -> Any:
         return self.request("PUT", path, body)
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                params: dict[str, Any] | None = None) -> Any:
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
         """Send one request; return the decoded JSON (None for an empty answer) or raise MetabaseError."""
         try:
-            response = self._http.request(method, self.url + path, json=body, params=params,
-                                          timeout=self.timeout)
+            response = self._http.request(method, self.url + path, json=body, params=params, timeout=self.timeout)
         except CrossOriginRedirect as error:
             raise MetabaseError(method, path, None, self.scrub(str(error))) from None
         except requests.RequestException as error:
             raise MetabaseError(method, path, None, self.scrub(_reason(error))) from None
         if response.status_code >= 400:
-            raise MetabaseError(method, path, response.status_code,
-                                self.scrub(error_message(response.text)))
+            raise MetabaseError(method, path, response.status_code, self.scrub(error_message(response.text)))
         if not response.content:
             return None
         try:
             return response.json()
         except ValueError:
-            raise MetabaseError(method, path, response.status_code,
-                                "the answer is not JSON") from None
+            raise MetabaseError(method, path, response.status_code, "the answer is not JSON") from None
 
     def scrub(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
         return text
 
-    def __enter__(self) -> "MetabaseClient":
+    def __enter__(self) -> MetabaseClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

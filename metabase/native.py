@@ -16,8 +16,8 @@ the very same SQL, coinstream applies the same rules:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 _TOKEN = re.compile(r"\[\[|\]\]|\{\{(.*?)\}\}", re.DOTALL)
 _TAG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -50,7 +50,7 @@ def _parse(sql: str) -> tuple[str | _Tag | _Optional, ...]:
     for match in _TOKEN.finditer(sql):
         target = top if inner is None else inner
         if match.start() > position:
-            target.append(sql[position:match.start()])
+            target.append(sql[position : match.start()])
         token = match.group(0)
         if token == "[[":
             if inner is not None:
@@ -64,8 +64,9 @@ def _parse(sql: str) -> tuple[str | _Tag | _Optional, ...]:
         else:
             name = match.group(1).strip()
             if not _TAG_NAME.match(name):
-                raise NativeQueryError(f"unsupported template tag {{{{{match.group(1)}}}}} "
-                                       "(only plain variables are supported)")
+                raise NativeQueryError(
+                    f"unsupported template tag {{{{{match.group(1)}}}}} (only plain variables are supported)"
+                )
             target.append(_Tag(name))
         position = match.end()
     if inner is not None:
@@ -78,7 +79,7 @@ def template_tags(sql: str) -> tuple[str, ...]:
     """The tag names a template uses, in order of first use."""
     names: list[str] = []
     for part in _parse(sql):
-        for piece in (part.parts if isinstance(part, _Optional) else (part,)):
+        for piece in part.parts if isinstance(part, _Optional) else (part,):
             if isinstance(piece, _Tag) and piece.name not in names:
                 names.append(piece.name)
     return tuple(names)

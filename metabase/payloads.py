@@ -17,18 +17,16 @@ import copy
 import uuid
 from typing import Any
 
-from metabase.spec import Card, DashboardSpec, Parameter
+from coinstream.metabase.spec import Card, DashboardSpec, Parameter
 
 # A dashboard parameter's type decides the template tag's type and the filter's section.
 _TAG_TYPES = {"string": "text", "category": "text", "number": "number", "date": "date"}
 _TAG_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/coinstream/template-tags")
 
 
-def clickhouse_details(host: str, port: int, user: str, password: str, database: str,
-                       ssl: bool) -> dict[str, Any]:
+def clickhouse_details(host: str, port: int, user: str, password: str, database: str, ssl: bool) -> dict[str, Any]:
     """Connection details for Metabase's `clickhouse` driver (the read-only dashboard user)."""
-    return {"host": host, "port": port, "user": user, "password": password, "dbname": database,
-            "ssl": ssl}
+    return {"host": host, "port": port, "user": user, "password": password, "dbname": database, "ssl": ssl}
 
 
 def database_body(spec: DashboardSpec, details: dict[str, Any]) -> dict[str, Any]:
@@ -54,8 +52,7 @@ def template_tag(card: Card, parameter: Parameter) -> dict[str, Any]:
     }
 
 
-def card_body(spec: DashboardSpec, card: Card, database_id: int,
-              collection_id: int | str | None) -> dict[str, Any]:
+def card_body(spec: DashboardSpec, card: Card, database_id: int, collection_id: int | str | None) -> dict[str, Any]:
     parameters = {parameter.slug: parameter for parameter in spec.parameters}
     return {
         "name": card.name,
@@ -105,16 +102,18 @@ def dashcards(spec: DashboardSpec, card_ids: dict[str, int]) -> list[dict[str, A
     bodies = []
     for card in spec.cards:
         card_id = card_ids[card.key]
-        bodies.append({
-            "card_id": card_id,
-            "row": card.layout.row,
-            "col": card.layout.col,
-            "size_x": card.layout.size_x,
-            "size_y": card.layout.size_y,
-            "parameter_mappings": [
-                {"parameter_id": tag, "card_id": card_id, "target": ["variable", ["template-tag", tag]]}
-                for tag in card.tags
-            ],
-            "visualization_settings": {},
-        })
+        bodies.append(
+            {
+                "card_id": card_id,
+                "row": card.layout.row,
+                "col": card.layout.col,
+                "size_x": card.layout.size_x,
+                "size_y": card.layout.size_y,
+                "parameter_mappings": [
+                    {"parameter_id": tag, "card_id": card_id, "target": ["variable", ["template-tag", tag]]}
+                    for tag in card.tags
+                ],
+                "visualization_settings": {},
+            }
+        )
     return bodies

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from metabase import payloads
-from metabase.client import MetabaseClient, MetabaseError
-from metabase.spec import DashboardSpec
+from coinstream.metabase import payloads
+from coinstream.metabase.client import MetabaseClient, MetabaseError
+from coinstream.metabase.spec import DashboardSpec
 
 REDACTED = "**MetabasePass**"  # what Metabase shows instead of a stored password
 
@@ -49,8 +49,7 @@ class ProvisionReport:
         return sum(1 for outcome in self.outcomes if outcome.action == action)
 
     def summary(self) -> str:
-        return (f"{self.count('created')} created, {self.count('updated')} updated, "
-                f"{self.count('unchanged')} unchanged")
+        return f"{self.count('created')} created, {self.count('updated')} updated, {self.count('unchanged')} unchanged"
 
 
 class ProvisionError(RuntimeError):
@@ -72,8 +71,11 @@ def contains(actual: Any, desired: Any) -> bool:
             return False
         return all(contains(actual.get(key), value) for key, value in desired.items())
     if isinstance(desired, list):
-        return (isinstance(actual, list) and len(actual) == len(desired)
-                and all(contains(a, d) for a, d in zip(actual, desired)))
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(desired)
+            and all(contains(a, d) for a, d in zip(actual, desired, strict=False))
+        )
     return actual == desired
 
 
@@ -95,17 +97,18 @@ def _legacy_dataset_query(query: Any) -> Any:
     """
     if isinstance(query, dict) and isinstance(query.get("stages"), list) and query["stages"]:
         stage = query["stages"][0]
-        return {"type": "native", "database": query.get("database"),
-                "native": {"query": stage.get("native"),
-                           "template-tags": stage.get("template-tags", {})}}
+        return {
+            "type": "native",
+            "database": query.get("database"),
+            "native": {"query": stage.get("native"), "template-tags": stage.get("template-tags", {})},
+        }
     return query
 
 
 class Provisioner:
     """One provisioning run against one Metabase."""
 
-    def __init__(self, client: MetabaseClient, spec: DashboardSpec,
-                 clickhouse_details: dict[str, Any]) -> None:
+    def __init__(self, client: MetabaseClient, spec: DashboardSpec, clickhouse_details: dict[str, Any]) -> None:
         self.client = client
         self.spec = spec
         self.details = clickhouse_details
@@ -115,11 +118,11 @@ class Provisioner:
     def run(self) -> ProvisionReport:
         database_id = self._step("database", self.spec.connection_name, self.ensure_database)
         collection_id = self._step("collection", self.spec.collection_name, self.ensure_collection)
-        existing_cards = self._step("cards", "listing", lambda: _items(
-            self.client.get("/api/card", {"f": "all"})))
+        existing_cards = self._step("cards", "listing", lambda: _items(self.client.get("/api/card", {"f": "all"})))
         card_ids = {
-            card.key: self._step("card", card.name, lambda card=card: self.ensure_card(
-                card, database_id, collection_id, existing_cards))
+            card.key: self._step(
+                "card", card.name, lambda card=card: self.ensure_card(card, database_id, collection_id, existing_cards)
+            )
             for card in self.spec.cards
         }
         self._step("dashboard", self.spec.name, lambda: self.ensure_dashboard(collection_id, card_ids))
@@ -131,16 +134,14 @@ class Provisioner:
         except MetabaseError as error:
             raise ProvisionError(kind, name, error, self.report) from None
 
-    def _record(self, kind: str, name: str, action: str, object_id: Any,
-                changed: tuple[str, ...] = ()) -> None:
+    def _record(self, kind: str, name: str, action: str, object_id: Any, changed: tuple[str, ...] = ()) -> None:
         self.report.outcomes.append(Outcome(kind, name, action, object_id, changed))
 
     # ---- the objects ---------------------------------------------------------------------------
 
     def ensure_database(self) -> int:
         desired = payloads.database_body(self.spec, self.details)
-        found = [db for db in _items(self.client.get("/api/database"))
-                 if db.get("name") == desired["name"]]
+        found = [db for db in _items(self.client.get("/api/database")) if db.get("name") == desired["name"]]
         if not found:
             created = self.client.post("/api/database", desired)
             self._record("database", desired["name"], "created", created["id"])
@@ -161,9 +162,14 @@ class Provisioner:
 
     def ensure_collection(self) -> int | str:
         desired = payloads.collection_body(self.spec)
-        found = [c for c in _items(self.client.get("/api/collection"))
-                 if c.get("name") == desired["name"] and not c.get("archived")
-                 and c.get("personal_owner_id") is None and isinstance(c.get("id"), int)]
+        found = [
+            c
+            for c in _items(self.client.get("/api/collection"))
+            if c.get("name") == desired["name"]
+            and not c.get("archived")
+            and c.get("personal_owner_id") is None
+            and isinstance(c.get("id"), int)
+        ]
         if not found:
             created = self.client.post("/api/collection", desired)
             self._record("collection", desired["name"], "created", created["id"])
@@ -171,18 +177,21 @@ class Provisioner:
         existing = min(found, key=lambda c: c["id"])
         changed = differing_fields(existing, desired)
         if changed:
-            self.client.put(f"/api/collection/{existing['id']}",
-                            {key: desired[key] for key in changed})
+            self.client.put(f"/api/collection/{existing['id']}", {key: desired[key] for key in changed})
             self._record("collection", desired["name"], "updated", existing["id"], changed)
         else:
             self._record("collection", desired["name"], "unchanged", existing["id"])
         return existing["id"]
 
-    def ensure_card(self, card: Any, database_id: int, collection_id: int | str,
-                    existing_cards: list[dict[str, Any]]) -> int:
+    def ensure_card(
+        self, card: Any, database_id: int, collection_id: int | str, existing_cards: list[dict[str, Any]]
+    ) -> int:
         desired = payloads.card_body(self.spec, card, database_id, collection_id)
-        found = [c for c in existing_cards if c.get("name") == card.name
-                 and c.get("collection_id") == collection_id and not c.get("archived")]
+        found = [
+            c
+            for c in existing_cards
+            if c.get("name") == card.name and c.get("collection_id") == collection_id and not c.get("archived")
+        ]
         if not found:
             created = self.client.post("/api/card", desired)
             self._record("card", card.name, "created", created["id"])
@@ -200,35 +209,43 @@ class Provisioner:
     def ensure_dashboard(self, collection_id: int | str, card_ids: dict[str, int]) -> int:
         name = self.spec.name
         parameters = payloads.dashboard_parameters(self.spec, card_ids)
-        found = [d for d in _items(self.client.get("/api/dashboard", {"f": "all"}))
-                 if d.get("name") == name and d.get("collection_id") == collection_id
-                 and not d.get("archived")]
+        found = [
+            d
+            for d in _items(self.client.get("/api/dashboard", {"f": "all"}))
+            if d.get("name") == name and d.get("collection_id") == collection_id and not d.get("archived")
+        ]
         created = not found
         if created:
-            dashboard_id = self.client.post("/api/dashboard", {
-                "name": name, "description": self.spec.description or None,
-                "collection_id": collection_id, "parameters": parameters,
-            })["id"]
+            dashboard_id = self.client.post(
+                "/api/dashboard",
+                {
+                    "name": name,
+                    "description": self.spec.description or None,
+                    "collection_id": collection_id,
+                    "parameters": parameters,
+                },
+            )["id"]
         else:
             dashboard_id = min(d["id"] for d in found)
         existing = self.client.get(f"/api/dashboard/{dashboard_id}")
         desired_cards = payloads.dashcards(self.spec, card_ids)
         current_cards = existing.get("dashcards", existing.get("ordered_cards")) or []
-        changed = differing_fields(existing, {"description": self.spec.description or None,
-                                              "parameters": parameters})
+        changed = differing_fields(existing, {"description": self.spec.description or None, "parameters": parameters})
         if not _same_dashcards(current_cards, desired_cards):
             changed += ("dashcards",)
         if changed:
-            self.client.put(f"/api/dashboard/{dashboard_id}", {
-                "description": self.spec.description or None,
-                "parameters": parameters,
-                "dashcards": _with_ids(current_cards, desired_cards),
-            })
+            self.client.put(
+                f"/api/dashboard/{dashboard_id}",
+                {
+                    "description": self.spec.description or None,
+                    "parameters": parameters,
+                    "dashcards": _with_ids(current_cards, desired_cards),
+                },
+            )
         if created:
             self._record("dashboard", name, "created", dashboard_id)
         else:
-            self._record("dashboard", name, "updated" if changed else "unchanged", dashboard_id,
-                         changed)
+            self._record("dashboard", name, "updated" if changed else "unchanged", dashboard_id, changed)
         return dashboard_id
 
 
@@ -258,7 +275,6 @@ def _with_ids(current: list[dict[str, Any]], desired: list[dict[str, Any]]) -> l
     return bodies
 
 
-def provision(client: MetabaseClient, spec: DashboardSpec,
-              clickhouse_details: dict[str, Any]) -> ProvisionReport:
+def provision(client: MetabaseClient, spec: DashboardSpec, clickhouse_details: dict[str, Any]) -> ProvisionReport:
     """Create or update the connection, collection, cards and dashboard of `spec`; report each."""
     return Provisioner(client, spec, clickhouse_details).run()

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from metabase.native import template_tags
+from coinstream.metabase.native import template_tags
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
 DEFAULT_SPEC = DASHBOARDS_DIR / "coinstream.yaml"
@@ -42,8 +42,9 @@ class Layout:
     size_y: int
 
     def cells(self) -> set[tuple[int, int]]:
-        return {(r, c) for r in range(self.row, self.row + self.size_y)
-                for c in range(self.col, self.col + self.size_x)}
+        return {
+            (r, c) for r in range(self.row, self.row + self.size_y) for c in range(self.col, self.col + self.size_x)
+        }
 
 
 @dataclass(frozen=True)
@@ -134,17 +135,32 @@ class DashboardSpec:
             "name": self.name,
             "description": self.description,
             "parameters": [
-                {"slug": p.slug, "name": p.name, "type": p.type, "default": p.default,
-                 "required": p.required, "values_from": (
-                     {"card": p.values_card, "column": p.values_column} if p.values_card else None)}
+                {
+                    "slug": p.slug,
+                    "name": p.name,
+                    "type": p.type,
+                    "default": p.default,
+                    "required": p.required,
+                    "values_from": ({"card": p.values_card, "column": p.values_column} if p.values_card else None),
+                }
                 for p in self.parameters
             ],
             "cards": [
-                {"key": c.key, "name": c.name, "description": c.description, "display": c.display,
-                 "columns": list(c.columns), "visualization": copy.deepcopy(c.visualization),
-                 "layout": {"row": c.layout.row, "col": c.layout.col,
-                            "size_x": c.layout.size_x, "size_y": c.layout.size_y},
-                 "tags": list(c.tags)}
+                {
+                    "key": c.key,
+                    "name": c.name,
+                    "description": c.description,
+                    "display": c.display,
+                    "columns": list(c.columns),
+                    "visualization": copy.deepcopy(c.visualization),
+                    "layout": {
+                        "row": c.layout.row,
+                        "col": c.layout.col,
+                        "size_x": c.layout.size_x,
+                        "size_y": c.layout.size_y,
+                    },
+                    "tags": list(c.tags),
+                }
                 for c in self.cards
             ],
             "live": {
@@ -152,10 +168,14 @@ class DashboardSpec:
                 "candlestick": {
                     "title": self.live.candlestick_title,
                     "timeframes": [
-                        {"label": t.label, "seconds": t.seconds, "card": t.card,
-                         "overlay": None if t.overlay is None else {
-                             "card": t.overlay.card, "x": t.overlay.x, "y": t.overlay.y,
-                             "title": t.overlay.title}}
+                        {
+                            "label": t.label,
+                            "seconds": t.seconds,
+                            "card": t.card,
+                            "overlay": None
+                            if t.overlay is None
+                            else {"card": t.overlay.card, "x": t.overlay.x, "y": t.overlay.y, "title": t.overlay.title},
+                        }
                         for t in self.live.timeframes
                     ],
                 },
@@ -192,13 +212,13 @@ def _build(raw: Any, path: Path) -> DashboardSpec:
         raise SpecError("the spec must be a mapping")
     connection = _need(raw, "connection", dict, "spec")
     collection = _need(raw, "collection", dict, "spec")
-    parameters = tuple(_parameter(item, index)
-                       for index, item in enumerate(_need(raw, "parameters", list, "spec")))
+    parameters = tuple(_parameter(item, index) for index, item in enumerate(_need(raw, "parameters", list, "spec")))
     cards = tuple(_card(item, index) for index, item in enumerate(_need(raw, "cards", list, "spec")))
     live_raw = _need(raw, "live", dict, "spec")
     candlestick = _need(live_raw, "candlestick", dict, "live")
-    timeframes = tuple(_timeframe(item, index) for index, item in
-                       enumerate(_need(candlestick, "timeframes", list, "live.candlestick")))
+    timeframes = tuple(
+        _timeframe(item, index) for index, item in enumerate(_need(candlestick, "timeframes", list, "live.candlestick"))
+    )
     return DashboardSpec(
         name=_need(raw, "name", str, "spec"),
         description=str(raw.get("description", "")).strip(),
@@ -208,9 +228,11 @@ def _build(raw: Any, path: Path) -> DashboardSpec:
         collection_description=str(collection.get("description", "")).strip(),
         parameters=parameters,
         cards=cards,
-        live=Live(title=_need(live_raw, "title", str, "live"),
-                  candlestick_title=_need(candlestick, "title", str, "live.candlestick"),
-                  timeframes=timeframes),
+        live=Live(
+            title=_need(live_raw, "title", str, "live"),
+            candlestick_title=_need(candlestick, "title", str, "live.candlestick"),
+            timeframes=timeframes,
+        ),
         source=path,
     )
 
@@ -247,8 +269,7 @@ def _card(raw: Any, index: int) -> Card:
         sql=_need(raw, "sql", str, where).strip(),
         columns=tuple(columns),
         visualization=copy.deepcopy(_need(raw, "visualization", dict, where)),
-        layout=Layout(*(_need(layout, name, int, f"{where} layout")
-                        for name in ("row", "col", "size_x", "size_y"))),
+        layout=Layout(*(_need(layout, name, int, f"{where} layout") for name in ("row", "col", "size_x", "size_y"))),
     )
 
 
@@ -258,21 +279,27 @@ def _timeframe(raw: Any, index: int) -> Timeframe:
     overlay_raw = raw.get("overlay")
     overlay = None
     if overlay_raw is not None:
-        overlay = Overlay(card=_need(overlay_raw, "card", str, f"{where} overlay"),
-                          x=_need(overlay_raw, "x", str, f"{where} overlay"),
-                          y=_need(overlay_raw, "y", str, f"{where} overlay"),
-                          title=_need(overlay_raw, "title", str, f"{where} overlay"))
-    return Timeframe(label=label, seconds=_need(raw, "seconds", int, where),
-                     card=_need(raw, "card", str, where), overlay=overlay)
+        overlay = Overlay(
+            card=_need(overlay_raw, "card", str, f"{where} overlay"),
+            x=_need(overlay_raw, "x", str, f"{where} overlay"),
+            y=_need(overlay_raw, "y", str, f"{where} overlay"),
+            title=_need(overlay_raw, "title", str, f"{where} overlay"),
+        )
+    return Timeframe(
+        label=label, seconds=_need(raw, "seconds", int, where), card=_need(raw, "card", str, where), overlay=overlay
+    )
 
 
 def _check(spec: DashboardSpec) -> None:
     """Cross-object rules: unique names, known tags and cards, a grid without overlaps."""
     keys = [card.key for card in spec.cards]
     names = [card.name for card in spec.cards]
-    for label, values in (("card key", keys), ("card name", names),
-                          ("parameter slug", [p.slug for p in spec.parameters]),
-                          ("timeframe", [t.label for t in spec.live.timeframes])):
+    for label, values in (
+        ("card key", keys),
+        ("card name", names),
+        ("parameter slug", [p.slug for p in spec.parameters]),
+        ("timeframe", [t.label for t in spec.live.timeframes]),
+    ):
         duplicates = sorted({value for value in values if values.count(value) > 1})
         if duplicates:
             raise SpecError(f"duplicate {label}(s): {', '.join(duplicates)}")
@@ -291,8 +318,13 @@ def _check(spec: DashboardSpec) -> None:
             if missing:
                 raise SpecError(f"{where}: {setting} names unknown column(s) {', '.join(missing)}")
         layout = card.layout
-        if (layout.row < 0 or layout.col < 0 or layout.size_x < 1 or layout.size_y < 1
-                or layout.col + layout.size_x > GRID_COLUMNS):
+        if (
+            layout.row < 0
+            or layout.col < 0
+            or layout.size_x < 1
+            or layout.size_y < 1
+            or layout.col + layout.size_x > GRID_COLUMNS
+        ):
             raise SpecError(f"{where}: layout does not fit the {GRID_COLUMNS}-column grid")
         for cell in sorted(layout.cells()):
             if cell in occupied:

@@ -27,13 +27,19 @@ from typing import Any
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from common.settings import Settings
-from producers.credits import CreditGuard
-from producers.errors import (
-    LcwApiError, LcwError, LcwGaveUpError, LcwMalformedResponse, LcwRejectedError,
-    LcwTransientError, LcwTransportError, redact,
+from coinstream.common.settings import Settings
+from coinstream.producers.credits import CreditGuard
+from coinstream.producers.errors import (
+    LcwApiError,
+    LcwError,
+    LcwGaveUpError,
+    LcwMalformedResponse,
+    LcwRejectedError,
+    LcwTransientError,
+    LcwTransportError,
+    redact,
 )
-from producers.metrics import ProducerMetrics
+from coinstream.producers.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +57,8 @@ class RetryPolicy:
     max_wait_s: float = 30.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "RetryPolicy":
-        return cls(settings.lcw_retry_attempts, settings.lcw_retry_backoff_s,
-                   settings.lcw_retry_max_wait_s)
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(settings.lcw_retry_attempts, settings.lcw_retry_backoff_s, settings.lcw_retry_max_wait_s)
 
     def backoff(self, attempt: int) -> float:
         """Wait after failed attempt number `attempt` (1-based): exponential, half of it jittered."""
@@ -114,19 +119,30 @@ class LiveCoinWatchClient:
         self.session.headers.update({"content-type": "application/json", "accept": "application/json"})
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, credits: CreditGuard | None = None,
-                      metrics: ProducerMetrics | None = None,
-                      sleep: Callable[[float], None] = time.sleep) -> "LiveCoinWatchClient":
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        credits: CreditGuard | None = None,
+        metrics: ProducerMetrics | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> LiveCoinWatchClient:
         key = None if settings.uses_simulated_api else settings.lcw_api_key.get_secret_value()
-        return cls(settings.effective_lcw_base_url, key, credits=credits,
-                   retry=RetryPolicy.from_settings(settings),
-                   connect_timeout_s=settings.lcw_connect_timeout_s,
-                   read_timeout_s=settings.lcw_read_timeout_s, metrics=metrics, sleep=sleep)
+        return cls(
+            settings.effective_lcw_base_url,
+            key,
+            credits=credits,
+            retry=RetryPolicy.from_settings(settings),
+            connect_timeout_s=settings.lcw_connect_timeout_s,
+            read_timeout_s=settings.lcw_read_timeout_s,
+            metrics=metrics,
+            sleep=sleep,
+        )
 
     def close(self) -> None:
         self.session.close()
 
-    def __enter__(self) -> "LiveCoinWatchClient":
+    def __enter__(self) -> LiveCoinWatchClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -150,25 +166,48 @@ class LiveCoinWatchClient:
             self.metrics.credits_remaining.set(self.credits.remaining)
         return {"dailyCreditsRemaining": remaining, "dailyCreditsLimit": limit}
 
-    def coins_map(self, codes: list[str] | tuple[str, ...], currency: str = "USD", *,
-                  meta: bool = True, sort: str = "rank", order: str = "ascending", offset: int = 0,
-                  limit: int = 0) -> ApiResponse:
+    def coins_map(
+        self,
+        codes: list[str] | tuple[str, ...],
+        currency: str = "USD",
+        *,
+        meta: bool = True,
+        sort: str = "rank",
+        order: str = "ascending",
+        offset: int = 0,
+        limit: int = 0,
+    ) -> ApiResponse:
         """`/coins/map`: the coins among `codes` the API knows (at most 100 per call)."""
-        body = {"codes": list(codes), "currency": currency, "sort": sort, "order": order,
-                "offset": offset, "limit": limit, "meta": meta}
+        body = {
+            "codes": list(codes),
+            "currency": currency,
+            "sort": sort,
+            "order": order,
+            "offset": offset,
+            "limit": limit,
+            "meta": meta,
+        }
         return self._call("/coins/map", body, list)
 
-    def coins_list(self, currency: str = "USD", *, meta: bool = True, sort: str = "rank",
-                   order: str = "ascending", offset: int = 0, limit: int = 10) -> ApiResponse:
-        body = {"currency": currency, "sort": sort, "order": order, "offset": offset,
-                "limit": limit, "meta": meta}
+    def coins_list(
+        self,
+        currency: str = "USD",
+        *,
+        meta: bool = True,
+        sort: str = "rank",
+        order: str = "ascending",
+        offset: int = 0,
+        limit: int = 10,
+    ) -> ApiResponse:
+        body = {"currency": currency, "sort": sort, "order": order, "offset": offset, "limit": limit, "meta": meta}
         return self._call("/coins/list", body, list)
 
     def coins_single(self, code: str, currency: str = "USD", *, meta: bool = True) -> ApiResponse:
         return self._call("/coins/single", {"currency": currency, "code": code, "meta": meta}, dict)
 
-    def coin_history(self, code: str, start_ms: int, end_ms: int, currency: str = "USD", *,
-                     meta: bool = True) -> ApiResponse:
+    def coin_history(
+        self, code: str, start_ms: int, end_ms: int, currency: str = "USD", *, meta: bool = True
+    ) -> ApiResponse:
         """`/coins/single/history`: points in [start, end]; start = end asks for one instant."""
         body = {"currency": currency, "code": code, "start": start_ms, "end": end_ms, "meta": meta}
         response = self._call("/coins/single/history", body, dict)
@@ -204,8 +243,10 @@ class LiveCoinWatchClient:
             reason = ""
             retry_after = getattr(error, "retry_after_s", None)
             if retry_after is not None and retry_after > self.retry.max_wait_s:
-                reason = (f"the API asked to wait {retry_after:.0f} s, longer than "
-                          f"LCW_RETRY_MAX_WAIT_S = {self.retry.max_wait_s:g} s")
+                reason = (
+                    f"the API asked to wait {retry_after:.0f} s, longer than "
+                    f"LCW_RETRY_MAX_WAIT_S = {self.retry.max_wait_s:g} s"
+                )
             raise LcwGaveUpError(endpoint, attempts, error, reason) from None
 
     def _worth_retrying(self, error: BaseException) -> bool:
@@ -225,11 +266,16 @@ class LiveCoinWatchClient:
         reason = _retry_reason(error)
         self.metrics.api_retries.labels(reason).inc()
         wait = state.next_action.sleep if state.next_action is not None else 0.0
-        log.warning("%s failed (%s); retry %d of %d in %.3f s", endpoint, error,
-                    state.attempt_number, self.retry.attempts - 1, wait)
+        log.warning(
+            "%s failed (%s); retry %d of %d in %.3f s",
+            endpoint,
+            error,
+            state.attempt_number,
+            self.retry.attempts - 1,
+            wait,
+        )
 
-    def _attempt(self, endpoint: str, body: dict[str, Any], shape: type, keyed: bool,
-                 attempt: int) -> ApiResponse:
+    def _attempt(self, endpoint: str, body: dict[str, Any], shape: type, keyed: bool, attempt: int) -> ApiResponse:
         headers = {}
         if keyed:
             if self.credits is not None:
@@ -238,9 +284,13 @@ class LiveCoinWatchClient:
             self.metrics.credits_used.inc()
             headers["x-api-key"] = self._key
         try:
-            response = self.session.post(f"{self.base_url}{endpoint}", data=json.dumps(body),
-                                         headers=headers, timeout=self.timeout,
-                                         allow_redirects=False)
+            response = self.session.post(
+                f"{self.base_url}{endpoint}",
+                data=json.dumps(body),
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
         except requests.Timeout as error:
             self.metrics.api_requests.labels(endpoint, "timeout").inc()
             raise LcwTransportError(f"{endpoint} timed out ({type(error).__name__})") from None
@@ -256,12 +306,13 @@ class LiveCoinWatchClient:
         except ValueError:
             self.metrics.api_requests.labels(endpoint, "malformed").inc()
             raise LcwMalformedResponse(
-                f"{endpoint} answered 200 with a body that is not JSON "
-                f"({len(response.content)} bytes)") from None
+                f"{endpoint} answered 200 with a body that is not JSON ({len(response.content)} bytes)"
+            ) from None
         if not isinstance(data, shape):
             self.metrics.api_requests.labels(endpoint, "malformed").inc()
             raise LcwMalformedResponse(
-                f"{endpoint} answered 200 with a JSON {type(data).__name__}, expected {shape.__name__}")
+                f"{endpoint} answered 200 with a JSON {type(data).__name__}, expected {shape.__name__}"
+            )
         self.metrics.api_requests.labels(endpoint, "ok").inc()
         return ApiResponse(endpoint, data, received_at_ms, attempt)
 
@@ -280,8 +331,9 @@ class LiveCoinWatchClient:
         status_text = redact(status_text, self._key)
         status = response.status_code
         if status in RETRYABLE_STATUSES:
-            return LcwTransientError(endpoint, status, code, status_text, description,
-                                     parse_retry_after(response.headers.get("Retry-After")))
+            return LcwTransientError(
+                endpoint, status, code, status_text, description, parse_retry_after(response.headers.get("Retry-After"))
+            )
         return LcwRejectedError(endpoint, status, code, status_text, description)
 
 

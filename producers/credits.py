@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 
-from producers.errors import CreditBudgetExceeded
+from coinstream.producers.errors import CreditBudgetExceeded
 
 SECONDS_PER_DAY = 86_400
 
@@ -34,8 +34,9 @@ class CreditGuard:
     lower, that limit is the cap.
     """
 
-    def __init__(self, budget: int, budget_label: str = "DAILY_CREDIT_BUDGET",
-                 clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self, budget: int, budget_label: str = "DAILY_CREDIT_BUDGET", clock: Callable[[], datetime] = utc_now
+    ) -> None:
         if budget < 1:
             raise ValueError("the credit budget must be at least 1")
         self.budget = budget
@@ -72,13 +73,17 @@ class CreditGuard:
             renews = next_utc_midnight(now)
             left = renews - now
             hours, rest = divmod(int(left.total_seconds()), 3600)
-            cap_source = (f"{self.budget_label} = {self.budget}" if self.cap == self.budget
-                          else f"the API's daily limit of {self.cap}")
+            cap_source = (
+                f"{self.budget_label} = {self.budget}"
+                if self.cap == self.budget
+                else f"the API's daily limit of {self.cap}"
+            )
             raise CreditBudgetExceeded(
                 f"refusing {endpoint}: one more request would exceed the daily credit budget "
                 f"({cap_source} credits per UTC day; {self._used} already used on {self._day} UTC). "
                 f"Credits renew at {renews:%Y-%m-%d %H:%M} UTC (in {hours} h {rest // 60} min).",
-                renews)
+                renews,
+            )
         self._used += 1
 
     def sync(self, remaining: int, limit: int) -> None:

@@ -32,15 +32,15 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from common.kafka_config import admin_config
-from common.kafka_topics import REPLAY_HEADER, ensure_topics
-from common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS, rate_record_problem
-from common.settings import Settings
-from producers.client import LiveCoinWatchClient
-from producers.credits import SECONDS_PER_DAY
-from producers.errors import CreditBudgetExceeded, LcwError, LcwRejectedError
-from producers.journal import DeliveryJournal
-from producers.metrics import ProducerMetrics
+from coinstream.common.kafka_config import admin_config
+from coinstream.common.kafka_topics import REPLAY_HEADER, ensure_topics
+from coinstream.common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS, rate_record_problem
+from coinstream.common.settings import Settings
+from coinstream.producers.client import LiveCoinWatchClient
+from coinstream.producers.credits import SECONDS_PER_DAY
+from coinstream.producers.errors import CreditBudgetExceeded, LcwError, LcwRejectedError
+from coinstream.producers.journal import DeliveryJournal
+from coinstream.producers.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,14 @@ def credits_per_poll(n_codes: int) -> int:
 def current_budget(settings: Settings) -> tuple[int, str]:
     """Credits per UTC day the current-rates producer may let the key spend, and how that figure arises."""
     budget = settings.daily_credit_budget - settings.historical_daily_credits
-    label = (f"DAILY_CREDIT_BUDGET {settings.daily_credit_budget} − HISTORICAL_DAILY_CREDITS "
-             f"{settings.historical_daily_credits} reserved for the backfill")
+    label = (
+        f"DAILY_CREDIT_BUDGET {settings.daily_credit_budget} − HISTORICAL_DAILY_CREDITS "
+        f"{settings.historical_daily_credits} reserved for the backfill"
+    )
     return budget, label
 
 
-def plan_interval(settings: Settings, requested_s: float | None, n_codes: int,
-                  source: str = "--interval") -> float:
+def plan_interval(settings: Settings, requested_s: float | None, n_codes: int, source: str = "--interval") -> float:
     """The polling interval to use: `requested_s` (or POLL_INTERVAL_S) if the budget sustains it,
     else the budget-derived default. Raise `IntervalTooFast` with the arithmetic when it does not."""
     per_poll = credits_per_poll(n_codes)
@@ -92,19 +93,21 @@ def plan_interval(settings: Settings, requested_s: float | None, n_codes: int,
             f"({calls}), so polling every {requested_s:g} s needs {SECONDS_PER_DAY} / "
             f"{requested_s:g} × {per_poll} = {needed:.0f} credits per UTC day, but only {label} = "
             f"{available} are available; the fastest allowed interval is {SECONDS_PER_DAY} × "
-            f"{per_poll} / {available} = {minimum:.3f} s")
+            f"{per_poll} / {available} = {minimum:.3f} s"
+        )
     return requested_s
 
 
 def prepare_topic(settings: Settings, topic: str = TOPIC) -> list[str]:
     """Create the topic if it is missing, with the configured partitions and replication factor."""
-    return ensure_topics(admin_config(settings), [topic], settings.kafka_topic_partitions,
-                         settings.kafka_replication_factor)
+    return ensure_topics(
+        admin_config(settings), [topic], settings.kafka_topic_partitions, settings.kafka_replication_factor
+    )
 
 
 def _chunks(codes: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(codes), size):
-        yield list(codes[start:start + size])
+        yield list(codes[start : start + size])
 
 
 @dataclass
@@ -119,11 +122,18 @@ class PollResult:
 class CurrentRatesProducer:
     """Polls the API and publishes current rates; `run` loops, `poll_once` does one poll."""
 
-    def __init__(self, client: LiveCoinWatchClient, producer: Producer, codes: Sequence[str],
-                 currency: str = "USD", topic: str = TOPIC,
-                 metrics: ProducerMetrics | None = None, journal: DeliveryJournal | None = None,
-                 topic_id: str = "",
-                 max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS) -> None:
+    def __init__(
+        self,
+        client: LiveCoinWatchClient,
+        producer: Producer,
+        codes: Sequence[str],
+        currency: str = "USD",
+        topic: str = TOPIC,
+        metrics: ProducerMetrics | None = None,
+        journal: DeliveryJournal | None = None,
+        topic_id: str = "",
+        max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+    ) -> None:
         self.client = client
         self.producer = producer
         self.journal = journal
@@ -148,8 +158,7 @@ class CurrentRatesProducer:
         self._record_deliveries()
         return result
 
-    def _publish(self, requested: list[str], coins: list[Any], fetched_at: int,
-                 result: PollResult) -> None:
+    def _publish(self, requested: list[str], coins: list[Any], fetched_at: int, result: PollResult) -> None:
         by_code: dict[str, dict[str, Any]] = {}
         ready: list[tuple[bytes, bytes, int]] = []
         for coin in coins:
@@ -160,20 +169,24 @@ class CurrentRatesProducer:
             if coin is None:
                 self._missing(code, "missing", result)
                 continue
-            problem = rate_record_problem(code, coin.get("code"), coin.get("rate"), fetched_at,
-                                          now_ms=int(time.time() * 1000), max_skew_ms=self.max_clock_skew_ms)
+            problem = rate_record_problem(
+                code,
+                coin.get("code"),
+                coin.get("rate"),
+                fetched_at,
+                now_ms=int(time.time() * 1000),
+                max_skew_ms=self.max_clock_skew_ms,
+            )
             if problem is not None:  # the one definition of a valid live rate (common/rate_validity.py)
-                self._missing(code, "null_rate" if coin.get("rate") is None else "invalid_rate", result,
-                              problem)
+                self._missing(code, "null_rate" if coin.get("rate") is None else "invalid_rate", result, problem)
                 continue
-            value = json.dumps({**coin, "fetched_at": fetched_at}, separators=(",", ":"),
-                               ensure_ascii=False)
+            value = json.dumps({**coin, "fetched_at": fetched_at}, separators=(",", ":"), ensure_ascii=False)
             ready.append((code.encode("utf-8"), value.encode("utf-8"), fetched_at))
             result.published.append(code)
         seqs: list[int | None] = [None] * len(ready)
         if self.journal is not None and ready:
             seqs = list(self.journal.append(self.topic, self.topic_id, ready))
-        for (key, value, timestamp), seq in zip(ready, seqs):
+        for (key, value, timestamp), seq in zip(ready, seqs, strict=False):
             self._produce(key, value, timestamp, seq=seq)
         unexpected = sorted(set(by_code) - set(requested))
         if unexpected:
@@ -182,8 +195,11 @@ class CurrentRatesProducer:
     def _missing(self, code: str, reason: str, result: PollResult, detail: str | None = None) -> None:
         result.missing[code] = reason
         self.metrics.coins_missing.labels(code, reason).inc()
-        log.warning("coin %s not published: %s", code,
-                    "absent from the API's answer" if reason == "missing" else detail or reason)
+        log.warning(
+            "coin %s not published: %s",
+            code,
+            "absent from the API's answer" if reason == "missing" else detail or reason,
+        )
 
     def replay_forgotten(self) -> int:
         """Publish again the journaled records of incarnations of the topic the broker no longer has
@@ -193,9 +209,13 @@ class CurrentRatesProducer:
         records = self.journal.forgotten(self.topic, self.topic_id)
         if not records:
             return 0
-        log.warning("publishing %d record(s) of the last %.0f s again: the broker no longer has the "
-                    "incarnation of %s they were delivered to (consumers skip what they already hold)",
-                    len(records), self.journal.retention_s, self.topic)
+        log.warning(
+            "publishing %d record(s) of the last %.0f s again: the broker no longer has the "
+            "incarnation of %s they were delivered to (consumers skip what they already hold)",
+            len(records),
+            self.journal.retention_s,
+            self.topic,
+        )
         for record in records:
             self._produce(record.key, record.value, record.timestamp_ms, replay=True)
         unacknowledged = self.producer.flush(60)
@@ -204,14 +224,16 @@ class CurrentRatesProducer:
         self.journal.moved(records, self.topic_id)
         return len(records)
 
-    def _produce(self, key: bytes, value: bytes, timestamp_ms: int, replay: bool = False,
-                 seq: int | None = None) -> None:
+    def _produce(
+        self, key: bytes, value: bytes, timestamp_ms: int, replay: bool = False, seq: int | None = None
+    ) -> None:
         headers = [(REPLAY_HEADER, b"1")] if replay else None
         on_delivery = self._on_delivery if seq is None else partial(self._on_journaled_delivery, seq)
         while True:
             try:
-                self.producer.produce(self.topic, key=key, value=value, timestamp=timestamp_ms,
-                                      on_delivery=on_delivery, headers=headers)
+                self.producer.produce(
+                    self.topic, key=key, value=value, timestamp=timestamp_ms, on_delivery=on_delivery, headers=headers
+                )
                 break
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.
@@ -236,13 +258,18 @@ class CurrentRatesProducer:
             log.error("delivery of %s failed: %s", key, error)
             return
         self.metrics.records_delivered.labels(self.topic).inc()
-        log.debug("delivered key=%s ts=%d to %s[%d]@%d", key, message.timestamp()[1],
-                  message.topic(), message.partition(), message.offset())
+        log.debug(
+            "delivered key=%s ts=%d to %s[%d]@%d",
+            key,
+            message.timestamp()[1],
+            message.topic(),
+            message.partition(),
+            message.offset(),
+        )
 
     # ---- the loop ------------------------------------------------------------------------------
 
-    def run(self, interval_s: float, stop: threading.Event, once: bool = False,
-            max_polls: int | None = None) -> int:
+    def run(self, interval_s: float, stop: threading.Event, once: bool = False, max_polls: int | None = None) -> int:
         """Poll every `interval_s` until `stop` is set (or once / `max_polls` times); return polls made.
 
         Transient failures (all retries used) are logged and counted, and the next poll comes at

@@ -30,8 +30,15 @@ class LcwError(Exception):
 class LcwApiError(LcwError):
     """The API answered with an HTTP error status; its JSON error body is parsed into the fields."""
 
-    def __init__(self, endpoint: str, status: int, code: int | None, status_text: str,
-                 description: str, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        status: int,
+        code: int | None,
+        status_text: str,
+        description: str,
+        retry_after_s: float | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.status = status
         self.code = code if code is not None else status

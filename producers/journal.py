@@ -52,7 +52,8 @@ class DeliveryJournal:
             "CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
             "topic TEXT NOT NULL, topic_id TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, "
             "timestamp_ms INTEGER NOT NULL, journaled_at_ms INTEGER NOT NULL, "
-            "delivered INTEGER NOT NULL DEFAULT 0)")
+            "delivered INTEGER NOT NULL DEFAULT 0)"
+        )
         self._last_trim = 0.0
 
     def append(self, topic: str, topic_id: str, records: Iterable[tuple[bytes, bytes, int]]) -> list[int]:
@@ -61,9 +62,14 @@ class DeliveryJournal:
         now = int(time.time() * 1000)
         db = self._db
         db.execute("BEGIN")
-        seqs = [db.execute("INSERT INTO records (topic, topic_id, key, value, timestamp_ms, journaled_at_ms) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (topic, topic_id, key, value, timestamp, now)).lastrowid
-                for key, value, timestamp in records]
+        seqs = [
+            db.execute(
+                "INSERT INTO records (topic, topic_id, key, value, timestamp_ms, journaled_at_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (topic, topic_id, key, value, timestamp, now),
+            ).lastrowid
+            for key, value, timestamp in records
+        ]
         if time.monotonic() - self._last_trim > 10:
             db.execute("DELETE FROM records WHERE journaled_at_ms < ?", (now - int(self.retention_s * 1000),))
             self._last_trim = time.monotonic()
@@ -89,14 +95,16 @@ class DeliveryJournal:
         rows = self._db.execute(
             "SELECT seq, topic, key, value, timestamp_ms FROM records WHERE topic = ? AND topic_id != ? "
             "AND delivered = 1 AND journaled_at_ms >= ? ORDER BY seq",
-            (topic, current_topic_id, cutoff)).fetchall()
+            (topic, current_topic_id, cutoff),
+        ).fetchall()
         return [JournaledRecord(*row) for row in rows]
 
     def moved(self, records: Iterable[JournaledRecord], topic_id: str) -> None:
         """The records now also live in incarnation `topic_id` (published again and acknowledged)."""
         self._db.execute("BEGIN")
-        self._db.executemany("UPDATE records SET topic_id = ? WHERE seq = ?",
-                             [(topic_id, record.seq) for record in records])
+        self._db.executemany(
+            "UPDATE records SET topic_id = ? WHERE seq = ?", [(topic_id, record.seq) for record in records]
+        )
         self._db.execute("COMMIT")
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ def topic_name() -> str:
 @pytest.fixture
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> pytest.MonkeyPatch:
     """Environment without any coinstream setting and with no `.env` in the working directory."""
-    from common.settings import EXPECTED_FORMS, get_settings
+    from coinstream.common.settings import EXPECTED_FORMS, get_settings
 
     for variable in EXPECTED_FORMS:
         monkeypatch.delenv(variable, raising=False)

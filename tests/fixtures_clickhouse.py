@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from clickhouse.server.launcher import RunningServer, start_server
+from coinstream.clickhouse.server.launcher import RunningServer, start_server
 
 TEST_PASSWORD = "test-Pa55word"
 TEST_READONLY_USER = "dashboard"

@@ -42,14 +42,50 @@ UTC = dt.timezone.utc
 START = dt.datetime(2024, 3, 10, 10, 0, 0, tzinfo=UTC)
 BTC_STEPS = (0.0, 30.0, -20.0, 10.0)
 
-LIVE_COLUMNS = ["code", "fetched_at", "rate", "volume", "cap", "delta_day", "delta_week", "name",
-                "_topic", "_partition", "_offset", "_timestamp", "_key"]
-OHLC_COLUMNS = ["code", "window_start", "open", "high", "low", "close",
-                "_topic", "_partition", "_offset", "_timestamp", "_key"]
-MOV_AVG_COLUMNS = ["code", "window_start", "mov_avg",
-                   "_topic", "_partition", "_offset", "_timestamp", "_key"]
-HISTORY_COLUMNS = ["code", "date", "ts", "rate", "volume", "cap", "name", "fetched_at",
-                   "_topic", "_partition", "_offset", "_timestamp", "_key"]
+LIVE_COLUMNS = [
+    "code",
+    "fetched_at",
+    "rate",
+    "volume",
+    "cap",
+    "delta_day",
+    "delta_week",
+    "name",
+    "_topic",
+    "_partition",
+    "_offset",
+    "_timestamp",
+    "_key",
+]
+OHLC_COLUMNS = [
+    "code",
+    "window_start",
+    "open",
+    "high",
+    "low",
+    "close",
+    "_topic",
+    "_partition",
+    "_offset",
+    "_timestamp",
+    "_key",
+]
+MOV_AVG_COLUMNS = ["code", "window_start", "mov_avg", "_topic", "_partition", "_offset", "_timestamp", "_key"]
+HISTORY_COLUMNS = [
+    "code",
+    "date",
+    "ts",
+    "rate",
+    "volume",
+    "cap",
+    "name",
+    "fetched_at",
+    "_topic",
+    "_partition",
+    "_offset",
+    "_timestamp",
+    "_key",
+]
 
 COINS = {  # code: (name, 24 h volume, cap, delta day, delta week)
     "BTC": ("Bitcoin", 3.0e10, 1.2e12, 1.02, 0.95),
@@ -58,8 +94,7 @@ COINS = {  # code: (name, 24 h volume, cap, delta day, delta week)
 
 
 def btc_rates() -> list[tuple[dt.datetime, float]]:
-    return [(START + dt.timedelta(seconds=15 * i), 60000.0 + 100 * (i // 4) + BTC_STEPS[i % 4])
-            for i in range(40)]
+    return [(START + dt.timedelta(seconds=15 * i), 60000.0 + 100 * (i // 4) + BTC_STEPS[i % 4]) for i in range(40)]
 
 
 def eth_rates() -> list[tuple[dt.datetime, float]]:
@@ -76,8 +111,9 @@ def live_rows() -> list[list[Any]]:
     for code, rates in (("BTC", btc_rates()), ("ETH", eth_rates())):
         name, volume, cap, delta_day, delta_week = COINS[code]
         for at, rate in rates:
-            rows.append([code, at, rate, volume, cap, delta_day, delta_week, name,
-                         "coins_current_full", 0, len(rows), at, code])
+            rows.append(
+                [code, at, rate, volume, cap, delta_day, delta_week, name, "coins_current_full", 0, len(rows), at, code]
+            )
     return rows
 
 
@@ -89,10 +125,22 @@ def ohlc_rows() -> list[list[Any]]:
             start = START + dt.timedelta(minutes=minute)
             inside = [rate for at, rate in rates if start <= at < start + dt.timedelta(minutes=1)]
             first = inside[0]
-            for o, h, low, c in ((first, first, first, first),
-                                 (first, max(inside), min(inside), inside[-1])):
-                rows.append([code, start, o, h, low, c, "ohlc_by_minute", 0, len(rows),
-                             start + dt.timedelta(seconds=59), _windowed_key(code, start)])
+            for o, h, low, c in ((first, first, first, first), (first, max(inside), min(inside), inside[-1])):
+                rows.append(
+                    [
+                        code,
+                        start,
+                        o,
+                        h,
+                        low,
+                        c,
+                        "ohlc_by_minute",
+                        0,
+                        len(rows),
+                        start + dt.timedelta(seconds=59),
+                        _windowed_key(code, start),
+                    ]
+                )
     return rows
 
 
@@ -102,23 +150,47 @@ def mov_avg_rows() -> list[list[Any]]:
         for hop in range(21):
             start = START + dt.timedelta(seconds=30 * hop - 30)
             inside = [rate for at, rate in rates if start <= at < start + dt.timedelta(seconds=60)]
-            rows.append([code, start, sum(inside) / len(inside), "mov_avg_60s", 0, len(rows),
-                         start + dt.timedelta(seconds=59), _windowed_key(code, start)])
+            rows.append(
+                [
+                    code,
+                    start,
+                    sum(inside) / len(inside),
+                    "mov_avg_60s",
+                    0,
+                    len(rows),
+                    start + dt.timedelta(seconds=59),
+                    _windowed_key(code, start),
+                ]
+            )
     return rows
 
 
 def history_rows() -> list[list[Any]]:
     rows: list[list[Any]] = []
-    series = (("BTC", dt.date(2024, 2, 25), 14, 50000.0, 500.0),
-              ("ETH", dt.date(2024, 3, 1), 9, 2500.0, 50.0))
+    series = (("BTC", dt.date(2024, 2, 25), 14, 50000.0, 500.0), ("ETH", dt.date(2024, 3, 1), 9, 2500.0, 50.0))
     for code, first_day, days, base, step in series:
         name, volume, cap, *_ = COINS[code]
         for d in range(days):
             day = first_day + dt.timedelta(days=d)
             noon = dt.datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
             fetched = noon + dt.timedelta(minutes=5)
-            rows.append([code, day, noon, base + step * d, volume, cap, name, fetched,
-                         "coins_historical", 0, len(rows), fetched, code])
+            rows.append(
+                [
+                    code,
+                    day,
+                    noon,
+                    base + step * d,
+                    volume,
+                    cap,
+                    name,
+                    fetched,
+                    "coins_historical",
+                    0,
+                    len(rows),
+                    fetched,
+                    code,
+                ]
+            )
     return rows
 
 
@@ -133,7 +205,7 @@ def load_known_dataset(client: Any) -> None:
 @contextmanager
 def _new_database(clickhouse_server: Any, fill: Callable[[Any], None] | None = None) -> Iterator[str]:
     """A new database with the schema applied, then `fill`ed if given; dropped afterwards."""
-    from clickhouse.migrations import migrate
+    from coinstream.clickhouse.migrations import migrate
 
     name = f"dash_{uuid.uuid4().hex[:12]}"
     admin = clickhouse_server.client()
@@ -185,25 +257,35 @@ class DashboardProcess:
         return self.process.returncode
 
 
-def start_dashboard(clickhouse_server: Any, database: str, cwd: Path, *args: str,
-                    clickhouse_url: str | None = None) -> DashboardProcess:
+def start_dashboard(
+    clickhouse_server: Any, database: str, cwd: Path, *args: str, clickhouse_url: str | None = None
+) -> DashboardProcess:
     """Start the dashboard reading `database` as the read-only user; wait for its URL line."""
     from tests.fixtures_clickhouse import TEST_READONLY_PASSWORD, TEST_READONLY_USER
 
-    env = {key: value for key, value in os.environ.items() if not key.startswith(
-        ("CLICKHOUSE_", "METABASE_", "KAFKA_", "LCW_"))}
-    env.update({
-        "TZ": "UTC",
-        # The full user's URL names server and database; the read-only user replaces its credentials.
-        "CLICKHOUSE_URL": clickhouse_url or clickhouse_server.dsn(database=database),
-        "CLICKHOUSE_READONLY_USER": TEST_READONLY_USER,
-        "CLICKHOUSE_READONLY_PASSWORD": TEST_READONLY_PASSWORD,
-    })
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CLICKHOUSE_", "METABASE_", "KAFKA_", "LCW_"))
+    }
+    env.update(
+        {
+            "TZ": "UTC",
+            # The full user's URL names server and database; the read-only user replaces its credentials.
+            "CLICKHOUSE_URL": clickhouse_url or clickhouse_server.dsn(database=database),
+            "CLICKHOUSE_READONLY_USER": TEST_READONLY_USER,
+            "CLICKHOUSE_READONLY_PASSWORD": TEST_READONLY_PASSWORD,
+        }
+    )
     log = cwd / "dashboard.log"  # a file, not a pipe: a full pipe would block the server
     with log.open("w") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "coinstream", "dashboard", "--port", "0", *args],
-            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
         )
     line = process.stdout.readline() if process.stdout else ""
     prefix = "coinstream dashboard: serving "
@@ -211,4 +293,4 @@ def start_dashboard(clickhouse_server: Any, database: str, cwd: Path, *args: str
         process.kill()
         process.wait(15)
         raise RuntimeError(f"the dashboard did not start: {line!r} {log.read_text()[-2000:]}")
-    return DashboardProcess(process, line[len(prefix):].split()[0].rstrip("/"))
+    return DashboardProcess(process, line[len(prefix) :].split()[0].rstrip("/"))

@@ -69,8 +69,13 @@ class FakeMetabase:
         self.sessions: set[str] = set()
         self.databases: dict[int, dict[str, Any]] = {}
         self.collections: dict[int, dict[str, Any]] = {
-            1: {"id": 1, "name": "Admin's Personal Collection", "personal_owner_id": 1,
-                "location": "/", "archived": False},
+            1: {
+                "id": 1,
+                "name": "Admin's Personal Collection",
+                "personal_owner_id": 1,
+                "location": "/",
+                "archived": False,
+            },
         }
         self.cards: dict[int, dict[str, Any]] = {}
         self.dashboards: dict[int, dict[str, Any]] = {}
@@ -84,14 +89,15 @@ class FakeMetabase:
 
     # ---- test controls -------------------------------------------------------------------------
 
-    def fail(self, method: str, path: str, *, name: str | None = None, status: int = 500,
-             message: str = "Internal error") -> None:
+    def fail(
+        self, method: str, path: str, *, name: str | None = None, status: int = 500, message: str = "Internal error"
+    ) -> None:
         self.failures.append(Failure(method, path, name, status, message))
 
     def card_by_name(self, name: str) -> dict[str, Any]:
         return next(card for card in self.cards.values() if card["name"] == name)
 
-    def start(self) -> "FakeMetabase":
+    def start(self) -> FakeMetabase:
         ready = threading.Event()
 
         def serve() -> None:
@@ -147,13 +153,17 @@ class FakeMetabase:
         body = await request.json() if request.can_read_body else None
         request[BODY] = body
         for failure in self.failures:
-            if (failure.method == request.method and failure.path == request.path
-                    and (failure.name is None or (body or {}).get("name") == failure.name)):
+            if (
+                failure.method == request.method
+                and failure.path == request.path
+                and (failure.name is None or (body or {}).get("name") == failure.name)
+            ):
                 return web.json_response({"message": failure.message}, status=failure.status)
-        if request.path != "/api/session" or request.method != "POST":
-            if (request.headers.get("X-Metabase-Session") not in self.sessions
-                    and request.headers.get("x-api-key") != API_KEY):
-                return web.Response(status=401, text="Unauthenticated")
+        if (request.path != "/api/session" or request.method != "POST") and (
+            request.headers.get("X-Metabase-Session") not in self.sessions
+            and request.headers.get("x-api-key") != API_KEY
+        ):
+            return web.Response(status=401, text="Unauthenticated")
         try:
             response = await handler(request)
         except Invalid as error:
@@ -180,8 +190,7 @@ class FakeMetabase:
     async def _login(self, request: web.Request) -> web.Response:
         body = request[BODY] or {}
         if body.get("username") != USERNAME or body.get("password") != PASSWORD:
-            return web.json_response({"errors": {"password": "did not match stored password"}},
-                                     status=401)
+            return web.json_response({"errors": {"password": "did not match stored password"}}, status=401)
         session = str(uuid.uuid4())
         self.sessions.add(session)
         return web.json_response({"id": session})
@@ -195,15 +204,20 @@ class FakeMetabase:
     def _check_database(self, body: dict[str, Any], partial: bool) -> None:
         if not partial or "name" in body:
             _non_blank(body, "name")
-        if not partial or "engine" in body:
-            if body.get("engine") != "clickhouse":
-                raise Invalid("engine", "Invalid engine type (this Metabase has the clickhouse driver)")
+        if (not partial or "engine" in body) and body.get("engine") != "clickhouse":
+            raise Invalid("engine", "Invalid engine type (this Metabase has the clickhouse driver)")
         if not partial or "details" in body:
             details = body.get("details")
             if not isinstance(details, dict):
                 raise Invalid("details", "value must be a map.")
-            for key, kind in (("host", str), ("port", int), ("user", str), ("password", str),
-                              ("dbname", str), ("ssl", bool)):
+            for key, kind in (
+                ("host", str),
+                ("port", int),
+                ("user", str),
+                ("password", str),
+                ("dbname", str),
+                ("ssl", bool),
+            ):
                 if not isinstance(details.get(key), kind) or isinstance(details.get(key), bool) != (kind is bool):
                     raise Invalid("details", f"{key} must be a {kind.__name__}")
 
@@ -219,9 +233,16 @@ class FakeMetabase:
     async def _create_database(self, request: web.Request) -> web.Response:
         body = request[BODY] or {}
         self._check_database(body, partial=False)
-        db = self._stamp({"id": next(self._ids), "name": body["name"], "engine": body["engine"],
-                          "details": dict(body["details"]), "is_full_sync": True,
-                          "features": ["native-parameters"]})
+        db = self._stamp(
+            {
+                "id": next(self._ids),
+                "name": body["name"],
+                "engine": body["engine"],
+                "details": dict(body["details"]),
+                "is_full_sync": True,
+                "features": ["native-parameters"],
+            }
+        )
         self.databases[db["id"]] = db
         return web.json_response(self._public_database(db))
 
@@ -241,10 +262,17 @@ class FakeMetabase:
     async def _create_collection(self, request: web.Request) -> web.Response:
         body = request[BODY] or {}
         _non_blank(body, "name")
-        collection = self._stamp({"id": next(self._ids), "name": body["name"],
-                                  "description": body.get("description"), "location": "/",
-                                  "archived": False, "personal_owner_id": None,
-                                  "slug": body["name"].lower()})
+        collection = self._stamp(
+            {
+                "id": next(self._ids),
+                "name": body["name"],
+                "description": body.get("description"),
+                "location": "/",
+                "archived": False,
+                "personal_owner_id": None,
+                "slug": body["name"].lower(),
+            }
+        )
         self.collections[collection["id"]] = collection
         return web.json_response(collection)
 
@@ -258,14 +286,17 @@ class FakeMetabase:
     def _check_card(self, body: dict[str, Any], partial: bool) -> None:
         if not partial or "name" in body:
             _non_blank(body, "name")
-        if not partial or "display" in body:
-            if body.get("display") not in DISPLAYS:
-                raise Invalid("display", "value must be a valid display type.")
-        if not partial or "visualization_settings" in body:
-            if not isinstance(body.get("visualization_settings"), dict):
-                raise Invalid("visualization_settings", "value must be a map.")
-        if "collection_id" in body and body["collection_id"] is not None \
-                and body["collection_id"] not in self.collections:
+        if (not partial or "display" in body) and body.get("display") not in DISPLAYS:
+            raise Invalid("display", "value must be a valid display type.")
+        if (not partial or "visualization_settings" in body) and not isinstance(
+            body.get("visualization_settings"), dict
+        ):
+            raise Invalid("visualization_settings", "value must be a map.")
+        if (
+            "collection_id" in body
+            and body["collection_id"] is not None
+            and body["collection_id"] not in self.collections
+        ):
             raise Invalid("collection_id", "no such collection")
         if not partial or "dataset_query" in body:
             self._check_native_query(body.get("dataset_query"))
@@ -276,18 +307,21 @@ class FakeMetabase:
         if query.get("database") not in self.databases:
             raise Invalid("dataset_query", "database must be the id of an existing database")
         native = query.get("native")
-        if not isinstance(native, dict) or not isinstance(native.get("query"), str) \
-                or not native["query"].strip():
+        if not isinstance(native, dict) or not isinstance(native.get("query"), str) or not native["query"].strip():
             raise Invalid("dataset_query", "native.query must be a non-blank string")
         tags = native.get("template-tags", {})
         used = set(TAG_IN_SQL.findall(native["query"]))
         if not isinstance(tags, dict) or set(tags) != used:
-            raise Invalid("dataset_query", f"template-tags {sorted(tags)} do not match the query's "
-                                           f"variables {sorted(used)}")
+            raise Invalid(
+                "dataset_query", f"template-tags {sorted(tags)} do not match the query's variables {sorted(used)}"
+            )
         for name, tag in tags.items():
-            if not isinstance(tag, dict) or tag.get("name") != name \
-                    or not isinstance(tag.get("display-name"), str) \
-                    or tag.get("type") not in TAG_TYPES:
+            if (
+                not isinstance(tag, dict)
+                or tag.get("name") != name
+                or not isinstance(tag.get("display-name"), str)
+                or tag.get("type") not in TAG_TYPES
+            ):
                 raise Invalid("dataset_query", f"template tag {name} needs name, display-name, type")
             try:
                 uuid.UUID(str(tag.get("id")))
@@ -297,9 +331,16 @@ class FakeMetabase:
     def _derive_card(self, card: dict[str, Any]) -> dict[str, Any]:
         """What Metabase adds: parameters from the template tags, result metadata, query type."""
         tags = card["dataset_query"]["native"].get("template-tags", {})
-        card["parameters"] = [{"id": tag["id"], "type": "category", "target":
-                               ["variable", ["template-tag", name]], "name": tag["display-name"],
-                               "slug": name} for name, tag in tags.items()]
+        card["parameters"] = [
+            {
+                "id": tag["id"],
+                "type": "category",
+                "target": ["variable", ["template-tag", name]],
+                "name": tag["display-name"],
+                "slug": name,
+            }
+            for name, tag in tags.items()
+        ]
         card["query_type"] = "native"
         card["result_metadata"] = None
         card["database_id"] = card["dataset_query"]["database"]
@@ -311,8 +352,13 @@ class FakeMetabase:
     async def _create_card(self, request: web.Request) -> web.Response:
         body = request[BODY] or {}
         self._check_card(body, partial=False)
-        card = {"id": next(self._ids), "archived": False, "description": None,
-                "collection_id": None, **copy.deepcopy(body)}
+        card = {
+            "id": next(self._ids),
+            "archived": False,
+            "description": None,
+            "collection_id": None,
+            **copy.deepcopy(body),
+        }
         self.cards[card["id"]] = self._derive_card(card)
         return web.json_response(card)
 
@@ -336,7 +382,8 @@ class FakeMetabase:
                 config = parameter.get("values_source_config") or {}
                 field = config.get("value_field")
                 if config.get("card_id") not in self.cards or not (
-                        isinstance(field, list) and len(field) == 3 and field[0] == "field"):
+                    isinstance(field, list) and len(field) == 3 and field[0] == "field"
+                ):
                     raise Invalid("parameters", "values_source_config needs card_id and value_field")
 
     def _summary(self, dashboard: dict[str, Any]) -> dict[str, Any]:
@@ -351,11 +398,19 @@ class FakeMetabase:
         if body.get("collection_id") not in self.collections:
             raise Invalid("collection_id", "no such collection")
         self._check_parameters(body.get("parameters", []))
-        dashboard = self._stamp({"id": next(self._ids), "name": body["name"],
-                                 "description": body.get("description"),
-                                 "collection_id": body["collection_id"], "archived": False,
-                                 "parameters": copy.deepcopy(body.get("parameters", [])),
-                                 "dashcards": [], "tabs": [], "width": "fixed"})
+        dashboard = self._stamp(
+            {
+                "id": next(self._ids),
+                "name": body["name"],
+                "description": body.get("description"),
+                "collection_id": body["collection_id"],
+                "archived": False,
+                "parameters": copy.deepcopy(body.get("parameters", [])),
+                "dashcards": [],
+                "tabs": [],
+                "width": "fixed",
+            }
+        )
         self.dashboards[dashboard["id"]] = dashboard
         return web.json_response(self._summary(dashboard))
 
@@ -375,8 +430,7 @@ class FakeMetabase:
         dashcards = dashboard["dashcards"]
         if "dashcards" in body:
             dashcards = [self._dashcard(d, dashboard, parameter_ids) for d in body["dashcards"]]
-        dashboard.update({key: copy.deepcopy(value) for key, value in body.items()
-                          if key not in ("dashcards",)})
+        dashboard.update({key: copy.deepcopy(value) for key, value in body.items() if key not in ("dashcards",)})
         dashboard["parameters"] = copy.deepcopy(parameters)
         dashboard["dashcards"] = dashcards
         return web.json_response(self._summary(self._stamp(dashboard)))
@@ -398,15 +452,28 @@ class FakeMetabase:
         tags = card["dataset_query"]["native"].get("template-tags", {})
         for mapping in body.get("parameter_mappings", []):
             target = mapping.get("target")
-            if (mapping.get("parameter_id") not in parameter_ids
-                    or mapping.get("card_id") != body["card_id"]
-                    or not (isinstance(target, list) and len(target) == 2 and target[0] == "variable"
-                            and target[1][:1] == ["template-tag"] and target[1][1] in tags)):
+            if (
+                mapping.get("parameter_id") not in parameter_ids
+                or mapping.get("card_id") != body["card_id"]
+                or not (
+                    isinstance(target, list)
+                    and len(target) == 2
+                    and target[0] == "variable"
+                    and target[1][:1] == ["template-tag"]
+                    and target[1][1] in tags
+                )
+            ):
                 raise Invalid("dashcards", f"bad parameter mapping {mapping}")
         dashcard_id = body["id"] if body["id"] > 0 else next(self._ids)
-        return self._stamp({**copy.deepcopy(body), "id": dashcard_id,
-                            "dashboard_id": dashboard["id"], "series": [],
-                            "dashboard_tab_id": None})
+        return self._stamp(
+            {
+                **copy.deepcopy(body),
+                "id": dashcard_id,
+                "dashboard_id": dashboard["id"],
+                "series": [],
+                "dashboard_tab_id": None,
+            }
+        )
 
 
 def _non_blank(body: dict[str, Any], key: str) -> None:

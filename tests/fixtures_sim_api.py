@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from common.settings import EXPECTED_FORMS
-from producers.sim.catalog import COINS
-from producers.sim.launcher import SimApiServer
+from coinstream.common.settings import EXPECTED_FORMS
+from coinstream.producers.sim.catalog import COINS
+from coinstream.producers.sim.launcher import SimApiServer
 
 SIM_SEED = 20240601
 WRONG_KEY = "wrong-key-5d41402abc4b2a76"
@@ -43,7 +43,7 @@ _CLASS_LEVELS = {"stable": 12, "major": 24, "large": 24, "mid": 24, "meme": 24}
 
 
 def _u(seed: int, name: str, level: int, k: int) -> float:
-    digest = hashlib.blake2b(f"{seed}|{name}|{level}|{k}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}|{name}|{level}|{k}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 * 2 - 1
 
 
@@ -101,13 +101,20 @@ class Record:
     offset: int
 
 
-def read_topic(bootstrap: str, topic: str, expected: int | None = None, idle_s: float = 0.5,
-               timeout_s: float = 20.0) -> list[Record]:
+def read_topic(
+    bootstrap: str, topic: str, expected: int | None = None, idle_s: float = 0.5, timeout_s: float = 20.0
+) -> list[Record]:
     """Every record of `topic` from the beginning: stops `idle_s` after the last record once
     `expected` (if given) are read — the idle wait would reveal duplicates — or at `timeout_s`."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}",
-                         "enable.auto.commit": False, "broker.address.family": "v4",
-                         "fetch.wait.max.ms": 100})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{topic}",
+            "enable.auto.commit": False,
+            "broker.address.family": "v4",
+            "fetch.wait.max.ms": 100,
+        }
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = sorted(metadata.topics[topic].partitions)
@@ -123,8 +130,15 @@ def read_topic(bootstrap: str, topic: str, expected: int | None = None, idle_s: 
                 continue
             if message.error():
                 continue
-            records.append(Record(message.key().decode("utf-8"), json.loads(message.value()),
-                                  message.timestamp()[1], message.partition(), message.offset()))
+            records.append(
+                Record(
+                    message.key().decode("utf-8"),
+                    json.loads(message.value()),
+                    message.timestamp()[1],
+                    message.partition(),
+                    message.offset(),
+                )
+            )
             last = time.monotonic()
         return records
     finally:

@@ -22,7 +22,11 @@ MESSAGE_COUNT = 1000
 def run_helper(*args: str, timeout: float = 60) -> list[dict]:
     result = subprocess.run(
         [sys.executable, "-m", "tests.helpers.kafka_roundtrip", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
     )
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
@@ -33,7 +37,10 @@ def broker_process():
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "coinstream", "broker", "--port", str(port)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": ""},
     )
     ready_line = ""
@@ -78,9 +85,7 @@ def test_thousand_messages_cross_processes_exactly_once_per_group(broker_process
     assert len(positions) == MESSAGE_COUNT, "a message was consumed twice after its commit"
     assert {m["partition"] for m in everything} == {0, 1, 2}
     by_key = {m["key"]: m["value"] for m in everything}
-    assert by_key == {
-        f"key-{i}": {"index": i, "code": f"C{i % 7}", "rate": i * 0.5} for i in range(MESSAGE_COUNT)
-    }
+    assert by_key == {f"key-{i}": {"index": i, "code": f"C{i % 7}", "rate": i * 0.5} for i in range(MESSAGE_COUNT)}
 
 
 def test_broker_stops_cleanly_on_sigterm(broker_process):
@@ -120,8 +125,14 @@ def test_without_tansu_the_mock_cluster_serves_other_processes(monkeypatch):
 
 def test_broker_command_says_when_it_falls_back_to_the_mock_cluster():
     env = {**os.environ, "TANSU_BINARY": "/nonexistent/tansu", "KAFKA_BOOTSTRAP_SERVERS": ""}
-    process = subprocess.Popen([sys.executable, "-m", "coinstream", "broker", "--port", str(free_port())],
-                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coinstream", "broker", "--port", str(free_port())],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         first, second = process.stdout.readline(), process.stdout.readline()
         assert first == "Tansu is not available on this platform: serving librdkafka's mock cluster.\n"

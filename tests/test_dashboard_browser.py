@@ -24,16 +24,25 @@ from tests.fixtures_dashboard import load_known_dataset, start_dashboard
 pytest_plugins = ["tests.fixtures_clickhouse", "tests.fixtures_dashboard"]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WAIT_MS = 20_000
 
 
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        pytest.fail("Debian's chromium is not installed: run COINSTREAM_SETUP_BROWSER=1 "
-                    "scripts/setup.sh (or apt-get install chromium)")
+        pytest.fail(
+            "Debian's chromium is not installed: run COINSTREAM_SETUP_BROWSER=1 "
+            "scripts/setup.sh (or apt-get install chromium)"
+        )
     return path
 
 
@@ -52,8 +61,11 @@ def page(tmp_path: Path):
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=chromium_path(), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
+            str(tmp_path / "chromium-profile"),
+            executable_path=chromium_path(),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
         )
         try:
             yield context.pages[0] if context.pages else context.new_page()
@@ -61,16 +73,14 @@ def page(tmp_path: Path):
             context.close()
 
 
-def wait_for_candles(page: Any, coin: str, timeframe: str, state: str = "ready",
-                     **expected: str) -> dict[str, str]:
+def wait_for_candles(page: Any, coin: str, timeframe: str, state: str = "ready", **expected: str) -> dict[str, str]:
     """The chart's counts once it shows `coin`/`timeframe` in `state` with the `expected` counts.
 
     The dataset lands table by table and the page refreshes every 0.3 s, so a refresh may see the
     candles before their moving average: the wait is for the expected picture, and when it never
     comes the counts the page last showed are returned for the assertion to report.
     """
-    base = (f'#candles[data-state="{state}"][data-coin="{coin}"]'
-            f'[data-timeframe="{timeframe}"]')
+    base = f'#candles[data-state="{state}"][data-coin="{coin}"][data-timeframe="{timeframe}"]'
     wanted = "".join(f'[data-{name.replace("_", "-")}="{value}"]' for name, value in expected.items())
     names = ("candle-count", "overlay-count")
     try:
@@ -87,15 +97,13 @@ def test_live_dashboard_in_chromium(clickhouse_server, migrated_database, dashbo
     problems: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: problems.append(message.text)
-            if message.type == "error" else None)
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
 
     page.goto(dashboard.url + "/")
     # Before any data: a clear empty state, not an empty chart.
     wait_for_candles(page, "BTC", "1m", state="empty")
     assert page.inner_text("#candles-empty").startswith("No 1m candles for BTC yet.")
-    overview = page.wait_for_selector('[data-card="market_overview"][data-state="empty"]',
-                                      timeout=WAIT_MS)
+    overview = page.wait_for_selector('[data-card="market_overview"][data-state="empty"]', timeout=WAIT_MS)
     assert overview.inner_text().endswith("No data yet.")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-empty.png"))
@@ -107,20 +115,21 @@ def test_live_dashboard_in_chromium(clickhouse_server, migrated_database, dashbo
         client.close()
 
     # The page picks the data up by itself: ten 1-minute candles, 21 moving-average points.
-    assert wait_for_candles(page, "BTC", "1m", candle_count="10", overlay_count="21") == \
-        {"candle-count": "10", "overlay-count": "21"}
+    assert wait_for_candles(page, "BTC", "1m", candle_count="10", overlay_count="21") == {
+        "candle-count": "10",
+        "overlay-count": "21",
+    }
     page.wait_for_selector('[data-card="market_overview"][data-state="ready"]', timeout=WAIT_MS)
     rate = page.locator('[data-card="market_overview"] tr[data-code="BTC"] td[data-column="rate"]')
     assert rate.inner_text() == "$60,910.00"
     assert rate.get_attribute("data-value") == "60910"
     codes = page.locator('[data-card="market_overview"] tbody tr').evaluate_all(
-        "rows => rows.map(row => row.dataset.code)")
+        "rows => rows.map(row => row.dataset.code)"
+    )
     assert codes == ["BTC", "ETH"]  # by market cap
     assert page.inner_text('[data-card="latest_rate"] .scalar') == "$60,910.00"
-    assert page.locator("#coin option").evaluate_all("options => options.map(o => o.value)") == \
-        ["BTC", "ETH"]
-    page.wait_for_selector('[data-card="price_mov_avg_60s"][data-state="ready"] .main-svg',
-                           timeout=WAIT_MS)
+    assert page.locator("#coin option").evaluate_all("options => options.map(o => o.value)") == ["BTC", "ETH"]
+    page.wait_for_selector('[data-card="price_mov_avg_60s"][data-state="ready"] .main-svg', timeout=WAIT_MS)
 
     page.select_option("#timeframe", "5m")
     assert wait_for_candles(page, "BTC", "5m", candle_count="2")["candle-count"] == "2"
@@ -129,14 +138,15 @@ def test_live_dashboard_in_chromium(clickhouse_server, migrated_database, dashbo
     assert page.inner_text('[data-card="latest_rate"] .scalar') == "$3,095.00"
     page.select_option("#timeframe", "1d")
     # One daily candle; the 10-day average of the 12:00 closes drawn within its range (03-09 12:00).
-    assert wait_for_candles(page, "ETH", "1d", candle_count="1", overlay_count="1") == \
-        {"candle-count": "1", "overlay-count": "1"}
+    assert wait_for_candles(page, "ETH", "1d", candle_count="1", overlay_count="1") == {
+        "candle-count": "1",
+        "overlay-count": "1",
+    }
     assert page.url.endswith("?coin=ETH&timeframe=1d")
 
     page.goto(dashboard.url + "/?coin=BTC&timeframe=1m")
     assert wait_for_candles(page, "BTC", "1m", candle_count="10")["candle-count"] == "10"
-    page.wait_for_selector('[data-card="daily_close_10d"][data-state="ready"] .main-svg',
-                           timeout=WAIT_MS)
+    page.wait_for_selector('[data-card="daily_close_10d"][data-state="ready"] .main-svg', timeout=WAIT_MS)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
     link = page.locator("a#attribution")

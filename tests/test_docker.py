@@ -9,8 +9,9 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -49,13 +50,16 @@ def pyproject() -> dict:
 
 
 def packages() -> list[str]:
-    return [pattern.rstrip("*") for pattern in
-            pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]]
+    return [pattern.rstrip("*") for pattern in pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]]
 
 
 def test_hadolint_has_no_finding_at_any_level():
-    result = subprocess.run([hadolint(), "--no-color", "--format", "json", "--failure-threshold",
-                             "style", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint(), "--no-color", "--format", "json", "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (result.returncode, json.loads(result.stdout)) == (0, []), result.stderr
 
 
@@ -63,16 +67,16 @@ def test_hadolint_would_see_a_problem(tmp_path):
     """The lint has teeth: root, an unpinned image and apt without cleanup are reported."""
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")
-    result = subprocess.run([hadolint(), "--no-color", "--format", "json", str(bad)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint(), "--no-color", "--format", "json", str(bad)], capture_output=True, text=True, timeout=60
+    )
     codes = sorted({finding["code"] for finding in json.loads(result.stdout)})
     assert result.returncode == 1
     assert codes == ["DL3007", "DL3008", "DL3009", "DL3015"]
 
 
 def test_two_stages_on_the_same_pinned_base():
-    assert [stage[0] for stage in stages()] == [("FROM", f"{BASE_IMAGE} AS build"),
-                                                ("FROM", BASE_IMAGE)]
+    assert [stage[0] for stage in stages()] == [("FROM", f"{BASE_IMAGE} AS build"), ("FROM", BASE_IMAGE)]
 
 
 def test_build_stage_copies_exactly_the_packages_of_pyproject():
@@ -100,8 +104,7 @@ def test_the_requirements_step_installs_exactly_the_pyproject_dependencies(tmp_p
     code = re.search(r'python -c "([^"]+)"', run)[1].replace("/tmp/", f"{tmp_path}/")
     (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-    assert (tmp_path / "requirements.txt").read_text().splitlines() == \
-        pyproject()["project"]["dependencies"]
+    assert (tmp_path / "requirements.txt").read_text().splitlines() == pyproject()["project"]["dependencies"]
 
 
 def test_runs_as_a_numeric_non_root_user_with_the_cli_as_entrypoint():
@@ -113,8 +116,11 @@ def test_runs_as_a_numeric_non_root_user_with_the_cli_as_entrypoint():
     assert f"--uid {uid} --gid {gid}" in next(args for name, args in runtime if "useradd" in args)
     assert names.index("USER") < names.index("ENTRYPOINT")
     assert runtime[names.index("ENTRYPOINT")][1] == '["coinstream"]'
-    assert ("ENV", "PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "
-                   "TZ=UTC COINSTREAM_DATA_DIR=/var/lib/coinstream") in runtime
+    assert (
+        "ENV",
+        "PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "
+        "TZ=UTC COINSTREAM_DATA_DIR=/var/lib/coinstream",
+    ) in runtime
 
 
 def test_every_package_file_is_package_data():
@@ -123,14 +129,19 @@ def test_every_package_file_is_package_data():
     missing = []
     for package in packages():
         for path in sorted((REPO / package).rglob("*")):
-            if (path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in
-                    path.parts and path.name != "README.md"
-                    and not any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns)):
+            if (
+                path.is_file()
+                and path.suffix not in (".py", ".pyc")
+                and "__pycache__" not in path.parts
+                and path.name != "README.md"
+                and not any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns)
+            ):
                 missing.append(str(path.relative_to(REPO)))
     assert missing == []
 
 
 # ---- .dockerignore ------------------------------------------------------------------------------
+
 
 def ignored(path: str, rules: list[str]) -> bool:
     """Docker's .dockerignore semantics: the last matching rule wins; a matched folder covers its
@@ -148,20 +159,42 @@ def ignored(path: str, rules: list[str]) -> bool:
 
 
 def dockerignore_rules() -> list[str]:
-    return [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def test_build_context_holds_the_source_and_nothing_secret_or_local():
     rules = dockerignore_rules()
-    for path in ["pyproject.toml", "README.md", "common/settings.py", "ksql/grammar.lark",
-                 "clickhouse/schema/0001_landing_tables.sql", "dashboard/static/index.html",
-                 "coinstream/cli/commands/status.py", "metabase/dashboards/coinstream.yaml"]:
+    for path in [
+        "pyproject.toml",
+        "README.md",
+        "common/settings.py",
+        "ksql/grammar.lark",
+        "clickhouse/schema/0001_landing_tables.sql",
+        "dashboard/static/index.html",
+        "coinstream/cli/commands/status.py",
+        "metabase/dashboards/coinstream.yaml",
+    ]:
         assert not ignored(path, rules), path
-    for path in [".env", ".env.example", ".venv/bin/python", "data/clickhouse/status", "tests/conftest.py",
-                 ".git/config", "benchmarks/views.py", "docker-compose.yml", "Dockerfile",
-                 "common/__pycache__/settings.cpython-311.pyc", "producers/x.pyc",
-                 "coinstream.egg-info/PKG-INFO", "test-artifacts/log.txt", "scripts/setup.sh"]:
+    for path in [
+        ".env",
+        ".env.example",
+        ".venv/bin/python",
+        "data/clickhouse/status",
+        "tests/conftest.py",
+        ".git/config",
+        "benchmarks/views.py",
+        "docker-compose.yml",
+        "Dockerfile",
+        "common/__pycache__/settings.cpython-311.pyc",
+        "producers/x.pyc",
+        "coinstream.egg-info/PKG-INFO",
+        "test-artifacts/log.txt",
+        "scripts/setup.sh",
+    ]:
         assert ignored(path, rules), path
 
 

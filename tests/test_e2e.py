@@ -49,7 +49,14 @@ from confluent_kafka import Producer
 
 from tests.helpers import expected as calc
 from tests.helpers.e2e import (
-    SERVICE_ARGV, UpProcess, diff, landed_offsets, pause_flow, read_topics, read_views, resume_flow,
+    SERVICE_ARGV,
+    UpProcess,
+    diff,
+    landed_offsets,
+    pause_flow,
+    read_topics,
+    read_views,
+    resume_flow,
 )
 from tests.helpers.fuzz import TOPICS, Fuzzer, Message, contract_violation
 
@@ -57,24 +64,27 @@ SEED = 20_261_122
 PROCESSING_LOG = "ksql_processing_log"
 REJECTED = "coins_current_rejected"
 BAD_MESSAGES_PER_TOPIC = 10_000
-STATUS_LINE = re.compile(r"^status +\| (?P<events>[\d,]+\.\d) events/s, (?P<rows>[\d,]+\.\d) rows/s "
-                         r"loaded, consumer lag (?P<lag>[\d,]+)(?: \(engine [\d,]+, loader [\d,]+\))?, "
-                         r"(?P<credits>[\d,]+) credits left"
-                         r"(?:, restarts: (?P<restarts>.+))?$")
+STATUS_LINE = re.compile(
+    r"^status +\| (?P<events>[\d,]+\.\d) events/s, (?P<rows>[\d,]+\.\d) rows/s "
+    r"loaded, consumer lag (?P<lag>[\d,]+)(?: \(engine [\d,]+, loader [\d,]+\))?, "
+    r"(?P<credits>[\d,]+) credits left"
+    r"(?:, restarts: (?P<restarts>.+))?$"
+)
 
 
 @dataclass
 class Stack:
     up: UpProcess
-    injected: dict[str, dict[int, Message]] = field(
-        default_factory=lambda: {topic: {} for topic in TOPICS})
+    injected: dict[str, dict[int, Message]] = field(default_factory=lambda: {topic: {} for topic in TOPICS})
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Stack:
-    up = UpProcess(tmp_path_factory.mktemp("e2e"),
-                   {"POLL_INTERVAL_S": "0.5", "DAILY_CREDIT_BUDGET": "200000"},
-                   ["--status-interval", "2"])
+    up = UpProcess(
+        tmp_path_factory.mktemp("e2e"),
+        {"POLL_INTERVAL_S": "0.5", "DAILY_CREDIT_BUDGET": "200000"},
+        ["--status-interval", "2"],
+    )
     try:
         up.start()
         yield Stack(up)
@@ -84,6 +94,7 @@ def stack(tmp_path_factory) -> Stack:
 
 
 # ---- the comparison ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Settled:
@@ -97,16 +108,18 @@ class Settled:
     rejected_keys: list[bytes | None] = field(default_factory=list)
 
     def problems(self, injected: dict[str, dict[int, Message]]) -> list[str]:
-        found = [text for view in self.expected
-                 if (text := diff(view, self.actual[view], self.expected[view]))]
+        found = [text for view in self.expected if (text := diff(view, self.actual[view], self.expected[view]))]
         for topic in TOPICS:
             if self.landed[topic] != self.good[topic]:
-                found.append(f"{topic}: landed offsets differ from the topic's good messages "
-                             f"({len(self.landed[topic])} rows, {len(set(self.landed[topic]))} "
-                             f"distinct, {len(self.good[topic])} expected)")
+                found.append(
+                    f"{topic}: landed offsets differ from the topic's good messages "
+                    f"({len(self.landed[topic])} rows, {len(set(self.landed[topic]))} "
+                    f"distinct, {len(self.good[topic])} expected)"
+                )
             if self.errors[topic] != sorted(injected[topic]):
-                found.append(f"{topic}_clickpipes_error: {len(self.errors[topic])} rows, "
-                             f"{len(injected[topic])} injected")
+                found.append(
+                    f"{topic}_clickpipes_error: {len(self.errors[topic])} rows, {len(injected[topic])} injected"
+                )
         # The engine accounted for exactly the injected messages of its input topic, each once,
         # and never for a good one (a late or undecodable live record would show here): those it
         # could not read in its processing log (by offset), those it read but that are not valid
@@ -114,16 +127,16 @@ class Settled:
         logged = {topic: offsets for topic, offsets in self.logged_offsets.items() if offsets}
         injected_live = set(injected["coins_current_full"])
         logged_live = logged.pop("coins_current_full", set())
-        read_keys = sorted(injected["coins_current_full"][offset].key or b""
-                           for offset in injected_live - logged_live)
-        if logged or not logged_live <= injected_live or \
-                sorted(key or b"" for key in self.rejected_keys) != read_keys:
-            found.append(f"{PROCESSING_LOG}: offsets logged per topic "
-                         f"{ {topic: len(offsets) for topic, offsets in logged.items()} }, "
-                         f"{len(logged_live)} of coins_current_full ({len(logged_live - injected_live)} "
-                         f"not injected); {len(self.rejected_keys)} in {REJECTED} "
-                         f"({sum(key is not None for key in self.rejected_keys)} keyed); "
-                         f"{len(injected_live)} injected into coins_current_full")
+        read_keys = sorted(injected["coins_current_full"][offset].key or b"" for offset in injected_live - logged_live)
+        if logged or not logged_live <= injected_live or sorted(key or b"" for key in self.rejected_keys) != read_keys:
+            found.append(
+                f"{PROCESSING_LOG}: offsets logged per topic "
+                f"{ {topic: len(offsets) for topic, offsets in logged.items()} }, "
+                f"{len(logged_live)} of coins_current_full ({len(logged_live - injected_live)} "
+                f"not injected); {len(self.rejected_keys)} in {REJECTED} "
+                f"({sum(key is not None for key in self.rejected_keys)} keyed); "
+                f"{len(injected_live)} injected into coins_current_full"
+            )
         return found
 
 
@@ -140,10 +153,10 @@ def what_kafka_holds(stack: Stack) -> tuple[dict, dict[str, list[int]], dict[str
             assert contract_violation(topic, key, value) is None, (topic, offset, key, value)
             good[topic].append(offset)
     values = {topic: dict((m[0], m[2]) for m in topics[topic]) for topic in TOPICS}
-    events = [calc.Event.from_message(offset, values["coins_current_full"][offset])
-              for offset in good["coins_current_full"]]
-    closes = [(offset, json.loads(values["coins_historical"][offset]))
-              for offset in good["coins_historical"]]
+    events = [
+        calc.Event.from_message(offset, values["coins_current_full"][offset]) for offset in good["coins_current_full"]
+    ]
+    closes = [(offset, json.loads(values["coins_historical"][offset])) for offset in good["coins_historical"]]
     expected = {
         "v_ohlc_by_minute": calc.ohlc_by_minute(events),
         "v_60_sec_mov_avg": calc.mov_avg_60s(events),
@@ -172,10 +185,15 @@ def settle(stack: Stack, timeout_s: float = 120.0) -> Settled:
         while True:
             expected, good, logged, events, rejected = what_kafka_holds(stack)
             settled = Settled(
-                expected, read_views(client),
+                expected,
+                read_views(client),
                 {topic: landed_offsets(client, topic) for topic in TOPICS},
                 {topic: landed_offsets(client, f"{topic}_clickpipes_error") for topic in TOPICS},
-                good, logged, events, rejected)
+                good,
+                logged,
+                events,
+                rejected,
+            )
             if not settled.problems(stack.injected):
                 if equal_before:
                     return settled
@@ -193,8 +211,18 @@ def assert_everything_equal(stack: Stack, settled: Settled) -> None:
     problems = settled.problems(stack.injected)
     assert not problems, "\n".join(problems) + "\n--- output:\n" + "\n".join(stack.up.output()[-30:])
     # Sanity of the data itself: every coin.
-    assert {e.code for e in settled.events} == {"USDT", "BTC", "ETH", "FDUSD", "XRP", "SOL", "USDC",
-                                                 "DOGE", "LINK", "AAVE"}
+    assert {e.code for e in settled.events} == {
+        "USDT",
+        "BTC",
+        "ETH",
+        "FDUSD",
+        "XRP",
+        "SOL",
+        "USDC",
+        "DOGE",
+        "LINK",
+        "AAVE",
+    }
 
 
 def restarts_since(up: UpProcess, since: int) -> dict[str, int]:
@@ -212,6 +240,7 @@ def run_until(seconds_from_now: float) -> None:
 
 # ---- the tests -------------------------------------------------------------------------------------
 
+
 def test_e2e_views_equal_an_independent_computation_from_the_raw_records(stack):
     up = stack.up
     start = len(up.output())
@@ -221,9 +250,12 @@ def test_e2e_views_equal_an_independent_computation_from_the_raw_records(stack):
         first = 0
         deadline = time.monotonic() + 60
         while not first and time.monotonic() < deadline:
-            first = client.command(
-                "SELECT toUnixTimestamp64Milli(min(fetched_at)) FROM coins_current_full "
-                "WHERE fetched_at > 0") or 0
+            first = (
+                client.command(
+                    "SELECT toUnixTimestamp64Milli(min(fetched_at)) FROM coins_current_full WHERE fetched_at > 0"
+                )
+                or 0
+            )
             time.sleep(0.5)
     finally:
         client.close()
@@ -237,22 +269,29 @@ def test_e2e_views_equal_an_independent_computation_from_the_raw_records(stack):
 
     minutes = {start for (_code, start) in settled.expected["v_ohlc_by_minute"]}
     assert len(minutes) >= 2 and len(settled.expected["v_60_sec_mov_avg"]) >= 3 * 10
-    assert any(start * 1000 >= first and (start + 60) * 1000 <= max(e.fetched_at for e in settled.events)
-               for start in minutes), "no whole minute was covered"
+    assert any(
+        start * 1000 >= first and (start + 60) * 1000 <= max(e.fetched_at for e in settled.events) for start in minutes
+    ), "no whole minute was covered"
 
     # The status line: while data flowed, it reported it; once the flow is paused and everything
     # has landed, it says exactly: nothing produced, nothing loaded, nothing waiting.
     lines = [line for line in up.output(start) if line.startswith("status ")]
     matches = [STATUS_LINE.match(line) for line in lines]
-    assert any(match and float(match["events"]) > 0 and float(match["rows"]) > 0
-               for match in matches), lines[:5]
+    assert any(match and float(match["events"]) > 0 and float(match["rows"]) > 0 for match in matches), lines[:5]
     # Only while the stack starts may an endpoint be unreachable or a figure not known yet.
     first_full = next(index for index, match in enumerate(matches) if match)
-    assert all(matches[first_full:]), [line for line, match in zip(lines, matches) if not match]
+    assert all(matches[first_full:]), [line for line, match in zip(lines, matches, strict=False) if not match]
     quiet = up.wait_for_line(
-        lambda line: bool(re.match(r"status +\| 0\.0 events/s, 0\.0 rows/s loaded, "
-                                   r"consumer lag 0 \(engine 0, loader 0\), ",
-                                   line)), timeout_s=30, since=mark)
+        lambda line: bool(
+            re.match(
+                r"status +\| 0\.0 events/s, 0\.0 rows/s loaded, "
+                r"consumer lag 0 \(engine 0, loader 0\), ",
+                line,
+            )
+        ),
+        timeout_s=30,
+        since=mark,
+    )
     credits_left = int(STATUS_LINE.match(quiet)["credits"].replace(",", ""))
     # DAILY_CREDIT_BUDGET 200,000 - 500 reserved for daily closes, less what was spent already.
     assert 0 < credits_left < 200_000 - 500
@@ -268,7 +307,7 @@ def test_faults_kill_9_of_engine_loader_and_producer_lose_and_double_nothing(sta
     resume_flow(up)
     started = time.monotonic()
     killed: dict[str, list[int]] = {name: [] for name in set(victims)}
-    for moment, name in zip(moments, victims):
+    for moment, name in zip(moments, victims, strict=False):
         run_until(started + moment - time.monotonic())
         previous = killed[name][-1] if killed[name] else None
         process = up.service(name, not_pid=previous)  # waits out a restart still in backoff
@@ -302,8 +341,9 @@ def test_invalid_live_rates_mid_run_never_reach_a_view_and_land_with_their_reaso
         (b"DOGE", {"code": "DOGE", "rate": -0.2, "fetched_at": now}, bad_rate),
         (b"XRP", {"code": "XRP", "rate": "NaN", "fetched_at": now}, bad_rate),
     ]
-    producer = Producer({"bootstrap.servers": up.bootstrap, "enable.idempotence": True, "acks": "all",
-                         "broker.address.family": "v4"})
+    producer = Producer(
+        {"bootstrap.servers": up.bootstrap, "enable.idempotence": True, "acks": "all", "broker.address.family": "v4"}
+    )
     offsets: dict[bytes, int] = {}
 
     def on_delivery(error, record) -> None:
@@ -311,8 +351,7 @@ def test_invalid_live_rates_mid_run_never_reach_a_view_and_land_with_their_reaso
         offsets[record.value()] = record.offset()
 
     for key, value, _reason in bad:
-        producer.produce("coins_current_full", json.dumps(value).encode(), key, timestamp=now,
-                         on_delivery=on_delivery)
+        producer.produce("coins_current_full", json.dumps(value).encode(), key, timestamp=now, on_delivery=on_delivery)
     assert producer.flush(30) == 0
     reasons = {}
     for key, value, reason in bad:
@@ -327,14 +366,20 @@ def test_invalid_live_rates_mid_run_never_reach_a_view_and_land_with_their_reaso
     assert max(e.fetched_at for e in settled.events) > now + 2_000  # the views kept advancing
     client = up.clickhouse()
     try:
-        landed = dict(client.query(
-            "SELECT _offset, reason FROM coins_current_full_clickpipes_error WHERE _offset IN {o:Array(Int64)}",
-            parameters={"o": list(reasons)}).result_rows)
+        landed = dict(
+            client.query(
+                "SELECT _offset, reason FROM coins_current_full_clickpipes_error WHERE _offset IN {o:Array(Int64)}",
+                parameters={"o": list(reasons)},
+            ).result_rows
+        )
     finally:
         client.close()
     assert landed == reasons
-    engine = [(key, json.loads(value)["REASON"]) for _o, key, value, _ts in
-              read_topics(up.bootstrap, [REJECTED], idle_s=1.0)[REJECTED] if key is not None]
+    engine = [
+        (key, json.loads(value)["REASON"])
+        for _o, key, value, _ts in read_topics(up.bootstrap, [REJECTED], idle_s=1.0)[REJECTED]
+        if key is not None
+    ]
     assert sorted(engine) == sorted((key, reason) for key, _value, reason in bad)
 
 
@@ -346,9 +391,16 @@ def test_faults_10000_bad_messages_per_topic_crash_nothing_and_land_in_error_tab
     time.sleep(3)  # live records before the bad ones...
 
     fuzzer = Fuzzer(SEED, int(time.time() * 1000))
-    producer = Producer({"bootstrap.servers": up.bootstrap, "enable.idempotence": True,
-                         "acks": "all", "message.max.bytes": 2_000_000, "linger.ms": 5,
-                         "broker.address.family": "v4"})
+    producer = Producer(
+        {
+            "bootstrap.servers": up.bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "message.max.bytes": 2_000_000,
+            "linger.ms": 5,
+            "broker.address.family": "v4",
+        }
+    )
     delivered: list[tuple[str, int, Message]] = []
     failures: list[str] = []
 
@@ -358,6 +410,7 @@ def test_faults_10000_bad_messages_per_topic_crash_nothing_and_land_in_error_tab
                 failures.append(str(error))
             else:
                 delivered.append((record.topic(), record.offset(), message))
+
         return report
 
     for topic in TOPICS:
@@ -383,8 +436,9 @@ def test_faults_10000_bad_messages_per_topic_crash_nothing_and_land_in_error_tab
         for topic in TOPICS:
             rows = client.query(f"SELECT _offset, hex(_raw) FROM {topic}_clickpipes_error").result_rows
             raw = {offset: bytes.fromhex(text) for offset, text in rows}
-            assert raw == {offset: (message.value or b"")[:65_536]
-                           for offset, message in stack.injected[topic].items()}, topic
+            assert raw == {
+                offset: (message.value or b"")[:65_536] for offset, message in stack.injected[topic].items()
+            }, topic
     finally:
         client.close()
     # Nothing crashed: the same processes, no restart.

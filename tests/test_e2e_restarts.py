@@ -25,11 +25,11 @@ included.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -45,42 +45,52 @@ SETTINGS = {"POLL_INTERVAL_S": "0.5", "DAILY_CREDIT_BUDGET": "200000"}
 def kill_tree(up: UpProcess) -> None:
     processes = [psutil.Process(up.process.pid), *up.children()]
     for process in processes:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(processes, timeout=10)
     up.process.wait(10)
 
 
 def expected_views(published: dict[tuple[str, int], bytes]) -> dict[str, dict]:
     # One producer: a coin's rates are processed in fetched_at order, which these offsets give.
-    events = [calc.Event.from_message(offset, published[key])
-              for offset, key in enumerate(sorted(published, key=lambda k: (k[1], k[0])))]
-    return {"v_ohlc_by_minute": calc.ohlc_by_minute(events), "v_60_sec_mov_avg": calc.mov_avg_60s(events),
-            "overview_for_dashboard": calc.overview(events), "v_candles_5m": calc.candles_5m(events)}
+    events = [
+        calc.Event.from_message(offset, published[key])
+        for offset, key in enumerate(sorted(published, key=lambda k: (k[1], k[0])))
+    ]
+    return {
+        "v_ohlc_by_minute": calc.ohlc_by_minute(events),
+        "v_60_sec_mov_avg": calc.mov_avg_60s(events),
+        "overview_for_dashboard": calc.overview(events),
+        "v_candles_5m": calc.candles_5m(events),
+    }
 
 
 def actual_views(client) -> dict[str, dict]:
     from tests.helpers.e2e import read_views
 
     views = read_views(client)
-    return {name: views[name] for name in
-            ("v_ohlc_by_minute", "v_60_sec_mov_avg", "overview_for_dashboard", "v_candles_5m")}
+    return {
+        name: views[name] for name in ("v_ohlc_by_minute", "v_60_sec_mov_avg", "overview_for_dashboard", "v_candles_5m")
+    }
 
 
 def problems(client, published: dict[tuple[str, int], bytes]) -> list[str]:
     found = []
-    landed = {(code, int(at)): count for code, at, count in client.query(
-        "SELECT code, toUnixTimestamp64Milli(fetched_at), count() FROM coins_current_full "
-        "GROUP BY code, fetched_at").result_rows}
+    landed = {
+        (code, int(at)): count
+        for code, at, count in client.query(
+            "SELECT code, toUnixTimestamp64Milli(fetched_at), count() FROM coins_current_full GROUP BY code, fetched_at"
+        ).result_rows
+    }
     doubled = {key: count for key, count in landed.items() if count != 1}
     lost = set(published) - set(landed)
     unknown = set(landed) - set(published)
     if doubled or lost or unknown:
-        found.append(f"coins_current_full: {len(lost)} published rates missing, {len(doubled)} doubled, "
-                     f"{len(unknown)} never published (of {len(published)}); e.g. lost {sorted(lost)[:3]}, "
-                     f"doubled {sorted(doubled.items())[:3]}")
+        found.append(
+            f"coins_current_full: {len(lost)} published rates missing, {len(doubled)} doubled, "
+            f"{len(unknown)} never published (of {len(published)}); e.g. lost {sorted(lost)[:3]}, "
+            f"doubled {sorted(doubled.items())[:3]}"
+        )
     expected, actual = expected_views(published), actual_views(client)
     found += [text for name in expected if (text := diff(name, actual[name], expected[name]))]
     return found
@@ -112,8 +122,9 @@ def test_stop_kill_and_broker_kill_under_live_data_lose_and_double_nothing(tmp_p
         # (c) kill -9 of the broker alone: the supervisor restarts it and every Kafka client.
         mark = len(up.output())
         psutil.Process(up.broker_pid()).send_signal(signal.SIGKILL)
-        up.wait_for_line(lambda line: line.startswith("loader") and line.endswith("| resuming"),
-                         timeout_s=60, since=mark)
+        up.wait_for_line(
+            lambda line: line.startswith("loader") and line.endswith("| resuming"), timeout_s=60, since=mark
+        )
         time.sleep(rng.uniform(12, 20))
 
         pause_flow(up)
@@ -134,9 +145,10 @@ def test_stop_kill_and_broker_kill_under_live_data_lose_and_double_nothing(tmp_p
         # The record itself is the simulated walk (`up` runs the simulated API with seed 1; the rate
         # is the one of the second the API answered in, at most one second before fetched_at),
         # every coin, across all four runs.
-        assert all(json.loads(value)["rate"] in (reference_rate(code, at, seed=1),
-                                                 reference_rate(code, at - 1000, seed=1))
-                   for (code, at), value in published.items())
+        assert all(
+            json.loads(value)["rate"] in (reference_rate(code, at, seed=1), reference_rate(code, at - 1000, seed=1))
+            for (code, at), value in published.items()
+        )
         assert len({code for code, _ in published}) == 10
         minutes = {start for _code, start in expected_views(published)["v_ohlc_by_minute"]}
         assert len(minutes) >= 2

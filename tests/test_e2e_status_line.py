@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import itertools
 
-from clickhouse.loader.metrics import LoaderMetrics
-from common.metrics_http import serve_metrics
-from common.settings import load_settings
-from ksql.metrics import EngineMetrics
-from producers.metrics import ProducerMetrics
-
+from coinstream.clickhouse.loader.metrics import LoaderMetrics
+from coinstream.common.metrics_http import serve_metrics
+from coinstream.common.settings import load_settings
+from coinstream.ksql.metrics import EngineMetrics
 from coinstream.local_broker import free_port
-from coinstream.stack.status import StatusEndpoints, Snapshot, increase, metrics_urls, render, take_snapshot
+from coinstream.producers.metrics import ProducerMetrics
+from coinstream.stack.status import Snapshot, StatusEndpoints, increase, metrics_urls, render, take_snapshot
 
 
 def clock(*instants: float):
@@ -22,8 +21,10 @@ def clock(*instants: float):
 
 def test_line_from_two_scrapes_of_the_producer_and_loader_endpoints():
     producer, loader = ProducerMetrics(), LoaderMetrics()
-    with serve_metrics(producer.registry, free_port()) as p_endpoint, \
-            serve_metrics(loader.registry, free_port()) as l_endpoint:
+    with (
+        serve_metrics(producer.registry, free_port()) as p_endpoint,
+        serve_metrics(loader.registry, free_port()) as l_endpoint,
+    ):
         producer.records_delivered.labels("coins_current_full").inc(100)
         producer.credits_remaining.set(9_400)
         loader.inserted("coins_current_full", 100)
@@ -42,26 +43,27 @@ def test_line_from_two_scrapes_of_the_producer_and_loader_endpoints():
         loader.report({("coins_current_full", 0): 0, ("ohlc_by_minute", 0): 1_234})
         second = take_snapshot(StatusEndpoints(p_endpoint.url, l_endpoint.url), clock=clock(60.0))
 
-    assert render(first, second) == (
-        "25.0 events/s, 126.0 rows/s loaded, consumer lag 1,234, 9,375 credits left")
+    assert render(first, second) == ("25.0 events/s, 126.0 rows/s loaded, consumer lag 1,234, 9,375 credits left")
     assert render(first, second, {"ksql": 0, "loader": 2, "producer": 1}) == (
-        "25.0 events/s, 126.0 rows/s loaded, consumer lag 1,234, 9,375 credits left, "
-        "restarts: loader 2, producer 1")
+        "25.0 events/s, 126.0 rows/s loaded, consumer lag 1,234, 9,375 credits left, restarts: loader 2, producer 1"
+    )
 
 
 def test_restarted_processes_count_from_zero_and_report_nothing_before_their_first_figures():
     before = Snapshot(at=0.0, delivered=5_000, credits_left=100, loaded=900, lag=4)
     # Fresh processes: counters at 0, no /credits read yet, no lag reported yet.
     producer, loader = ProducerMetrics(), LoaderMetrics()
-    with serve_metrics(producer.registry, free_port()) as p_endpoint, \
-            serve_metrics(loader.registry, free_port()) as l_endpoint:
+    with (
+        serve_metrics(producer.registry, free_port()) as p_endpoint,
+        serve_metrics(loader.registry, free_port()) as l_endpoint,
+    ):
         producer.records_delivered.labels("coins_current_full").inc(40)
         loader.inserted("coins_current_full", 20)
         after = take_snapshot(StatusEndpoints(p_endpoint.url, l_endpoint.url), clock=clock(4.0))
-    assert after == Snapshot(at=4.0, delivered=40, credits_left=after.credits_left, loaded=20,
-                             lag=None)
-    assert render(before, after) == ("10.0 events/s, 5.0 rows/s loaded, consumer lag not reported "
-                                     "yet, credits left unknown")
+    assert after == Snapshot(at=4.0, delivered=40, credits_left=after.credits_left, loaded=20, lag=None)
+    assert render(before, after) == (
+        "10.0 events/s, 5.0 rows/s loaded, consumer lag not reported yet, credits left unknown"
+    )
     assert increase(None, 3) == 3 and increase(5, 3) == 3 and increase(3, 5) == 2
 
 
@@ -76,14 +78,17 @@ def test_a_dead_endpoint_is_named_and_the_rest_still_reported():
         loader.inserted("coins_current_full", 60)
         second = take_snapshot(StatusEndpoints(dead, endpoint.url), clock=lambda: next(ticks))
     assert first.producer_error == "cannot connect (Connection refused)"
-    assert render(first, second) == ("producer metrics unavailable (cannot connect (Connection "
-                                     "refused)), 20.0 rows/s loaded, consumer lag 0")
+    assert render(first, second) == (
+        "producer metrics unavailable (cannot connect (Connection refused)), 20.0 rows/s loaded, consumer lag 0"
+    )
 
 
 def test_the_engines_lag_is_added_with_each_share_named():
     loader, engine = LoaderMetrics(), EngineMetrics()
-    with serve_metrics(loader.registry, free_port()) as l_endpoint, \
-            serve_metrics(engine.registry, free_port()) as e_endpoint:
+    with (
+        serve_metrics(loader.registry, free_port()) as l_endpoint,
+        serve_metrics(engine.registry, free_port()) as e_endpoint,
+    ):
         loader.inserted("ohlc_by_minute", 40)
         loader.report({("ohlc_by_minute", 0): 3, ("mov_avg_60s", 0): 2})
         first = take_snapshot(StatusEndpoints(None, l_endpoint.url, e_endpoint.url), clock=clock(0.0))
@@ -104,13 +109,15 @@ def test_an_unreachable_engine_endpoint_is_named():
         loader.report({("ohlc_by_minute", 0): 0})
         first = take_snapshot(StatusEndpoints(None, endpoint.url, dead), clock=clock(0.0))
         second = take_snapshot(StatusEndpoints(None, endpoint.url, dead), clock=clock(1.0))
-    assert render(first, second) == ("0.0 rows/s loaded, consumer lag 0, "
-                                     "engine metrics unavailable (cannot connect (Connection refused))")
+    assert render(first, second) == (
+        "0.0 rows/s loaded, consumer lag 0, engine metrics unavailable (cannot connect (Connection refused))"
+    )
 
 
 def test_the_stack_scrapes_the_engine_only_where_it_runs(isolated_env):
     assert metrics_urls(load_settings()) == StatusEndpoints(
-        "http://127.0.0.1:9465/metrics", "http://127.0.0.1:9464/metrics", "http://127.0.0.1:9466/metrics")
+        "http://127.0.0.1:9465/metrics", "http://127.0.0.1:9464/metrics", "http://127.0.0.1:9466/metrics"
+    )
     isolated_env.setenv("KSQLDB_URL", "http://ksqldb.internal:8088")
     isolated_env.setenv("PRODUCER_METRICS_PORT", "0")
     assert metrics_urls(load_settings()) == StatusEndpoints(None, "http://127.0.0.1:9464/metrics", None)

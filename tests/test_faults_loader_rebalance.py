@@ -20,7 +20,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 from tests.helpers.polling import wait_for
 from tests.test_loader_support import (
-    FAST_GROUP, consumer_conf, create_topics, json_bytes, loader_env, produce, start_loader_process,
+    FAST_GROUP,
+    consumer_conf,
+    create_topics,
+    json_bytes,
+    loader_env,
+    produce,
+    start_loader_process,
     unique_prefix,
 )
 
@@ -31,24 +37,46 @@ FAST = [arg for key, value in FAST_GROUP.items() for arg in ("-X", f"{key}={valu
 
 
 def test_loader_survives_a_rebalance_while_a_batch_is_between_insert_and_commit(
-        kafka_bootstrap: str, clickhouse_server: Any, clickhouse_client: Any,
-        clickhouse_database: str, tmp_path: Path):
-    from clickhouse.migrations import migrate
+    kafka_bootstrap: str, clickhouse_server: Any, clickhouse_client: Any, clickhouse_database: str, tmp_path: Path
+):
+    from coinstream.clickhouse.migrations import migrate
 
     migrate(clickhouse_client)
     prefix = unique_prefix()
     group = f"rebalance-{prefix[1:-1]}"
     topic = prefix + "coins_current_full"
     create_topics(kafka_bootstrap, prefix, tables=["coins_current_full"])
-    messages = [(b"BTC", json_bytes({"code": "BTC", "rate": 100.0 + i, "fetched_at": START_MS + i * 1000}),
-                 START_MS + i * 1000) for i in range(120)]
+    messages = [
+        (b"BTC", json_bytes({"code": "BTC", "rate": 100.0 + i, "fetched_at": START_MS + i * 1000}), START_MS + i * 1000)
+        for i in range(120)
+    ]
     produce(kafka_bootstrap, topic, messages)
     log = tmp_path / "loader.log"
     loader = start_loader_process(
-        ["--topics", "coins_current_full", "--topic-prefix", prefix, "--group", group, "--no-migrate",
-         "--batch-rows", "40", "--batch-ms", "600000", "--pause-after-insert", "3", *FAST],
-        loader_env(kafka_bootstrap, clickhouse_server.dsn(database=clickhouse_database)), log, tmp_path)
-    count = lambda: clickhouse_client.command("SELECT count() FROM coins_current_full")
+        [
+            "--topics",
+            "coins_current_full",
+            "--topic-prefix",
+            prefix,
+            "--group",
+            group,
+            "--no-migrate",
+            "--batch-rows",
+            "40",
+            "--batch-ms",
+            "600000",
+            "--pause-after-insert",
+            "3",
+            *FAST,
+        ],
+        loader_env(kafka_bootstrap, clickhouse_server.dsn(database=clickhouse_database)),
+        log,
+        tmp_path,
+    )
+
+    def count():
+        return clickhouse_client.command("SELECT count() FROM coins_current_full")
+
     try:
         wait_for(lambda: "pausing" in log.read_text(), "the first batch to be inserted")
         # A second member joins the group while the first batch waits for its commit.

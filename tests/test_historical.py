@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from common.settings import DEFAULT_COINS, load_settings
-from producers.client import SIMULATED_API_KEY
-from producers.historical import HistoricalService, Task
-from producers.historical.days import close_ms, days_between
-from producers.historical.schedule import run_scheduled
+from coinstream.common.settings import DEFAULT_COINS, load_settings
+from coinstream.producers.client import SIMULATED_API_KEY
+from coinstream.producers.historical import HistoricalService, Task
+from coinstream.producers.historical.days import close_ms, days_between
+from coinstream.producers.historical.schedule import run_scheduled
 from tests.fixtures_sim_api import read_topic, reference_rate
 from tests.test_loader_support import run_loader, unique_prefix
 
@@ -40,8 +40,7 @@ class Clock:
 
 
 @pytest.fixture
-def backfill_env(isolated_env, kafka_bootstrap, sim_api, clickhouse_server, clickhouse_database,
-                 clickhouse_client):
+def backfill_env(isolated_env, kafka_bootstrap, sim_api, clickhouse_server, clickhouse_database, clickhouse_client):
     """Build HistoricalService instances on the test's topic, database and simulated API."""
     prefix = unique_prefix()
     topic = prefix + "coins_historical"
@@ -55,11 +54,15 @@ def backfill_env(isolated_env, kafka_bootstrap, sim_api, clickhouse_server, clic
             overrides.setdefault("lcw_retry_backoff_s", 0.001)
             overrides.setdefault("lcw_retry_max_wait_s", 0.05)
             settings = load_settings(
-                env_file=None, kafka_bootstrap_servers=kafka_bootstrap,
+                env_file=None,
+                kafka_bootstrap_servers=kafka_bootstrap,
                 lcw_base_url=sim_api.base_url,
-                clickhouse_url=clickhouse_server.dsn(database=clickhouse_database), **overrides)
-            service = HistoricalService(settings, topic=topic, clock=clock, show_progress=False,
-                                        clickhouse=clickhouse_client)
+                clickhouse_url=clickhouse_server.dsn(database=clickhouse_database),
+                **overrides,
+            )
+            service = HistoricalService(
+                settings, topic=topic, clock=clock, show_progress=False, clickhouse=clickhouse_client
+            )
             opened.append(service)
             return service
 
@@ -94,7 +97,8 @@ def test_ten_coins_thirty_days_land_as_300_daily_rows_at_the_walk_rate(backfill_
     records = env.closes(300)
     assert len(records) == 300
     assert Counter((r.key, r.value["date"]) for r in records) == {
-        (code, day.isoformat()): 1 for code in TEN for day in days_between(START, END)}
+        (code, day.isoformat()): 1 for code in TEN for day in days_between(START, END)
+    }
     for record in records:
         value = record.value
         day = date.fromisoformat(value["date"])
@@ -107,16 +111,25 @@ def test_ten_coins_thirty_days_land_as_300_daily_rows_at_the_walk_rate(backfill_
     env.load()
     rows = env.rows("SELECT code, date, rate, ts FROM v_hist_daily ORDER BY code, date")
     assert len(rows) == 300
-    expected = sorted((code, day, reference_rate(code, close_ms(day)),
-                       datetime.combine(day, datetime.min.time()) + timedelta(hours=12))
-                      for code in TEN for day in days_between(START, END))
+    expected = sorted(
+        (
+            code,
+            day,
+            reference_rate(code, close_ms(day)),
+            datetime.combine(day, datetime.min.time()) + timedelta(hours=12),
+        )
+        for code in TEN
+        for day in days_between(START, END)
+    )
     assert sorted(rows) == expected
     assert env.rows("SELECT count() FROM coins_historical_clickpipes_error") == [(0,)]
     # The per-coin watermark: every day settled, from the first to the last.
-    assert sorted(env.rows(
-        "SELECT code, first_date, watermark, next_date, days_delivered, days_gap "
-        f"FROM v_hist_watermark WHERE topic = '{env.topic}'")) == sorted(
-        (code, START, END, END + timedelta(days=1), 30, 0) for code in TEN)
+    assert sorted(
+        env.rows(
+            "SELECT code, first_date, watermark, next_date, days_delivered, days_gap "
+            f"FROM v_hist_watermark WHERE topic = '{env.topic}'"
+        )
+    ) == sorted((code, START, END, END + timedelta(days=1), 30, 0) for code in TEN)
 
     # A re-run settles nothing new and asks the API nothing.
     with env.service(Clock(NOW + timedelta(hours=1))) as service:
@@ -143,8 +156,8 @@ def test_a_day_before_its_12_utc_plus_margin_is_never_requested(backfill_env):
     # 2 days × 2 coins, then 03-31 × 2 coins; 03-31 was never asked before 12:05.
     assert requests(env) == {"/credits": 1, HISTORY: 6}
     assert sorted((r.key, r.value["date"]) for r in env.closes(6)) == sorted(
-        (code, day) for code in ("BTC", "ETH")
-        for day in ("2025-03-29", "2025-03-30", "2025-03-31"))
+        (code, day) for code in ("BTC", "ETH") for day in ("2025-03-29", "2025-03-30", "2025-03-31")
+    )
 
 
 def test_a_budget_of_100_stops_with_the_resume_message_and_the_next_day_continues(backfill_env):
@@ -163,9 +176,9 @@ def test_a_budget_of_100_stops_with_the_resume_message_and_the_next_day_continue
         "credits per UTC day; 100 already used on 2025-03-31 UTC). Credits renew at 2025-04-01 "
         "00:00 UTC (in 11 h 0 min). Settled 99 of 300; next: AAVE 2025-03-11. Resumes when "
         "credits renew at 2025-04-01 00:00 UTC: run again then (`coinstream produce historical` "
-        "does so itself).")
-    assert env.rows("SELECT day, sum(credits) FROM hist_backfill_credits GROUP BY day") == [
-        (date(2025, 3, 31), 100)]
+        "does so itself)."
+    )
+    assert env.rows("SELECT day, sum(credits) FROM hist_backfill_credits GROUP BY day") == [(date(2025, 3, 31), 100)]
 
     # The same day again: the share is spent (the ledger in ClickHouse says so), nothing is sent.
     with env.service(clock, historical_daily_credits=100) as service:
@@ -213,7 +226,9 @@ def test_a_429_storm_is_survived(backfill_env):
     records = env.closes(10)
     assert sorted((r.key, r.value["date"], r.value["rate"]) for r in records) == sorted(
         (code, day.isoformat(), reference_rate(code, close_ms(day)))
-        for code in codes for day in days_between(start, end))
+        for code in codes
+        for day in days_between(start, end)
+    )
 
 
 def test_a_storm_longer_than_the_give_ups_stops_and_the_next_run_resumes(backfill_env):
@@ -238,15 +253,20 @@ def test_unknown_coins_and_null_rates_are_recorded_as_gaps_with_reasons(backfill
     assert report.complete and (report.delivered, report.gaps) == (3, 6)
     # BTC 3 + ETH 3 (each a null rate) + NOSUCHCOIN once: its 404 settles all three of its days.
     assert requests(env) == {"/credits": 1, HISTORY: 7}
-    unknown = ("unknown coin: LiveCoinWatch rejected the request (404 Not Found) on "
-               "/coins/single/history: Coin NOSUCHCOIN not found")
+    unknown = (
+        "unknown coin: LiveCoinWatch rejected the request (404 Not Found) on "
+        "/coins/single/history: Coin NOSUCHCOIN not found"
+    )
     null = "null rate: the API's point at 12:00 UTC has rate null"
     assert sorted(env.rows("SELECT code, date, reason, credits FROM v_hist_gaps")) == sorted(
         [("ETH", day, null, 1) for day in days_between(start, end)]
-        + [("NOSUCHCOIN", day, unknown, int(day == start)) for day in days_between(start, end)])
-    assert sorted(env.rows(
-        "SELECT code, watermark, days_delivered, days_gap FROM v_hist_watermark")) == [
-        ("BTC", end, 3, 0), ("ETH", end, 0, 3), ("NOSUCHCOIN", end, 0, 3)]
+        + [("NOSUCHCOIN", day, unknown, int(day == start)) for day in days_between(start, end)]
+    )
+    assert sorted(env.rows("SELECT code, watermark, days_delivered, days_gap FROM v_hist_watermark")) == [
+        ("BTC", end, 3, 0),
+        ("ETH", end, 0, 3),
+        ("NOSUCHCOIN", end, 0, 3),
+    ]
 
     # Gaps are settled: a re-run asks nothing. With --retry-gaps, once ETH has rates again, they land.
     with env.service(Clock(NOW)) as service:
@@ -259,11 +279,11 @@ def test_unknown_coins_and_null_rates_are_recorded_as_gaps_with_reasons(backfill
     assert sorted(env.rows("SELECT DISTINCT code FROM v_hist_gaps")) == [("NOSUCHCOIN",)]
     records = env.closes(6)
     assert sorted((r.key, r.value["date"]) for r in records) == sorted(
-        (code, day.isoformat()) for code in ("BTC", "ETH") for day in days_between(start, end))
+        (code, day.isoformat()) for code in ("BTC", "ETH") for day in days_between(start, end)
+    )
 
 
-def test_the_scheduled_job_runs_up_to_the_latest_close_sleeps_until_the_next_and_repeats(
-        backfill_env):
+def test_the_scheduled_job_runs_up_to_the_latest_close_sleeps_until_the_next_and_repeats(backfill_env):
     env = backfill_env
     clock = Clock(NOW)  # 2025-03-31 13:00 UTC
     waits: list[float] = []
@@ -278,12 +298,12 @@ def test_the_scheduled_job_runs_up_to_the_latest_close_sleeps_until_the_next_and
     # Pass 1 at 03-31 13:00: 03-29..03-31 (6 closes); sleep to 04-01 12:05 = 23 h 5 min;
     # pass 2: 03-30..04-01, only 04-01 is new (2 closes); sleep to 04-02 12:05 = 24 h.
     assert waits == [23 * 3600 + 5 * 60, 24 * 3600]
-    assert (last.start, last.end, last.delivered, last.already) == (
-        date(2025, 3, 30), date(2025, 4, 1), 2, 4)
+    assert (last.start, last.end, last.delivered, last.already) == (date(2025, 3, 30), date(2025, 4, 1), 2, 4)
     # /credits again after UTC midnight: the key's credits renewed, the guard re-reads them.
     assert requests(env) == {"/credits": 2, HISTORY: 8}
     assert sorted(r.value["date"] for r in env.closes(8)) == sorted(
-        ["2025-03-29", "2025-03-30", "2025-03-31", "2025-04-01"] * 2)
+        ["2025-03-29", "2025-03-30", "2025-03-31", "2025-04-01"] * 2
+    )
 
 
 def test_reconcile_requests_again_what_was_delivered_but_never_landed(backfill_env):

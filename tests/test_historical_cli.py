@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from coinstream.common.settings import DEFAULT_COINS
 from coinstream.local_broker import free_port
-from common.settings import DEFAULT_COINS
-from producers.historical.days import close_ms, days_between
+from coinstream.producers.historical.days import close_ms, days_between
 from tests.fixtures_sim_api import WRONG_KEY, cli_env, read_topic, reference_rate
 from tests.test_loader_support import run_loader, unique_prefix
 from tests.test_metrics_producer import scrape
@@ -36,8 +36,7 @@ def coinstream(*args: str) -> list[str]:
 
 
 @pytest.fixture
-def cli(tmp_path, kafka_bootstrap, sim_api, clickhouse_server, clickhouse_database,
-        clickhouse_client):
+def cli(tmp_path, kafka_bootstrap, sim_api, clickhouse_server, clickhouse_database, clickhouse_client):
     """Run `coinstream` against the test's broker, simulated API and database; kill leftovers."""
     prefix = unique_prefix()
     started: list[subprocess.Popen] = []
@@ -49,30 +48,44 @@ def cli(tmp_path, kafka_bootstrap, sim_api, clickhouse_server, clickhouse_databa
 
         def env(self, **extra: str) -> dict[str, str]:
             # No /metrics endpoint unless a test names a port: never the fixed default one.
-            return cli_env(**{"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "LCW_BASE_URL": sim_api.base_url,
-                              "CLICKHOUSE_URL": clickhouse_server.dsn(database=clickhouse_database),
-                              "LCW_RETRY_BACKOFF_S": "0.001", "LCW_RETRY_MAX_WAIT_S": "0.05", "TZ": "UTC",
-                              "HISTORICAL_METRICS_PORT": "0", **extra})
+            return cli_env(
+                **{
+                    "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+                    "LCW_BASE_URL": sim_api.base_url,
+                    "CLICKHOUSE_URL": clickhouse_server.dsn(database=clickhouse_database),
+                    "LCW_RETRY_BACKOFF_S": "0.001",
+                    "LCW_RETRY_MAX_WAIT_S": "0.05",
+                    "TZ": "UTC",
+                    "HISTORICAL_METRICS_PORT": "0",
+                    **extra,
+                }
+            )
 
         def args(self, *args: str, now: str = NOW) -> list[str]:
             return [*args, "--topic", self.topic, "--now", now]
 
         def run(self, *args: str, now: str = NOW, **extra: str) -> subprocess.CompletedProcess:
-            return subprocess.run(coinstream(*self.args(*args, now=now)), cwd=tmp_path,
-                                  env=self.env(**extra), capture_output=True, text=True, timeout=90)
+            return subprocess.run(
+                coinstream(*self.args(*args, now=now)),
+                cwd=tmp_path,
+                env=self.env(**extra),
+                capture_output=True,
+                text=True,
+                timeout=90,
+            )
 
         def start(self, *args: str, **extra: str) -> subprocess.Popen:
             log = (tmp_path / f"run-{len(started)}.log").open("w")
-            process = subprocess.Popen(coinstream(*self.args(*args)), cwd=tmp_path,
-                                       env=self.env(**extra), stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                coinstream(*self.args(*args)), cwd=tmp_path, env=self.env(**extra), stdout=log, stderr=subprocess.STDOUT
+            )
             log.close()
             started.append(process)
             return process
 
         def settled(self) -> int:
             try:
-                return clickhouse_client.query(
-                    "SELECT count() FROM hist_backfill_progress").result_rows[0][0]
+                return clickhouse_client.query("SELECT count() FROM hist_backfill_progress").result_rows[0][0]
             except Exception:  # the subprocess has not created the table yet
                 return 0
 
@@ -124,14 +137,14 @@ def test_a_run_killed_half_way_and_run_again_lands_exactly_300_rows(cli):
     assert 300 <= len(records) <= stats["requests"][HISTORY]
     cli.load()
     rows = cli.ch.query("SELECT code, date, rate FROM v_hist_daily").result_rows
-    assert sorted(rows) == sorted((code, day, reference_rate(code, close_ms(day)))
-                                  for code in TEN for day in days_between(START, END))
+    assert sorted(rows) == sorted(
+        (code, day, reference_rate(code, close_ms(day))) for code in TEN for day in days_between(START, END)
+    )
 
 
 def test_the_budget_stops_the_cli_with_status_75_and_the_next_day_resumes(cli):
     # 30 s before 13:00: the injected clock runs on, and "in 11 h 0 min" holds for 30 s.
-    first = cli.run("backfill", *_range(date(2025, 3, 30)), now="2025-03-31T12:59:30Z",
-                    HISTORICAL_DAILY_CREDITS="5")
+    first = cli.run("backfill", *_range(date(2025, 3, 30)), now="2025-03-31T12:59:30Z", HISTORICAL_DAILY_CREDITS="5")
     assert first.returncode == 75, first.stderr
     text = " ".join(first.stdout.split())
     assert text == (
@@ -141,12 +154,12 @@ def test_the_budget_stops_the_cli_with_status_75_and_the_next_day_resumes(cli):
         "credits per UTC day; 5 already used on 2025-03-31 UTC). Credits renew at 2025-04-01 "
         "00:00 UTC (in 11 h 0 min). Settled 4 of 20; next: XRP 2025-03-30. Resumes when credits "
         "renew at 2025-04-01 00:00 UTC: run again then (`coinstream produce historical` does so "
-        "itself).")
+        "itself)."
+    )
     assert cli.sim.admin.stats()["requests"] == {"/credits": 1, HISTORY: 4}
 
     # After UTC midnight (by the injected clock) the share is fresh: the run picks up at XRP.
-    second = cli.run("backfill", *_range(date(2025, 3, 30)), now="2025-04-01T00:00:01Z",
-                     HISTORICAL_DAILY_CREDITS="5")
+    second = cli.run("backfill", *_range(date(2025, 3, 30)), now="2025-04-01T00:00:01Z", HISTORICAL_DAILY_CREDITS="5")
     assert second.returncode == 75, second.stderr
     assert "4 delivered, 0 gaps, 4 already settled; 5 credits used" in second.stdout
     assert "next: LINK 2025-03-30." in second.stdout
@@ -162,21 +175,29 @@ def test_produce_historical_once_backfills_the_default_window_and_exits(cli):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        result = cli.run("produce", "historical", "--once", COINS="BTC,ETH",
-                         HISTORICAL_BACKFILL_DAYS="2",
-                         HISTORICAL_METRICS_PORT=str(busy.getsockname()[1]))
+        result = cli.run(
+            "produce",
+            "historical",
+            "--once",
+            COINS="BTC,ETH",
+            HISTORICAL_BACKFILL_DAYS="2",
+            HISTORICAL_METRICS_PORT=str(busy.getsockname()[1]),
+        )
     assert result.returncode == 0, result.stderr
-    assert ("backfill 2025-03-30..2025-03-31: 2 coins × 2 days = 4 closes; 4 delivered, 0 gaps, "
-            "0 already settled; 5 credits used, 0 retries. Complete up to 2025-03-31.") in result.stdout
+    assert (
+        "backfill 2025-03-30..2025-03-31: 2 coins × 2 days = 4 closes; 4 delivered, 0 gaps, "
+        "0 already settled; 5 credits used, 0 retries. Complete up to 2025-03-31."
+    ) in result.stdout
     records = cli.closes(4)
     assert sorted((r.key, r.value["date"], r.value["rate"]) for r in records) == sorted(
         (code, day.isoformat(), reference_rate(code, close_ms(day)))
-        for code in ("BTC", "ETH") for day in (date(2025, 3, 30), date(2025, 3, 31)))
+        for code in ("BTC", "ETH")
+        for day in (date(2025, 3, 30), date(2025, 3, 31))
+    )
 
 
 def test_a_wrong_key_exits_1_without_showing_it_and_settles_nothing(cli):
-    result = cli.run("backfill", *_range(date(2025, 3, 31)), LCW_API_KEY=WRONG_KEY,
-                     LOG_LEVEL="DEBUG")
+    result = cli.run("backfill", *_range(date(2025, 3, 31)), LCW_API_KEY=WRONG_KEY, LOG_LEVEL="DEBUG")
     assert result.returncode == 1
     assert "Error: LiveCoinWatch rejected the API key (401) on /credits" in result.stderr
     assert WRONG_KEY not in result.stdout + result.stderr
@@ -201,21 +222,23 @@ def test_the_scheduled_job_sleeps_until_the_next_close_and_sigterm_ends_it_clean
     assert "next pass at 2025-04-01 12:05:00 UTC (in 23 h 4 min)" in log.read_text()
     process.send_signal(signal.SIGTERM)
     assert process.wait(15) == 0
-    assert ("backfill 2025-03-31..2025-03-31: 1 coins × 1 days = 1 closes; 1 delivered, 0 gaps, "
-            "0 already settled; 2 credits used, 0 retries. Complete up to 2025-03-31.") in log.read_text()
+    assert (
+        "backfill 2025-03-31..2025-03-31: 1 coins × 1 days = 1 closes; 1 delivered, 0 gaps, "
+        "0 already settled; 2 credits used, 0 retries. Complete up to 2025-03-31."
+    ) in log.read_text()
     assert cli.sim.admin.stats()["requests"] == {"/credits": 1, HISTORY: 1}
 
 
 def test_the_scheduled_job_serves_its_counters_while_it_runs(cli, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
-    process = cli.start("produce", "historical", COINS="BTC,ETH", HISTORICAL_BACKFILL_DAYS="2",
-                        HISTORICAL_METRICS_PORT=str(port))
+    process = cli.start(
+        "produce", "historical", COINS="BTC,ETH", HISTORICAL_BACKFILL_DAYS="2", HISTORICAL_METRICS_PORT=str(port)
+    )
     log = tmp_path / "run-0.log"
     wait_for_next_pass(process, log)
     samples = scrape(url)
-    result = status(tmp_path, "--only", "historical-metrics", "--format", "json",
-                    HISTORICAL_METRICS_PORT=str(port))
+    result = status(tmp_path, "--only", "historical-metrics", "--format", "json", HISTORICAL_METRICS_PORT=str(port))
     process.send_signal(signal.SIGTERM)
     assert process.wait(15) == 0, log.read_text()
     assert f"historical metrics on {url}" in log.read_text()
@@ -237,5 +260,10 @@ def test_the_scheduled_job_serves_its_counters_while_it_runs(cli, tmp_path):
     assert remaining == 500 - 5
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout) == [
-        {"part": "historical-metrics", "address": url, "state": "ok",
-         "detail": "4 records produced, 4 delivered, 0 delivery failures, 5 credits used"}]
+        {
+            "part": "historical-metrics",
+            "address": url,
+            "state": "ok",
+            "detail": "4 records produced, 4 delivered, 0 delivery failures, 5 credits used",
+        }
+    ]

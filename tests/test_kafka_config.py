@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from common.kafka_config import consumer_config, producer_config
-from common.settings import load_settings
+from coinstream.common.kafka_config import consumer_config, producer_config
+from coinstream.common.settings import load_settings
 
 
 def test_consumers_of_the_local_broker_ask_for_a_short_fetch_wait(isolated_env):

@@ -14,16 +14,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ksql.engine import Pipeline
-from ksql.planner import plan_script
-from ksql.testrunner import run
+from coinstream.ksql.engine import Pipeline
+from coinstream.ksql.planner import plan_script
+from coinstream.ksql.testrunner import run
+from tests.ksql.known_coins import EXPECTED_AVG, EXPECTED_LOG, EXPECTED_OHLC, EXPECTED_REJECTED, INPUTS, T0
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_SQL = "\n".join(Path(p).read_text() for p in sorted(glob.glob(str(ROOT / "ksql/*.sql"))))
 # The settings' default clock skew (RATE_MAX_CLOCK_SKEW_MS), as `coinstream ksql run` substitutes it.
 VARIABLES = {"max_clock_skew_ms": "60000"}
-
-from tests.ksql.known_coins import EXPECTED_AVG, EXPECTED_LOG, EXPECTED_OHLC, EXPECTED_REJECTED, INPUTS, T0
 
 
 def plain(value):
@@ -56,13 +55,31 @@ def test_windowed_key_layout_and_value_without_key_columns() -> None:
     value = orjson.dumps({"code": "DOGE", "rate": 0.25, "fetched_at": T0})
     out = pipeline.process("coins_current_full", 0, 0, b"DOGE", value, 123)
     assert [(o[0], o[1], orjson.loads(o[2]), o[3]) for o in out] == [
-        ("ohlc_by_minute", b"DOGE" + struct.pack(">q", T0 - 20_000),
-         {"COIN_CODE": "DOGE", "WINDOW_START": "2023-11-14 22:13", "OPEN": 0.25, "HIGH": 0.25, "LOW": 0.25,
-          "CLOSE": 0.25}, T0),
-        ("mov_avg_60s", b"DOGE" + struct.pack(">q", T0 - 50_000),
-         {"COIN_CODE": "DOGE", "WINDOW_START": "2023-11-14 22:12:30", "MOV_AVG": 0.25}, T0),
-        ("mov_avg_60s", b"DOGE" + struct.pack(">q", T0 - 20_000),
-         {"COIN_CODE": "DOGE", "WINDOW_START": "2023-11-14 22:13:00", "MOV_AVG": 0.25}, T0),
+        (
+            "ohlc_by_minute",
+            b"DOGE" + struct.pack(">q", T0 - 20_000),
+            {
+                "COIN_CODE": "DOGE",
+                "WINDOW_START": "2023-11-14 22:13",
+                "OPEN": 0.25,
+                "HIGH": 0.25,
+                "LOW": 0.25,
+                "CLOSE": 0.25,
+            },
+            T0,
+        ),
+        (
+            "mov_avg_60s",
+            b"DOGE" + struct.pack(">q", T0 - 50_000),
+            {"COIN_CODE": "DOGE", "WINDOW_START": "2023-11-14 22:12:30", "MOV_AVG": 0.25},
+            T0,
+        ),
+        (
+            "mov_avg_60s",
+            b"DOGE" + struct.pack(">q", T0 - 20_000),
+            {"COIN_CODE": "DOGE", "WINDOW_START": "2023-11-14 22:13:00", "MOV_AVG": 0.25},
+            T0,
+        ),
     ]
 
 
@@ -84,19 +101,72 @@ def test_aggregate_functions() -> None:
     topics, log = produce(AGG_SQL, inputs)
     assert log == []
     assert topics["AGG"] == [
-        {"topic": "AGG", "key": 1, "timestamp": 10, "value": {
-            "N": 1, "NV": 0, "SV": 0, "AV": 0.0, "MN": "b", "MX": 1.5, "LAST_NAME": "b", "FIRST2": [], "TOP2": [1.5]}},
-        {"topic": "AGG", "key": 1, "timestamp": 30, "value": {
-            "N": 2, "NV": 1, "SV": 2147483647, "AV": 2147483647.0, "MN": "a", "MX": 1.5, "LAST_NAME": "a",
-            "FIRST2": [2147483647], "TOP2": [1.5]}},
+        {
+            "topic": "AGG",
+            "key": 1,
+            "timestamp": 10,
+            "value": {
+                "N": 1,
+                "NV": 0,
+                "SV": 0,
+                "AV": 0.0,
+                "MN": "b",
+                "MX": 1.5,
+                "LAST_NAME": "b",
+                "FIRST2": [],
+                "TOP2": [1.5],
+            },
+        },
+        {
+            "topic": "AGG",
+            "key": 1,
+            "timestamp": 30,
+            "value": {
+                "N": 2,
+                "NV": 1,
+                "SV": 2147483647,
+                "AV": 2147483647.0,
+                "MN": "a",
+                "MX": 1.5,
+                "LAST_NAME": "a",
+                "FIRST2": [2147483647],
+                "TOP2": [1.5],
+            },
+        },
         # SUM(INT) is an INT: 2147483647 + 3 wraps to -2147483646; AVG sums exactly: 2147483650 / 2.
         # The timestamp stays 30: a non-windowed aggregate keeps the highest ROWTIME of its key.
-        {"topic": "AGG", "key": 1, "timestamp": 30, "value": {
-            "N": 3, "NV": 2, "SV": -2147483646, "AV": 1073741825.0, "MN": "a", "MX": 2.5, "LAST_NAME": None,
-            "FIRST2": [2147483647, 3], "TOP2": [2.5, 1.5]}},
-        {"topic": "AGG", "key": 2, "timestamp": 40, "value": {
-            "N": 1, "NV": 1, "SV": -7, "AV": -7.0, "MN": "z", "MX": 0.5, "LAST_NAME": "z", "FIRST2": [-7],
-            "TOP2": [0.5]}},
+        {
+            "topic": "AGG",
+            "key": 1,
+            "timestamp": 30,
+            "value": {
+                "N": 3,
+                "NV": 2,
+                "SV": -2147483646,
+                "AV": 1073741825.0,
+                "MN": "a",
+                "MX": 2.5,
+                "LAST_NAME": None,
+                "FIRST2": [2147483647, 3],
+                "TOP2": [2.5, 1.5],
+            },
+        },
+        {
+            "topic": "AGG",
+            "key": 2,
+            "timestamp": 40,
+            "value": {
+                "N": 1,
+                "NV": 1,
+                "SV": -7,
+                "AV": -7.0,
+                "MN": "z",
+                "MX": 0.5,
+                "LAST_NAME": "z",
+                "FIRST2": [-7],
+                "TOP2": [0.5],
+            },
+        },
     ]
 
 
@@ -128,11 +198,16 @@ def test_expressions_and_delimited_output() -> None:
         (2, "3,1,-2,-Infinity,pos,-2,,false,false,-2,,none,", 2),
         # CAST(1e300 AS INT) saturates; ROUND(1e300) saturates at the BIGINT maximum; strings with the
         # delimiter are quoted.
-        (4, '0,0,0,Infinity,zero,2147483647,false,false,true,9223372036854775807,'
-            '1969-12-31T19:00:00.000-05:00,"x,y",",y"', 4),
+        (
+            4,
+            "0,0,0,Infinity,zero,2147483647,false,false,true,9223372036854775807,"
+            '1969-12-31T19:00:00.000-05:00,"x,y",",y"',
+            4,
+        ),
     ]
     assert [(entry.offset, entry.reason.split(":")[0], entry.kind) for entry in log] == [
-        (1, "Error computing expression for column TS_NY", "expression")]
+        (1, "Error computing expression for column TS_NY", "expression")
+    ]
 
 
 KINDS_SQL = """
@@ -163,19 +238,30 @@ def test_each_processing_log_entry_says_its_kind() -> None:
 
 
 def test_having_failures_are_tombstones() -> None:
-    statements = ("CREATE STREAM s (id BIGINT KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
-                  "CREATE TABLE h AS SELECT id, COUNT(*) AS c FROM s GROUP BY id HAVING COUNT(*) > 1;")
+    statements = (
+        "CREATE STREAM s (id BIGINT KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
+        "CREATE TABLE h AS SELECT id, COUNT(*) AS c FROM s GROUP BY id HAVING COUNT(*) > 1;"
+    )
     inputs = [{"topic": "s", "key": k, "timestamp": i, "value": {"v": 1}} for i, k in enumerate([1, 1, 2])]
     topics, _ = produce(statements, inputs)
     assert [(r["key"], r["value"]) for r in topics["H"]] == [(1, None), (1, {"C": 2}), (2, None)]
 
 
 def test_emit_final_emits_each_window_once_when_it_closes() -> None:
-    statements = ("CREATE STREAM s (id STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
-                  "CREATE TABLE f AS SELECT id, COUNT(*) AS c, SUM(v) AS total FROM s "
-                  "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY id EMIT FINAL;")
-    records = [("B", 9_000, 1), ("A", 1_000, 2), ("A", 5_000, 3), ("A", 12_000, 4), ("A", 3_000, 100),
-               ("B", 15_000, 5), ("A", 25_000, 6)]
+    statements = (
+        "CREATE STREAM s (id STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
+        "CREATE TABLE f AS SELECT id, COUNT(*) AS c, SUM(v) AS total FROM s "
+        "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY id EMIT FINAL;"
+    )
+    records = [
+        ("B", 9_000, 1),
+        ("A", 1_000, 2),
+        ("A", 5_000, 3),
+        ("A", 12_000, 4),
+        ("A", 3_000, 100),
+        ("B", 15_000, 5),
+        ("A", 25_000, 6),
+    ]
     inputs = [{"topic": "s", "key": k, "timestamp": ts, "value": {"v": v}} for k, ts, v in records]
     topics, log = produce(statements, inputs)
     # Grace is 0 with EMIT FINAL: A@12000 closes [0,10000) (A: 2 rows, B: 1 row, in key order);
@@ -190,10 +276,12 @@ def test_emit_final_emits_each_window_once_when_it_closes() -> None:
 
 
 def test_group_by_value_columns_with_json_key() -> None:
-    statements = ("CREATE STREAM s (id BIGINT KEY, region STRING, kind STRING, amount DOUBLE) "
-                  "WITH (kafka_topic='s', value_format='JSON');\n"
-                  "CREATE TABLE t WITH (KEY_FORMAT='JSON') AS SELECT region, kind, SUM(amount) AS total, "
-                  "AS_VALUE(region) AS r FROM s WHERE amount > 0 GROUP BY region, kind;")
+    statements = (
+        "CREATE STREAM s (id BIGINT KEY, region STRING, kind STRING, amount DOUBLE) "
+        "WITH (kafka_topic='s', value_format='JSON');\n"
+        "CREATE TABLE t WITH (KEY_FORMAT='JSON') AS SELECT region, kind, SUM(amount) AS total, "
+        "AS_VALUE(region) AS r FROM s WHERE amount > 0 GROUP BY region, kind;"
+    )
     inputs = [
         {"topic": "s", "key": 1, "value": {"region": "eu", "kind": "x", "amount": 1.5}},
         {"topic": "s", "key": 2, "value": {"region": "eu", "kind": "x", "amount": -4.0}},
@@ -211,10 +299,12 @@ def test_group_by_value_columns_with_json_key() -> None:
 
 
 def test_timestamp_to_string_uses_the_process_zone_without_a_zone_argument(monkeypatch: pytest.MonkeyPatch) -> None:
-    statements = ("CREATE STREAM s (id STRING KEY, ts BIGINT) WITH (kafka_topic='s', value_format='JSON', "
-                  "timestamp='ts');\n"
-                  "CREATE STREAM o AS SELECT id, TIMESTAMPTOSTRING(ROWTIME, 'yyyy-MM-dd HH:mm:ss z') AS local, "
-                  "TIMESTAMPTOSTRING(ROWTIME, 'HH:mm', 'Asia/Kolkata') AS ist FROM s;")
+    statements = (
+        "CREATE STREAM s (id STRING KEY, ts BIGINT) WITH (kafka_topic='s', value_format='JSON', "
+        "timestamp='ts');\n"
+        "CREATE STREAM o AS SELECT id, TIMESTAMPTOSTRING(ROWTIME, 'yyyy-MM-dd HH:mm:ss z') AS local, "
+        "TIMESTAMPTOSTRING(ROWTIME, 'HH:mm', 'Asia/Kolkata') AS ist FROM s;"
+    )
     inputs = [{"topic": "s", "key": "k", "value": {"ts": T0}}]
     monkeypatch.setenv("TZ", "UTC")
     topics, _ = produce(statements, inputs)
@@ -226,9 +316,11 @@ def test_timestamp_to_string_uses_the_process_zone_without_a_zone_argument(monke
 
 
 def test_session_windows_merge_with_tombstones() -> None:
-    statements = ("CREATE STREAM s (id STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
-                  "CREATE TABLE sess AS SELECT id, COUNT(*) AS n, SUM(v) AS total, LATEST_BY_OFFSET(v) AS last "
-                  "FROM s WINDOW SESSION (10 SECONDS) GROUP BY id;")
+    statements = (
+        "CREATE STREAM s (id STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
+        "CREATE TABLE sess AS SELECT id, COUNT(*) AS n, SUM(v) AS total, LATEST_BY_OFFSET(v) AS last "
+        "FROM s WINDOW SESSION (10 SECONDS) GROUP BY id;"
+    )
     records = [("A", 0, 1), ("A", 30_000, 2), ("A", 15_000, 3), ("A", 22_000, 4), ("B", 5_000, 10)]
     inputs = [{"topic": "s", "key": k, "timestamp": ts, "value": {"v": v}} for k, ts, v in records]
     topics, log = produce(statements, inputs)
@@ -236,8 +328,10 @@ def test_session_windows_merge_with_tombstones() -> None:
     # A@15000 is more than 10 s from both existing sessions: a third session. A@22000 is within 10 s of
     # [15000,15000] and [30000,30000]: both are removed (tombstones stamped with their ends) and replaced
     # by [15000,30000] with n = 1+1+1, total = 3+2+4, last = 4 (the highest offset wins).
-    assert [(r["key"], r["window"]["start"], r["window"]["end"], r["window"]["type"], r["timestamp"], r["value"])
-            for r in topics["SESS"]] == [
+    assert [
+        (r["key"], r["window"]["start"], r["window"]["end"], r["window"]["type"], r["timestamp"], r["value"])
+        for r in topics["SESS"]
+    ] == [
         ("A", 0, 0, "session", 0, {"N": 1, "TOTAL": 1, "LAST": 1}),
         ("A", 30_000, 30_000, "session", 30_000, {"N": 1, "TOTAL": 2, "LAST": 2}),
         ("A", 15_000, 15_000, "session", 15_000, {"N": 1, "TOTAL": 3, "LAST": 3}),

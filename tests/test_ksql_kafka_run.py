@@ -45,11 +45,23 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
 
 def start_runner(bootstrap: str, tmp_path: Path, *args: str) -> subprocess.Popen:
     # No /metrics endpoint unless a test asks for one with --metrics-port: never a fixed port.
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TZ": "UTC", "PYTHONPATH": str(ROOT),
-           "LOG_LEVEL": "INFO", "KSQL_METRICS_PORT": "0"}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TZ": "UTC",
+        "PYTHONPATH": str(ROOT),
+        "LOG_LEVEL": "INFO",
+        "KSQL_METRICS_PORT": "0",
+    }
     log_path = tmp_path / f"runner-{time.monotonic_ns()}.log"
-    process = subprocess.Popen([sys.executable, "-m", "coinstream", "ksql", "run", *RUN_ARGS, *args], env=env,
-                               cwd=tmp_path, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    with open(log_path, "w") as log_file:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "coinstream", "ksql", "run", *RUN_ARGS, *args],
+            env=env,
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     process.log_path = log_path  # type: ignore[attr-defined]
     return process
 
@@ -61,8 +73,7 @@ def wait_until_assigned(process: subprocess.Popen, timeout_s: float = 60) -> Non
         if "ksql.kafka_runner: assigned" in process.log_path.read_text():  # type: ignore[attr-defined]
             return
         if process.poll() is not None:
-            raise AssertionError(f"runner exited with {process.returncode}: "
-                                 f"{process.log_path.read_text()[-3000:]}")  # type: ignore[attr-defined]
+            raise AssertionError(f"runner exited with {process.returncode}: {process.log_path.read_text()[-3000:]}")  # type: ignore[attr-defined]
         time.sleep(0.05)
     raise AssertionError("runner never got its partitions")
 
@@ -75,8 +86,14 @@ def stop(process: subprocess.Popen) -> None:
 
 def read_topic(bootstrap: str, topic: str, idle_s: float = 1.5) -> list[tuple[int, int, bytes, bytes, int]]:
     """Every record of `topic` as (partition, offset, key, value, timestamp), by partition then offset."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 50,
+        }
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         consumer.assign([TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions])
@@ -86,8 +103,9 @@ def read_topic(bootstrap: str, topic: str, idle_s: float = 1.5) -> list[tuple[in
             for message in consumer.consume(1000, 0.2):
                 if message.error():
                     continue
-                records.append((message.partition(), message.offset(), message.key(), message.value(),
-                                message.timestamp()[1]))
+                records.append(
+                    (message.partition(), message.offset(), message.key(), message.value(), message.timestamp()[1])
+                )
                 last = time.monotonic()
         return sorted(records, key=lambda r: (r[0], r[1]))
     finally:
@@ -104,8 +122,12 @@ def produce_known_inputs(bootstrap: str, topic: str = "coins_current_full") -> N
     producer = Producer({"bootstrap.servers": bootstrap})
     for record in INPUTS:
         value = record["value"]
-        producer.produce(topic, value if isinstance(value, str) else json.dumps(value),
-                         record["key"].encode() if record["key"] else None, timestamp=record["timestamp"])
+        producer.produce(
+            topic,
+            value if isinstance(value, str) else json.dumps(value),
+            record["key"].encode() if record["key"] else None,
+            timestamp=record["timestamp"],
+        )
     producer.flush(30)
 
 
@@ -119,12 +141,11 @@ def test_run_turns_known_input_into_exact_records(bootstrap: str, tmp_path: Path
 
     for topic, expected in (("ohlc_by_minute", EXPECTED_OHLC), ("mov_avg_60s", EXPECTED_AVG)):
         actual = [(key, json.loads(value), ts) for _p, _o, key, value, ts in read_topic(bootstrap, topic)]
-        assert actual == [(windowed_key(r["key"], r["window"]["start"]), r["value"], r["timestamp"])
-                          for r in expected]
-    actual = [(key, json.loads(value), ts) for _p, _o, key, value, ts in
-              read_topic(bootstrap, "coins_current_rejected")]
-    assert actual == [(r["key"].encode() if r["key"] else None, r["value"], r["timestamp"])
-                      for r in EXPECTED_REJECTED]
+        assert actual == [(windowed_key(r["key"], r["window"]["start"]), r["value"], r["timestamp"]) for r in expected]
+    actual = [
+        (key, json.loads(value), ts) for _p, _o, key, value, ts in read_topic(bootstrap, "coins_current_rejected")
+    ]
+    assert actual == [(r["key"].encode() if r["key"] else None, r["value"], r["timestamp"]) for r in EXPECTED_REJECTED]
     log = [json.loads(value) for *_ignored, value, _ts in read_topic(bootstrap, "ksql_processing_log")]
     assert [(e["source"], e["offset"], e["reason"].split(":")[0], e["kind"]) for e in log] == EXPECTED_LOG
     bad = next(e for e in log if e["source"] == "COINS_CURRENT_STREAM")
@@ -133,15 +154,16 @@ def test_run_turns_known_input_into_exact_records(bootstrap: str, tmp_path: Path
 
 def test_run_refuses_session_windows(bootstrap: str, tmp_path: Path) -> None:
     script = tmp_path / "session.sql"
-    script.write_text("CREATE STREAM s (id STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
-                      "CREATE TABLE t AS SELECT id, COUNT(*) AS n FROM s WINDOW SESSION (5 SECONDS) GROUP BY id;\n")
+    script.write_text(
+        "CREATE STREAM s (id STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
+        "CREATE TABLE t AS SELECT id, COUNT(*) AS n FROM s WINDOW SESSION (5 SECONDS) GROUP BY id;\n"
+    )
     runner = start_runner(bootstrap, tmp_path, str(script))
     try:
         assert runner.wait(timeout=60) == 2
     finally:
         stop(runner)
-    assert ("coinstream ksql run: unsupported: CTAS_T_1: SESSION windows in ksql run"
-            in runner.log_path.read_text())  # type: ignore[attr-defined]
+    assert "coinstream ksql run: unsupported: CTAS_T_1: SESSION windows in ksql run" in runner.log_path.read_text()  # type: ignore[attr-defined]
 
 
 # ---- crash and restart ------------------------------------------------------------------------------------------
@@ -157,9 +179,9 @@ def generate(count: int) -> list[tuple[int, str, float | None, int]]:
         code = COINS[i % len(COINS)]
         ts = T0 + i * 250
         if i % 7 == 3:
-            ts -= 20_000 + (i % 5) * 17_000   # 20-88 s late: inside the 2-minute grace
+            ts -= 20_000 + (i % 5) * 17_000  # 20-88 s late: inside the 2-minute grace
         if i % 50 == 17:
-            ts -= 400_000                     # far too late: dropped
+            ts -= 400_000  # far too late: dropped
         rate = None if i % 31 == 5 else round(100 + (i * 37 % 101) / 7, 4)
         records.append((COINS.index(code) % PARTITIONS, code, rate, ts))
     return records
@@ -180,8 +202,7 @@ def batch_final_values(records) -> tuple[dict, dict]:
         now = stream_time[partition] = max(stream_time.get(partition, ts), ts)
         start = ts - ts % 60_000
         if start + 60_000 > now - 120_000:
-            c = candles.setdefault((code, start), {"open": None, "high": None, "low": None, "close": None,
-                                                   "ts": ts})
+            c = candles.setdefault((code, start), {"open": None, "high": None, "low": None, "close": None, "ts": ts})
             c["ts"] = max(c["ts"], ts)
             if rate is not None:
                 c["open"] = rate if c["open"] is None else c["open"]
@@ -200,12 +221,31 @@ def batch_final_values(records) -> tuple[dict, dict]:
     def text(ms: int, fmt: str) -> str:
         return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime(fmt)
 
-    ohlc = {windowed_key(code, start): ({"COIN_CODE": code, "WINDOW_START": text(start, "%Y-%m-%d %H:%M"),
-                                         "OPEN": c["open"], "HIGH": c["high"], "LOW": c["low"], "CLOSE": c["close"]},
-                                        c["ts"]) for (code, start), c in candles.items()}
-    mov = {windowed_key(code, start): ({"COIN_CODE": code, "WINDOW_START": text(start, "%Y-%m-%d %H:%M:%S"),
-                                        "MOV_AVG": a["sum"] / a["n"] if a["n"] else 0.0}, a["ts"])
-           for (code, start), a in averages.items()}
+    ohlc = {
+        windowed_key(code, start): (
+            {
+                "COIN_CODE": code,
+                "WINDOW_START": text(start, "%Y-%m-%d %H:%M"),
+                "OPEN": c["open"],
+                "HIGH": c["high"],
+                "LOW": c["low"],
+                "CLOSE": c["close"],
+            },
+            c["ts"],
+        )
+        for (code, start), c in candles.items()
+    }
+    mov = {
+        windowed_key(code, start): (
+            {
+                "COIN_CODE": code,
+                "WINDOW_START": text(start, "%Y-%m-%d %H:%M:%S"),
+                "MOV_AVG": a["sum"] / a["n"] if a["n"] else 0.0,
+            },
+            a["ts"],
+        )
+        for (code, start), a in averages.items()
+    }
     return ohlc, mov
 
 
@@ -219,7 +259,7 @@ def final_values(bootstrap: str, topic: str) -> tuple[dict, set]:
 
 
 def test_kill_and_restart_mid_stream_keeps_final_values_exact(bootstrap: str, tmp_path: Path) -> None:
-    from ksql.serde import kafka_partition
+    from coinstream.ksql.serde import kafka_partition
 
     create_topic(bootstrap, "coins_current_full", PARTITIONS)
     records = generate(3000)
@@ -228,18 +268,20 @@ def test_kill_and_restart_mid_stream_keeps_final_values_exact(bootstrap: str, tm
 
     def feed(count: int) -> None:
         nonlocal cursor
-        for partition, code, rate, ts in records[cursor:cursor + count]:
+        for partition, code, rate, ts in records[cursor : cursor + count]:
             value = {"code": code, "rate": rate, "fetched_at": ts, "name": code.lower(), "rank": 1}
-            producer.produce("coins_current_full", json.dumps(value).encode(), code.encode(), partition=partition,
-                             timestamp=ts)
+            producer.produce(
+                "coins_current_full", json.dumps(value).encode(), code.encode(), partition=partition, timestamp=ts
+            )
         producer.flush(30)
         cursor = min(cursor + count, len(records))
 
     committed_probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "coinstream-ksql"})
 
     def committed_total() -> int:
-        offsets = committed_probe.committed([TopicPartition("coins_current_full", p) for p in range(PARTITIONS)],
-                                            timeout=10)
+        offsets = committed_probe.committed(
+            [TopicPartition("coins_current_full", p) for p in range(PARTITIONS)], timeout=10
+        )
         return sum(max(tp.offset, 0) for tp in offsets)
 
     def run_until_exit(*args: str, feed_per_step: int = 30) -> int:
@@ -307,8 +349,9 @@ def test_window_state_outlives_a_broker_that_forgets(tmp_path: Path) -> None:
             producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
             for partition, code, rate, ts in part:
                 value = {"code": code, "rate": rate, "fetched_at": ts, "name": code.lower(), "rank": 1}
-                producer.produce("coins_current_full", json.dumps(value).encode(), code.encode(),
-                                 partition=partition, timestamp=ts)
+                producer.produce(
+                    "coins_current_full", json.dumps(value).encode(), code.encode(), partition=partition, timestamp=ts
+                )
             producer.flush(30)
             runner = start_runner(broker.bootstrap, tmp_path, "--idle-exit", "2", "--state-dir", str(state_dir))
             try:

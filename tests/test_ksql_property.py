@@ -15,8 +15,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ksql.engine import Pipeline
-from ksql.planner import plan_script
+from coinstream.ksql.engine import Pipeline
+from coinstream.ksql.planner import plan_script
 
 PARTITIONS = 3
 HOP_SIZE, HOP_ADVANCE, HOP_GRACE = 10_000, 4_000, 15_000
@@ -70,8 +70,10 @@ def batch_final(events: list[tuple[str, int, int | None]]) -> dict:
     for key, ts, value in events:
         partition = partition_of(key)
         now = stream_time[partition] = max(stream_time.get(partition, ts), ts)
-        for topic, size, advance, grace in (("HOP", HOP_SIZE, HOP_ADVANCE, HOP_GRACE),
-                                            ("TUMBLE", TUMBLE_SIZE, TUMBLE_SIZE, TUMBLE_GRACE)):
+        for topic, size, advance, grace in (
+            ("HOP", HOP_SIZE, HOP_ADVANCE, HOP_GRACE),
+            ("TUMBLE", TUMBLE_SIZE, TUMBLE_SIZE, TUMBLE_GRACE),
+        ):
             for start in windows(ts, size, advance):
                 if start + size <= now - grace:
                     continue  # the window is closed: the record is dropped for it
@@ -83,12 +85,19 @@ def batch_final(events: list[tuple[str, int, int | None]]) -> dict:
     result = {}
     for (topic, key, start), w in state.items():
         values = w["values"]
-        result[(topic, key.encode() + struct.pack(">q", start))] = ({
-            "N": w["n"], "NV": len(values), "TOTAL": sum(values), "LO": min(values, default=None),
-            "HI": max(values, default=None), "FIRST": values[0] if values else None,
-            "LAST": values[-1] if values else None,
-            "MEAN": float(sum(values)) / len(values) if values else 0.0,
-        }, w["ts"])
+        result[(topic, key.encode() + struct.pack(">q", start))] = (
+            {
+                "N": w["n"],
+                "NV": len(values),
+                "TOTAL": sum(values),
+                "LO": min(values, default=None),
+                "HI": max(values, default=None),
+                "FIRST": values[0] if values else None,
+                "LAST": values[-1] if values else None,
+                "MEAN": float(sum(values)) / len(values) if values else 0.0,
+            },
+            w["ts"],
+        )
     return result
 
 
@@ -102,10 +111,15 @@ def make_events(raw: list[tuple[int, int, int, int | None]]) -> list[tuple[str, 
 
 
 raw_events = st.lists(
-    st.tuples(st.integers(0, 6), st.integers(0, 3_000),
-              st.one_of(st.just(0), st.integers(0, 5_000), st.integers(0, 40_000)),
-              st.one_of(st.none(), st.integers(-1_000, 1_000))),
-    min_size=5, max_size=400)
+    st.tuples(
+        st.integers(0, 6),
+        st.integers(0, 3_000),
+        st.one_of(st.just(0), st.integers(0, 5_000), st.integers(0, 40_000)),
+        st.one_of(st.none(), st.integers(-1_000, 1_000)),
+    ),
+    min_size=5,
+    max_size=400,
+)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

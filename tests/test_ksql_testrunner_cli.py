@@ -16,16 +16,25 @@ REFERENCE = ROOT / "tests/ksql/reference"
 
 def coinstream(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TZ": "UTC", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "coinstream", *args], capture_output=True, text=True,
-                          timeout=60, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "coinstream", *args], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT
+    )
 
 
 def write_case(tmp_path: Path, statements: str, inputs: list, outputs: list) -> list[str]:
     (tmp_path / "s.sql").write_text(statements)
     (tmp_path / "i.json").write_text(json.dumps({"inputs": inputs}))
     (tmp_path / "o.json").write_text(json.dumps({"outputs": outputs}))
-    return ["ksql", "test", "-s", str(tmp_path / "s.sql"), "-i", str(tmp_path / "i.json"), "-o",
-            str(tmp_path / "o.json")]
+    return [
+        "ksql",
+        "test",
+        "-s",
+        str(tmp_path / "s.sql"),
+        "-i",
+        str(tmp_path / "i.json"),
+        "-o",
+        str(tmp_path / "o.json"),
+    ]
 
 
 STREAM = "CREATE STREAM s (id BIGINT KEY, v BIGINT) WITH (kafka_topic='s', value_format='DELIMITED');\n"
@@ -33,8 +42,16 @@ COUNTS = STREAM + "CREATE TABLE c AS SELECT id, COUNT(*) AS n FROM s GROUP BY id
 
 
 def test_reference_statements_match_hand_computed_outputs() -> None:
-    result = coinstream("ksql", "test", "-s", str(REFERENCE / "statements.sql"), "-i", str(REFERENCE / "input.json"),
-                        "-o", str(REFERENCE / "output.json"))
+    result = coinstream(
+        "ksql",
+        "test",
+        "-s",
+        str(REFERENCE / "statements.sql"),
+        "-i",
+        str(REFERENCE / "input.json"),
+        "-o",
+        str(REFERENCE / "output.json"),
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok: 18 output record(s) match"
 
@@ -62,12 +79,19 @@ def test_missing_records_are_reported(tmp_path: Path) -> None:
     assert '  - #1  expected  {"key": 1, "value": "2"}' in result.stderr
 
 
-@pytest.mark.parametrize("statements, message", [
-    (STREAM + "CREATE TABLE c AS SELECT id, COUNT(*) AS n FROM s GROUP BY idd;",
-     "rejected (invalid statement): invalid: line 2:60: GROUP BY column 'IDD' cannot be resolved."),
-    (STREAM + "CREATE STREAM p AS SELECT * FROM s PARTITION BY v;",
-     "rejected (unsupported statement): unsupported: line 2:36: PARTITION BY"),
-])
+@pytest.mark.parametrize(
+    "statements, message",
+    [
+        (
+            STREAM + "CREATE TABLE c AS SELECT id, COUNT(*) AS n FROM s GROUP BY idd;",
+            "rejected (invalid statement): invalid: line 2:60: GROUP BY column 'IDD' cannot be resolved.",
+        ),
+        (
+            STREAM + "CREATE STREAM p AS SELECT * FROM s PARTITION BY v;",
+            "rejected (unsupported statement): unsupported: line 2:36: PARTITION BY",
+        ),
+    ],
+)
 def test_rejected_statements_exit_2_saying_which(tmp_path: Path, statements: str, message: str) -> None:
     result = coinstream(*write_case(tmp_path, statements, [], []))
     assert result.returncode == 2

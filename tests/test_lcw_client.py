@@ -9,28 +9,44 @@ from email.utils import format_datetime
 
 import pytest
 
-from common.settings import load_settings
-from producers.client import SIMULATED_API_KEY, LiveCoinWatchClient, RetryPolicy, parse_retry_after
-from producers.credits import CreditGuard, min_poll_interval_s
-from producers.errors import (
-    CreditBudgetExceeded, LcwGaveUpError, LcwRejectedError, LcwTransientError, redact,
+from coinstream.common.settings import load_settings
+from coinstream.producers.client import SIMULATED_API_KEY, LiveCoinWatchClient, RetryPolicy, parse_retry_after
+from coinstream.producers.credits import CreditGuard, min_poll_interval_s
+from coinstream.producers.errors import (
+    CreditBudgetExceeded,
+    LcwGaveUpError,
+    LcwRejectedError,
+    LcwTransientError,
+    redact,
 )
-from producers.metrics import ProducerMetrics
-from producers.sim.launcher import SimApiServer
+from coinstream.producers.metrics import ProducerMetrics
+from coinstream.producers.sim.launcher import SimApiServer
 from tests.fixtures_sim_api import WRONG_KEY, reference_rate
 
 KEY = "client-test-key"
 FAST = RetryPolicy(attempts=5, backoff_s=0.001, max_wait_s=5.0)
 
 
-def make_client(sim: SimApiServer, key: str | None = KEY, budget: int | None = None,
-                retry: RetryPolicy = FAST, read_timeout_s: float = 5.0,
-                waits: list[float] | None = None, base_url: str | None = None) -> LiveCoinWatchClient:
+def make_client(
+    sim: SimApiServer,
+    key: str | None = KEY,
+    budget: int | None = None,
+    retry: RetryPolicy = FAST,
+    read_timeout_s: float = 5.0,
+    waits: list[float] | None = None,
+    base_url: str | None = None,
+) -> LiveCoinWatchClient:
     """A client whose retry waits are recorded in `waits` instead of slept (no test waits for real)."""
     return LiveCoinWatchClient(
-        base_url or sim.base_url, key, credits=CreditGuard(budget) if budget else None, retry=retry,
-        connect_timeout_s=2.0, read_timeout_s=read_timeout_s, metrics=ProducerMetrics(),
-        sleep=(waits.append if waits is not None else (lambda _s: None)))
+        base_url or sim.base_url,
+        key,
+        credits=CreditGuard(budget) if budget else None,
+        retry=retry,
+        connect_timeout_s=2.0,
+        read_timeout_s=read_timeout_s,
+        metrics=ProducerMetrics(),
+        sleep=(waits.append if waits is not None else (lambda _s: None)),
+    )
 
 
 def now_ms() -> int:
@@ -38,6 +54,7 @@ def now_ms() -> int:
 
 
 # ---- retries -------------------------------------------------------------------------------------
+
 
 def test_429_and_500_bursts_are_retried_exactly_as_injected(sim_api):
     sim_api.admin.fail(429, count=2, paths=["/coins/map"])
@@ -123,6 +140,7 @@ def test_connection_errors_are_retried_then_given_up(sim_api):
 
 # ---- rejections ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("status", [400, 403, 404])
 def test_client_errors_are_not_retried_and_carry_the_error_body(sim_api, status):
     sim_api.admin.fail(status, count=3, paths=["/coins/map"])
@@ -142,8 +160,7 @@ def test_a_wrong_key_is_a_clear_error_without_the_key(sim_api, caplog):
     with pytest.raises(LcwRejectedError) as raised:
         client.coins_map(["BTC"])
     message = str(raised.value)
-    assert message == ("LiveCoinWatch rejected the API key (401) on /credits: "
-                       "The API key is missing or not valid")
+    assert message == ("LiveCoinWatch rejected the API key (401) on /credits: The API key is missing or not valid")
     assert WRONG_KEY not in message and WRONG_KEY not in repr(raised.value.args)
     assert WRONG_KEY not in caplog.text
     assert raised.value.status_text == "Unauthorized"
@@ -155,6 +172,7 @@ def test_redact_removes_every_occurrence():
 
 
 # ---- credits -------------------------------------------------------------------------------------
+
 
 def test_the_budget_guard_refuses_before_the_budget_is_exceeded(sim_api):
     client = make_client(sim_api, budget=4)
@@ -188,15 +206,15 @@ def test_the_guard_counts_retries(sim_api):
 
 
 def test_the_refusal_says_when_credits_renew():
-    guard = CreditGuard(1, "DAILY_CREDIT_BUDGET",
-                        clock=lambda: datetime(2030, 1, 1, 21, 30, tzinfo=timezone.utc))
+    guard = CreditGuard(1, "DAILY_CREDIT_BUDGET", clock=lambda: datetime(2030, 1, 1, 21, 30, tzinfo=timezone.utc))
     guard.reserve("/coins/map")
     with pytest.raises(CreditBudgetExceeded) as raised:
         guard.reserve("/coins/map")
     assert str(raised.value) == (
         "refusing /coins/map: one more request would exceed the daily credit budget "
         "(DAILY_CREDIT_BUDGET = 1 credits per UTC day; 1 already used on 2030-01-01 UTC). "
-        "Credits renew at 2030-01-02 00:00 UTC (in 2 h 30 min).")
+        "Credits renew at 2030-01-02 00:00 UTC (in 2 h 30 min)."
+    )
     assert raised.value.renews_at == datetime(2030, 1, 2, tzinfo=timezone.utc)
 
 
@@ -217,6 +235,7 @@ def test_min_poll_interval_arithmetic():
 
 # ---- endpoints -----------------------------------------------------------------------------------
 
+
 def test_status_needs_no_key_and_no_credit(sim_api):
     client = make_client(sim_api, budget=5)
     assert client.status() == {}
@@ -236,7 +255,8 @@ def test_single_list_and_history(sim_api):
 def test_from_settings_uses_the_simulator_without_a_key(isolated_env):
     client = LiveCoinWatchClient.from_settings(load_settings(env_file=None))
     assert client.base_url == "http://127.0.0.1:8788" and client._key == SIMULATED_API_KEY
-    keyed = LiveCoinWatchClient.from_settings(load_settings(
-        env_file=None, lcw_api_key="k-123", lcw_retry_attempts=2, lcw_read_timeout_s=3))
+    keyed = LiveCoinWatchClient.from_settings(
+        load_settings(env_file=None, lcw_api_key="k-123", lcw_retry_attempts=2, lcw_read_timeout_s=3)
+    )
     assert keyed.base_url == "https://api.livecoinwatch.com"
     assert keyed.retry.attempts == 2 and keyed.timeout == (5.0, 3.0)

@@ -6,7 +6,7 @@ the timeout the loader asks for bounds how long the first message of a batch can
 
 from __future__ import annotations
 
-from clickhouse.loader import Loader, LoaderConfig
+from coinstream.clickhouse.loader import Loader, LoaderConfig
 
 
 class RecordingConsumer:

@@ -22,8 +22,15 @@ from confluent_kafka import Consumer, TopicPartition
 from coinstream.local_broker import free_port
 from tests.helpers.polling import wait_for
 from tests.test_loader_support import (
-    FAST_GROUP, create_topics, json_bytes, ms, produce, start_loader_process, unique_prefix,
-    windowed_key, loader_env,
+    FAST_GROUP,
+    create_topics,
+    json_bytes,
+    loader_env,
+    ms,
+    produce,
+    start_loader_process,
+    unique_prefix,
+    windowed_key,
 )
 
 pytest_plugins = ["tests.fixtures_clickhouse"]
@@ -70,8 +77,9 @@ def candles(messages: list[tuple[bytes, bytes, int]], bucket_ms: int) -> list[tu
 
 
 def committed(bootstrap: str, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                         "broker.address.family": "v4", **FAST_GROUP})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "broker.address.family": "v4", **FAST_GROUP}
+    )
     try:
         return consumer.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
     finally:
@@ -89,9 +97,9 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def test_kill_9_between_insert_and_commit_then_restart_and_sigterm(
-        kafka_bootstrap: str, clickhouse_server: Any, clickhouse_client: Any,
-        clickhouse_database: str, tmp_path: Path):
-    from clickhouse.migrations import migrate
+    kafka_bootstrap: str, clickhouse_server: Any, clickhouse_client: Any, clickhouse_database: str, tmp_path: Path
+):
+    from coinstream.clickhouse.migrations import migrate
 
     migrate(clickhouse_client)
     prefix = unique_prefix()
@@ -102,14 +110,27 @@ def test_kill_9_between_insert_and_commit_then_restart_and_sigterm(
     produce(kafka_bootstrap, prefix + "coins_current_full", live)
     produce(kafka_bootstrap, prefix + "ohlc_by_minute", updates)
     env = loader_env(kafka_bootstrap, clickhouse_server.dsn(database=clickhouse_database))
-    common = ["--topics", TABLES, "--topic-prefix", prefix, "--group", group, "--no-migrate",
-              "--report-interval", "0.5", *FAST]
-    landed = lambda: count(clickhouse_client, "coins_current_full") + count(clickhouse_client, "ohlc_by_minute")
+    common = [
+        "--topics",
+        TABLES,
+        "--topic-prefix",
+        prefix,
+        "--group",
+        group,
+        "--no-migrate",
+        "--report-interval",
+        "0.5",
+        *FAST,
+    ]
+
+    def landed():
+        return count(clickhouse_client, "coins_current_full") + count(clickhouse_client, "ohlc_by_minute")
 
     # 1. Insert the first batch of 50 messages, then die before committing.
     first_log = tmp_path / "first.log"
-    first = start_loader_process([*common, "--batch-rows", "50", "--batch-ms", "600000",
-                                  "--pause-after-insert", "60"], env, first_log, tmp_path)
+    first = start_loader_process(
+        [*common, "--batch-rows", "50", "--batch-ms", "600000", "--pause-after-insert", "60"], env, first_log, tmp_path
+    )
     try:
         wait_for(lambda: "pausing" in first_log.read_text(), "the first batch to be inserted")
         assert landed() == 50
@@ -121,8 +142,9 @@ def test_kill_9_between_insert_and_commit_then_restart_and_sigterm(
 
     # 2. Restart with another batch size: the 50 redelivered messages are recognised and skipped.
     second_log = tmp_path / "second.log"
-    second = start_loader_process([*common, "--batch-rows", "37", "--batch-ms", "200",
-                                   "--stop-when-idle", "1.5"], env, second_log, tmp_path)
+    second = start_loader_process(
+        [*common, "--batch-rows", "37", "--batch-ms", "200", "--stop-when-idle", "1.5"], env, second_log, tmp_path
+    )
     try:
         assert second.wait(60) == 0, second_log.read_text()[-3000:]
     finally:
@@ -135,19 +157,26 @@ def test_kill_9_between_insert_and_commit_then_restart_and_sigterm(
     # 3. A loader stopped by SIGTERM finishes its batch, commits and exits 0; metrics are served.
     port = free_port()
     third_log = tmp_path / "third.log"
-    third = start_loader_process([*common, "--batch-rows", "1000", "--batch-ms", "200",
-                                  "--metrics-port", str(port)], env, third_log, tmp_path)
+    third = start_loader_process(
+        [*common, "--batch-rows", "1000", "--batch-ms", "200", "--metrics-port", str(port)], env, third_log, tmp_path
+    )
     more = live_messages(range(100, 110))
     try:
         wait_for(lambda: "assigned" in third_log.read_text(), "the third loader's assignment")
         produce(kafka_bootstrap, prefix + "coins_current_full", more)
-        wait_for(lambda: count(clickhouse_client, "coins_current_full") == len(live) + len(more),
-                 "the new messages")
+        wait_for(lambda: count(clickhouse_client, "coins_current_full") == len(live) + len(more), "the new messages")
         # The counters move right after ClickHouse answered the insert: wait for them too.
-        wait_for(lambda: 'coinstream_loader_rows_total{table="coins_current_full"} 30.0' in metrics(port),
-                 "the rows counter in the metrics")
-        wait_for(lambda: 'coinstream_loader_consumer_lag{partition="0",topic="%scoins_current_full"} 0.0'
-                 % prefix in metrics(port), "a lag of 0 in the metrics")
+        wait_for(
+            lambda: 'coinstream_loader_rows_total{table="coins_current_full"} 30.0' in metrics(port),
+            "the rows counter in the metrics",
+        )
+        wait_for(
+            lambda: (
+                f'coinstream_loader_consumer_lag{{partition="0",topic="{prefix}coins_current_full"}} 0.0'
+                in metrics(port)
+            ),
+            "a lag of 0 in the metrics",
+        )
         assert 'coinstream_loader_duplicates_total{table="coins_current_full"}' not in metrics(port)
         third.send_signal(signal.SIGTERM)
         assert third.wait(20) == 0, third_log.read_text()[-3000:]
@@ -169,22 +198,36 @@ def metrics(port: int) -> str:
 def assert_exact(client: Any, live: list, updates: list) -> None:
     assert count(client, "coins_current_full_clickpipes_error") == 0
     assert count(client, "ohlc_by_minute_clickpipes_error") == 0
-    assert client.query("SELECT count(), uniqExact(_offset) FROM coins_current_full").result_rows \
-        == [(len(live), len(live))]
-    assert client.query("SELECT count(), uniqExact(_offset) FROM ohlc_by_minute").result_rows \
-        == [(len(updates), len(updates))]
-    as_utc = lambda millis: dt.datetime.fromtimestamp(millis / 1000, dt.timezone.utc).replace(tzinfo=None)
-    got_5m = [(code, start, o, h, low, c, n) for start, code, o, h, low, c, n in client.query(
-        "SELECT * FROM v_candles_5m ORDER BY code, bucket_start").result_rows]
-    assert got_5m == [(code, as_utc(start), o, h, low, c, n)
-                      for code, start, o, h, low, c, n in candles(live, 300_000)]
-    got_day = [(code, date, o, h, low, c, n) for date, code, _name, o, h, low, c, n in client.query(
-        "SELECT * FROM v_ohlc_by_day ORDER BY code, date").result_rows]
-    assert got_day == [(code, as_utc(start).date(), o, h, low, c, n)
-                       for code, start, o, h, low, c, n in candles(live, 86_400_000)]
+    assert client.query("SELECT count(), uniqExact(_offset) FROM coins_current_full").result_rows == [
+        (len(live), len(live))
+    ]
+    assert client.query("SELECT count(), uniqExact(_offset) FROM ohlc_by_minute").result_rows == [
+        (len(updates), len(updates))
+    ]
+
+    def as_utc(millis):
+        return dt.datetime.fromtimestamp(millis / 1000, dt.timezone.utc).replace(tzinfo=None)
+
+    got_5m = [
+        (code, start, o, h, low, c, n)
+        for start, code, o, h, low, c, n in client.query(
+            "SELECT * FROM v_candles_5m ORDER BY code, bucket_start"
+        ).result_rows
+    ]
+    assert got_5m == [(code, as_utc(start), o, h, low, c, n) for code, start, o, h, low, c, n in candles(live, 300_000)]
+    got_day = [
+        (code, date, o, h, low, c, n)
+        for date, code, _name, o, h, low, c, n in client.query(
+            "SELECT * FROM v_ohlc_by_day ORDER BY code, date"
+        ).result_rows
+    ]
+    assert got_day == [
+        (code, as_utc(start).date(), o, h, low, c, n) for code, start, o, h, low, c, n in candles(live, 86_400_000)
+    ]
     # Ten updates per window; the last (update 9) is the window's value.
-    assert client.query("SELECT code, window_start, open, high, low, close FROM v_ohlc_by_minute "
-                        "ORDER BY code, window_start").result_rows == [
+    assert client.query(
+        "SELECT code, window_start, open, high, low, close FROM v_ohlc_by_minute ORDER BY code, window_start"
+    ).result_rows == [
         ("BTC", dt.datetime(2024, 3, 9, 23, 58), 1.0, 10.0, 0.91, 5.5),
         ("BTC", dt.datetime(2024, 3, 9, 23, 59), 1.0, 10.0, 0.91, 5.5),
         ("ETH", dt.datetime(2024, 3, 10, 0, 0), 1.0, 10.0, 0.91, 5.5),

@@ -12,7 +12,12 @@ import time
 from typing import Any
 
 from tests.test_loader_support import (
-    create_topics, ms, produce, run_loader, unique_prefix, windowed_key,
+    create_topics,
+    ms,
+    produce,
+    run_loader,
+    unique_prefix,
+    windowed_key,
 )
 
 pytest_plugins = ["tests.fixtures_clickhouse"]
@@ -47,14 +52,15 @@ CURRENT_BAD: list[tuple[bytes | None, str]] = [  # all keyed X
     (j({"code": "X", "fetched_at": T0}), BAD_RATE),
     (j({"code": "X", "rate": None, "fetched_at": T0}), BAD_RATE),
     (j({"code": "X", "rate": 1}), "bad fetched_at: missing"),
-    (j({"code": "X", "rate": 1, "fetched_at": TOMORROW}),
-     "future fetched_at: ahead of the wall clock by more than the allowed clock skew"),
+    (
+        j({"code": "X", "rate": 1, "fetched_at": TOMORROW}),
+        "future fetched_at: ahead of the wall clock by more than the allowed clock skew",
+    ),
     (OVERSIZED, f"oversized: {len(OVERSIZED)} bytes > {MAX_BYTES} (_raw keeps the first 65536 bytes)"),
     (None, "tombstone: the message has no value"),
     (b"\xff\xfe{}", "bad JSON: "),
     (b'{"code":"X","rate":NaN,"fetched_at":1}', "bad JSON: "),
-    (j({"code": "X", "rate": 1, "fetched_at": T0, "volume": "lots"}),
-     "non-numeric volume: field 'volume' is a str"),
+    (j({"code": "X", "rate": 1, "fetched_at": T0, "volume": "lots"}), "non-numeric volume: field 'volume' is a str"),
     (b'{"code":"X","rate":1e400,"fetched_at":1}', "bad JSON: "),
 ]
 HISTORICAL_BAD = [
@@ -66,12 +72,21 @@ HISTORICAL_BAD = [
     (j({"code": "ETH", "history": {"a": 1}}), "bad history: field 'history' is not a list of objects"),
 ]
 OHLC_BAD = [  # (key, value, reason)
-    (b"BTC", j({"OPEN": 1, "HIGH": 1, "LOW": 1, "CLOSE": 1}),
-     "bad key: a windowed key needs a code and 8 bytes of window start, got 3 bytes"),
-    (windowed_key("BTC", WINDOW), j({"OPEN": 1, "HIGH": 1, "LOW": 1}),
-     "missing close: field 'close' is absent or null"),
-    (windowed_key("BTC", WINDOW), j({"OPEN": 1, "HIGH": "1", "LOW": 1, "CLOSE": 1}),
-     "non-numeric high: field 'high' is a str"),
+    (
+        b"BTC",
+        j({"OPEN": 1, "HIGH": 1, "LOW": 1, "CLOSE": 1}),
+        "bad key: a windowed key needs a code and 8 bytes of window start, got 3 bytes",
+    ),
+    (
+        windowed_key("BTC", WINDOW),
+        j({"OPEN": 1, "HIGH": 1, "LOW": 1}),
+        "missing close: field 'close' is absent or null",
+    ),
+    (
+        windowed_key("BTC", WINDOW),
+        j({"OPEN": 1, "HIGH": "1", "LOW": 1, "CLOSE": 1}),
+        "non-numeric high: field 'high' is a str",
+    ),
     (windowed_key("BTC", WINDOW), None, "tombstone: the message has no value"),
     (windowed_key("BTC", WINDOW), b"nope", "bad JSON: "),
 ]
@@ -83,12 +98,17 @@ MOV_AVG_BAD = [
 ]
 
 # How many bad and good messages of each topic: 600 + 200 + 100 + 100 = 1,000 bad.
-PLAN = {"coins_current_full": (600, 100), "coins_historical": (200, 50),
-        "ohlc_by_minute": (100, 25), "mov_avg_60s": (100, 25)}
+PLAN = {
+    "coins_current_full": (600, 100),
+    "coins_historical": (200, 50),
+    "ohlc_by_minute": (100, 25),
+    "mov_avg_60s": (100, 25),
+}
 
 
-def build(table: str) -> tuple[list[tuple[bytes | None, bytes | None, int]], dict[int, tuple[str, bytes, bytes]],
-                               list[tuple]]:
+def build(
+    table: str,
+) -> tuple[list[tuple[bytes | None, bytes | None, int]], dict[int, tuple[str, bytes, bytes]], list[tuple]]:
     """Messages (a good one after every few bad ones), expected errors by offset, expected good rows."""
     bad_count, good_count = PLAN[table]
     every = bad_count // good_count
@@ -102,17 +122,26 @@ def build(table: str) -> tuple[list[tuple[bytes | None, bytes | None, int]], dic
         if good_index < good_count and (bad_index >= bad_count or bad_index == every * (good_index + 1)):
             code = f"C{good_index % 7}"
             if table == "coins_current_full":
-                messages.append((code.encode(), j({"code": code, "rate": (good_index + 1) * 1.5,
-                                                   "fetched_at": timestamp}), timestamp))
+                messages.append(
+                    (
+                        code.encode(),
+                        j({"code": code, "rate": (good_index + 1) * 1.5, "fetched_at": timestamp}),
+                        timestamp,
+                    )
+                )
                 good.append((code, (good_index + 1) * 1.5, offset))
             elif table == "coins_historical":
                 date = f"2024-01-{good_index % 28 + 1:02d}"
-                messages.append((code.encode(), j({"code": code, "date": date, "rate": good_index + 0.25}),
-                                 timestamp))
+                messages.append((code.encode(), j({"code": code, "date": date, "rate": good_index + 0.25}), timestamp))
                 good.append((code, good_index + 0.25, offset))
             elif table == "ohlc_by_minute":
-                messages.append((windowed_key(code, WINDOW), j({"OPEN": 1, "HIGH": 2, "LOW": 0.5,
-                                                                "CLOSE": good_index * 1.0}), timestamp))
+                messages.append(
+                    (
+                        windowed_key(code, WINDOW),
+                        j({"OPEN": 1, "HIGH": 2, "LOW": 0.5, "CLOSE": good_index * 1.0}),
+                        timestamp,
+                    )
+                )
                 good.append((code, good_index * 1.0, offset))
             else:
                 messages.append((windowed_key(code, WINDOW), j({"MOV_AVG": good_index * 2.0}), timestamp))
@@ -127,7 +156,8 @@ def build(table: str) -> tuple[list[tuple[bytes | None, bytes | None, int]], dic
             key = b"ETH"
         else:
             key, value, reason = (OHLC_BAD if table == "ohlc_by_minute" else MOV_AVG_BAD)[
-                bad_index % (len(OHLC_BAD) if table == "ohlc_by_minute" else len(MOV_AVG_BAD))]
+                bad_index % (len(OHLC_BAD) if table == "ohlc_by_minute" else len(MOV_AVG_BAD))
+            ]
         messages.append((key, value, timestamp))
         errors[offset] = (reason, key, (value or b"")[:65_536])
         bad_index += 1
@@ -135,7 +165,7 @@ def build(table: str) -> tuple[list[tuple[bytes | None, bytes | None, int]], dic
 
 
 def test_a_thousand_bad_messages_land_in_the_error_tables(kafka_bootstrap, clickhouse_client):
-    from clickhouse.migrations import migrate
+    from coinstream.clickhouse.migrations import migrate
 
     migrate(clickhouse_client)
     prefix = unique_prefix()
@@ -147,8 +177,7 @@ def test_a_thousand_bad_messages_land_in_the_error_tables(kafka_bootstrap, click
         expected[table] = (errors, good)
     assert sum(len(errors) for errors, _ in expected.values()) == 1000
 
-    loader = run_loader(kafka_bootstrap, clickhouse_client, prefix, batch_rows=250,
-                        max_message_bytes=MAX_BYTES)
+    loader = run_loader(kafka_bootstrap, clickhouse_client, prefix, batch_rows=250, max_message_bytes=MAX_BYTES)
 
     assert loader.metrics.totals == {"rows": 200, "errors": 1000, "duplicates": 0}
     for table, (errors, good) in expected.items():
@@ -161,13 +190,23 @@ def test_a_thousand_bad_messages_land_in_the_error_tables(kafka_bootstrap, click
         for topic, partition, offset, timestamp, key, raw, reason in stored:
             expected_reason, expected_key, expected_raw = errors[offset]
             assert (topic, partition, timestamp, key, raw) == (
-                prefix + table, 0, T0 + offset, expected_key, expected_raw)
+                prefix + table,
+                0,
+                T0 + offset,
+                expected_key,
+                expected_raw,
+            )
             if expected_reason.endswith(": "):
                 assert reason.startswith(expected_reason) and len(reason) > len(expected_reason)
             else:
                 assert reason == expected_reason
-        value_column = {"coins_current_full": "rate", "coins_historical": "rate",
-                        "ohlc_by_minute": "close", "mov_avg_60s": "mov_avg"}[table]
+        value_column = {
+            "coins_current_full": "rate",
+            "coins_historical": "rate",
+            "ohlc_by_minute": "close",
+            "mov_avg_60s": "mov_avg",
+        }[table]
         landed = clickhouse_client.query(
-            f"SELECT code, {value_column}, _offset FROM {table} ORDER BY _offset").result_rows
+            f"SELECT code, {value_column}, _offset FROM {table} ORDER BY _offset"
+        ).result_rows
         assert [tuple(row) for row in landed] == good

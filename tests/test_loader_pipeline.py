@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from clickhouse.loader.pipeline import BatchWorker
+from coinstream.clickhouse.loader.pipeline import BatchWorker
 
 
 def test_batches_land_in_order_one_at_a_time():

@@ -19,8 +19,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from clickhouse.loader import FORMATS, Loader, LoaderConfig
-from common.kafka_topics import ensure_topics
+from coinstream.clickhouse.loader import FORMATS, Loader, LoaderConfig
+from coinstream.common.kafka_topics import ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 # Tansu completes a group join in about half the session timeout; 2 s keeps tests quick.
@@ -53,17 +53,26 @@ def json_bytes(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def create_topics(bootstrap: str, prefix: str, partitions: int = 1,
-                  tables: Iterable[str] = tuple(FORMATS)) -> None:
-    ensure_topics({"bootstrap.servers": bootstrap, "broker.address.family": "v4"},
-                  [prefix + table for table in tables], partitions=partitions)
+def create_topics(bootstrap: str, prefix: str, partitions: int = 1, tables: Iterable[str] = tuple(FORMATS)) -> None:
+    ensure_topics(
+        {"bootstrap.servers": bootstrap, "broker.address.family": "v4"},
+        [prefix + table for table in tables],
+        partitions=partitions,
+    )
 
 
 def produce(bootstrap: str, topic: str, messages: Iterable[Message]) -> int:
     """Produce in order (idempotent producer, so each message is stored exactly once)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
-                         "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-                         "message.max.bytes": 4 * 1024 * 1024})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "broker.address.family": "v4",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.max.bytes": 4 * 1024 * 1024,
+        }
+    )
     failures: list[str] = []
     count = 0
 
@@ -85,20 +94,30 @@ def produce(bootstrap: str, topic: str, messages: Iterable[Message]) -> int:
 
 def consumer_conf(bootstrap: str, group: str) -> dict[str, Any]:
     return {
-        "bootstrap.servers": bootstrap, "broker.address.family": "v4", "group.id": group,
-        "enable.auto.commit": False, "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed", **FAST_GROUP,
+        "bootstrap.servers": bootstrap,
+        "broker.address.family": "v4",
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        **FAST_GROUP,
     }
 
 
-def run_loader(bootstrap: str, client: Any, prefix: str, group: str | None = None,
-               tables: Iterable[str] = tuple(FORMATS), idle_s: float = 1.0,
-               **config: Any) -> Loader:
+def run_loader(
+    bootstrap: str,
+    client: Any,
+    prefix: str,
+    group: str | None = None,
+    tables: Iterable[str] = tuple(FORMATS),
+    idle_s: float = 1.0,
+    **config: Any,
+) -> Loader:
     """Run the loader in this process until it has been idle for `idle_s`; return it (metrics)."""
     loader = Loader(
-        consumer_conf(bootstrap, group or f"loader-{uuid.uuid4().hex[:8]}"), client,
-        LoaderConfig(tables=tuple(tables), topic_prefix=prefix, stop_when_idle_s=idle_s,
-                     **config),
+        consumer_conf(bootstrap, group or f"loader-{uuid.uuid4().hex[:8]}"),
+        client,
+        LoaderConfig(tables=tuple(tables), topic_prefix=prefix, stop_when_idle_s=idle_s, **config),
     )
     loader.run()
     return loader
@@ -110,22 +129,24 @@ def loader_command(*args: str) -> list[str]:
 
 def loader_env(bootstrap: str, clickhouse_dsn: str, **extra: str) -> dict[str, str]:
     """The environment of a `coinstream load` subprocess: our broker, our database, no `.env`."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("KAFKA_", "CLICKHOUSE_", "LOADER_"))}
-    env.update({
-        "PYTHONPATH": str(REPO), "TZ": "UTC", "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CLICKHOUSE_URL": clickhouse_dsn, "LOADER_METRICS_PORT": "0", "LOG_LEVEL": "INFO",
-    })
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KAFKA_", "CLICKHOUSE_", "LOADER_"))}
+    env.update(
+        {
+            "PYTHONPATH": str(REPO),
+            "TZ": "UTC",
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CLICKHOUSE_URL": clickhouse_dsn,
+            "LOADER_METRICS_PORT": "0",
+            "LOG_LEVEL": "INFO",
+        }
+    )
     env.update(extra)
     return env
 
 
-def start_loader_process(args: list[str], env: dict[str, str], log_path: Path,
-                         cwd: Path) -> subprocess.Popen:
+def start_loader_process(args: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> subprocess.Popen:
     """`coinstream load ARGS` with its output in `log_path`; the caller must stop it."""
-    log_file = open(log_path, "ab")
-    try:
-        return subprocess.Popen(loader_command(*args), env=env, cwd=cwd, stdout=log_file,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    finally:
-        log_file.close()
+    with open(log_path, "ab") as log_file:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            loader_command(*args), env=env, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )

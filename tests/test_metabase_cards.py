@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from metabase.native import NativeQueryError, bind, substitute, template_tags
-from metabase.spec import load_spec
+from coinstream.metabase.native import NativeQueryError, bind, substitute, template_tags
+from coinstream.metabase.spec import load_spec
 
 pytest_plugins = ["tests.fixtures_clickhouse", "tests.fixtures_dashboard"]
 
@@ -28,8 +28,7 @@ def at(minute: int, second: int = 0) -> dt.datetime:
 
 @pytest.fixture(scope="module")
 def readonly(clickhouse_server: Any, known_dataset_database: str):
-    client = clickhouse_server.client(readonly=True, database=known_dataset_database,
-                                      autogenerate_session_id=False)
+    client = clickhouse_server.client(readonly=True, database=known_dataset_database, autogenerate_session_id=False)
     try:
         yield client
     finally:
@@ -53,8 +52,7 @@ def test_every_card_returns_its_declared_columns(readonly, key, coin):
 def test_one_minute_candles_of_btc_one_per_minute_despite_two_updates(readonly):
     _, rows = run(readonly, "ohlc_1m", "BTC")
     assert rows == [
-        (at(m), "BTC", 60000.0 + 100 * m, 60030.0 + 100 * m, 59980.0 + 100 * m, 60010.0 + 100 * m)
-        for m in range(10)
+        (at(m), "BTC", 60000.0 + 100 * m, 60030.0 + 100 * m, 59980.0 + 100 * m, 60010.0 + 100 * m) for m in range(10)
     ]
 
 
@@ -99,8 +97,13 @@ def test_daily_close_and_ten_day_average(readonly):
     _, rows = run(readonly, "daily_close_10d", "ETH")
     assert len(rows) == 9
     # 2024-03-09 is ETH's 9th close (2500 + 50*8 = 2900); all nine days are within 10 days.
-    assert rows[-1] == (dt.date(2024, 3, 9), dt.datetime(2024, 3, 9, 12), "ETH", 2900.0,
-                        sum(2500.0 + 50 * d for d in range(9)) / 9)
+    assert rows[-1] == (
+        dt.date(2024, 3, 9),
+        dt.datetime(2024, 3, 9, 12),
+        "ETH",
+        2900.0,
+        sum(2500.0 + 50 * d for d in range(9)) / 9,
+    )
 
 
 def test_a_quote_in_the_coin_is_a_literal_not_sql(readonly):
@@ -118,14 +121,14 @@ def test_bound_parameters_give_the_same_rows_as_metabase_literals(readonly):
 def test_template_rules():
     sql = "SELECT 1 WHERE x = {{a}} [[ AND y = {{ b }} ]] [[ AND z = {{c}} AND w = {{a}} ]]"
     assert template_tags(sql) == ("a", "b", "c")
-    assert substitute(sql, {"a": 5, "b": "q\\'"}) == \
-        "SELECT 1 WHERE x = 5  AND y = 'q\\\\\\''  "
-    assert substitute(sql, {"a": 1.5, "c": "z"}) == \
-        "SELECT 1 WHERE x = 1.5   AND z = 'z' AND w = 1.5 "
+    assert substitute(sql, {"a": 5, "b": "q\\'"}) == "SELECT 1 WHERE x = 5  AND y = 'q\\\\\\''  "
+    assert substitute(sql, {"a": 1.5, "c": "z"}) == "SELECT 1 WHERE x = 1.5   AND z = 'z' AND w = 1.5 "
     with pytest.raises(NativeQueryError, match="required parameter 'a'"):
         substitute(sql, {"b": "x"})
     for bad in ("[[ [[ x ]] ]]", "x ]]", "[[ x", "{{snippet: s}}", "{{#12}}"):
         with pytest.raises(NativeQueryError):
             template_tags(bad)
-    assert bind("SELECT {{a}}, {{b}} [[, {{c}}]]", {"a": "x", "b": 2, "c": None}) == \
-        ("SELECT {a:String}, {b:Int64} ", {"a": "x", "b": 2})
+    assert bind("SELECT {{a}}, {{b}} [[, {{c}}]]", {"a": "x", "b": 2, "c": None}) == (
+        "SELECT {a:String}, {b:Int64} ",
+        {"a": "x", "b": 2},
+    )

@@ -13,11 +13,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
-from metabase.client import API_KEY_HEADER, SESSION_HEADER, MetabaseClient, MetabaseError, origin
+from coinstream.metabase.client import API_KEY_HEADER, SESSION_HEADER, MetabaseClient, MetabaseError, origin
 from tests.helpers.http_stand_in import JsonHandler, Served
 
 API_KEY = "mb_redirect_api_key_0123456789"
@@ -41,7 +40,7 @@ class StandIn:
     seen: list[Seen] = field(default_factory=list)
     served: Served | None = None
 
-    def start(self) -> "StandIn":
+    def start(self) -> StandIn:
         stand_in = self
 
         class Handler(JsonHandler):
@@ -61,7 +60,7 @@ class StandIn:
                 else:
                     self.answer(200, {"path": path})
 
-            do_GET = do_POST = do_PUT = do_DELETE = handle_any  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = handle_any
 
         self.served = Served(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
         return self
@@ -154,9 +153,8 @@ def test_same_origin_redirect_keeps_the_credentials(first):
 @pytest.mark.parametrize("status", [307, 308])
 def test_a_login_body_is_not_resent_to_another_origin(first, second, status):
     first.redirects["/api/session"] = (status, f"{second.url}/api/session")
-    with MetabaseClient(first.url) as client:
-        with pytest.raises(MetabaseError) as raised:
-            client.login("admin@example.com", PASSWORD)
+    with MetabaseClient(first.url) as client, pytest.raises(MetabaseError) as raised:
+        client.login("admin@example.com", PASSWORD)
     assert second.seen == []
     assert "redirects to another origin" in str(raised.value) and PASSWORD not in str(raised.value)
 
@@ -164,8 +162,7 @@ def test_a_login_body_is_not_resent_to_another_origin(first, second, status):
 def test_a_302_after_a_login_post_reaches_the_other_origin_without_the_password(first, second):
     """requests turns a 302 of a POST into a GET without body; the other origin sees no password."""
     first.redirects["/api/session"] = (302, f"{second.url}/api/session")
-    with MetabaseClient(first.url) as client:
-        with pytest.raises(MetabaseError):
-            client.login("admin@example.com", PASSWORD)  # the GET answers no session id
+    with MetabaseClient(first.url) as client, pytest.raises(MetabaseError):
+        client.login("admin@example.com", PASSWORD)  # the GET answers no session id
     for got in second.seen:
         assert PASSWORD not in got.body and PASSWORD not in json.dumps(got.headers)

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from coinstream.cli import main
-from common.settings import get_settings
-from metabase.spec import DEFAULT_SPEC, load_spec
+from coinstream.common.settings import get_settings
+from coinstream.metabase.spec import DEFAULT_SPEC, load_spec
 from tests.fixtures_metabase import API_KEY, PASSWORD, USERNAME, FakeMetabase
 
 pytest_plugins = ["tests.fixtures_metabase"]
@@ -51,18 +51,21 @@ def test_fresh_metabase_gets_everything_the_spec_describes(env, fake_metabase):
     assert fake_metabase.problems == []
     total = 3 + len(SPEC.cards)  # database, collection, cards, dashboard
     assert len(lines_with(result.output, "created")) == total
-    assert result.output.splitlines()[-1] == \
-        f"Metabase at {fake_metabase.url}: {total} created, 0 updated, 0 unchanged"
+    assert result.output.splitlines()[-1] == f"Metabase at {fake_metabase.url}: {total} created, 0 updated, 0 unchanged"
 
     [database] = fake_metabase.databases.values()
     assert database["name"] == "coinstream ClickHouse" and database["engine"] == "clickhouse"
-    assert database["details"] == {"host": "127.0.0.1", "port": 8123, "user": "dashboard",
-                                   "password": CH_READONLY_PASSWORD, "dbname": "default",
-                                   "ssl": False}
+    assert database["details"] == {
+        "host": "127.0.0.1",
+        "port": 8123,
+        "user": "dashboard",
+        "password": CH_READONLY_PASSWORD,
+        "dbname": "default",
+        "ssl": False,
+    }
     [collection] = [c for c in fake_metabase.collections.values() if c["name"] == "coinstream"]
 
-    assert sorted(card["name"] for card in fake_metabase.cards.values()) == \
-        sorted(card.name for card in SPEC.cards)
+    assert sorted(card["name"] for card in fake_metabase.cards.values()) == sorted(card.name for card in SPEC.cards)
     for card in SPEC.cards:
         stored = fake_metabase.card_by_name(card.name)
         assert stored["collection_id"] == collection["id"]
@@ -75,22 +78,39 @@ def test_fresh_metabase_gets_everything_the_spec_describes(env, fake_metabase):
     [dashboard] = fake_metabase.dashboards.values()
     assert dashboard["name"] == SPEC.name and dashboard["collection_id"] == collection["id"]
     overview_id = fake_metabase.card_by_name("Market overview")["id"]
-    assert dashboard["parameters"] == [{
-        "id": "coin", "name": "Coin", "slug": "coin", "type": "string/=", "sectionId": "string",
-        "default": ["BTC"], "required": True, "values_query_type": "list",
-        "values_source_type": "card",
-        "values_source_config": {"card_id": overview_id,
-                                 "value_field": ["field", "code", {"base-type": "type/Text"}]},
-    }]
+    assert dashboard["parameters"] == [
+        {
+            "id": "coin",
+            "name": "Coin",
+            "slug": "coin",
+            "type": "string/=",
+            "sectionId": "string",
+            "default": ["BTC"],
+            "required": True,
+            "values_query_type": "list",
+            "values_source_type": "card",
+            "values_source_config": {
+                "card_id": overview_id,
+                "value_field": ["field", "code", {"base-type": "type/Text"}],
+            },
+        }
+    ]
     placed = {d["card_id"]: d for d in dashboard["dashcards"]}
     assert len(dashboard["dashcards"]) == len(SPEC.cards)
     for card in SPEC.cards:
         card_id = fake_metabase.card_by_name(card.name)["id"]
         dashcard = placed[card_id]
-        assert (dashcard["row"], dashcard["col"], dashcard["size_x"], dashcard["size_y"]) == \
-            (card.layout.row, card.layout.col, card.layout.size_x, card.layout.size_y)
-        expected = [{"parameter_id": "coin", "card_id": card_id,
-                     "target": ["variable", ["template-tag", "coin"]]}] if "coin" in card.tags else []
+        assert (dashcard["row"], dashcard["col"], dashcard["size_x"], dashcard["size_y"]) == (
+            card.layout.row,
+            card.layout.col,
+            card.layout.size_x,
+            card.layout.size_y,
+        )
+        expected = (
+            [{"parameter_id": "coin", "card_id": card_id, "target": ["variable", ["template-tag", "coin"]]}]
+            if "coin" in card.tags
+            else []
+        )
         assert dashcard["parameter_mappings"] == expected
     # Cards showing every coin on purpose are not filtered by the coin.
     assert placed[overview_id]["parameter_mappings"] == []
@@ -119,8 +139,9 @@ def test_a_changed_card_sql_updates_that_card_only(env, fake_metabase, tmp_path:
 
     result = provision("--spec", str(changed))
     assert result.exit_code == 0, result.output
-    assert lines_with(result.output, "updated") == \
-        [f"updated   card       '1-minute OHLC' id {card_id} (dataset_query)"]
+    assert lines_with(result.output, "updated") == [
+        f"updated   card       '1-minute OHLC' id {card_id} (dataset_query)"
+    ]
     assert result.output.splitlines()[-1].endswith(f"0 created, 1 updated, {2 + len(SPEC.cards)} unchanged")
     [(method, path, body)] = fake_metabase.writes[writes:]
     assert (method, path, list(body)) == ("PUT", f"/api/card/{card_id}", ["dataset_query"])
@@ -129,14 +150,15 @@ def test_a_changed_card_sql_updates_that_card_only(env, fake_metabase, tmp_path:
 
 
 def test_a_metabase_error_names_the_failing_object_and_a_rerun_completes(env, fake_metabase):
-    fake_metabase.fail("POST", "/api/card", name="Daily OHLC", status=400,
-                       message="Invalid query for this database")
+    fake_metabase.fail("POST", "/api/card", name="Daily OHLC", status=400, message="Invalid query for this database")
     result = provision()
     assert result.exit_code == 1
     index = [card.name for card in SPEC.cards].index("Daily OHLC")
     assert len(lines_with(result.output, "created")) == 2 + index  # database, collection, earlier cards
-    assert ("coinstream metabase provision: failed on card 'Daily OHLC': POST /api/card answered "
-            "HTTP 400: Invalid query for this database") in result.output
+    assert (
+        "coinstream metabase provision: failed on card 'Daily OHLC': POST /api/card answered "
+        "HTTP 400: Invalid query for this database"
+    ) in result.output
     assert f"before the failure: {2 + index} created, 0 updated, 0 unchanged" in result.output
     assert fake_metabase.dashboards == {}
 
@@ -144,7 +166,8 @@ def test_a_metabase_error_names_the_failing_object_and_a_rerun_completes(env, fa
     result = provision()
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1].endswith(
-        f"{len(SPEC.cards) - index + 1} created, 0 updated, {2 + index} unchanged")
+        f"{len(SPEC.cards) - index + 1} created, 0 updated, {2 + index} unchanged"
+    )
     assert fake_metabase.problems == []
 
 
@@ -162,8 +185,10 @@ def test_wrong_password_is_reported_without_echoing_it(env, fake_metabase):
     result = provision()
     assert result.exit_code == 1
     assert "not-" + PASSWORD not in result.output
-    assert (f"cannot log in to Metabase at {fake_metabase.url}: POST /api/session answered "
-            "HTTP 401: password: did not match stored password") in result.output
+    assert (
+        f"cannot log in to Metabase at {fake_metabase.url}: POST /api/session answered "
+        "HTTP 401: password: did not match stored password"
+    ) in result.output
     assert fake_metabase.writes == []
 
 
@@ -174,8 +199,9 @@ def test_clickhouse_host_as_metabase_sees_it(env, fake_metabase):
     # Changing it later updates the connection in place.
     result = provision("--clickhouse-host", "ch.internal")
     assert result.exit_code == 0, result.output
-    assert lines_with(result.output, "updated") == \
-        [f"updated   database   'coinstream ClickHouse' id {database['id']} (details)"]
+    assert lines_with(result.output, "updated") == [
+        f"updated   database   'coinstream ClickHouse' id {database['id']} (details)"
+    ]
     assert fake_metabase.databases[database["id"]]["details"]["host"] == "ch.internal"
     assert fake_metabase.databases[database["id"]]["details"]["port"] == 8123
 

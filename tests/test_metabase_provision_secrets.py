@@ -55,8 +55,11 @@ def test_api_key_from_dotenv(isolated_env, fake_metabase: FakeMetabase):
 
 
 def test_password_from_environment(isolated_env, fake_metabase: FakeMetabase):
-    for name, value in (("METABASE_URL", fake_metabase.url), ("METABASE_USER", USERNAME),
-                        ("METABASE_PASSWORD", PASSWORD)):
+    for name, value in (
+        ("METABASE_URL", fake_metabase.url),
+        ("METABASE_USER", USERNAME),
+        ("METABASE_PASSWORD", PASSWORD),
+    ):
         isolated_env.setenv(name, value)
     result = run()
     assert result.exit_code == 0, result.output
@@ -76,7 +79,11 @@ def test_no_credentials_in_a_real_process_with_stdin_not_a_terminal(tmp_path, fa
     """The real check of stdin (not CliRunner's): a child whose stdin is /dev/null never prompts."""
     done = subprocess.run(
         [sys.executable, "-m", "coinstream", "metabase", "provision"],
-        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env=cli_env(PYTHONPATH=str(REPO), METABASE_URL=fake_metabase.url, METABASE_USER=USERNAME),
     )
     assert done.returncode == 2, done.stderr

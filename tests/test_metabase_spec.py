@@ -8,11 +8,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metabase.spec import DEFAULT_SPEC, SpecError, load_spec
+from coinstream.metabase.spec import DEFAULT_SPEC, SpecError, load_spec
 
-VIEWS = ["overview_for_dashboard", "v_ohlc_by_minute", "v_60_sec_mov_avg", "v_ohlc_by_day",
-         "v_change_by_second_recent", "v_10_day_mov_avg", "v_change_by_day", "v_change_by_day_latest",
-         "v_candles_5m", "v_candles_15m", "v_candles_1h", "v_candles_4h", "v_candles_1d"]
+VIEWS = [
+    "overview_for_dashboard",
+    "v_ohlc_by_minute",
+    "v_60_sec_mov_avg",
+    "v_ohlc_by_day",
+    "v_change_by_second_recent",
+    "v_10_day_mov_avg",
+    "v_change_by_day",
+    "v_change_by_day_latest",
+    "v_candles_5m",
+    "v_candles_15m",
+    "v_candles_1h",
+    "v_candles_4h",
+    "v_candles_1d",
+]
 
 
 def test_the_spec_uses_every_dashboard_view_and_each_display():
@@ -22,8 +34,7 @@ def test_the_spec_uses_every_dashboard_view_and_each_display():
     assert {card.display for card in spec.cards} == {"scalar", "table", "line", "bar", "combo"}
     assert [t.label for t in spec.live.timeframes] == ["1m", "5m", "15m", "1h", "4h", "1d"]
     coin = spec.parameters[0]
-    assert (coin.slug, coin.default, coin.values_card, coin.values_column) == \
-        ("coin", "BTC", "market_overview", "code")
+    assert (coin.slug, coin.default, coin.values_card, coin.values_column) == ("coin", "BTC", "market_overview", "code")
     # Every coin-dependent card filters through the optional clause, so it also works unfiltered.
     for card in spec.cards:
         if card.tags:
@@ -42,27 +53,39 @@ def card(raw: dict, key: str) -> dict:
     return next(c for c in raw["cards"] if c["key"] == key)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda raw: card(raw, "latest_rate")["layout"].update(col=10),
-     "card 'latest_rate': layout overlaps card 'market_overview'"),
-    (lambda raw: card(raw, "ohlc_1m").update(sql="SELECT 1 WHERE x = {{currency}}"),
-     "card 'ohlc_1m': template tag(s) currency match no parameter"),
-    (lambda raw: card(raw, "ohlc_1m").update(display="candlestick"),
-     "card 'ohlc_1m': display must be one of bar, combo, line, scalar, table"),
-    (lambda raw: card(raw, "ohlc_1m")["visualization"].update({"graph.metrics": ["volume"]}),
-     "card 'ohlc_1m': graph.metrics names unknown column(s) volume"),
-    (lambda raw: raw["cards"].append(dict(card(raw, "ohlc_1m"), name="Other")),
-     "duplicate card key(s): ohlc_1m"),
-    (lambda raw: raw["live"]["candlestick"]["timeframes"][0].update(card="nope"),
-     "timeframe '1m': no card 'nope'"),
-    (lambda raw: raw["live"]["candlestick"]["timeframes"][1].update(card="market_overview"),
-     "timeframe '5m': card 'market_overview' lacks candle column(s) bucket_start, open, high, low, close"),
-    (lambda raw: raw["parameters"][0].pop("default"),
-     "parameter 'coin': a required parameter needs a default"),
-    (lambda raw: card(raw, "ohlc_1m").pop("columns"), "card 'ohlc_1m': missing 'columns'"),
-    (lambda raw: card(raw, "ohlc_1m")["layout"].update(size_x=13),
-     "card 'ohlc_1m': layout does not fit the 24-column grid"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda raw: card(raw, "latest_rate")["layout"].update(col=10),
+            "card 'latest_rate': layout overlaps card 'market_overview'",
+        ),
+        (
+            lambda raw: card(raw, "ohlc_1m").update(sql="SELECT 1 WHERE x = {{currency}}"),
+            "card 'ohlc_1m': template tag(s) currency match no parameter",
+        ),
+        (
+            lambda raw: card(raw, "ohlc_1m").update(display="candlestick"),
+            "card 'ohlc_1m': display must be one of bar, combo, line, scalar, table",
+        ),
+        (
+            lambda raw: card(raw, "ohlc_1m")["visualization"].update({"graph.metrics": ["volume"]}),
+            "card 'ohlc_1m': graph.metrics names unknown column(s) volume",
+        ),
+        (lambda raw: raw["cards"].append(dict(card(raw, "ohlc_1m"), name="Other")), "duplicate card key(s): ohlc_1m"),
+        (lambda raw: raw["live"]["candlestick"]["timeframes"][0].update(card="nope"), "timeframe '1m': no card 'nope'"),
+        (
+            lambda raw: raw["live"]["candlestick"]["timeframes"][1].update(card="market_overview"),
+            "timeframe '5m': card 'market_overview' lacks candle column(s) bucket_start, open, high, low, close",
+        ),
+        (lambda raw: raw["parameters"][0].pop("default"), "parameter 'coin': a required parameter needs a default"),
+        (lambda raw: card(raw, "ohlc_1m").pop("columns"), "card 'ohlc_1m': missing 'columns'"),
+        (
+            lambda raw: card(raw, "ohlc_1m")["layout"].update(size_x=13),
+            "card 'ohlc_1m': layout does not fit the 24-column grid",
+        ),
+    ],
+)
 def test_a_malformed_spec_is_refused_naming_the_object(tmp_path, change, message):
     path = broken(tmp_path, change)
     with pytest.raises(SpecError) as error:

@@ -8,8 +8,8 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from coinstream.common.metrics_http import MetricsEndpointError, serve_metrics
 from coinstream.local_broker import free_port
-from common.metrics_http import MetricsEndpointError, serve_metrics
 
 
 def _registry(events: int) -> CollectorRegistry:
@@ -37,8 +37,10 @@ def test_serves_only_its_registry_on_loopback_and_stops():
         samples = [line for line in _scrape(server.url).splitlines() if not line.startswith("#")]
         assert 'coinstream_test_events_total{kind="a"} 3.0' in samples
         # Only this registry: none of the global registry's process or platform collectors.
-        assert {line.split("{")[0] for line in samples} == {"coinstream_test_events_total",
-                                                            "coinstream_test_events_created"}
+        assert {line.split("{")[0] for line in samples} == {
+            "coinstream_test_events_total",
+            "coinstream_test_events_created",
+        }
     # Stopped: nothing listens on the port any more (SO_REUSEADDR: TIME_WAIT is not "in use").
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from coinstream.common.processes import terminate
 from coinstream.local_broker import free_port
-from common.processes import terminate
 from tests.fixtures_sim_api import cli_env, read_topic
 
 TEN = ["USDT", "BTC", "ETH", "FDUSD", "XRP", "SOL", "USDC", "DOGE", "LINK", "AAVE"]
@@ -26,9 +26,12 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of the endpoint except the `_created` timestamps: (name, labels) -> value."""
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode("utf-8")
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples
-            if not sample.name.endswith("_created")}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
 
 
 def wait_for_first_poll(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 30.0):
@@ -41,9 +44,10 @@ def wait_for_first_poll(url: str, process: subprocess.Popen, log: Path, timeout_
             samples = scrape(url)
         except (urllib.error.URLError, ConnectionError):
             samples = {}
-        if samples.get(("coinstream_polls_total", (("outcome", "ok"),))) == 1 and sum(
-                value for (name, _), value in samples.items()
-                if name == "coinstream_records_delivered_total") == 10:
+        if (
+            samples.get(("coinstream_polls_total", (("outcome", "ok"),))) == 1
+            and sum(value for (name, _), value in samples.items() if name == "coinstream_records_delivered_total") == 10
+        ):
             return samples
         time.sleep(0.1)
 
@@ -54,11 +58,14 @@ def test_one_poll_is_counted_on_the_metrics_endpoint(tmp_path, kafka_bootstrap, 
     with log.open("w") as sink:
         # A long interval: the first poll happens at once, the second never within this test.
         process = subprocess.Popen(
-            [sys.executable, "-m", "coinstream", "produce", "current", "--interval", "3600",
-             "--topic", topic_name],
-            cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT,
-            env=cli_env(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, LCW_BASE_URL=sim_api.base_url,
-                        PRODUCER_METRICS_PORT=str(port)))
+            [sys.executable, "-m", "coinstream", "produce", "current", "--interval", "3600", "--topic", topic_name],
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=cli_env(
+                KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, LCW_BASE_URL=sim_api.base_url, PRODUCER_METRICS_PORT=str(port)
+            ),
+        )
     try:
         samples = wait_for_first_poll(f"http://127.0.0.1:{port}/metrics", process, log)
     finally:
@@ -83,5 +90,6 @@ def test_one_poll_is_counted_on_the_metrics_endpoint(tmp_path, kafka_bootstrap, 
         # DAILY_CREDIT_BUDGET 10000 - HISTORICAL_DAILY_CREDITS 500, less the 2 credits spent.
         ("coinstream_lcw_credits_remaining", ()): 10_000 - 500 - 2,
     }
-    assert ("10 records produced, 10 delivered, 0 delivery failures, 0 coins missing, 0 retries, "
-            "2 credits used") in log.read_text()
+    assert (
+        "10 records produced, 10 delivered, 0 delivery failures, 0 coins missing, 0 retries, 2 credits used"
+    ) in log.read_text()

@@ -15,8 +15,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_python(code: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True,
-                            text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -24,7 +25,7 @@ def test_inserts_and_queries_work_without_loading_numpy_pandas_or_arrow(clickhou
     user, password = clickhouse_server.credentials()
     outcome = run_python(f"""
         import json, sys
-        from common.optional_imports import without_dataframe_libraries
+        from coinstream.common.optional_imports import without_dataframe_libraries
         blocked = without_dataframe_libraries()
         import clickhouse_connect
         client = clickhouse_connect.get_client(host="127.0.0.1", port={clickhouse_server.port},
@@ -36,15 +37,18 @@ def test_inserts_and_queries_work_without_loading_numpy_pandas_or_arrow(clickhou
         loaded = [name for name in ("numpy", "pandas", "pyarrow", "polars") if sys.modules.get(name) is not None]
         print(json.dumps({{"blocked": blocked, "rows": rows, "loaded": loaded}}))
     """)
-    assert outcome == {"blocked": ["numpy", "pandas", "pyarrow", "polars"],
-                       "rows": [["BTC", 64000.5], ["ETH", 3100.25]], "loaded": []}
+    assert outcome == {
+        "blocked": ["numpy", "pandas", "pyarrow", "polars"],
+        "rows": [["BTC", 64000.5], ["ETH", 3100.25]],
+        "loaded": [],
+    }
 
 
 def test_a_library_already_imported_stays_usable():
     outcome = run_python("""
         import json
         import numpy
-        from common.optional_imports import without_dataframe_libraries
+        from coinstream.common.optional_imports import without_dataframe_libraries
         blocked = without_dataframe_libraries()
         import numpy as again
         try:

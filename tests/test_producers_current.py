@@ -10,22 +10,48 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from common.kafka_config import producer_config
-from common.settings import DEFAULT_COINS, load_settings
-from producers.client import LiveCoinWatchClient
-from producers.credits import CreditGuard
-from producers.current import (
-    CurrentRatesProducer, IntervalTooFast, credits_per_poll, plan_interval, prepare_topic,
+from coinstream.common.kafka_config import producer_config
+from coinstream.common.settings import DEFAULT_COINS, load_settings
+from coinstream.producers.client import LiveCoinWatchClient
+from coinstream.producers.credits import CreditGuard
+from coinstream.producers.current import (
+    CurrentRatesProducer,
+    IntervalTooFast,
+    credits_per_poll,
+    plan_interval,
+    prepare_topic,
 )
-from producers.errors import CreditBudgetExceeded
-from producers.metrics import ProducerMetrics
-from producers.sim.catalog import COINS
+from coinstream.producers.errors import CreditBudgetExceeded
+from coinstream.producers.metrics import ProducerMetrics
+from coinstream.producers.sim.catalog import COINS
 from tests.fixtures_sim_api import read_topic, reference_rate
 
 TEN = list(DEFAULT_COINS)
-API_FIELDS = {"code", "rate", "volume", "cap", "liquidity", "delta", "name", "symbol", "rank", "age",
-              "color", "png32", "png64", "webp32", "webp64", "exchanges", "markets", "pairs",
-              "allTimeHighUSD", "circulatingSupply", "totalSupply", "maxSupply", "categories"}
+API_FIELDS = {
+    "code",
+    "rate",
+    "volume",
+    "cap",
+    "liquidity",
+    "delta",
+    "name",
+    "symbol",
+    "rank",
+    "age",
+    "color",
+    "png32",
+    "png64",
+    "webp32",
+    "webp64",
+    "exchanges",
+    "markets",
+    "pairs",
+    "allTimeHighUSD",
+    "circulatingSupply",
+    "totalSupply",
+    "maxSupply",
+    "categories",
+}
 
 
 @pytest.fixture
@@ -34,15 +60,22 @@ def make_producer(isolated_env, kafka_bootstrap, sim_api, topic_name):
     built: list[CurrentRatesProducer] = []
 
     def make(codes=TEN, budget: int | None = None, **overrides) -> CurrentRatesProducer:
-        settings = load_settings(env_file=None, kafka_bootstrap_servers=kafka_bootstrap,
-                                 lcw_base_url=sim_api.base_url, lcw_retry_backoff_s=0.001,
-                                 lcw_retry_max_wait_s=1.0, **overrides)
+        settings = load_settings(
+            env_file=None,
+            kafka_bootstrap_servers=kafka_bootstrap,
+            lcw_base_url=sim_api.base_url,
+            lcw_retry_backoff_s=0.001,
+            lcw_retry_max_wait_s=1.0,
+            **overrides,
+        )
         prepare_topic(settings, topic_name)
         metrics = ProducerMetrics()
         client = LiveCoinWatchClient.from_settings(
-            settings, credits=CreditGuard(budget) if budget else None, metrics=metrics)
-        producer = CurrentRatesProducer(client, Producer(producer_config(settings)), codes,
-                                        settings.currency, topic_name, metrics)
+            settings, credits=CreditGuard(budget) if budget else None, metrics=metrics
+        )
+        producer = CurrentRatesProducer(
+            client, Producer(producer_config(settings)), codes, settings.currency, topic_name, metrics
+        )
         built.append(producer)
         return producer
 
@@ -69,12 +102,15 @@ def test_five_polls_publish_fifty_records_at_the_walk_rate(make_producer, kafka_
     assert fetched == sorted(poll.fetched_at_ms[0] for poll in polls)  # one instant per poll
     assert all(poll.published == TEN for poll in polls)
     counts = producer.metrics.snapshot()
-    assert (counts["records_produced"], counts["records_delivered"], counts["delivery_failures"],
-            counts["coins_missing"]) == (50, 50, 0, 0)
+    assert (
+        counts["records_produced"],
+        counts["records_delivered"],
+        counts["delivery_failures"],
+        counts["coins_missing"],
+    ) == (50, 50, 0, 0)
 
 
-def test_429_and_500_bursts_are_retried_and_the_poll_succeeds(make_producer, sim_api, kafka_bootstrap,
-                                                              topic_name):
+def test_429_and_500_bursts_are_retried_and_the_poll_succeeds(make_producer, sim_api, kafka_bootstrap, topic_name):
     sim_api.admin.fail(429, count=2, retry_after=0, paths=["/coins/map"])
     sim_api.admin.fail(500, count=3, paths=["/coins/map"])
     producer = make_producer(lcw_retry_attempts=6)
@@ -86,21 +122,24 @@ def test_429_and_500_bursts_are_retried_and_the_poll_succeeds(make_producer, sim
     assert len(read_topic(kafka_bootstrap, topic_name, expected=10)) == 10
 
 
-def test_null_rates_and_missing_coins_are_counted_never_published(make_producer, sim_api,
-                                                                  kafka_bootstrap, topic_name):
+def test_null_rates_and_missing_coins_are_counted_never_published(make_producer, sim_api, kafka_bootstrap, topic_name):
     sim_api.admin.inject(null_rate=["ETH"], omit=["BTC"])
     producer = make_producer(codes=TEN + ["NOSUCHCOIN"])
     result = producer.poll_once()
     assert producer.flush(30) == 0
     assert result.missing == {"BTC": "missing", "ETH": "null_rate", "NOSUCHCOIN": "missing"}
     assert producer.metrics.missing_by_reason() == {
-        ("BTC", "missing"): 1, ("ETH", "null_rate"): 1, ("NOSUCHCOIN", "missing"): 1}
+        ("BTC", "missing"): 1,
+        ("ETH", "null_rate"): 1,
+        ("NOSUCHCOIN", "missing"): 1,
+    }
     records = read_topic(kafka_bootstrap, topic_name, expected=8)
     assert sorted(record.key for record in records) == sorted(set(TEN) - {"BTC", "ETH"})
 
 
 def test_a_malformed_body_is_retried_and_a_failed_poll_does_not_end_the_run(
-        make_producer, sim_api, kafka_bootstrap, topic_name):
+    make_producer, sim_api, kafka_bootstrap, topic_name
+):
     producer = make_producer(lcw_retry_attempts=3)
     sim_api.admin.malformed(count=3 + 1, paths=["/coins/map"])  # poll 1 gives up, poll 2 retries once
     polls = producer.run(0.0, threading.Event(), max_polls=2)
@@ -112,8 +151,9 @@ def test_a_malformed_body_is_retried_and_a_failed_poll_does_not_end_the_run(
     assert len(read_topic(kafka_bootstrap, topic_name, expected=10)) == 10
 
 
-def test_the_budget_guard_ends_the_run_before_the_budget_is_exceeded(make_producer, sim_api,
-                                                                     kafka_bootstrap, topic_name):
+def test_the_budget_guard_ends_the_run_before_the_budget_is_exceeded(
+    make_producer, sim_api, kafka_bootstrap, topic_name
+):
     producer = make_producer(budget=4)
     with pytest.raises(CreditBudgetExceeded):
         producer.run(0.0, threading.Event())
@@ -123,8 +163,7 @@ def test_the_budget_guard_ends_the_run_before_the_budget_is_exceeded(make_produc
     assert len(read_topic(kafka_bootstrap, topic_name, expected=30)) == 30
 
 
-def test_more_than_a_hundred_coins_take_one_call_per_hundred(make_producer, sim_api, kafka_bootstrap,
-                                                             topic_name):
+def test_more_than_a_hundred_coins_take_one_call_per_hundred(make_producer, sim_api, kafka_bootstrap, topic_name):
     codes = list(COINS)
     assert len(codes) > 100
     producer = make_producer(codes=codes)
@@ -138,8 +177,7 @@ def test_more_than_a_hundred_coins_take_one_call_per_hundred(make_producer, sim_
 
 
 def test_topics_get_the_configured_partitions(isolated_env, kafka_bootstrap, topic_name):
-    settings = load_settings(env_file=None, kafka_bootstrap_servers=kafka_bootstrap,
-                             kafka_topic_partitions=3)
+    settings = load_settings(env_file=None, kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_partitions=3)
     assert prepare_topic(settings, topic_name) == [topic_name]
     assert prepare_topic(settings, topic_name) == []
     metadata = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(topic_name, timeout=10)
@@ -147,6 +185,7 @@ def test_topics_get_the_configured_partitions(isolated_env, kafka_bootstrap, top
 
 
 # ---- the interval arithmetic ---------------------------------------------------------------------
+
 
 def test_the_default_interval_follows_from_the_budget(isolated_env):
     settings = load_settings(env_file=None)  # 10,000 credits/day, 500 reserved for the backfill
@@ -165,7 +204,8 @@ def test_a_too_fast_interval_is_refused_with_the_arithmetic(isolated_env):
         "--interval 5 s is too fast: each poll costs 1 credit(s) (1 /coins/map call for 10 coins), "
         "so polling every 5 s needs 86400 / 5 × 1 = 17280 credits per UTC day, but only "
         "DAILY_CREDIT_BUDGET 10000 − HISTORICAL_DAILY_CREDITS 500 reserved for the backfill = 9500 "
-        "are available; the fastest allowed interval is 86400 × 1 / 9500 = 9.095 s")
+        "are available; the fastest allowed interval is 86400 × 1 / 9500 = 9.095 s"
+    )
     with pytest.raises(IntervalTooFast, match="POLL_INTERVAL_S 2 s is too fast"):
         plan_interval(load_settings(env_file=None, poll_interval_s=2), None, 10)
     with pytest.raises(IntervalTooFast, match="2 credit"):

@@ -17,11 +17,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from clickhouse.loader.formats import FORMATS, RateRules, parse
-from clickhouse.loader.records import Record
-from clickhouse.loader.validation import Rejected
-from ksql.engine import Pipeline
-from ksql.planner import plan_script
+from coinstream.clickhouse.loader.formats import FORMATS, RateRules, parse
+from coinstream.clickhouse.loader.records import Record
+from coinstream.clickhouse.loader.validation import Rejected
+from coinstream.ksql.engine import Pipeline
+from coinstream.ksql.planner import plan_script
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_SQL = "\n".join(Path(p).read_text() for p in sorted(glob.glob(str(ROOT / "ksql/*.sql"))))
@@ -34,10 +34,10 @@ FUTURE = "future fetched_at: ahead of the wall clock by more than the allowed cl
 
 CASES = [  # (key, value, expected verdict)
     (b"BTC", {"code": "BTC", "rate": 61_000.5, "fetched_at": NOW}, "valid"),
-    (b"BTC", {"code": "BTC", "rate": "61000.5", "fetched_at": NOW}, "valid"),        # number as text
-    (b"BTC", {"CODE": "BTC", "RATE": 61_000.5, "FETCHED_AT": NOW}, "valid"),          # names in any case
+    (b"BTC", {"code": "BTC", "rate": "61000.5", "fetched_at": NOW}, "valid"),  # number as text
+    (b"BTC", {"CODE": "BTC", "RATE": 61_000.5, "FETCHED_AT": NOW}, "valid"),  # names in any case
     (b"BTC", {"code": "BTC", "rate": 61_000.5, "fetched_at": (NOW, 0, str)}, "valid"),  # whole number as text
-    (b"X" * 100, {"code": "X" * 100, "rate": 1.0, "fetched_at": NOW}, "valid"),       # a long code
+    (b"X" * 100, {"code": "X" * 100, "rate": 1.0, "fetched_at": NOW}, "valid"),  # a long code
     (b"BTC", {"code": "BTC", "rate": 1.0, "fetched_at": (NOW, SKEW_MS - 5_000)}, "valid"),  # within the skew
     (b"ETH", {"code": "BTC", "rate": 61_000.5, "fetched_at": NOW}, MISMATCH),
     (None, {"code": "BTC", "rate": 61_000.5, "fetched_at": NOW}, MISMATCH),
@@ -98,4 +98,6 @@ def test_a_missing_fetched_at_is_refused_by_both():
     """No event time: the engine cannot read the record (processing log), the loader says why."""
     value, now = {"code": "BTC", "rate": 1.0}, int(time.time() * 1000)
     assert (engine_verdict(b"BTC", value, now), loader_verdict(b"BTC", value, now)) == (
-        "unreadable", "bad fetched_at: missing")
+        "unreadable",
+        "bad fetched_at: missing",
+    )

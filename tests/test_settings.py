@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import EXPECTED_FORMS, Settings, SettingsError, load_settings
+from coinstream.common.settings import EXPECTED_FORMS, Settings, SettingsError, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,8 +39,12 @@ def test_environment_overrides_and_parsing(isolated_env):
     assert settings.effective_kafka_bootstrap == "broker-1:9092,broker-2:9093"
     target = settings.clickhouse_target()
     assert target.connect_kwargs() == {
-        "host": "ch.example.com", "port": 8443, "username": "analyst", "password": "p@ss",
-        "database": "crypto", "secure": True,
+        "host": "ch.example.com",
+        "port": 8443,
+        "username": "analyst",
+        "password": "p@ss",
+        "database": "crypto",
+        "secure": True,
     }
     assert target.http_url == "https://ch.example.com:8443/crypto"
 
@@ -57,15 +61,18 @@ def test_environment_wins_over_dotenv(isolated_env, tmp_path):
     assert load_settings().currency == "GBP"
 
 
-@pytest.mark.parametrize("variable, value", [
-    ("CLICKHOUSE_URL", "ftp://admin:hunter2-secret@db:9000/x"),
-    ("KAFKA_BOOTSTRAP_SERVERS", "no-port-hunter2-secret"),
-    ("DAILY_CREDIT_BUDGET", "-5"),
-    ("POLL_INTERVAL_S", "fast"),
-    ("COINS", "BTC,E$H"),
-    ("KAFKA_SECURITY_PROTOCOL", "SASL_WHATEVER"),
-    ("LCW_BASE_URL", "www.example.org/hunter2"),
-])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("CLICKHOUSE_URL", "ftp://admin:hunter2-secret@db:9000/x"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "no-port-hunter2-secret"),
+        ("DAILY_CREDIT_BUDGET", "-5"),
+        ("POLL_INTERVAL_S", "fast"),
+        ("COINS", "BTC,E$H"),
+        ("KAFKA_SECURITY_PROTOCOL", "SASL_WHATEVER"),
+        ("LCW_BASE_URL", "www.example.org/hunter2"),
+    ],
+)
 def test_malformed_setting_names_variable_and_form_without_value(isolated_env, variable, value):
     isolated_env.setenv(variable, value)
     with pytest.raises(SettingsError) as raised:
@@ -92,14 +99,19 @@ def test_every_setting_is_documented_in_env_example():
 
 
 def test_cli_fails_at_start_naming_the_variable(isolated_env):
-    env = {"PATH": "/usr/bin:/bin", "CLICKHOUSE_URL": "mysql://root:pw-hunter2@db/x",
-           "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "coinstream", "broker", "--help"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    env = {"PATH": "/usr/bin:/bin", "CLICKHOUSE_URL": "mysql://root:pw-hunter2@db/x", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "coinstream", "broker", "--help"], env=env, capture_output=True, text=True, timeout=60
+    )
     # --help is answered without reading settings; a real run must fail fast.
     assert result.returncode == 0
-    result = subprocess.run([sys.executable, "-m", "coinstream", "broker", "--port", "1"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "coinstream", "broker", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "CLICKHOUSE_URL is malformed: expected http(s)://user:password@host:port/database" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout

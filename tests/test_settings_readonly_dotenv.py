@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.settings import load_settings
+from coinstream.common.settings import load_settings
 
 URL = "https://admin:admin-secret@ch.example.com:8443/crypto"
 
@@ -22,16 +22,18 @@ def _write_env(tmp_path, text: str):
 
 
 def test_readonly_user_from_dotenv_is_used(isolated_env, tmp_path):
-    env_file = _write_env(tmp_path, (
-        f"CLICKHOUSE_URL={URL}\n"
-        "CLICKHOUSE_READONLY_USER=grafana_ro\n"
-        "CLICKHOUSE_READONLY_PASSWORD=ro-secret\n"
-    ))
+    env_file = _write_env(
+        tmp_path,
+        (f"CLICKHOUSE_URL={URL}\nCLICKHOUSE_READONLY_USER=grafana_ro\nCLICKHOUSE_READONLY_PASSWORD=ro-secret\n"),
+    )
     settings = load_settings(env_file=env_file)
     target = settings.clickhouse_target(readonly=True)
     assert (target.username, target.password) == ("grafana_ro", "ro-secret")
     assert (target.host, target.port, target.database, target.secure) == (
-        "ch.example.com", 8443, "crypto", True,
+        "ch.example.com",
+        8443,
+        "crypto",
+        True,
     )
     # The writer's target is untouched.
     admin = settings.clickhouse_target()

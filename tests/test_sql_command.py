@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from coinstream.cli.commands.sql import command as sql_command
-from common.settings import load_settings
+from coinstream.common.settings import load_settings
 from tests.fixtures_clickhouse import TEST_PASSWORD
 
 pytest_plugins = ["tests.fixtures_clickhouse"]
@@ -29,8 +29,7 @@ ROWS_QUERY = "SELECT code, rate FROM coins ORDER BY code"
 @pytest.fixture
 def coins_database(clickhouse_client) -> str:
     clickhouse_client.command("CREATE TABLE coins (code String, rate Float64) ENGINE = MergeTree ORDER BY code")
-    clickhouse_client.insert("coins", [["BTC", 64000.5], ["ETH", 3100.25], ["O'K", 1.0]],
-                             column_names=["code", "rate"])
+    clickhouse_client.insert("coins", [["BTC", 64000.5], ["ETH", 3100.25], ["O'K", 1.0]], column_names=["code", "rate"])
     return clickhouse_client.database
 
 
@@ -39,22 +38,28 @@ def run_sql(url: str, *args: str):
     return CliRunner().invoke(sql_command, list(args), obj=settings, catch_exceptions=False)
 
 
-@pytest.mark.parametrize(("fmt", "expected"), [
-    ("CSV", '"BTC",64000.5\n"ETH",3100.25\n"O\'K",1\n'),
-    ("TSV", "BTC\t64000.5\nETH\t3100.25\nO\\'K\t1\n"),
-    ("JSONEachRow", '{"code":"BTC","rate":64000.5}\n{"code":"ETH","rate":3100.25}\n{"code":"O\'K","rate":1}\n'),
-    ("Pretty", (
-        "   ┏━━━━━━┳━━━━━━━━━┓\n"
-        "   ┃ code ┃    rate ┃\n"
-        "   ┡━━━━━━╇━━━━━━━━━┩\n"
-        "1. │ BTC  │ 64000.5 │\n"
-        "   ├──────┼─────────┤\n"
-        "2. │ ETH  │ 3100.25 │\n"
-        "   ├──────┼─────────┤\n"
-        "3. │ O'K  │       1 │\n"
-        "   └──────┴─────────┘\n"
-    )),
-])
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("CSV", '"BTC",64000.5\n"ETH",3100.25\n"O\'K",1\n'),
+        ("TSV", "BTC\t64000.5\nETH\t3100.25\nO\\'K\t1\n"),
+        ("JSONEachRow", '{"code":"BTC","rate":64000.5}\n{"code":"ETH","rate":3100.25}\n{"code":"O\'K","rate":1}\n'),
+        (
+            "Pretty",
+            (
+                "   ┏━━━━━━┳━━━━━━━━━┓\n"
+                "   ┃ code ┃    rate ┃\n"
+                "   ┡━━━━━━╇━━━━━━━━━┩\n"
+                "1. │ BTC  │ 64000.5 │\n"
+                "   ├──────┼─────────┤\n"
+                "2. │ ETH  │ 3100.25 │\n"
+                "   ├──────┼─────────┤\n"
+                "3. │ O'K  │       1 │\n"
+                "   └──────┴─────────┘\n"
+            ),
+        ),
+    ],
+)
 def test_prints_rows_in_each_format(clickhouse_server, coins_database, fmt, expected):
     result = run_sql(clickhouse_server.dsn(database=coins_database), ROWS_QUERY, "--format", fmt)
     assert (result.exit_code, result.stdout) == (0, expected)
@@ -89,7 +94,8 @@ def test_server_error_exits_non_zero_with_the_message(clickhouse_server, coins_d
 def test_readonly_flag_uses_the_dashboard_user(clickhouse_server, coins_database, monkeypatch):
     monkeypatch.setenv("CLICKHOUSE_READONLY_USER", clickhouse_server.readonly_user)
     settings = load_settings(
-        env_file=None, clickhouse_url=clickhouse_server.dsn(database=coins_database),
+        env_file=None,
+        clickhouse_url=clickhouse_server.dsn(database=coins_database),
         clickhouse_readonly_user=clickhouse_server.readonly_user,
         clickhouse_readonly_password=clickhouse_server.readonly_password,
     )
@@ -113,13 +119,19 @@ def test_wrong_password_and_unreachable_server_never_print_the_password(clickhou
         port = probe.getsockname()[1]
     result = run_sql(f"http://default:{secret}@127.0.0.1:{port}/default", "SELECT 1")
     assert result.exit_code == 1
-    assert result.stderr == f"coinstream sql: cannot query ClickHouse at http://127.0.0.1:{port}/default: Connection refused\n"
+    assert (
+        result.stderr
+        == f"coinstream sql: cannot query ClickHouse at http://127.0.0.1:{port}/default: Connection refused\n"
+    )
     assert secret not in result.stderr
 
 
 def _cli_env(**variables: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("CLICKHOUSE_", "COINSTREAM_", "KAFKA_", "LCW_"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CLICKHOUSE_", "COINSTREAM_", "KAFKA_", "LCW_"))
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
     env.update(variables)
     return env
@@ -128,15 +140,29 @@ def _cli_env(**variables: str) -> dict[str, str]:
 def test_cli_subprocess_against_the_local_server_by_default(clickhouse_server, coins_database, tmp_path):
     env = _cli_env(CLICKHOUSE_PORT=str(clickhouse_server.port), CLICKHOUSE_PASSWORD=TEST_PASSWORD)
     done = subprocess.run(
-        [sys.executable, "-m", "coinstream", "sql", f"SELECT code FROM {coins_database}.coins ORDER BY code",
-         "--format", "CSV"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "coinstream",
+            "sql",
+            f"SELECT code FROM {coins_database}.coins ORDER BY code",
+            "--format",
+            "CSV",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert (done.returncode, done.stdout) == (0, '"BTC"\n"ETH"\n"O\'K"\n'), done.stderr
     done = subprocess.run(
         [sys.executable, "-m", "coinstream", "sql", "SELECT nope()"],
-        env=_cli_env(CLICKHOUSE_URL=clickhouse_server.dsn()), cwd=tmp_path, capture_output=True,
-        text=True, timeout=120,
+        env=_cli_env(CLICKHOUSE_URL=clickhouse_server.dsn()),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 1
     assert "Code: 46. DB::Exception: Function with name `nope` does not exist" in done.stderr

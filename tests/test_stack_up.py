@@ -12,7 +12,6 @@ from pathlib import Path
 
 import clickhouse_connect
 import psutil
-import pytest
 
 from coinstream.local_broker import free_port
 
@@ -20,19 +19,32 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def start_up(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, dict[str, int]]:
-    ports = {"kafka": free_port(), "clickhouse": free_port(), "sim": free_port(),
-             "dashboard": free_port()}
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("KAFKA_", "CLICKHOUSE_", "LCW_"))}
-    env.update({
-        "KAFKA_LOCAL_PORT": str(ports["kafka"]), "CLICKHOUSE_PORT": str(ports["clickhouse"]),
-        "SIM_API_PORT": str(ports["sim"]), "DASHBOARD_PORT": str(ports["dashboard"]),
-        "COINSTREAM_DATA_DIR": str(tmp_path / "data"),
-        "POLL_INTERVAL_S": "10", "LOADER_METRICS_PORT": "0", "PRODUCER_METRICS_PORT": "0",
-        "KSQL_METRICS_PORT": "0", "HISTORICAL_METRICS_PORT": "0", "TZ": "UTC", "PYTHONUNBUFFERED": "1",
-    })
-    process = subprocess.Popen([sys.executable, "-m", "coinstream", "up", *args], cwd=tmp_path,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ports = {"kafka": free_port(), "clickhouse": free_port(), "sim": free_port(), "dashboard": free_port()}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KAFKA_", "CLICKHOUSE_", "LCW_"))}
+    env.update(
+        {
+            "KAFKA_LOCAL_PORT": str(ports["kafka"]),
+            "CLICKHOUSE_PORT": str(ports["clickhouse"]),
+            "SIM_API_PORT": str(ports["sim"]),
+            "DASHBOARD_PORT": str(ports["dashboard"]),
+            "COINSTREAM_DATA_DIR": str(tmp_path / "data"),
+            "POLL_INTERVAL_S": "10",
+            "LOADER_METRICS_PORT": "0",
+            "PRODUCER_METRICS_PORT": "0",
+            "KSQL_METRICS_PORT": "0",
+            "HISTORICAL_METRICS_PORT": "0",
+            "TZ": "UTC",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coinstream", "up", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     return process, ports
 
 
@@ -59,7 +71,7 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 def local_client(tmp_path: Path, port: int):
     """A full-user client with the passwords the stack's server generated in its data directory."""
-    from common.local_credentials import read_credentials
+    from coinstream.common.local_credentials import read_credentials
 
     stored = read_credentials(tmp_path / "data" / "clickhouse")
     assert stored is not None
@@ -79,16 +91,26 @@ def test_up_starts_pipeline_and_ctrl_c_stops_every_process(tmp_path):
     try:
         lines = wait_for_line(process, "Ctrl+C stops everything")
         started = [line.split("|")[0].strip() for line in lines if line.endswith("| ready")]
-        assert started == ["broker", "clickhouse", "sim-api", "ksql", "loader", "producer",
-                           "historical", "dashboard"]
+        assert started == ["broker", "clickhouse", "sim-api", "ksql", "loader", "producer", "historical", "dashboard"]
         assert f"dashboard: http://127.0.0.1:{ports['dashboard']}/" in [
-            line.split("| ", 1)[1] for line in lines if line.startswith("up ")]
+            line.split("| ", 1)[1] for line in lines if line.startswith("up ")
+        ]
         assert any(line.startswith("migrate") and "6 applied" in line for line in lines) or any(
-            "applied" in line for line in lines if line.startswith("migrate"))
+            "applied" in line for line in lines if line.startswith("migrate")
+        )
         children = descendants(process.pid)
         names = " ".join(" ".join(p.cmdline()) for p in children)
-        for part in ("broker", "clickhouse serve", "sim-api", "load", "produce current", "tansu",
-                     "produce historical", "dashboard", "ksql run"):
+        for part in (
+            "broker",
+            "clickhouse serve",
+            "sim-api",
+            "load",
+            "produce current",
+            "tansu",
+            "produce historical",
+            "dashboard",
+            "ksql run",
+        ):
             assert part in names
 
         client = local_client(tmp_path, ports["clickhouse"])
@@ -98,8 +120,7 @@ def test_up_starts_pipeline_and_ctrl_c_stops_every_process(tmp_path):
             rows = client.command("SELECT count() FROM coins_current_full")
             time.sleep(0.5)
         expected_codes = sorted(["USDT", "BTC", "ETH", "FDUSD", "XRP", "SOL", "USDC", "DOGE", "LINK", "AAVE"])
-        codes = [r[0] for r in client.query(
-            "SELECT DISTINCT code FROM coins_current_full ORDER BY code").result_rows]
+        codes = [r[0] for r in client.query("SELECT DISTINCT code FROM coins_current_full ORDER BY code").result_rows]
         assert codes == expected_codes
         # The ksql engine derives candles and averages, and the loader lands them too.
         for view in ("v_ohlc_by_minute", "v_60_sec_mov_avg"):

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from clickhouse.loader.metrics import LoaderMetrics
+from coinstream.clickhouse.loader.metrics import LoaderMetrics
+from coinstream.common.metrics_http import serve_metrics
 from coinstream.local_broker import free_port
-from common.metrics_http import serve_metrics
-from producers.metrics import ProducerMetrics
+from coinstream.producers.metrics import ProducerMetrics
 from tests.fixtures_clickhouse import TEST_PASSWORD, TEST_READONLY_PASSWORD, TEST_READONLY_USER
 from tests.fixtures_dashboard import start_dashboard
 from tests.fixtures_sim_api import cli_env
@@ -33,18 +33,33 @@ METABASE_PASSWORD = "metabase-Pa55word-y"
 
 
 def status(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coinstream", "status", *args], cwd=cwd,
-                          env=cli_env(**env), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "coinstream", "status", *args],
+        cwd=cwd,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 class _StandIn(JsonHandler):
     """ksqlDB's GET /info (basic auth) and Metabase's GET /api/health, as their docs answer."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         expected = "Basic " + base64.b64encode(f"{KSQL_USER}:{KSQL_PASSWORD}".encode()).decode()
         if self.path == "/info" and self.headers.get("Authorization") == expected:
-            self.answer(200, {"KsqlServerInfo": {"version": "0.29.0", "kafkaClusterId": "c1",
-                                                 "ksqlServiceId": "default_", "serverStatus": "RUNNING"}})
+            self.answer(
+                200,
+                {
+                    "KsqlServerInfo": {
+                        "version": "0.29.0",
+                        "kafkaClusterId": "c1",
+                        "ksqlServiceId": "default_",
+                        "serverStatus": "RUNNING",
+                    }
+                },
+            )
         elif self.path == "/info":
             self.answer(401, {"@type": "generic_error", "error_code": 40100, "message": "Unauthorized"})
         elif self.path == "/api/health":
@@ -93,53 +108,87 @@ def topic_count(bootstrap: str) -> int:
     return sum(1 for name in metadata.topics if not name.startswith("__"))
 
 
-def test_every_part_up_is_ok_and_exit_0(tmp_path, kafka_bootstrap, clickhouse_server, sim_api,
-                                        stand_in, metrics_endpoints):
+def test_every_part_up_is_ok_and_exit_0(
+    tmp_path, kafka_bootstrap, clickhouse_server, sim_api, stand_in, metrics_endpoints
+):
     loader_port, producer_port, historical_port = metrics_endpoints
     dashboard = start_dashboard(clickhouse_server, "default", tmp_path)
     try:
         dashboard_port = int(dashboard.url.rsplit(":", 1)[1])
         topics = topic_count(kafka_bootstrap)
         result = status(
-            tmp_path, "--format", "json",
-            KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, **clickhouse_server.env(),
+            tmp_path,
+            "--format",
+            "json",
+            KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+            **clickhouse_server.env(),
             CLICKHOUSE_READONLY_USER=TEST_READONLY_USER,
             CLICKHOUSE_READONLY_PASSWORD=TEST_READONLY_PASSWORD,
-            LCW_BASE_URL=sim_api.base_url, KSQLDB_URL=stand_in, KSQLDB_USER=KSQL_USER,
-            KSQLDB_PASSWORD=KSQL_PASSWORD, METABASE_URL=stand_in,
-            METABASE_USER="admin@example.com", METABASE_PASSWORD=METABASE_PASSWORD,
-            DASHBOARD_PORT=str(dashboard_port), LOADER_METRICS_PORT=str(loader_port),
-            PRODUCER_METRICS_PORT=str(producer_port), HISTORICAL_METRICS_PORT=str(historical_port))
+            LCW_BASE_URL=sim_api.base_url,
+            KSQLDB_URL=stand_in,
+            KSQLDB_USER=KSQL_USER,
+            KSQLDB_PASSWORD=KSQL_PASSWORD,
+            METABASE_URL=stand_in,
+            METABASE_USER="admin@example.com",
+            METABASE_PASSWORD=METABASE_PASSWORD,
+            DASHBOARD_PORT=str(dashboard_port),
+            LOADER_METRICS_PORT=str(loader_port),
+            PRODUCER_METRICS_PORT=str(producer_port),
+            HISTORICAL_METRICS_PORT=str(historical_port),
+        )
     finally:
         dashboard.stop()
     assert result.returncode == 0, result.stdout + result.stderr
     clickhouse = f"http://127.0.0.1:{clickhouse_server.port}/default"
     assert json.loads(result.stdout) == [
-        {"part": "kafka", "address": kafka_bootstrap, "state": "ok",
-         "detail": f"1 broker, {topics} topic{'s' if topics != 1 else ''}"},
-        {"part": "clickhouse", "address": clickhouse, "state": "ok",
-         "detail": "ping Ok., SELECT 1 as default"},
-        {"part": "clickhouse-readonly", "address": clickhouse, "state": "ok",
-         "detail": "ping Ok., SELECT 1 as dashboard"},
+        {
+            "part": "kafka",
+            "address": kafka_bootstrap,
+            "state": "ok",
+            "detail": f"1 broker, {topics} topic{'s' if topics != 1 else ''}",
+        },
+        {"part": "clickhouse", "address": clickhouse, "state": "ok", "detail": "ping Ok., SELECT 1 as default"},
+        {
+            "part": "clickhouse-readonly",
+            "address": clickhouse,
+            "state": "ok",
+            "detail": "ping Ok., SELECT 1 as dashboard",
+        },
         # The simulator charges the /credits request itself: 10,000 - 1 left.
-        {"part": "livecoinwatch", "address": sim_api.base_url, "state": "ok",
-         "detail": "simulated API, 9,999 of 10,000 credits left today"},
+        {
+            "part": "livecoinwatch",
+            "address": sim_api.base_url,
+            "state": "ok",
+            "detail": "simulated API, 9,999 of 10,000 credits left today",
+        },
         {"part": "ksqldb", "address": stand_in, "state": "ok", "detail": "ksqlDB 0.29.0, RUNNING"},
         {"part": "metabase", "address": stand_in, "state": "ok", "detail": "api/health ok"},
-        {"part": "dashboard", "address": f"http://127.0.0.1:{dashboard_port}", "state": "ok",
-         "detail": "healthz ok"},
-        {"part": "loader-metrics", "address": f"http://127.0.0.1:{loader_port}/metrics",
-         "state": "ok",
-         "detail": "consumer lag 7 over 2 partitions, 42 rows loaded, 1 to error tables"},
-        {"part": "producer-metrics", "address": f"http://127.0.0.1:{producer_port}/metrics",
-         "state": "ok",
-         "detail": "20 records produced, 19 delivered, 1 delivery failures, 3 credits used"},
+        {"part": "dashboard", "address": f"http://127.0.0.1:{dashboard_port}", "state": "ok", "detail": "healthz ok"},
+        {
+            "part": "loader-metrics",
+            "address": f"http://127.0.0.1:{loader_port}/metrics",
+            "state": "ok",
+            "detail": "consumer lag 7 over 2 partitions, 42 rows loaded, 1 to error tables",
+        },
+        {
+            "part": "producer-metrics",
+            "address": f"http://127.0.0.1:{producer_port}/metrics",
+            "state": "ok",
+            "detail": "20 records produced, 19 delivered, 1 delivery failures, 3 credits used",
+        },
         # With a ksqlDB server configured, no local engine runs (coinstream up starts none).
-        {"part": "engine-metrics", "address": "-", "state": "off",
-         "detail": "not configured: KSQLDB_URL set (ksqlDB runs the statements)"},
-        {"part": "historical-metrics", "address": f"http://127.0.0.1:{historical_port}/metrics",
-         "state": "ok",
-         "detail": "30 records produced, 30 delivered, 0 delivery failures, 31 credits used"},
+        {
+            "part": "engine-metrics",
+            "address": "-",
+            "state": "off",
+            "detail": "not configured: KSQLDB_URL set (ksqlDB runs the statements)",
+        },
+        {
+            "part": "historical-metrics",
+            "address": f"http://127.0.0.1:{historical_port}/metrics",
+            "state": "ok",
+            "detail": "30 records produced, 30 delivered, 0 delivery failures, 31 credits used",
+        },
     ]
     assert topic_count(kafka_bootstrap) == topics
     stats = sim_api.admin.stats()
@@ -151,12 +200,25 @@ def test_every_part_up_is_ok_and_exit_0(tmp_path, kafka_bootstrap, clickhouse_se
 def test_a_dead_port_is_down_and_exit_1(tmp_path, kafka_bootstrap, sim_api):
     dead = free_port()
     result = status(
-        tmp_path, "--timeout", "2", "--skip", "dashboard", "--skip", "loader-metrics",
-        "--skip", "producer-metrics", "--skip", "engine-metrics", "--skip", "historical-metrics",
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, LCW_BASE_URL=sim_api.base_url,
+        tmp_path,
+        "--timeout",
+        "2",
+        "--skip",
+        "dashboard",
+        "--skip",
+        "loader-metrics",
+        "--skip",
+        "producer-metrics",
+        "--skip",
+        "engine-metrics",
+        "--skip",
+        "historical-metrics",
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        LCW_BASE_URL=sim_api.base_url,
         CLICKHOUSE_URL=f"http://default:{TEST_PASSWORD}@127.0.0.1:{dead}/default",
         CLICKHOUSE_READONLY_USER=TEST_READONLY_USER,
-        CLICKHOUSE_READONLY_PASSWORD=TEST_READONLY_PASSWORD)
+        CLICKHOUSE_READONLY_PASSWORD=TEST_READONLY_PASSWORD,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert [line.split()[:3] for line in lines] == [
@@ -174,11 +236,13 @@ def test_a_dead_port_is_down_and_exit_1(tmp_path, kafka_bootstrap, sim_api):
         assert secret not in result.stdout + result.stderr
 
     # A dead Kafka alone makes it 1 as well; a part asked for with --only but not configured too.
-    kafka_down = status(tmp_path, "--timeout", "1", "--only", "kafka",
-                        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{dead}")
+    kafka_down = status(tmp_path, "--timeout", "1", "--only", "kafka", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{dead}")
     assert kafka_down.returncode == 1
     assert kafka_down.stdout.splitlines()[1].startswith(
-        f"kafka  127.0.0.1:{dead}  down   no metadata answer within 1 s (")
+        f"kafka  127.0.0.1:{dead}  down   no metadata answer within 1 s ("
+    )
     unset = status(tmp_path, "--only", "ksqldb")
     assert (unset.returncode, unset.stdout.splitlines()[1]) == (
-        1, "ksqldb  -        down   not configured: KSQLDB_URL unset")
+        1,
+        "ksqldb  -        down   not configured: KSQLDB_URL unset",
+    )

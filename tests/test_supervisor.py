@@ -23,15 +23,18 @@ def run(supervisor: Supervisor, after_start) -> None:
             await after_start()
         finally:
             await supervisor.stop()
+
     asyncio.run(scenario())
 
 
 def test_crashing_service_is_restarted_with_growing_backoff(tmp_path: Path):
     counter = tmp_path / "starts"
     # Crashes on its first two starts, then stays up.
-    code = (f"import pathlib, time; p = pathlib.Path({str(counter)!r}); "
-            "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
-            "print('start', n, flush=True); time.sleep(0 if n < 3 else 60); raise SystemExit(1)")
+    code = (
+        f"import pathlib, time; p = pathlib.Path({str(counter)!r}); "
+        "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
+        "print('start', n, flush=True); time.sleep(0 if n < 3 else 60); raise SystemExit(1)"
+    )
     out = io.StringIO()
     supervisor = Supervisor([Service("flaky", python(code))], out=out, min_backoff_s=0.2)
 
@@ -48,7 +51,10 @@ def test_crashing_service_is_restarted_with_growing_backoff(tmp_path: Path):
     assert "flaky | exited with code 1; restarting in 0.2s" in lines
     assert "flaky | exited with code 1; restarting in 0.4s" in lines
     assert [line for line in lines if "start " in line and "starting" not in line] == [
-        "flaky | start 1", "flaky | start 2", "flaky | start 3"]
+        "flaky | start 1",
+        "flaky | start 2",
+        "flaky | start 3",
+    ]
     assert state.status == "stopped"
 
 
@@ -56,11 +62,16 @@ def test_services_start_in_order_after_readiness_and_oneshots(tmp_path: Path):
     marker = tmp_path / "ready"
     out = io.StringIO()
     services = [
-        Service("first", python(f"import pathlib, time; time.sleep(0.5); "
-                                f"pathlib.Path({str(marker)!r}).touch(); time.sleep(60)"),
-                ready=marker.exists),
-        Service("once", python(f"import pathlib, sys; sys.exit(0 if pathlib.Path({str(marker)!r}).exists() else 3)"),
-                oneshot=True),
+        Service(
+            "first",
+            python(f"import pathlib, time; time.sleep(0.5); pathlib.Path({str(marker)!r}).touch(); time.sleep(60)"),
+            ready=marker.exists,
+        ),
+        Service(
+            "once",
+            python(f"import pathlib, sys; sys.exit(0 if pathlib.Path({str(marker)!r}).exists() else 3)"),
+            oneshot=True,
+        ),
         Service("second", python("import time; print('up', flush=True); time.sleep(60)")),
     ]
     supervisor = Supervisor(services, out=out)
@@ -71,16 +82,16 @@ def test_services_start_in_order_after_readiness_and_oneshots(tmp_path: Path):
 
 
 def test_failed_oneshot_stops_the_start():
-    supervisor = Supervisor([Service("migrate", python("raise SystemExit(4)"), oneshot=True)],
-                            out=io.StringIO())
+    supervisor = Supervisor([Service("migrate", python("raise SystemExit(4)"), oneshot=True)], out=io.StringIO())
     with pytest.raises(StackError, match="migrate failed with exit code 4"):
         asyncio.run(supervisor.start())
 
 
 def test_configuration_error_is_not_restarted_and_stops_the_stack():
     out = io.StringIO()
-    supervisor = Supervisor([Service("producer", python("import time; time.sleep(0.2); raise SystemExit(2)"))],
-                            out=out, min_backoff_s=0.1)
+    supervisor = Supervisor(
+        [Service("producer", python("import time; time.sleep(0.2); raise SystemExit(2)"))], out=out, min_backoff_s=0.1
+    )
 
     async def scenario() -> None:
         await supervisor.run_until_stopped()
@@ -93,8 +104,11 @@ def test_configuration_error_is_not_restarted_and_stops_the_stack():
 def test_restart_of_a_service_restarts_the_services_bound_to_it(tmp_path: Path):
     out = io.StringIO()
     sleeper = python("import time; print('up', flush=True); time.sleep(60)")
-    supervisor = Supervisor([Service("broker", sleeper), Service("client", sleeper, restart_with=("broker",)),
-                             Service("other", sleeper)], out=out, min_backoff_s=0.1)
+    supervisor = Supervisor(
+        [Service("broker", sleeper), Service("client", sleeper, restart_with=("broker",)), Service("other", sleeper)],
+        out=out,
+        min_backoff_s=0.1,
+    )
 
     async def kill_broker_and_wait() -> None:
         first = {state.service.name: state.process.pid for state in supervisor.states}
@@ -119,8 +133,9 @@ def test_restart_of_a_service_restarts_the_services_bound_to_it(tmp_path: Path):
 def test_paused_service_stays_down_until_resumed_and_is_not_restarted_meanwhile(tmp_path: Path):
     out = io.StringIO()
     sleeper = python("import time; print('up', flush=True); time.sleep(60)")
-    supervisor = Supervisor([Service("broker", sleeper), Service("producer", sleeper, restart_with=("broker",))],
-                            out=out, min_backoff_s=0.1)
+    supervisor = Supervisor(
+        [Service("broker", sleeper), Service("producer", sleeper, restart_with=("broker",))], out=out, min_backoff_s=0.1
+    )
 
     async def pause_restart_resume() -> None:
         producer = supervisor.state_of("producer")
@@ -139,5 +154,8 @@ def test_paused_service_stays_down_until_resumed_and_is_not_restarted_meanwhile(
 
     run(supervisor, pause_restart_resume)
     lines = out.getvalue().splitlines()
-    assert ["producer | pausing: rotation", "broker   | restarting: rotation", "producer | resuming"] == \
-        [line for line in lines if line.split(" | ")[1].startswith(("pausing", "restarting", "resuming"))]
+    assert [line for line in lines if line.split(" | ")[1].startswith(("pausing", "restarting", "resuming"))] == [
+        "producer | pausing: rotation",
+        "broker   | restarting: rotation",
+        "producer | resuming",
+    ]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from clickhouse.migrations import migrate
+from coinstream.clickhouse.migrations import migrate
 
 pytest_plugins = ["tests.fixtures_clickhouse"]
 
@@ -25,16 +25,16 @@ def utc(clock: str) -> dt.datetime:
 
 
 LIVE = [  # code, fetched_at (UTC, ms), rate
-    ("AAA", "09:00:00.000", 50.0),    # more than 2 h before the newest: never read by the recent view
-    ("AAA", "10:30:00.000", 80.0),    # before the hour shown: only a previous rate
+    ("AAA", "09:00:00.000", 50.0),  # more than 2 h before the newest: never read by the recent view
+    ("AAA", "10:30:00.000", 80.0),  # before the hour shown: only a previous rate
     ("AAA", "11:15:00.200", 100.0),
-    ("AAA", "11:15:00.700", 101.0),   # same second, later: that second's rate
-    ("AAA", "12:00:00.250", 90.0),    # the newest rate
-    ("BBB", "11:00:00.000", 20.0),    # exactly newest second - 1 h: not shown, but a previous rate
+    ("AAA", "11:15:00.700", 101.0),  # same second, later: that second's rate
+    ("AAA", "12:00:00.250", 90.0),  # the newest rate
+    ("BBB", "11:00:00.000", 20.0),  # exactly newest second - 1 h: not shown, but a previous rate
     ("BBB", "11:00:01.000", 30.0),
-    ("CCC", "09:30:00.000", 5.0),     # outside the two hours read
+    ("CCC", "09:30:00.000", 5.0),  # outside the two hours read
     ("CCC", "11:30:00.000", 6.0),
-    ("DDD", "10:45:00.000", 7.0),     # nothing in the hour shown
+    ("DDD", "10:45:00.000", 7.0),  # nothing in the hour shown
 ]
 
 
@@ -45,10 +45,15 @@ def client(clickhouse_server: Any) -> Any:
     admin.command(f"CREATE DATABASE IF NOT EXISTS {database}")
     client = clickhouse_server.client(database=database)
     migrate(client)
-    rows = [(code, utc(at), rate, "coins_current_full", 0, offset, utc(at), code)
-            for offset, (code, at, rate) in enumerate(LIVE)]
-    client.insert("coins_current_full", rows, column_names=[
-        "code", "fetched_at", "rate", "_topic", "_partition", "_offset", "_timestamp", "_key"])
+    rows = [
+        (code, utc(at), rate, "coins_current_full", 0, offset, utc(at), code)
+        for offset, (code, at, rate) in enumerate(LIVE)
+    ]
+    client.insert(
+        "coins_current_full",
+        rows,
+        column_names=["code", "fetched_at", "rate", "_topic", "_partition", "_offset", "_timestamp", "_key"],
+    )
     try:
         yield client
     finally:

@@ -10,7 +10,7 @@ Modules, one job each:
 - `runner`: the consumer loop tying them together (`Loader`, `LoaderConfig`).
 """
 
-from clickhouse.loader.formats import FORMATS
-from clickhouse.loader.runner import DEFAULT_GROUP, Loader, LoaderConfig
+from coinstream.clickhouse.loader.formats import FORMATS
+from coinstream.clickhouse.loader.runner import DEFAULT_GROUP, Loader, LoaderConfig
 
 __all__ = ["DEFAULT_GROUP", "FORMATS", "Loader", "LoaderConfig"]

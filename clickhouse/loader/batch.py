@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from clickhouse.loader.formats import Row
-from clickhouse.loader.records import Record
+from coinstream.clickhouse.loader.formats import Row
+from coinstream.clickhouse.loader.records import Record
 
 
 @dataclass
@@ -44,12 +44,13 @@ def dedup_token(table: str, records: list[Record]) -> str:
     again at 0, from repeating the tokens of the incarnation before it."""
     ranges: dict[tuple[str, int, int], list[int]] = {}
     for record in records:
-        span = ranges.setdefault((record.topic, record.topic_epoch, record.partition),
-                                 [record.offset, record.offset])
+        span = ranges.setdefault((record.topic, record.topic_epoch, record.partition), [record.offset, record.offset])
         span[0] = min(span[0], record.offset)
         span[1] = max(span[1], record.offset)
-    parts = [f"{topic}#{epoch}:{partition}:{first}-{last}"
-             for (topic, epoch, partition), (first, last) in sorted(ranges.items())]
+    parts = [
+        f"{topic}#{epoch}:{partition}:{first}-{last}"
+        for (topic, epoch, partition), (first, last) in sorted(ranges.items())
+    ]
     return "|".join([table, *parts])
 
 
@@ -63,8 +64,7 @@ class Batch:
     messages: int = 0
     started: float = field(default_factory=time.monotonic)
 
-    def add(self, table: str, columns: tuple[str, ...], record: Record, rows: list[Row],
-            check: bool) -> None:
+    def add(self, table: str, columns: tuple[str, ...], record: Record, rows: list[Row], check: bool) -> None:
         target = self.tables.get(table)
         if target is None:
             target = self.tables[table] = TableBatch(table, columns)
@@ -78,8 +78,7 @@ class Batch:
     def drop_partitions(self, partitions: set[tuple[str, int]]) -> None:
         """Forget what came from partitions this consumer lost (their new owner reloads them)."""
         for part in self.tables.values():
-            kept = [entry for entry in part.entries
-                    if (entry[0].topic, entry[0].partition) not in partitions]
+            kept = [entry for entry in part.entries if (entry[0].topic, entry[0].partition) not in partitions]
             self.messages -= len(part.entries) - len(kept)
             part.entries = kept
         for partition in partitions:

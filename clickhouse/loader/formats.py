@@ -13,13 +13,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS, rate_record_problem, rule_fields
-
-from clickhouse.loader.records import Record
-from clickhouse.loader.validation import (
-    COUNT, MS_PER_DAY, NUMBER, TEXT, Rejected, code_field, count_field, day_number, decode_object,
-    epoch_ms_field, number_field, text_field, text_list_field, typed_fields,
+from coinstream.clickhouse.loader.records import Record
+from coinstream.clickhouse.loader.validation import (
+    COUNT,
+    MS_PER_DAY,
+    NUMBER,
+    TEXT,
+    Rejected,
+    code_field,
+    count_field,
+    day_number,
+    decode_object,
+    epoch_ms_field,
+    number_field,
+    text_field,
+    text_list_field,
+    typed_fields,
 )
+from coinstream.common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS, rate_record_problem, rule_fields
 
 Row = tuple[Any, ...]
 META_COLUMNS = ("_topic", "_topic_epoch", "_partition", "_offset", "_timestamp", "_key")
@@ -58,8 +69,7 @@ class TableFormat:
 
 
 def _meta(record: Record) -> tuple[Any, ...]:
-    return (record.topic, record.topic_epoch, record.partition, record.offset, record.timestamp_ms,
-            record.key)
+    return (record.topic, record.topic_epoch, record.partition, record.offset, record.timestamp_ms, record.key)
 
 
 def error_row(record: Record, reason: str) -> Row:
@@ -73,19 +83,56 @@ def error_row(record: Record, reason: str) -> Row:
 # ---- coins_current_full ------------------------------------------------------------------------
 
 CURRENT_COLUMNS = (
-    "code", "fetched_at", "rate", "volume", "cap", "liquidity",
-    "delta_hour", "delta_day", "delta_week", "delta_month", "delta_quarter", "delta_year",
-    "name", "symbol", "rank", "age", "color", "png32", "png64", "webp32", "webp64",
-    "exchanges", "markets", "pairs", "all_time_high_usd", "circulating_supply", "total_supply",
-    "max_supply", "categories", *META_COLUMNS,
+    "code",
+    "fetched_at",
+    "rate",
+    "volume",
+    "cap",
+    "liquidity",
+    "delta_hour",
+    "delta_day",
+    "delta_week",
+    "delta_month",
+    "delta_quarter",
+    "delta_year",
+    "name",
+    "symbol",
+    "rank",
+    "age",
+    "color",
+    "png32",
+    "png64",
+    "webp32",
+    "webp64",
+    "exchanges",
+    "markets",
+    "pairs",
+    "all_time_high_usd",
+    "circulating_supply",
+    "total_supply",
+    "max_supply",
+    "categories",
+    *META_COLUMNS,
 )
 _DELTA_PLAN = tuple((period, NUMBER) for period in ("hour", "day", "week", "month", "quarter", "year"))
 _MARKET_PLAN = (("volume", NUMBER), ("cap", NUMBER), ("liquidity", NUMBER))
 _META_PLAN = (
-    ("name", TEXT), ("symbol", TEXT), ("rank", COUNT), ("age", COUNT), ("color", TEXT),
-    ("png32", TEXT), ("png64", TEXT), ("webp32", TEXT), ("webp64", TEXT),
-    ("exchanges", COUNT), ("markets", COUNT), ("pairs", COUNT), ("allTimeHighUSD", NUMBER),
-    ("circulatingSupply", NUMBER), ("totalSupply", NUMBER), ("maxSupply", NUMBER),
+    ("name", TEXT),
+    ("symbol", TEXT),
+    ("rank", COUNT),
+    ("age", COUNT),
+    ("color", TEXT),
+    ("png32", TEXT),
+    ("png64", TEXT),
+    ("webp32", TEXT),
+    ("webp64", TEXT),
+    ("exchanges", COUNT),
+    ("markets", COUNT),
+    ("pairs", COUNT),
+    ("allTimeHighUSD", NUMBER),
+    ("circulatingSupply", NUMBER),
+    ("totalSupply", NUMBER),
+    ("maxSupply", NUMBER),
 )
 
 
@@ -99,8 +146,9 @@ def parse_current(record: Record, rules: RateRules = DEFAULT_RULES) -> list[Row]
     except UnicodeDecodeError:
         key = None
     code, rate, fetched_at = rule_fields(coin)
-    problem = rate_record_problem(key, code, rate, fetched_at, now_ms=rules.now_ms(),
-                                  max_skew_ms=rules.max_clock_skew_ms)
+    problem = rate_record_problem(
+        key, code, rate, fetched_at, now_ms=rules.now_ms(), max_skew_ms=rules.max_clock_skew_ms
+    )
     if problem is not None:
         raise Rejected(problem)
     # Valid: a non-empty code, a finite rate > 0, whole epoch ms not from the future.
@@ -111,26 +159,42 @@ def parse_current(record: Record, rules: RateRules = DEFAULT_RULES) -> list[Row]
         delta = {}
     elif not isinstance(delta, dict):
         raise Rejected("bad delta: field 'delta' is not an object")
-    return [(
-        code, fetched_at, rate,
-        *typed_fields(coin, _MARKET_PLAN),
-        *typed_fields(delta, _DELTA_PLAN),
-        *typed_fields(coin, _META_PLAN),
-        text_list_field(coin, "categories"),
-        *_meta(record),
-    )]
+    return [
+        (
+            code,
+            fetched_at,
+            rate,
+            *typed_fields(coin, _MARKET_PLAN),
+            *typed_fields(delta, _DELTA_PLAN),
+            *typed_fields(coin, _META_PLAN),
+            text_list_field(coin, "categories"),
+            *_meta(record),
+        )
+    ]
 
 
 # ---- coins_historical --------------------------------------------------------------------------
 
 HISTORICAL_COLUMNS = (
-    "code", "date", "ts", "rate", "volume", "cap", "liquidity", "name", "symbol", "rank",
-    "circulating_supply", "total_supply", "max_supply", "fetched_at", *META_COLUMNS,
+    "code",
+    "date",
+    "ts",
+    "rate",
+    "volume",
+    "cap",
+    "liquidity",
+    "name",
+    "symbol",
+    "rank",
+    "circulating_supply",
+    "total_supply",
+    "max_supply",
+    "fetched_at",
+    *META_COLUMNS,
 )
 
 
-def _history_point(point: dict[str, Any], meta: tuple[Any, ...], code: str,
-                   fetched_at: int, record: Record) -> Row:
+def _history_point(point: dict[str, Any], meta: tuple[Any, ...], code: str, fetched_at: int, record: Record) -> Row:
     if point.get("date") is not None:
         day = day_number(point["date"], "date")
     elif point.get("ts") is not None or point.get("date_ms") is not None:
@@ -146,9 +210,16 @@ def _history_point(point: dict[str, Any], meta: tuple[Any, ...], code: str,
     if ts is None:
         ts = day * MS_PER_DAY + NOON_MS
     return (
-        code, day, ts, number_field(point, "rate", required=True),
-        number_field(point, "volume"), number_field(point, "cap"), number_field(point, "liquidity"),
-        *meta, fetched_at, *_meta(record),
+        code,
+        day,
+        ts,
+        number_field(point, "rate", required=True),
+        number_field(point, "volume"),
+        number_field(point, "cap"),
+        number_field(point, "liquidity"),
+        *meta,
+        fetched_at,
+        *_meta(record),
     )
 
 
@@ -160,8 +231,11 @@ def parse_historical(record: Record, rules: RateRules = DEFAULT_RULES) -> list[R
     if fetched_at is None:
         fetched_at = record.timestamp_ms
     meta = (
-        text_field(value, "name"), text_field(value, "symbol"), count_field(value, "rank"),
-        number_field(value, "circulatingSupply"), number_field(value, "totalSupply"),
+        text_field(value, "name"),
+        text_field(value, "symbol"),
+        count_field(value, "rank"),
+        number_field(value, "circulatingSupply"),
+        number_field(value, "totalSupply"),
         number_field(value, "maxSupply"),
     )
     history = value.get("history")
@@ -176,6 +250,7 @@ def parse_historical(record: Record, rules: RateRules = DEFAULT_RULES) -> list[R
 
 # ---- ksqlDB windowed tables --------------------------------------------------------------------
 
+
 def decode_windowed_key(key: bytes) -> tuple[str, int]:
     """ksqlDB's windowed key: the code's bytes, then the window start as 8 bytes big-endian ms.
 
@@ -183,8 +258,7 @@ def decode_windowed_key(key: bytes) -> tuple[str, int]:
     `LEFT(_key, 5)` cut longer codes).
     """
     if len(key) < 9:
-        raise Rejected(f"bad key: a windowed key needs a code and 8 bytes of window start, "
-                       f"got {len(key)} bytes")
+        raise Rejected(f"bad key: a windowed key needs a code and 8 bytes of window start, got {len(key)} bytes")
     try:
         code = key[:-8].decode("utf-8")
     except UnicodeDecodeError:
@@ -215,7 +289,8 @@ def parse_mov_avg(record: Record, rules: RateRules = DEFAULT_RULES) -> list[Row]
 
 
 FORMATS: dict[str, TableFormat] = {
-    spec.table: spec for spec in (
+    spec.table: spec
+    for spec in (
         TableFormat("coins_current_full", CURRENT_COLUMNS, parse_current),
         TableFormat("coins_historical", HISTORICAL_COLUMNS, parse_historical),
         TableFormat("ohlc_by_minute", OHLC_COLUMNS, parse_ohlc),
@@ -224,11 +299,9 @@ FORMATS: dict[str, TableFormat] = {
 }
 
 
-def parse(spec: TableFormat, record: Record, max_message_bytes: int,
-          rules: RateRules = DEFAULT_RULES) -> list[Row]:
+def parse(spec: TableFormat, record: Record, max_message_bytes: int, rules: RateRules = DEFAULT_RULES) -> list[Row]:
     """The rows of one message, or `Rejected` (oversized is checked before decoding)."""
     size = len(record.value or b"")
     if size > max_message_bytes:
-        raise Rejected(f"oversized: {size} bytes > {max_message_bytes} "
-                       f"(_raw keeps the first {ERROR_RAW_LIMIT} bytes)")
+        raise Rejected(f"oversized: {size} bytes > {max_message_bytes} (_raw keeps the first {ERROR_RAW_LIMIT} bytes)")
     return spec.parse(record, rules)

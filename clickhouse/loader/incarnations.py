@@ -47,9 +47,14 @@ class TopicIncarnations:
             epoch = self._register(topic, topic_id)
             if self._epochs.get(topic) != epoch:
                 if topic in self._epochs:
-                    log.warning("loader: topic %s was re-created (ID %s, epoch %d -> %d): its "
-                                "offsets start again and its messages are landed as new ones",
-                                topic, topic_id or "none", self._epochs[topic], epoch)
+                    log.warning(
+                        "loader: topic %s was re-created (ID %s, epoch %d -> %d): its "
+                        "offsets start again and its messages are landed as new ones",
+                        topic,
+                        topic_id or "none",
+                        self._epochs[topic],
+                        epoch,
+                    )
                 changed.add(topic)
             self._ids[topic] = topic_id
             self._epochs[topic] = epoch
@@ -57,8 +62,9 @@ class TopicIncarnations:
 
     def _known(self, topic: str) -> dict[str, int]:
         rows = self._client.query(
-            f"SELECT topic_id, min(epoch) FROM {REGISTRY_TABLE} WHERE topic = {{topic:String}} "
-            "GROUP BY topic_id", parameters={"topic": topic}).result_rows
+            f"SELECT topic_id, min(epoch) FROM {REGISTRY_TABLE} WHERE topic = {{topic:String}} GROUP BY topic_id",
+            parameters={"topic": topic},
+        ).result_rows
         return {str(topic_id): int(epoch) for topic_id, epoch in rows}
 
     def _register(self, topic: str, topic_id: str) -> int:
@@ -68,7 +74,6 @@ class TopicIncarnations:
         # The first ID met is epoch 0, the epoch of rows landed before incarnations were recorded:
         # against a broker that keeps its topics, those rows are the same incarnation.
         epoch = max(known.values()) + 1 if known else 0
-        self._client.insert(REGISTRY_TABLE, [(topic, topic_id, epoch)],
-                            column_names=["topic", "topic_id", "epoch"])
+        self._client.insert(REGISTRY_TABLE, [(topic, topic_id, epoch)], column_names=["topic", "topic_id", "epoch"])
         # Two loaders registering the same ID at once agree on the smaller epoch.
         return self._known(topic)[topic_id]

@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from clickhouse.loader.records import Record
+from coinstream.clickhouse.loader.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,7 @@ class LandedIndex:
         self._client = client
         self._high: dict[MarkKey, int] = {}
 
-    def load(self, tables: Iterable[str], partitions: Iterable[TopicPartition],
-             epochs: dict[str, int]) -> None:
+    def load(self, tables: Iterable[str], partitions: Iterable[TopicPartition], epochs: dict[str, int]) -> None:
         """Read max(_offset) of each assigned partition of the topics' current incarnations
         (`epochs`: topic -> epoch) from each table (-1 = nothing landed)."""
         wanted = list(partitions)
@@ -116,5 +115,6 @@ class LandedIndex:
             f"SELECT DISTINCT code, toUnixTimestamp64Milli(fetched_at) FROM {table} "
             "WHERE code IN {codes:Array(String)} AND fetched_at BETWEEN "
             "fromUnixTimestamp64Milli({low:Int64}, 'UTC') AND fromUnixTimestamp64Milli({high:Int64}, 'UTC')",
-            parameters={"codes": codes, "low": low, "high": high})
+            parameters={"codes": codes, "low": low, "high": high},
+        )
         return {(str(code), int(at)) for code, at in result.result_rows} & rates

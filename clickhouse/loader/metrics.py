@@ -20,24 +20,33 @@ class LoaderMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.rows = Counter("coinstream_loader_rows", "Rows inserted into a landing table",
-                            ["table"], registry=self.registry)
-        self.errors = Counter("coinstream_loader_errors", "Messages sent to an error table",
-                              ["table", "reason"], registry=self.registry)
-        self.duplicates = Counter("coinstream_loader_duplicates",
-                                  "Redelivered messages skipped because they had already landed",
-                                  ["table"], registry=self.registry)
-        self.batches = Counter("coinstream_loader_batches", "Batches inserted and committed",
-                               registry=self.registry)
-        self.insert_seconds = Histogram("coinstream_loader_insert_seconds",
-                                        "Time to insert one batch into ClickHouse",
-                                        registry=self.registry)
-        self.lag = Gauge("coinstream_loader_consumer_lag",
-                         "Messages in the partition not yet consumed (high watermark - position)",
-                         ["topic", "partition"], registry=self.registry)
-        self.rows_per_second = Gauge("coinstream_loader_rows_per_second",
-                                     "Rows inserted per second over the last reporting interval",
-                                     registry=self.registry)
+        self.rows = Counter(
+            "coinstream_loader_rows", "Rows inserted into a landing table", ["table"], registry=self.registry
+        )
+        self.errors = Counter(
+            "coinstream_loader_errors", "Messages sent to an error table", ["table", "reason"], registry=self.registry
+        )
+        self.duplicates = Counter(
+            "coinstream_loader_duplicates",
+            "Redelivered messages skipped because they had already landed",
+            ["table"],
+            registry=self.registry,
+        )
+        self.batches = Counter("coinstream_loader_batches", "Batches inserted and committed", registry=self.registry)
+        self.insert_seconds = Histogram(
+            "coinstream_loader_insert_seconds", "Time to insert one batch into ClickHouse", registry=self.registry
+        )
+        self.lag = Gauge(
+            "coinstream_loader_consumer_lag",
+            "Messages in the partition not yet consumed (high watermark - position)",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.rows_per_second = Gauge(
+            "coinstream_loader_rows_per_second",
+            "Rows inserted per second over the last reporting interval",
+            registry=self.registry,
+        )
         self._interval_rows = 0
         self._interval_start = time.monotonic()
         self.totals = {"rows": 0, "errors": 0, "duplicates": 0}
@@ -66,7 +75,11 @@ class LoaderMetrics:
             self.lag.labels(topic, str(partition)).set(value)
         log.info(
             "loader: %.0f rows/s over %.0fs; totals rows=%d errors=%d duplicates_skipped=%d; lag=%s",
-            rate, elapsed, self.totals["rows"], self.totals["errors"], self.totals["duplicates"],
+            rate,
+            elapsed,
+            self.totals["rows"],
+            self.totals["errors"],
+            self.totals["duplicates"],
             sum(lag.values()) if lag else 0,
         )
         self._interval_rows = 0

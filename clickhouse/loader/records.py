@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
-from common.kafka_topics import is_replay
+from coinstream.common.kafka_topics import is_replay
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class Record:
     replayed: bool = False
 
     @classmethod
-    def from_message(cls, message: Any, topic_epoch: int = 0) -> "Record":
+    def from_message(cls, message: Any, topic_epoch: int = 0) -> Record:
         """From a confluent_kafka Message (a null key becomes b"", a missing timestamp 0)."""
         kind, timestamp = message.timestamp()
         return cls(
@@ -49,4 +49,3 @@ class Record:
         """(offset, timestamp, key): what tells this message from another one at the same offset of
         the same topic incarnation. Stored in every landing and error row as _offset/_timestamp/_key."""
         return (self.offset, self.timestamp_ms, self.key)
-

@@ -27,26 +27,26 @@ import gc
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from clickhouse.loader.batch import Batch, TableBatch, dedup_token
-from clickhouse.loader.formats import ERROR_COLUMNS, FORMATS, RateRules, TableFormat, error_row, parse
-from clickhouse.loader.incarnations import TopicIncarnations
-from clickhouse.loader.landed import LandedIndex
-from clickhouse.loader.metrics import LoaderMetrics
-from clickhouse.loader.pipeline import BatchWorker
-from clickhouse.loader.records import Record
-from clickhouse.loader.sink import ClickHouseSink, InsertAborted
-from clickhouse.loader.validation import Rejected
-from common.kafka_config import connection_config
-from common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS
-from common.kafka_lag import consumer_lag
-from common.kafka_topics import topic_ids
+from coinstream.clickhouse.loader.batch import Batch, TableBatch, dedup_token
+from coinstream.clickhouse.loader.formats import ERROR_COLUMNS, FORMATS, RateRules, TableFormat, error_row, parse
+from coinstream.clickhouse.loader.incarnations import TopicIncarnations
+from coinstream.clickhouse.loader.landed import LandedIndex
+from coinstream.clickhouse.loader.metrics import LoaderMetrics
+from coinstream.clickhouse.loader.pipeline import BatchWorker
+from coinstream.clickhouse.loader.records import Record
+from coinstream.clickhouse.loader.sink import ClickHouseSink, InsertAborted
+from coinstream.clickhouse.loader.validation import Rejected
+from coinstream.common.kafka_config import connection_config
+from coinstream.common.kafka_lag import consumer_lag
+from coinstream.common.kafka_topics import topic_ids
+from coinstream.common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,17 @@ def _report_unexpected(records: list[Record], table: str) -> None:
     for record in records:
         by_partition.setdefault((record.topic, record.topic_epoch, record.partition), []).append(record.offset)
     for (topic, epoch, partition), offsets in by_partition.items():
-        log.warning("%s[%d] (epoch %d): %d message(s) at offsets %d..%d are at or below the landed "
-                    "high-water mark but in neither %s nor its counterpart: landing them",
-                    topic, partition, epoch, len(offsets), min(offsets), max(offsets), table)
+        log.warning(
+            "%s[%d] (epoch %d): %d message(s) at offsets %d..%d are at or below the landed "
+            "high-water mark but in neither %s nor its counterpart: landing them",
+            topic,
+            partition,
+            epoch,
+            len(offsets),
+            min(offsets),
+            max(offsets),
+            table,
+        )
 
 
 def _counterpart(table: str) -> str:
@@ -109,9 +117,14 @@ class _Progress:
 class Loader:
     """One consumer in the loader's group, writing through one clickhouse-connect client."""
 
-    def __init__(self, consumer_conf: dict[str, Any], clickhouse_client: Any,
-                 config: LoaderConfig | None = None, metrics: LoaderMetrics | None = None,
-                 describe_topics: Callable[[list[str]], dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        consumer_conf: dict[str, Any],
+        clickhouse_client: Any,
+        config: LoaderConfig | None = None,
+        metrics: LoaderMetrics | None = None,
+        describe_topics: Callable[[list[str]], dict[str, str]] | None = None,
+    ) -> None:
         self.config = config or LoaderConfig()
         self._formats = self.config.formats_by_topic()
         self._consumer_conf = dict(consumer_conf)
@@ -119,8 +132,7 @@ class Loader:
         self.metrics = metrics or LoaderMetrics()
         self._sink = ClickHouseSink(clickhouse_client, should_stop=lambda: self._stop)
         self._landed = LandedIndex(clickhouse_client)
-        self._incarnations = TopicIncarnations(clickhouse_client,
-                                               describe_topics or self._describe_topics)
+        self._incarnations = TopicIncarnations(clickhouse_client, describe_topics or self._describe_topics)
         self._admin: AdminClient | None = None
         # (topic, partition) -> the offset the next message is expected at; a smaller one means the
         # partition was read again from an earlier point: possibly a re-created topic.
@@ -168,10 +180,10 @@ class Loader:
         consumer = Consumer(self._consumer_conf)
         self._consumer = consumer
         self._worker = BatchWorker(self._land)
-        consumer.subscribe(list(self._formats), on_assign=self._on_assign,
-                           on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("loader: consuming %s in group %s", ", ".join(self._formats),
-                 self._consumer_conf.get("group.id"))
+        consumer.subscribe(
+            list(self._formats), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        log.info("loader: consuming %s in group %s", ", ".join(self._formats), self._consumer_conf.get("group.id"))
         try:
             while not self._stop:
                 self._step(consumer)
@@ -216,14 +228,18 @@ class Loader:
             self._add(Record.from_message(message, self._incarnations.epoch(message.topic())))
         if messages:
             self._progress.last_message_at = now
-        if len(self._batch) and (len(self._batch) >= config.batch_rows
-                                 or self._batch.age_s() >= config.batch_ms / 1000):
+        if len(self._batch) and (
+            len(self._batch) >= config.batch_rows or self._batch.age_s() >= config.batch_ms / 1000
+        ):
             self._flush()
         if now - self._progress.last_report_at >= config.report_interval_s:
             self._report(consumer)
-        if (config.stop_when_idle_s is not None and self._progress.assigned
-                and not len(self._batch)
-                and now - self._progress.last_message_at >= config.stop_when_idle_s):
+        if (
+            config.stop_when_idle_s is not None
+            and self._progress.assigned
+            and not len(self._batch)
+            and now - self._progress.last_message_at >= config.stop_when_idle_s
+        ):
             log.info("loader: idle for %.1fs, stopping", config.stop_when_idle_s)
             self._stop = True
 
@@ -237,8 +253,9 @@ class Loader:
             table, columns = spec.error_table, ERROR_COLUMNS
         # A message lands in its table or its error table; which one may differ on a redelivery
         # (the validity of a live rate depends on the wall clock), so both are looked at.
-        check = record.offset <= max(self._landed.high_water(spec.table, record),
-                                     self._landed.high_water(spec.error_table, record))
+        check = record.offset <= max(
+            self._landed.high_water(spec.table, record), self._landed.high_water(spec.error_table, record)
+        )
         self._batch.add(table, columns, record, rows, check)
 
     def _describe_topics(self, topics: list[str]) -> dict[str, str]:
@@ -252,8 +269,7 @@ class Loader:
         self._flush()
         self._worker.wait_idle()
         if topic in self._incarnations.refresh([topic]):
-            assigned = [(tp.topic, tp.partition) for tp in self._consumer.assignment()
-                        if tp.topic == topic]
+            assigned = [(tp.topic, tp.partition) for tp in self._consumer.assignment() if tp.topic == topic]
             self._landed.forget(assigned)
             self._landed.load(self.tables, assigned, {topic: self._incarnations.epoch(topic)})
 
@@ -272,13 +288,14 @@ class Loader:
             skip: set[tuple[str, int, int]] = set()
             if to_check:
                 for table in (part.table, _counterpart(part.table)):
-                    skip |= self._landed.landed(table, [r for r in to_check
-                                                        if (r.topic, r.partition, r.offset) not in skip])
-                _report_unexpected([r for r in to_check if (r.topic, r.partition, r.offset) not in skip],
-                                   part.table)
+                    skip |= self._landed.landed(
+                        table, [r for r in to_check if (r.topic, r.partition, r.offset) not in skip]
+                    )
+                _report_unexpected([r for r in to_check if (r.topic, r.partition, r.offset) not in skip], part.table)
             skip |= self._replays_already_landed(part)
-            records = [record for record, _, _ in part.entries
-                       if (record.topic, record.partition, record.offset) not in skip]
+            records = [
+                record for record, _, _ in part.entries if (record.topic, record.partition, record.offset) not in skip
+            ]
             rows = part.rows(skip)
             self._sink.insert(part.table, part.columns, rows, dedup_token(part.table, records))
             for record, _, _ in part.entries:
@@ -286,8 +303,10 @@ class Loader:
             self._count(part.table, rows, len(skip))
         self.metrics.insert_seconds.observe(time.monotonic() - started)
         if self.config.pause_after_insert_s:
-            log.info("loader: batch inserted, pausing %.1fs before the commit (fault injection)",
-                     self.config.pause_after_insert_s)
+            log.info(
+                "loader: batch inserted, pausing %.1fs before the commit (fault injection)",
+                self.config.pause_after_insert_s,
+            )
             time.sleep(self.config.pause_after_insert_s)
         # The consuming thread commits them: a synchronous commit from this thread blocks while a
         # rebalance is in progress, and the rebalance callbacks wait for this thread (a deadlock,
@@ -306,8 +325,7 @@ class Loader:
         if not replayed:
             return set()
         present = self._landed.landed_rates(part.table, {(rows[0][0], rows[0][1]) for _, rows in replayed})
-        seen_in_batch = {(rows[0][0], rows[0][1]) for record, rows, _ in part.entries
-                         if not record.replayed and rows}
+        seen_in_batch = {(rows[0][0], rows[0][1]) for record, rows, _ in part.entries if not record.replayed and rows}
         skip: set[tuple[str, int, int]] = set()
         for record, rows in replayed:
             rate = (rows[0][0], rows[0][1])
@@ -335,14 +353,14 @@ class Loader:
     def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
         if self._consumer is None or not next_offsets:
             return
-        offsets = [TopicPartition(topic, partition, offset)
-                   for (topic, partition), offset in sorted(next_offsets.items())]
+        offsets = [
+            TopicPartition(topic, partition, offset) for (topic, partition), offset in sorted(next_offsets.items())
+        ]
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:
             # The rows are in ClickHouse; a redelivery will be recognised and skipped.
-            log.warning("loader: offset commit failed (%s); redelivered messages will be skipped",
-                        error)
+            log.warning("loader: offset commit failed (%s); redelivered messages will be skipped", error)
 
     # ---- rebalancing --------------------------------------------------------------------------
 
@@ -354,14 +372,15 @@ class Loader:
             try:
                 topics = sorted({topic for topic, _ in assigned})
                 self._incarnations.refresh(topics)
-                self._landed.load(self.tables, assigned,
-                                  {topic: self._incarnations.epoch(topic) for topic in topics})
+                self._landed.load(self.tables, assigned, {topic: self._incarnations.epoch(topic) for topic in topics})
                 break
             except Exception as error:
                 if self._stop:
                     raise InsertAborted("ClickHouse unreachable at assignment") from error
-                log.error("loader: cannot read landed offsets from ClickHouse (%s); retrying",
-                          str(error).splitlines()[0][:300])
+                log.error(
+                    "loader: cannot read landed offsets from ClickHouse (%s); retrying",
+                    str(error).splitlines()[0][:300],
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
         for where in assigned:
@@ -407,4 +426,3 @@ class Loader:
     def lag(consumer: Consumer) -> dict[tuple[str, int], int]:
         """high watermark - position for each assigned partition (common.kafka_lag)."""
         return consumer_lag(consumer)
-

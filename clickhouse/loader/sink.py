@@ -22,8 +22,9 @@ class InsertAborted(RuntimeError):
 class ClickHouseSink:
     """One clickhouse-connect client; `insert` returns only when ClickHouse accepted the rows."""
 
-    def __init__(self, client: Any, should_stop: Callable[[], bool] = lambda: False,
-                 max_backoff_s: float = 10.0) -> None:
+    def __init__(
+        self, client: Any, should_stop: Callable[[], bool] = lambda: False, max_backoff_s: float = 10.0
+    ) -> None:
         self.client = client
         self._should_stop = should_stop
         self._max_backoff_s = max_backoff_s
@@ -35,15 +36,22 @@ class ClickHouseSink:
         while True:
             try:
                 self.client.insert(
-                    table, rows, column_names=list(columns),
+                    table,
+                    rows,
+                    column_names=list(columns),
                     settings={"insert_deduplication_token": token},
                 )
                 return
             except Exception as error:  # clickhouse-connect raises several kinds; all are retried
                 if self._should_stop():
                     raise InsertAborted(f"insert into {table} failed and stop was requested") from error
-                log.error("insert of %d rows into %s failed (%s: %s); retrying in %.1fs",
-                          len(rows), table, type(error).__name__, str(error).splitlines()[0][:300],
-                          delay)
+                log.error(
+                    "insert of %d rows into %s failed (%s: %s); retrying in %.1fs",
+                    len(rows),
+                    table,
+                    type(error).__name__,
+                    str(error).splitlines()[0][:300],
+                    delay,
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, self._max_backoff_s)

@@ -64,7 +64,11 @@ def code_field(obj: dict[str, Any], name: str = "code") -> str:
 
 
 def number_field(
-    obj: dict[str, Any], name: str, *, required: bool = False, non_negative: bool = True,
+    obj: dict[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    non_negative: bool = True,
 ) -> float | None:
     """A finite number (ints become floats); NULL/absent is None unless required."""
     value = obj.get(name)
@@ -87,8 +91,12 @@ def count_field(obj: dict[str, Any], name: str) -> int | None:
     value = obj.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
-            or not 0 <= value <= UINT32_MAX:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value != int(value)
+        or not 0 <= value <= UINT32_MAX
+    ):
         raise Rejected(f"bad {name}: field '{name}' is not a whole number 0..{UINT32_MAX}")
     return int(value)
 

@@ -17,30 +17,54 @@ import socket
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any
 
 from aiohttp import web
 
-from clickhouse.server import sqlscan
-from clickhouse.server.auth import User, UserDirectory
-from clickhouse.server.compression import (
-    Decoder, Encoder, body_too_large, request_decoder, response_encoder,
+from coinstream.clickhouse.server import sqlscan
+from coinstream.clickhouse.server.auth import User, UserDirectory
+from coinstream.clickhouse.server.compression import (
+    Decoder,
+    Encoder,
+    body_too_large,
+    request_decoder,
+    response_encoder,
 )
-from clickhouse.server.confinement import ReadonlyLimits
-from clickhouse.server.engine import (
-    READ_KEYWORDS, Engine, EngineConnection, EngineStream, check_statement, get_is_readonly, marked, readonly_refusal,
+from coinstream.clickhouse.server.confinement import ReadonlyLimits
+from coinstream.clickhouse.server.engine import (
+    READ_KEYWORDS,
+    Engine,
+    EngineConnection,
+    EngineStream,
+    check_statement,
+    get_is_readonly,
+    marked,
+    readonly_refusal,
     refuse_insert_select_with_data,
 )
-from clickhouse.server.errors import (
-    ACCESS_DENIED, NOT_IMPLEMENTED, QUERY_IS_TOO_LARGE, STD_EXCEPTION, SYNTAX_ERROR, UNSUPPORTED_MEDIA_TYPE, ClickHouseError,
+from coinstream.clickhouse.server.errors import (
+    ACCESS_DENIED,
+    NOT_IMPLEMENTED,
+    QUERY_IS_TOO_LARGE,
+    STD_EXCEPTION,
+    SYNTAX_ERROR,
+    UNSUPPORTED_MEDIA_TYPE,
+    ClickHouseError,
 )
-from clickhouse.server.protocol import (
-    QueryRequest, Summary, check_output_format, content_type, exception_block, is_streamable,
-    new_exception_tag, parse_query_request,
+from coinstream.clickhouse.server.protocol import (
+    QueryRequest,
+    Summary,
+    check_output_format,
+    content_type,
+    exception_block,
+    is_streamable,
+    new_exception_tag,
+    parse_query_request,
 )
-from clickhouse.server.sessions import SessionStore
-from common.http_guard import refusal_reason
+from coinstream.clickhouse.server.sessions import SessionStore
+from coinstream.common.http_guard import refusal_reason
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +225,13 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
             source = _QuerySource(prefix, RequestBody(request, state.options.max_body_bytes))
         response = await _execute(request, state, user, query_request, source, is_get)
         log.debug(
-            "%s %s user=%s query_id=%s status=%s %.1f ms", request.method, request.path,
-            user_name, query_id, response.status, (time.monotonic() - started) * 1000,
+            "%s %s user=%s query_id=%s status=%s %.1f ms",
+            request.method,
+            request.path,
+            user_name,
+            query_id,
+            response.status,
+            (time.monotonic() - started) * 1000,
         )
         return response
     except ClickHouseError as error:
@@ -242,7 +271,7 @@ async def _read_multipart(request: web.Request, query_request: QueryRequest) -> 
         if name == "query":
             query_text = value if not query_text else query_text + "\n" + value
         elif name.startswith("param_"):
-            query_request.query_parameters[name[len("param_"):]] = value
+            query_request.query_parameters[name[len("param_") :]] = value
     if not query_text:
         raise ClickHouseError.make(UNSUPPORTED_MEDIA_TYPE, "Empty query in multipart request")
     return _QuerySource(query_text.encode("utf-8"), None)
@@ -268,8 +297,12 @@ async def _read_rest(buffer: bytearray, body: RequestBody | None) -> None:
 
 
 async def _execute(
-    request: web.Request, state: ServerState, user: User, query_request: QueryRequest,
-    source: _QuerySource, is_get: bool,
+    request: web.Request,
+    state: ServerState,
+    user: User,
+    query_request: QueryRequest,
+    source: _QuerySource,
+    is_get: bool,
 ) -> web.StreamResponse:
     """Tell query from inline insert data, then run it on a connection for this request."""
     buffer = bytearray(source.head)
@@ -295,7 +328,7 @@ async def _execute(
     if split is not None and split.uses_select:
         # INSERT ... SELECT: fine as a plain query unless data follows (input() is unsupported).
         await _read_rest(buffer, source.body)
-        if bytes(buffer[split.data_start:]).strip():
+        if bytes(buffer[split.data_start :]).strip():
             raise refuse_insert_select_with_data()
         split = None
     if split is None:
@@ -305,11 +338,12 @@ async def _execute(
             raise ClickHouseError.make(SYNTAX_ERROR, "Empty query")
         async with _connection(state, user, query_request, is_get) as connection:
             return await _run_query(request, state, connection, user, query_request, query, is_get)
-    statement = bytes(buffer[:split.statement_end]).decode("utf-8", errors="replace").strip()
-    first_data = bytes(buffer[split.data_start:])
+    statement = bytes(buffer[: split.statement_end]).decode("utf-8", errors="replace").strip()
+    first_data = bytes(buffer[split.data_start :])
     async with _connection(state, user, query_request, is_get) as connection:
-        return await _run_insert(state, connection, user, query_request, statement,
-                                 split.input_format, first_data, source.body, is_get)
+        return await _run_insert(
+            state, connection, user, query_request, statement, split.input_format, first_data, source.body, is_get
+        )
 
 
 @contextlib.asynccontextmanager
@@ -382,8 +416,15 @@ def _encoder_for(request: web.Request, state: ServerState, query_request: QueryR
 
 
 async def _run_insert(
-    state: ServerState, connection: EngineConnection, user: User, query_request: QueryRequest,
-    statement: str, fmt: str, first_data: bytes, body: RequestBody | None, is_get: bool,
+    state: ServerState,
+    connection: EngineConnection,
+    user: User,
+    query_request: QueryRequest,
+    statement: str,
+    fmt: str,
+    first_data: bytes,
+    body: RequestBody | None,
+    is_get: bool,
 ) -> web.Response:
     """Stream the body into chDB's streaming insert, then answer with the written counts."""
     if is_get:
@@ -391,10 +432,15 @@ async def _run_insert(
     if user.readonly:  # every insert writes (chDB's readonly lets INSERT INTO FUNCTION through)
         raise readonly_refusal(user.name)
     call = state.engine.lane(user.readonly)
-    await call(functools.partial(
-        check_statement, state.engine, connection, f"{statement} FORMAT {fmt}",
-        params=query_request.query_parameters,
-    ))
+    await call(
+        functools.partial(
+            check_statement,
+            state.engine,
+            connection,
+            f"{statement} FORMAT {fmt}",
+            params=query_request.query_parameters,
+        )
+    )
     insert = await call(connection.insert, statement, fmt)
     try:
         if first_data:
@@ -414,18 +460,29 @@ async def _run_insert(
 
 
 async def _run_query(
-    request: web.Request, state: ServerState, connection: EngineConnection, user: User,
-    query_request: QueryRequest, query: str, is_get: bool,
+    request: web.Request,
+    state: ServerState,
+    connection: EngineConnection,
+    user: User,
+    query_request: QueryRequest,
+    query: str,
+    is_get: bool,
 ) -> web.StreamResponse:
     call = state.engine.lane(user.readonly)
     keyword = sqlscan.first_keyword(query)
     if keyword in _SESSION_STATEMENTS:
         connection.changes_session_state = True
-    await call(functools.partial(
-        check_statement, state.engine, connection, query,
-        readonly_user=user.name if user.readonly else None, method_is_get=is_get,
-        params=query_request.query_parameters,
-    ))
+    await call(
+        functools.partial(
+            check_statement,
+            state.engine,
+            connection,
+            query,
+            readonly_user=user.name if user.readonly else None,
+            method_is_get=is_get,
+            params=query_request.query_parameters,
+        )
+    )
     check_output_format(query_request.default_format)
     fmt = check_output_format(sqlscan.output_format(query) or query_request.default_format)
     parameters = query_request.query_parameters
@@ -458,7 +515,10 @@ def _client_gone(request: web.Request) -> bool:
 
 
 def _cancelling_on_disconnect(
-    request: web.Request, state: ServerState, call: Callable[..., Awaitable[Any]], token: str,
+    request: web.Request,
+    state: ServerState,
+    call: Callable[..., Awaitable[Any]],
+    token: str,
 ) -> Callable[..., Awaitable[Any]]:
     """`call`, except that a read whose client disconnects while chDB works on it is cancelled.
 
@@ -468,6 +528,7 @@ def _cancelling_on_disconnect(
     second. Unlike ClickHouse's `cancel_http_readonly_queries_on_client_close`, this is always on
     for reads; writes run to their end, as on ClickHouse.
     """
+
     async def watched(function: Callable[..., Any], *args: Any) -> Any:
         task = asyncio.ensure_future(call(function, *args))
         while True:
@@ -478,6 +539,7 @@ def _cancelling_on_disconnect(
                 log.info("client went away: cancelling its query (mark %s)", token)
                 await asyncio.to_thread(state.engine.cancel_marked, token)
                 return await task
+
     return watched
 
 
@@ -495,8 +557,13 @@ async def _encode_chunk(codec: Encoder | None, data: bytes) -> bytes:
 
 
 async def _buffered_stream_response(
-    request: web.Request, state: ServerState, query_request: QueryRequest, fmt: str,
-    stream: EngineStream, first: bytes | None, encoder: tuple[str, Encoder] | None,
+    request: web.Request,
+    state: ServerState,
+    query_request: QueryRequest,
+    fmt: str,
+    stream: EngineStream,
+    first: bytes | None,
+    encoder: tuple[str, Encoder] | None,
     call: Callable[..., Awaitable[Any]],
 ) -> web.StreamResponse:
     """`wait_end_of_query=1`: the whole result first (spilling to disk if large), then the answer,
@@ -524,8 +591,13 @@ async def _buffered_stream_response(
 
 
 async def _streaming_response(
-    request: web.Request, state: ServerState, query_request: QueryRequest, fmt: str,
-    stream: EngineStream, first: bytes | None, encoder: tuple[str, Encoder] | None,
+    request: web.Request,
+    state: ServerState,
+    query_request: QueryRequest,
+    fmt: str,
+    stream: EngineStream,
+    first: bytes | None,
+    encoder: tuple[str, Encoder] | None,
     call: Callable[..., Awaitable[Any]],
 ) -> web.StreamResponse:
     """Send blocks as chDB produces them; a later error is written in-band, tagged, like ClickHouse."""
@@ -554,7 +626,9 @@ async def _streaming_response(
 
 
 def build_app(
-    engine: Engine, users: UserDirectory, display_name: str | None = None,
+    engine: Engine,
+    users: UserDirectory,
+    display_name: str | None = None,
     options: ServerOptions | None = None,
 ) -> web.Application:
     """The application: `/ping`, `/replicas_status` and the query handler on every other path."""

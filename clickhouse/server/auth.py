@@ -13,10 +13,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
-from clickhouse.server.errors import AUTHENTICATION_FAILED, ClickHouseError
+from coinstream.clickhouse.server.errors import AUTHENTICATION_FAILED, ClickHouseError
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,7 @@ class UserDirectory:
         if user is None or not hmac.compare_digest(supplied, expected):
             raise ClickHouseError.make(
                 AUTHENTICATION_FAILED,
-                f"{name}: Authentication failed: password is incorrect, "
-                "or there is no user with such name",
+                f"{name}: Authentication failed: password is incorrect, or there is no user with such name",
             )
         return user
 
@@ -67,9 +66,7 @@ def extract_credentials(params: Mapping[str, str], headers: Mapping[str, str]) -
     if authorization:
         scheme, _, encoded = authorization.partition(" ")
         if scheme.lower() != "basic":
-            raise ClickHouseError.make(
-                AUTHENTICATION_FAILED, "Only Basic authentication is supported over HTTP here"
-            )
+            raise ClickHouseError.make(AUTHENTICATION_FAILED, "Only Basic authentication is supported over HTTP here")
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import bz2
 import lzma
 import zlib
-from typing import Any, Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import lz4.frame
 
@@ -25,8 +26,11 @@ try:
 except ImportError:  # pragma: no cover - brotli is a declared dependency
     brotli = None
 
-from clickhouse.server.errors import (
-    CANNOT_DECOMPRESS, QUERY_IS_TOO_LARGE, UNKNOWN_COMPRESSION_METHOD, ClickHouseError,
+from coinstream.clickhouse.server.errors import (
+    CANNOT_DECOMPRESS,
+    QUERY_IS_TOO_LARGE,
+    UNKNOWN_COMPRESSION_METHOD,
+    ClickHouseError,
 )
 
 
@@ -52,7 +56,7 @@ OUTPUT_CHUNK = 1 << 20
 class _Identity:
     def feed(self, data: bytes) -> Iterator[bytes]:
         for start in range(0, len(data), OUTPUT_CHUNK):
-            yield data[start:start + OUTPUT_CHUNK]
+            yield data[start : start + OUTPUT_CHUNK]
 
     def compress(self, data: bytes) -> bytes:
         return data
@@ -157,7 +161,7 @@ class _BrotliDecoder:
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         for start in range(0, len(data), self.PIECE):
-            piece = data[start:start + self.PIECE]
+            piece = data[start : start + self.PIECE]
             while piece:
                 if self._decoder.is_finished():
                     self._reset()
@@ -180,7 +184,7 @@ class _BrotliDecoder:
         skip = emitted  # output of this piece already delivered before the failure
         for index in range(len(piece)):
             try:
-                for out in _brotli_steps(decoder, piece[index:index + 1]):
+                for out in _brotli_steps(decoder, piece[index : index + 1]):
                     if skip >= len(out):
                         skip -= len(out)
                         continue
@@ -190,7 +194,7 @@ class _BrotliDecoder:
                 break
             if decoder.is_finished():
                 self._reset()
-                return piece[index + 1:]
+                return piece[index + 1 :]
         raise ClickHouseError.make(CANNOT_DECOMPRESS, "Cannot decompress brotli-encoded request body")
 
     def finish(self) -> bytes:
@@ -215,8 +219,7 @@ def body_too_large(limit: int, what: str) -> ClickHouseError:
     """The answer (HTTP 413) to a request body beyond the server's limit."""
     return ClickHouseError.make(
         QUERY_IS_TOO_LARGE,
-        f"Request body too large: more than {limit} bytes {what} (the embedded server's "
-        "--max-body-bytes)",
+        f"Request body too large: more than {limit} bytes {what} (the embedded server's --max-body-bytes)",
     )
 
 

@@ -40,32 +40,69 @@ CONFINED_PROFILE = "coinstream_confined"
 # (format schemas and templates, an error log file, a schema registry, base URLs), switch the SQL
 # dialect (the server judges statements as ClickHouse SQL parses them), or turn on features that
 # reach the network (AI functions and their endpoints, data-lake catalogs, disks from outside).
-_CONFINED_SETTINGS = frozenset({
-    "dialect", "polyglot_dialect", "allow_experimental_kusto_dialect", "allow_experimental_prql_dialect",
-    "allow_experimental_polyglot_dialect", "enable_json_ast_dialect", "enable_trino_dialect",
-    "format_schema", "format_schema_source", "format_template_resultset", "format_template_row",
-    "output_format_schema", "format_avro_schema_registry_url", "input_format_record_errors_file_path",
-    "into_outfile_create_parent_directories", "rename_files_after_processing", "url_base", "s3_base",
-    "allow_experimental_ai_functions", "allow_experimental_database_glue_catalog",
-    "allow_experimental_database_unity_catalog", "allow_experimental_database_hms_catalog",
-    "allow_experimental_database_paimon_rest_catalog", "allow_database_glue_catalog",
-    "allow_database_unity_catalog", "dynamic_disk_allow_from_env", "dynamic_disk_allow_from_zk",
-    "dynamic_disk_allow_include", "allow_get_client_http_header",
-    "s3_allow_server_credentials_in_user_queries", "format_display_secrets_in_show_and_select",
-})
+_CONFINED_SETTINGS = frozenset(
+    {
+        "dialect",
+        "polyglot_dialect",
+        "allow_experimental_kusto_dialect",
+        "allow_experimental_prql_dialect",
+        "allow_experimental_polyglot_dialect",
+        "enable_json_ast_dialect",
+        "enable_trino_dialect",
+        "format_schema",
+        "format_schema_source",
+        "format_template_resultset",
+        "format_template_row",
+        "output_format_schema",
+        "format_avro_schema_registry_url",
+        "input_format_record_errors_file_path",
+        "into_outfile_create_parent_directories",
+        "rename_files_after_processing",
+        "url_base",
+        "s3_base",
+        "allow_experimental_ai_functions",
+        "allow_experimental_database_glue_catalog",
+        "allow_experimental_database_unity_catalog",
+        "allow_experimental_database_hms_catalog",
+        "allow_experimental_database_paimon_rest_catalog",
+        "allow_database_glue_catalog",
+        "allow_database_unity_catalog",
+        "dynamic_disk_allow_from_env",
+        "dynamic_disk_allow_from_zk",
+        "dynamic_disk_allow_include",
+        "allow_get_client_http_header",
+        "s3_allow_server_credentials_in_user_queries",
+        "format_display_secrets_in_show_and_select",
+    }
+)
 _CONFINED_PREFIXES = ("ai_function_",)
 
 # Settings a read-only user may change (within the caps for the limits): output formatting and
 # what dashboard tools send. Every other setting is constant for it.
 _READONLY_CHANGEABLE_PREFIXES = ("output_format_", "format_csv_", "format_tsv_", "format_custom_")
-_READONLY_CHANGEABLE = frozenset({
-    "max_execution_time", "max_memory_usage", "max_result_rows", "max_result_bytes",
-    "result_overflow_mode", "max_block_size", "max_threads", "extremes", "join_use_nulls",
-    "session_timezone", "date_time_output_format", "enable_http_compression",
-    "http_zlib_compression_level", "send_progress_in_http_headers", "log_comment",
-    "cancel_http_readonly_queries_on_client_close", "wait_end_of_query", "readonly",
-    "database",  # USE db changes it
-})
+_READONLY_CHANGEABLE = frozenset(
+    {
+        "max_execution_time",
+        "max_memory_usage",
+        "max_result_rows",
+        "max_result_bytes",
+        "result_overflow_mode",
+        "max_block_size",
+        "max_threads",
+        "extremes",
+        "join_use_nulls",
+        "session_timezone",
+        "date_time_output_format",
+        "enable_http_compression",
+        "http_zlib_compression_level",
+        "send_progress_in_http_headers",
+        "log_comment",
+        "cancel_http_readonly_queries_on_client_close",
+        "wait_end_of_query",
+        "readonly",
+        "database",  # USE db changes it
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -135,16 +172,21 @@ def _confined_constraints(setting_names: list[str]) -> str:
 
 def _readonly_constraints(setting_names: list[str], limits: ReadonlyLimits) -> str:
     caps = {
-        "max_execution_time": limits.max_execution_time_s, "max_memory_usage": limits.max_memory_usage,
-        "max_result_rows": limits.max_result_rows, "max_result_bytes": limits.max_result_bytes,
+        "max_execution_time": limits.max_execution_time_s,
+        "max_memory_usage": limits.max_memory_usage,
+        "max_result_rows": limits.max_result_rows,
+        "max_result_bytes": limits.max_result_bytes,
         "max_threads": limits.max_threads,
     }
     lines = [f"<{name}><min>1</min><max>{cap}</max></{name}>" for name, cap in caps.items()]
-    lines += _const(sorted(
-        name for name in set(setting_names)
-        if is_confined_setting(name)
-        or not (name in _READONLY_CHANGEABLE or name.startswith(_READONLY_CHANGEABLE_PREFIXES))
-    ))
+    lines += _const(
+        sorted(
+            name
+            for name in set(setting_names)
+            if is_confined_setting(name)
+            or not (name in _READONLY_CHANGEABLE or name.startswith(_READONLY_CHANGEABLE_PREFIXES))
+        )
+    )
     return "".join(lines)
 
 
@@ -163,29 +205,35 @@ def write_engine_config(
     os.chmod(config_dir, 0o700)
     users_file = config_dir / "users.xml"
     config_file = config_dir / "config.xml"
-    _write_private(users_file, (
-        "<clickhouse>\n"
-        "  <users>\n"
-        "    <default>\n"
-        "      <password></password>\n"
-        "      <profile>default</profile>\n"
-        "      <quota>default</quota>\n"
-        f"      <grants>{_grants()}</grants>\n"
-        "    </default>\n"
-        "  </users>\n"
-        "  <profiles><default/>"
-        f"<{CONFINED_PROFILE}><constraints>{_confined_constraints(setting_names)}</constraints></{CONFINED_PROFILE}>"
-        f"<{READONLY_PROFILE}><constraints>{_readonly_constraints(setting_names, limits)}</constraints>"
-        f"</{READONLY_PROFILE}></profiles>\n"
-        "  <quotas><default/></quotas>\n"
-        "</clickhouse>\n"
-    ))
-    _write_private(config_file, (
-        "<clickhouse>\n"
-        f"  <user_files_path>{escape(str(user_files))}/</user_files_path>\n"
-        f"  <users_config>{escape(str(users_file))}</users_config>\n"
-        "</clickhouse>\n"
-    ))
+    _write_private(
+        users_file,
+        (
+            "<clickhouse>\n"
+            "  <users>\n"
+            "    <default>\n"
+            "      <password></password>\n"
+            "      <profile>default</profile>\n"
+            "      <quota>default</quota>\n"
+            f"      <grants>{_grants()}</grants>\n"
+            "    </default>\n"
+            "  </users>\n"
+            "  <profiles><default/>"
+            f"<{CONFINED_PROFILE}><constraints>{_confined_constraints(setting_names)}</constraints></{CONFINED_PROFILE}>"
+            f"<{READONLY_PROFILE}><constraints>{_readonly_constraints(setting_names, limits)}</constraints>"
+            f"</{READONLY_PROFILE}></profiles>\n"
+            "  <quotas><default/></quotas>\n"
+            "</clickhouse>\n"
+        ),
+    )
+    _write_private(
+        config_file,
+        (
+            "<clickhouse>\n"
+            f"  <user_files_path>{escape(str(user_files))}/</user_files_path>\n"
+            f"  <users_config>{escape(str(users_file))}</users_config>\n"
+            "</clickhouse>\n"
+        ),
+    )
     return EngineConfig(config_file, user_files)
 
 

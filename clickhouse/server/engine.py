@@ -17,23 +17,33 @@ Everything here is synchronous and meant to run on that pool (`Engine.call`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
-from clickhouse.server import policy, sqlscan
-from clickhouse.server.confinement import (
-    CONFINED_PROFILE, READONLY_PROFILE, ReadonlyLimits, write_engine_config,
+from coinstream.clickhouse.server import policy, sqlscan
+from coinstream.clickhouse.server.confinement import (
+    CONFINED_PROFILE,
+    READONLY_PROFILE,
+    ReadonlyLimits,
+    write_engine_config,
 )
-from clickhouse.server.errors import (
-    ACCESS_DENIED, NOT_IMPLEMENTED, READONLY, SYNTAX_ERROR, TOO_MANY_ROWS_OR_BYTES, ClickHouseError,
+from coinstream.clickhouse.server.errors import (
+    ACCESS_DENIED,
+    NOT_IMPLEMENTED,
+    READONLY,
+    SYNTAX_ERROR,
+    TOO_MANY_ROWS_OR_BYTES,
+    ClickHouseError,
 )
-from clickhouse.server.protocol import Summary, set_statement
+from coinstream.clickhouse.server.protocol import Summary, set_statement
 
 T = TypeVar("T")
 
@@ -116,10 +126,8 @@ class EngineStream:
         """Stop the query (client went away or an error happened); safe to call twice."""
         if not self.done:
             self.done = True
-            try:
+            with contextlib.suppress(Exception):
                 self._stream.cancel()
-            except Exception:
-                pass
 
 
 class EngineInsert:
@@ -153,10 +161,8 @@ class EngineInsert:
     def cancel(self) -> None:
         if self._open:
             self._open = False
-            try:
+            with contextlib.suppress(Exception):
                 self._inserter.cancel()
-            except Exception:
-                pass
 
 
 class EngineConnection:
@@ -186,9 +192,7 @@ class EngineConnection:
         """Execute one statement and return its whole output."""
         return self.execute(sql, fmt, params)[0]
 
-    def execute(
-        self, sql: str, fmt: str, params: Mapping[str, str] | None = None
-    ) -> tuple[bytes, Summary]:
+    def execute(self, sql: str, fmt: str, params: Mapping[str, str] | None = None) -> tuple[bytes, Summary]:
         """Execute one statement; its output in `fmt` (all of it) and the counters."""
         started = time.monotonic()
         try:
@@ -264,10 +268,8 @@ class EngineConnection:
         self.run(f"USE `{database.replace('`', '``')}`")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self._raw.close()
-        except Exception:
-            pass
 
 
 # What a read-only request may run: statements chDB's parser classifies as READ_ONLY, plus the
@@ -279,8 +281,13 @@ READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAI
 
 
 def check_statement(
-    engine: "Engine", connection: EngineConnection, sql: str, *, readonly_user: str | None = None,
-    method_is_get: bool = False, params: Mapping[str, str] | None = None,
+    engine: Engine,
+    connection: EngineConnection,
+    sql: str,
+    *,
+    readonly_user: str | None = None,
+    method_is_get: bool = False,
+    params: Mapping[str, str] | None = None,
 ) -> None:
     """Refuse what the server must never run, before chDB runs it on `connection`.
 
@@ -294,8 +301,11 @@ def check_statement(
     if classification is not None and classification.statement_count > 1:
         raise ClickHouseError.make(SYNTAX_ERROR, "Syntax error (Multi-statements are not allowed)")
     policy.check_tree(
-        engine.explain_ast(sql, params), sql, readonly=readonly_user is not None,
-        user_files=engine.user_files, table_functions=engine.table_functions,
+        engine.explain_ast(sql, params),
+        sql,
+        readonly=readonly_user is not None,
+        user_files=engine.user_files,
+        table_functions=engine.table_functions,
     )
     if readonly_user is None and not method_is_get:
         return
@@ -371,9 +381,12 @@ class Engine:
             # The anchor connection stays open for the server's life, so the engine is never torn
             # down and restarted between requests (and keeps the configuration it started with).
             self._anchor = EngineConnection(sqlitelike.Connection(str(self.path) + config.connection_suffix))
-            row = self._anchor.run(
-                "SELECT version(), timezone(), getSetting('enable_http_compression')"
-            ).decode().strip().split("\t")
+            row = (
+                self._anchor.run("SELECT version(), timezone(), getSetting('enable_http_compression')")
+                .decode()
+                .strip()
+                .split("\t")
+            )
         except ClickHouseError as error:
             raise EngineStartError(f"cannot open the ClickHouse data directory {self.path}: {error}") from None
         except Exception as error:  # chDB raises RuntimeError subclasses when it cannot start
@@ -423,7 +436,8 @@ class Engine:
                     raise
                 text = connection.run(
                     f"SELECT arrayStringConcat(groupArray(explain), '\\n') FROM (EXPLAIN AST {sql})",
-                    "TSVRaw", params,
+                    "TSVRaw",
+                    params,
                 )
         finally:
             self._spares.put(connection)
@@ -444,9 +458,7 @@ class Engine:
             raise ValueError("a query mark is alphanumeric")
         connection = self._borrow_spare()
         try:
-            connection.run(
-                f"KILL QUERY WHERE position(query, concat('{QUERY_MARK}', '{token}')) > 0 ASYNC FORMAT Null"
-            )
+            connection.run(f"KILL QUERY WHERE position(query, concat('{QUERY_MARK}', '{token}')) > 0 ASYNC FORMAT Null")
         finally:
             self._spares.put(connection)
 

@@ -81,29 +81,64 @@ USER_SESSION_LIMIT_EXCEEDED = 700
 UNSUPPORTED_MEDIA_TYPE = 779
 STD_EXCEPTION = 1001
 
-_NAMES: dict[int, str] = {
-    value: name for name, value in globals().items() if name.isupper() and isinstance(value, int)
-}
+_NAMES: dict[int, str] = {value: name for name, value in globals().items() if name.isupper() and isinstance(value, int)}
 
 # ClickHouse's exceptionCodeToHTTPStatus (src/Server/HTTP/exceptionCodeToHTTPStatus.cpp).
 _STATUS_GROUPS: tuple[tuple[int, frozenset[int]], ...] = (
     (401, frozenset({REQUIRED_PASSWORD})),
-    (403, frozenset({UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED, SET_NON_GRANTED_ROLE,
-                     ACCESS_DENIED})),
-    (400, frozenset({
-        BAD_ARGUMENTS, CANNOT_COMPILE_REGEXP, CANNOT_PARSE_TEXT, CANNOT_PARSE_ESCAPE_SEQUENCE,
-        CANNOT_PARSE_QUOTED_STRING, CANNOT_PARSE_DATE, CANNOT_PARSE_DATETIME, CANNOT_PARSE_NUMBER,
-        CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING, CANNOT_PARSE_IPV4, CANNOT_PARSE_IPV6,
-        CANNOT_PARSE_INPUT_ASSERTION_FAILED, CANNOT_PARSE_UUID, DUPLICATE_COLUMN, ILLEGAL_COLUMN,
-        UNKNOWN_ELEMENT_IN_AST, UNKNOWN_TYPE_OF_AST_NODE, THERE_IS_NO_COLUMN, TOO_DEEP_AST,
-        TOO_BIG_AST, UNEXPECTED_AST_STRUCTURE, SYNTAX_ERROR, INCORRECT_DATA, TYPE_MISMATCH,
-        VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE,
-    })),
-    (404, frozenset({
-        UNKNOWN_TABLE, UNKNOWN_FUNCTION, UNKNOWN_IDENTIFIER, UNKNOWN_TYPE, UNKNOWN_STORAGE,
-        UNKNOWN_DATABASE, UNKNOWN_SETTING, UNKNOWN_DIRECTION_OF_SORTING, UNKNOWN_AGGREGATE_FUNCTION,
-        UNKNOWN_FORMAT, UNKNOWN_DATABASE_ENGINE, UNKNOWN_TYPE_OF_QUERY, UNKNOWN_ROLE,
-    })),
+    (403, frozenset({UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED, SET_NON_GRANTED_ROLE, ACCESS_DENIED})),
+    (
+        400,
+        frozenset(
+            {
+                BAD_ARGUMENTS,
+                CANNOT_COMPILE_REGEXP,
+                CANNOT_PARSE_TEXT,
+                CANNOT_PARSE_ESCAPE_SEQUENCE,
+                CANNOT_PARSE_QUOTED_STRING,
+                CANNOT_PARSE_DATE,
+                CANNOT_PARSE_DATETIME,
+                CANNOT_PARSE_NUMBER,
+                CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING,
+                CANNOT_PARSE_IPV4,
+                CANNOT_PARSE_IPV6,
+                CANNOT_PARSE_INPUT_ASSERTION_FAILED,
+                CANNOT_PARSE_UUID,
+                DUPLICATE_COLUMN,
+                ILLEGAL_COLUMN,
+                UNKNOWN_ELEMENT_IN_AST,
+                UNKNOWN_TYPE_OF_AST_NODE,
+                THERE_IS_NO_COLUMN,
+                TOO_DEEP_AST,
+                TOO_BIG_AST,
+                UNEXPECTED_AST_STRUCTURE,
+                SYNTAX_ERROR,
+                INCORRECT_DATA,
+                TYPE_MISMATCH,
+                VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE,
+            }
+        ),
+    ),
+    (
+        404,
+        frozenset(
+            {
+                UNKNOWN_TABLE,
+                UNKNOWN_FUNCTION,
+                UNKNOWN_IDENTIFIER,
+                UNKNOWN_TYPE,
+                UNKNOWN_STORAGE,
+                UNKNOWN_DATABASE,
+                UNKNOWN_SETTING,
+                UNKNOWN_DIRECTION_OF_SORTING,
+                UNKNOWN_AGGREGATE_FUNCTION,
+                UNKNOWN_FORMAT,
+                UNKNOWN_DATABASE_ENGINE,
+                UNKNOWN_TYPE_OF_QUERY,
+                UNKNOWN_ROLE,
+            }
+        ),
+    ),
     (413, frozenset({QUERY_IS_TOO_LARGE})),
     (501, frozenset({NOT_IMPLEMENTED})),
     (503, frozenset({SOCKET_TIMEOUT, CANNOT_OPEN_FILE, CANNOT_SCHEDULE_TASK})),
@@ -132,14 +167,14 @@ class ClickHouseError(Exception):
         self.message = message
 
     @classmethod
-    def make(cls, code: int, text: str) -> "ClickHouseError":
+    def make(cls, code: int, text: str) -> ClickHouseError:
         """Build one from a bare description, adding ClickHouse's "Code: N. DB::Exception:" frame."""
         name = _NAMES.get(code)
         suffix = f". ({name})" if name else ""
         return cls(code, f"Code: {code}. DB::Exception: {text.rstrip('.')}{suffix}")
 
     @classmethod
-    def from_engine(cls, error: BaseException) -> "ClickHouseError":
+    def from_engine(cls, error: BaseException) -> ClickHouseError:
         """Recover the ClickHouse code and text from a chDB exception.
 
         chDB wraps the engine's message in its own prefixes ("Streaming query failed: ..."); the
@@ -149,7 +184,7 @@ class ClickHouseError(Exception):
         match = _CODE_RE.search(text)
         if match is None:
             return cls.make(STD_EXCEPTION, text or type(error).__name__)
-        return cls(int(match.group(1)), text[match.start():])
+        return cls(int(match.group(1)), text[match.start() :])
 
     @property
     def http_status(self) -> int:

@@ -26,14 +26,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-from common.processes import terminate
+from coinstream.common.processes import terminate
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,13 +77,16 @@ class RunningServer:
     def credentials(self, readonly: bool = False) -> tuple[str, str]:
         return (self.readonly_user, self.readonly_password) if readonly else (self.user, self.password)
 
-    def client(self, readonly: bool = False, **kwargs: Any) -> "Client":
+    def client(self, readonly: bool = False, **kwargs: Any) -> Client:
         """A clickhouse-connect client for this server (full user, or the read-only one)."""
         import clickhouse_connect
 
         user, password = self.credentials(readonly)
         options: dict[str, Any] = {
-            "host": self.host, "port": self.port, "username": user, "password": password,
+            "host": self.host,
+            "port": self.port,
+            "username": user,
+            "password": password,
         }
         options.update(kwargs)
         return clickhouse_connect.get_client(**options)
@@ -126,7 +130,7 @@ class RunningServer:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> RunningServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -155,7 +159,7 @@ def start_server(
     log_path: Path | str | None = None,
     startup_timeout: float = 60.0,
 ) -> RunningServer:
-    """Start `python -m clickhouse.server` on 127.0.0.1 owning `path`; return once /ping answers.
+    """Start `python -m coinstream.clickhouse.server` on 127.0.0.1 owning `path`; return once /ping answers.
 
     `port=0` (the default) lets the server pick a free port; `extra_args` go to its command line
     (`--max-body-bytes N`, `--readonly-workers N`, `--max-sessions-per-user N`). Credentials are passed through the
@@ -171,28 +175,55 @@ def start_server(
     port_file = scratch / "port"
     log_path = Path(log_path) if log_path else scratch / "server.log"
     child_env = {key: value for key, value in os.environ.items() if not key.startswith("CLICKHOUSE_")}
-    child_env.update({
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
-        "TZ": "UTC",
-        "CLICKHOUSE_USER": user,
-        "CLICKHOUSE_PASSWORD": password,
-        "CLICKHOUSE_READONLY_USER": readonly_user,
-        "CLICKHOUSE_READONLY_PASSWORD": readonly_password,
-    })
+    child_env.update(
+        {
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
+            "TZ": "UTC",
+            "CLICKHOUSE_USER": user,
+            "CLICKHOUSE_PASSWORD": password,
+            "CLICKHOUSE_READONLY_USER": readonly_user,
+            "CLICKHOUSE_READONLY_PASSWORD": readonly_password,
+        }
+    )
     child_env.update(env or {})
     command = [
-        sys.executable, "-m", "clickhouse.server", "--host", "127.0.0.1", "--port", str(port),
-        "--path", str(path), "--workers", str(workers), "--port-file", str(port_file),
-        "--exit-with-parent", *extra_args,
+        sys.executable,
+        "-m",
+        "coinstream.clickhouse.server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--path",
+        str(path),
+        "--workers",
+        str(workers),
+        "--port-file",
+        str(port_file),
+        "--exit-with-parent",
+        *extra_args,
     ]
-    log_file = open(log_path, "ab")
+    log_file = open(log_path, "ab")  # noqa: SIM115 -- kept open by RunningServer, closed on stop
     process = subprocess.Popen(
-        command, cwd=scratch, env=child_env, stdin=subprocess.DEVNULL, stdout=log_file,
+        command,
+        cwd=scratch,
+        env=child_env,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
         stderr=subprocess.STDOUT,
     )
     server = RunningServer(
-        process, path, "127.0.0.1", port, user, password, readonly_user, readonly_password,
-        log_path, log_file, scratch,
+        process,
+        path,
+        "127.0.0.1",
+        port,
+        user,
+        password,
+        readonly_user,
+        readonly_password,
+        log_path,
+        log_file,
+        scratch,
     )
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:

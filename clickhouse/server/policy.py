@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
-from clickhouse.server import sqlscan
-from clickhouse.server.errors import (
-    ACCESS_DENIED, INTO_OUTFILE_NOT_ALLOWED, NOT_IMPLEMENTED, SUPPORT_IS_DISABLED, ClickHouseError,
+from coinstream.clickhouse.server import sqlscan
+from coinstream.clickhouse.server.errors import (
+    ACCESS_DENIED,
+    INTO_OUTFILE_NOT_ALLOWED,
+    NOT_IMPLEMENTED,
+    SUPPORT_IS_DISABLED,
+    ClickHouseError,
 )
 
 # Functions and table functions that take a file path, and the index of that argument.
@@ -37,26 +41,72 @@ _EXECUTABLE = frozenset({"executable", "executablepool"})
 # (url, s3, remote, mysql, filesystem, python, iceberg, ...) reaches files, the network or programs;
 # ClickHouse's grants refuse most of them already, this list refuses the rest, including those a
 # newer chDB may add. file() and fileCluster() are judged by their path.
-_LOCAL_TABLE_FUNCTIONS = frozenset(name.lower() for name in (
-    "numbers", "numbers_mt", "zeros", "zeros_mt", "values", "view", "viewIfPermitted", "viewExplain",
-    "merge", "generateRandom", "generateSeries", "generate_series", "null", "input", "loop", "format",
-    "dictionary", "primes",
-))
+_LOCAL_TABLE_FUNCTIONS = frozenset(
+    name.lower()
+    for name in (
+        "numbers",
+        "numbers_mt",
+        "zeros",
+        "zeros_mt",
+        "values",
+        "view",
+        "viewIfPermitted",
+        "viewExplain",
+        "merge",
+        "generateRandom",
+        "generateSeries",
+        "generate_series",
+        "null",
+        "input",
+        "loop",
+        "format",
+        "dictionary",
+        "primes",
+    )
+)
 # Table functions that share their name with a scalar function: judged by position only.
 _SCALAR_TOO = frozenset({"file", "format", "fuzzquery"})
 # Scalar functions that call out to the network (LLM endpoints).
-_NETWORK_FUNCTIONS = frozenset(name.lower() for name in (
-    "aiClassify", "aiEmbed", "aiExtract", "aiFilter", "aiGenerate", "aiRedact", "aiSimilarity",
-    "aiTranslate", "disk",
-))
+_NETWORK_FUNCTIONS = frozenset(
+    name.lower()
+    for name in (
+        "aiClassify",
+        "aiEmbed",
+        "aiExtract",
+        "aiFilter",
+        "aiGenerate",
+        "aiRedact",
+        "aiSimilarity",
+        "aiTranslate",
+        "disk",
+    )
+)
 # Table settings that place a table's data on another disk (a `disk(type = web, ...)` reaches URLs).
 _DISK_SETTINGS = frozenset({"DISK", "STORAGE_POLICY", "TABLE_DISK"})
 # Table and database engines that keep their data inside the server's own directory, or reach
 # nothing at all. Every other engine (URL, S3, Kafka, MySQL, Filesystem, ...) reaches outside.
-_LOCAL_ENGINES = frozenset(name.lower() for name in (
-    "Memory", "Log", "TinyLog", "StripeLog", "Null", "Set", "Join", "Buffer", "Merge", "Dictionary",
-    "GenerateRandom", "View", "MaterializedView", "LiveView", "Atomic", "Ordinary", "Lazy",
-))
+_LOCAL_ENGINES = frozenset(
+    name.lower()
+    for name in (
+        "Memory",
+        "Log",
+        "TinyLog",
+        "StripeLog",
+        "Null",
+        "Set",
+        "Join",
+        "Buffer",
+        "Merge",
+        "Dictionary",
+        "GenerateRandom",
+        "View",
+        "MaterializedView",
+        "LiveView",
+        "Atomic",
+        "Ordinary",
+        "Lazy",
+    )
+)
 # Dictionary sources: only the server's own tables, named by table (not by a query, a WHERE
 # condition or an invalidate query, which run unchecked), without a host to connect to.
 _LOCAL_DICTIONARY_SOURCES = frozenset({"clickhouse", "null"})
@@ -78,10 +128,10 @@ class AstNode:
 
     label: str
     detail: str
-    children: list["AstNode"] = field(default_factory=list)
+    children: list[AstNode] = field(default_factory=list)
     declared_children: int = 0
 
-    def walk(self) -> Iterator["AstNode"]:
+    def walk(self) -> Iterator[AstNode]:
         yield self
         for child in self.children:
             yield from child.walk()
@@ -90,7 +140,7 @@ class AstNode:
     def function_name(self) -> str:
         return self.detail.split()[0].strip("`") if self.detail.split() else ""
 
-    def arguments(self) -> list["AstNode"]:
+    def arguments(self) -> list[AstNode]:
         """A function node's arguments (its ExpressionList's children)."""
         for child in self.children:
             if child.label == "ExpressionList":
@@ -118,7 +168,7 @@ def parse_explain_ast(text: str) -> AstNode:
         label, detail = content, ""
         for two_words in _TWO_WORD_LABELS:
             if content.startswith(two_words):
-                label, detail = two_words, content[len(two_words):].strip()
+                label, detail = two_words, content[len(two_words) :].strip()
                 break
         else:
             label, _, detail = content.partition(" ")
@@ -131,7 +181,9 @@ def parse_explain_ast(text: str) -> AstNode:
         raise IncompleteAst("EXPLAIN AST printed nothing")
     for node in root.walk():
         if node is not root and len(node.children) != node.declared_children:
-            raise IncompleteAst(f"{node.label} announced {node.declared_children} children, printed {len(node.children)}")
+            raise IncompleteAst(
+                f"{node.label} announced {node.declared_children} children, printed {len(node.children)}"
+            )
     return root
 
 
@@ -179,7 +231,11 @@ _STORING_STATEMENTS = frozenset({"CreateQuery", "AttachQuery", "AlterQuery"})
 
 
 def check_tree(
-    tree: AstNode, statement: str, *, readonly: bool, user_files: Path,
+    tree: AstNode,
+    statement: str,
+    *,
+    readonly: bool,
+    user_files: Path,
     table_functions: frozenset[str] = frozenset(),
 ) -> None:
     """Raise ClickHouseError if the parsed statement reaches outside what its user may reach.
@@ -193,13 +249,15 @@ def check_tree(
     _check_outfile_and_infile(words)
     _check_disk_settings(words)
     stores = any(node.label in _STORING_STATEMENTS for node in tree.walk())
-    engines = {
-        id(child) for node in tree.walk() if node.label == "Storage definition" for child in node.children
-    }
+    engines = {id(child) for node in tree.walk() if node.label == "Storage definition" for child in node.children}
     table_positions = {id(child) for child in _table_function_nodes(tree)}
     for node in tree.walk():
-        if (stores and node.label == "Function" and id(node) not in engines
-                and node.function_name.lower() in _PATH_FUNCTIONS):
+        if (
+            stores
+            and node.label == "Function"
+            and id(node) not in engines
+            and node.function_name.lower() in _PATH_FUNCTIONS
+        ):
             raise _refuse(
                 ACCESS_DENIED,
                 f"A view or table over {node.function_name}() is not allowed on the embedded server: "
@@ -222,9 +280,12 @@ def check_tree(
             _check_system(words)
         if node.label == "Function" and id(node) not in engines:
             name = node.function_name.lower()
-            _check_function(node, readonly=readonly, user_files=user_files, table_function=(
-                id(node) in table_positions or (name in table_functions and name not in _SCALAR_TOO)
-            ))
+            _check_function(
+                node,
+                readonly=readonly,
+                user_files=user_files,
+                table_function=(id(node) in table_positions or (name in table_functions and name not in _SCALAR_TOO)),
+            )
         if node.label == "Storage definition":
             _check_engine(node, user_files=user_files)
         if node.label == "Dictionary definition":
@@ -259,9 +320,7 @@ def _check_function(node: AstNode, *, readonly: bool, user_files: Path, table_fu
     if name not in _PATH_FUNCTIONS:
         return
     if readonly:
-        raise _refuse(
-            ACCESS_DENIED, f"Not enough privileges: the read-only user may not use {node.function_name}()"
-        )
+        raise _refuse(ACCESS_DENIED, f"Not enough privileges: the read-only user may not use {node.function_name}()")
     arguments = node.arguments()
     index = _PATH_ARGUMENT[name]
     path = literal_string(arguments[index]) if len(arguments) > index else None
@@ -332,7 +391,7 @@ def _source_keys_are_local(words: list[sqlscan.Token]) -> bool:
         if not (token.is_word("SOURCE") and index + 1 < len(words) and words[index + 1].text == "("):
             continue
         depth, previous_key = token.depth, False
-        for inner in words[index + 3:]:  # past SOURCE ( name
+        for inner in words[index + 3 :]:  # past SOURCE ( name
             if inner.depth <= depth and inner.text == ")":
                 break
             if inner.kind in ("word", "quoted") and inner.text != "(":
@@ -362,7 +421,7 @@ def _check_outfile_and_infile(words: list[sqlscan.Token]) -> None:
     """INTO OUTFILE (after any statement: SELECT, SHOW, DESCRIBE, EXPLAIN, ...) writes a path of the
     machine and FROM INFILE reads one; ClickHouse's own HTTP interface refuses both. The keywords
     are found as tokens, so strings, quoted names and comments do not count."""
-    for token, following in zip(words, words[1:]):
+    for token, following in zip(words, words[1:], strict=False):
         if token.is_word("INTO") and following.is_word("OUTFILE"):
             raise _refuse(INTO_OUTFILE_NOT_ALLOWED, "INTO OUTFILE is not allowed")
         if token.is_word("FROM") and following.is_word("INFILE"):
@@ -372,18 +431,17 @@ def _check_outfile_and_infile(words: list[sqlscan.Token]) -> None:
 def _check_disk_settings(words: list[sqlscan.Token]) -> None:
     """A table's `disk`/`storage_policy` setting: a `disk(type = web, ...)` fetches URLs, a local one
     creates directories anywhere. Tables stay on the server's default disk."""
-    for token, following in zip(words, words[1:]):
+    for token, following in zip(words, words[1:], strict=False):
         if token.kind == "word" and token.text.upper() in _DISK_SETTINGS and following.text == "=":
             raise _refuse(
                 SUPPORT_IS_DISABLED,
-                f"The table setting {token.text} is disabled in the embedded server: tables stay on "
-                "its own disk",
+                f"The table setting {token.text} is disabled in the embedded server: tables stay on its own disk",
             )
 
 
 def _check_attach(words: list[sqlscan.Token]) -> None:
     """`ATTACH TABLE t FROM 'path'` would take a directory of the machine as the table's data."""
-    for token, following in zip(words, words[1:]):
+    for token, following in zip(words, words[1:], strict=False):
         if token.depth == 0 and token.is_word("FROM") and following.kind == "string":
             raise _refuse(ACCESS_DENIED, "ATTACH ... FROM a path is not allowed on the embedded server")
 

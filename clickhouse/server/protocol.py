@@ -12,19 +12,40 @@ import json
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
-from clickhouse.server.errors import (
-    BAD_ARGUMENTS, INVALID_SESSION_TIMEOUT, UNKNOWN_FORMAT, UNKNOWN_SETTING, ClickHouseError,
+from coinstream.clickhouse.server.errors import (
+    BAD_ARGUMENTS,
+    INVALID_SESSION_TIMEOUT,
+    UNKNOWN_FORMAT,
+    UNKNOWN_SETTING,
+    ClickHouseError,
 )
 
 # URL parameters the HTTP handler itself consumes; every other one (except param_*) is a setting.
-HANDLER_PARAMS = frozenset({
-    "query", "database", "default_format", "user", "password", "quota_key", "query_id",
-    "session_id", "session_timeout", "session_check", "compress", "decompress", "buffer_size",
-    "wait_end_of_query", "stacktrace", "role", "client_protocol_version", "with_stacktrace",
-})
+HANDLER_PARAMS = frozenset(
+    {
+        "query",
+        "database",
+        "default_format",
+        "user",
+        "password",
+        "quota_key",
+        "query_id",
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "compress",
+        "decompress",
+        "buffer_size",
+        "wait_end_of_query",
+        "stacktrace",
+        "role",
+        "client_protocol_version",
+        "with_stacktrace",
+    }
+)
 QUERY_PARAMETER_PREFIX = "param_"
 _SETTING_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_SESSION_TIMEOUT_S = 60.0
@@ -33,11 +54,27 @@ MAX_SESSION_TIMEOUT_S = 3600.0
 # Formats whose output for a whole result equals the concatenation of the outputs for its blocks:
 # those can be streamed block by block from chDB. Everything else (Arrow, Parquet, JSON, Pretty,
 # the *WithNames variants...) has a header or footer and is produced in one piece.
-_STREAMABLE_FORMATS = frozenset(name.lower() for name in (
-    "Native", "RowBinary", "TabSeparated", "TSV", "TabSeparatedRaw", "TSVRaw", "CSV",
-    "JSONEachRow", "JSONLines", "NDJSON", "JSONStringsEachRow", "JSONCompactEachRow",
-    "JSONCompactStringsEachRow", "LineAsString", "RawBLOB", "CustomSeparated",
-))
+_STREAMABLE_FORMATS = frozenset(
+    name.lower()
+    for name in (
+        "Native",
+        "RowBinary",
+        "TabSeparated",
+        "TSV",
+        "TabSeparatedRaw",
+        "TSVRaw",
+        "CSV",
+        "JSONEachRow",
+        "JSONLines",
+        "NDJSON",
+        "JSONStringsEachRow",
+        "JSONCompactEachRow",
+        "JSONCompactStringsEachRow",
+        "LineAsString",
+        "RawBLOB",
+        "CustomSeparated",
+    )
+)
 
 _CONTENT_TYPES = {
     "tabseparated": "text/tab-separated-values; charset=UTF-8",
@@ -51,11 +88,26 @@ _CONTENT_TYPES = {
     "ndjson": "application/x-ndjson; charset=UTF-8",
     "xml": "application/xml; charset=UTF-8",
 }
-_BINARY_FORMATS = frozenset(name.lower() for name in (
-    "Native", "RowBinary", "RowBinaryWithNames", "RowBinaryWithNamesAndTypes", "Arrow",
-    "ArrowStream", "Parquet", "ORC", "Avro", "MsgPack", "Protobuf", "CapnProto", "BSONEachRow",
-    "Npy", "RawBLOB",
-))
+_BINARY_FORMATS = frozenset(
+    name.lower()
+    for name in (
+        "Native",
+        "RowBinary",
+        "RowBinaryWithNames",
+        "RowBinaryWithNamesAndTypes",
+        "Arrow",
+        "ArrowStream",
+        "Parquet",
+        "ORC",
+        "Avro",
+        "MsgPack",
+        "Protobuf",
+        "CapnProto",
+        "BSONEachRow",
+        "Npy",
+        "RawBLOB",
+    )
+)
 # chDB's Python layer intercepts these names and returns Python objects instead of bytes.
 _PYTHON_ONLY_FORMATS = frozenset({"dataframe", "arrowtable", "datastore", "debug"})
 
@@ -89,7 +141,7 @@ def parse_query_request(params: Mapping[str, str], headers: Mapping[str, str]) -
     query_parameters: dict[str, str] = {}
     for name, value in params.items():
         if name.startswith(QUERY_PARAMETER_PREFIX) and len(name) > len(QUERY_PARAMETER_PREFIX):
-            query_parameters[name[len(QUERY_PARAMETER_PREFIX):]] = value
+            query_parameters[name[len(QUERY_PARAMETER_PREFIX) :]] = value
         elif name in HANDLER_PARAMS:
             continue
         elif _SETTING_NAME_RE.match(name):
@@ -108,9 +160,7 @@ def parse_query_request(params: Mapping[str, str], headers: Mapping[str, str]) -
                 INVALID_SESSION_TIMEOUT,
                 f"Session timeout must be positive and at most {MAX_SESSION_TIMEOUT_S:g} seconds",
             )
-    default_format = (
-        params.get("default_format") or headers.get("X-ClickHouse-Format") or "TabSeparated"
-    )
+    default_format = params.get("default_format") or headers.get("X-ClickHouse-Format") or "TabSeparated"
     return QueryRequest(
         query_param=params.get("query"),
         database=params.get("database") or headers.get("X-ClickHouse-Database") or None,
@@ -121,8 +171,7 @@ def parse_query_request(params: Mapping[str, str], headers: Mapping[str, str]) -
         session_id=params.get("session_id") or None,
         session_timeout=session_timeout,
         session_check=_truthy(params.get("session_check")),
-        wait_end_of_query=_truthy(params.get("wait_end_of_query"))
-        or _truthy(settings.get("http_wait_end_of_query")),
+        wait_end_of_query=_truthy(params.get("wait_end_of_query")) or _truthy(settings.get("http_wait_end_of_query")),
     )
 
 
@@ -205,6 +254,13 @@ def exception_block(tag: str, message: str) -> bytes:
     text = message.rstrip("\n")
     encoded = text.encode("utf-8", errors="replace")
     return (
-        b"__exception__\r\n" + tag.encode() + b"\r\n" + encoded + b"\n"
-        + str(len(encoded)).encode() + b" " + tag.encode() + b"\r\n__exception__\r\n"
+        b"__exception__\r\n"
+        + tag.encode()
+        + b"\r\n"
+        + encoded
+        + b"\n"
+        + str(len(encoded)).encode()
+        + b" "
+        + tag.encode()
+        + b"\r\n__exception__\r\n"
     )

@@ -1,13 +1,14 @@
 """Start and stop the embedded ClickHouse HTTP server: engine, users, listening socket, signals.
 
 Both entry points use this: `coinstream clickhouse serve` (the operator's command) and
-`python -m clickhouse.server` (what the test launcher runs, since `clickhouse/` must not import
+`python -m coinstream.clickhouse.server` (what the test launcher runs, since `clickhouse/` must not import
 the `coinstream/` shell).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -16,11 +17,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from clickhouse.server.app import DEFAULT_MAX_BODY_BYTES, ServerOptions
-from clickhouse.server.auth import User, UserDirectory
-from clickhouse.server.engine import EngineStartError
-from common.local_credentials import ensure_credentials
-from common.settings import Settings
+from coinstream.clickhouse.server.app import DEFAULT_MAX_BODY_BYTES, ServerOptions
+from coinstream.clickhouse.server.auth import User, UserDirectory
+from coinstream.clickhouse.server.engine import EngineStartError
+from coinstream.common.local_credentials import ensure_credentials
+from coinstream.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,16 @@ def users_from_settings(settings: Settings, data_path: Path) -> tuple[User, ...]
 def options_from_settings(settings: Settings, host: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ServerOptions:
     """The server's protections: allowed web origins from the settings, its own bind host."""
     return ServerOptions(
-        max_body_bytes=max_body_bytes, allowed_origins=settings.http_allowed_origins, extra_hosts=(host,),
+        max_body_bytes=max_body_bytes,
+        allowed_origins=settings.http_allowed_origins,
+        extra_hosts=(host,),
     )
 
 
 async def serve_async(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives, then shut down cleanly."""
-    from clickhouse.server.app import build_app
-    from clickhouse.server.engine import Engine
+    from coinstream.clickhouse.server.app import build_app
+    from coinstream.clickhouse.server.engine import Engine
 
     engine = Engine(config.path, max_workers=config.max_workers, readonly_workers=config.readonly_workers)
     if engine.timezone != "UTC":  # chDB was loaded before TZ could be set (the pipeline stores UTC)
@@ -70,16 +73,18 @@ async def serve_async(config: ServerConfig, stop: asyncio.Event | None = None) -
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(signum, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread
-            pass
     watchdog = asyncio.create_task(_watch_parent(stop)) if config.exit_with_parent else None
     if any(not user.password for user in config.users):
         raise EngineStartError("every ClickHouse user needs a password (the embedded server never runs one without)")
     app = build_app(engine, UserDirectory(list(config.users)), options=config.options)
     runner = web.AppRunner(
-        app, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=5.0,
+        app,
+        access_log=None,
+        auto_decompress=False,
+        handle_signals=False,
+        shutdown_timeout=5.0,
     )
     try:
         await runner.setup()
@@ -93,7 +98,11 @@ async def serve_async(config: ServerConfig, stop: asyncio.Event | None = None) -
             os.replace(temporary, config.port_file)
         log.info(
             "ClickHouse HTTP interface on http://%s:%s (chDB %s, data in %s, users: %s)",
-            config.host, port, engine.version, engine.path, ", ".join(u.name for u in config.users),
+            config.host,
+            port,
+            engine.version,
+            engine.path,
+            ", ".join(u.name for u in config.users),
         )
         await stop.wait()
         log.info("shutting down")

@@ -22,11 +22,14 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from clickhouse.server.auth import User
-from clickhouse.server.confinement import ReadonlyLimits
-from clickhouse.server.engine import Engine, EngineConnection
-from clickhouse.server.errors import (
-    SESSION_IS_LOCKED, SESSION_NOT_FOUND, USER_SESSION_LIMIT_EXCEEDED, ClickHouseError,
+from coinstream.clickhouse.server.auth import User
+from coinstream.clickhouse.server.confinement import ReadonlyLimits
+from coinstream.clickhouse.server.engine import Engine, EngineConnection
+from coinstream.clickhouse.server.errors import (
+    SESSION_IS_LOCKED,
+    SESSION_NOT_FOUND,
+    USER_SESSION_LIMIT_EXCEEDED,
+    ClickHouseError,
 )
 
 
@@ -100,10 +103,10 @@ class SessionStore:
     """The open sessions, their exclusive use by one request, and their expiry."""
 
     def __init__(
-        self, engine: Engine, max_sessions_per_user: int = 100, readonly_limits: ReadonlyLimits = ReadonlyLimits()
+        self, engine: Engine, max_sessions_per_user: int = 100, readonly_limits: ReadonlyLimits | None = None
     ) -> None:
         self._engine = engine
-        self._readonly_limits = readonly_limits
+        self._readonly_limits = readonly_limits or ReadonlyLimits()
         self._sessions: dict[str, Session] = {}
         self._max_sessions_per_user = max_sessions_per_user
 

@@ -13,8 +13,8 @@ one character, so offsets found here are byte offsets into the original body.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 _WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 _NUMBER_RE = re.compile(r"[0-9][0-9A-Za-z_.]*")
@@ -47,7 +47,7 @@ def tokens(text: str) -> Iterator[Token]:
         char = text[pos]
         if char in " \t\r\n\f\v":
             pos += 1
-        elif text.startswith("--", pos) or (char == "#" and text[pos + 1:pos + 2] in (" ", "!")):
+        elif text.startswith("--", pos) or (char == "#" and text[pos + 1 : pos + 2] in (" ", "!")):
             newline = text.find("\n", pos)
             if newline < 0:
                 raise Incomplete
@@ -106,7 +106,7 @@ def _skip_quoted(text: str, pos: int, quote: str) -> int:
         if char == "\\":
             index += 2
         elif char == quote:
-            if text[index + 1:index + 2] == quote:
+            if text[index + 1 : index + 2] == quote:
                 index += 2
             elif index + 1 >= len(text):
                 # A doubled quote may still follow in the next chunk of input.

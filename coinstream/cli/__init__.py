@@ -13,10 +13,9 @@ import sys
 
 import click
 
-from common.logging_setup import configure_logging
-from common.settings import Settings, SettingsError, get_settings
-
 from coinstream.cli import commands as _commands_package
+from coinstream.common.logging_setup import configure_logging
+from coinstream.common.settings import Settings, SettingsError, get_settings
 
 
 def load_settings_or_exit() -> Settings:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import click
 from prometheus_client import CollectorRegistry
 
-from common.metrics_http import MetricsEndpointError, MetricsServer, serve_metrics
+from coinstream.common.metrics_http import MetricsEndpointError, MetricsServer, serve_metrics
 
 log = logging.getLogger("coinstream.metrics")
 
@@ -29,8 +29,9 @@ def metrics_port(setting: int, option: int | None, once: bool = False) -> int:
 
 
 @contextmanager
-def metrics_endpoint(registry: CollectorRegistry, port: int, host: str, what: str,
-                     variable: str) -> Iterator[MetricsServer | None]:
+def metrics_endpoint(
+    registry: CollectorRegistry, port: int, host: str, what: str, variable: str
+) -> Iterator[MetricsServer | None]:
     """Serve `registry` on host:port/metrics (port 0: nothing) until the block ends.
 
     A port that cannot be bound raises `click.ClickException` naming `variable` and --metrics-port.

@@ -37,11 +37,10 @@ from pathlib import Path
 
 import psutil
 
-from common.kafka_config import base_config
-from common.kafka_lag import committed_lag
-from common.settings import Settings
-
-from producers.journal import DeliveryJournal
+from coinstream.common.kafka_config import base_config
+from coinstream.common.kafka_lag import committed_lag
+from coinstream.common.settings import Settings
+from coinstream.producers.journal import DeliveryJournal
 from coinstream.stack.supervisor import StackError, Supervisor
 
 log = logging.getLogger(__name__)
@@ -116,8 +115,14 @@ def _now() -> str:
 class BrokerRotation:
     """The background task of `coinstream up` that measures the broker and rotates it."""
 
-    def __init__(self, supervisor: Supervisor, settings: Settings, limit_bytes: int,
-                 check_interval_s: float = CHECK_INTERVAL_S, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        settings: Settings,
+        limit_bytes: int,
+        check_interval_s: float = CHECK_INTERVAL_S,
+        drain_timeout_s: float = DRAIN_TIMEOUT_S,
+    ) -> None:
         self.supervisor = supervisor
         self.settings = settings
         self.limit_bytes = limit_bytes
@@ -149,17 +154,21 @@ class BrokerRotation:
                     continue
                 if self.limit_bytes and rss > self.limit_bytes:
                     if not await asyncio.to_thread(self._close_to_the_end):
-                        self.supervisor.say("broker", f"memory {rss / 1048576:.0f} MiB past the limit, but the "
-                                                      "pipeline is behind: not rotating now")
+                        self.supervisor.say(
+                            "broker",
+                            f"memory {rss / 1048576:.0f} MiB past the limit, but the "
+                            "pipeline is behind: not rotating now",
+                        )
                     elif await self.rotate(rss):
                         backoff = 1
                     else:
                         skip, backoff = backoff, min(backoff * 2, MAX_BACKOFF_CHECKS)
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # noqa: BLE001 - the next check tries again
-                self.supervisor.say("broker", f"memory check failed ({type(error).__name__}: {error}); "
-                                              "trying again at the next check")
+            except Exception as error:
+                self.supervisor.say(
+                    "broker", f"memory check failed ({type(error).__name__}: {error}); trying again at the next check"
+                )
 
     def _close_to_the_end(self) -> bool:
         engine = self._lag(ENGINE_GROUP, ENGINE_TOPICS) if "ksql" in self._consumers else 0
@@ -188,7 +197,7 @@ class BrokerRotation:
                     continue
                 if await asyncio.to_thread(self._lag, LOADER_GROUP, LOADER_TOPICS) == 0:
                     return True
-            except Exception as error:  # noqa: BLE001 - a failed probe means "not drained yet"
+            except Exception as error:
                 log.debug("drain check failed: %s", error)
             await asyncio.sleep(0.5)
         return False
@@ -208,8 +217,11 @@ class BrokerRotation:
             if await self._drained():
                 await asyncio.to_thread(self._clear_journals)
             else:
-                say("broker", f"not drained within {timeout_s:.0f}s: stopping anyway (the producers "
-                              "publish what was not landed again at the next start)")
+                say(
+                    "broker",
+                    f"not drained within {timeout_s:.0f}s: stopping anyway (the producers "
+                    "publish what was not landed again at the next start)",
+                )
         finally:
             self.drain_timeout_s = previous
 
@@ -218,14 +230,20 @@ class BrokerRotation:
         does not drain in time."""
         say = self.supervisor.say
         mib = rss / 1048576
-        say("broker", f"memory {mib:.0f} MiB > {self.limit_bytes / 1048576:.0f} MiB: rotating "
-                      "(pause producers, drain, restart empty)")
+        say(
+            "broker",
+            f"memory {mib:.0f} MiB > {self.limit_bytes / 1048576:.0f} MiB: rotating "
+            "(pause producers, drain, restart empty)",
+        )
         for name in self._producers:
             await self.supervisor.pause(name, "broker rotation")
         try:
             if not await self._drained():
-                say("broker", f"rotation abandoned: the pipeline did not drain within "
-                              f"{self.drain_timeout_s:.0f}s; trying again later")
+                say(
+                    "broker",
+                    f"rotation abandoned: the pipeline did not drain within "
+                    f"{self.drain_timeout_s:.0f}s; trying again later",
+                )
                 return False
             await asyncio.to_thread(self._clear_journals)
             for name in self._consumers:

@@ -25,14 +25,25 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.kafka_config import admin_config
-from common.settings import ClickHouseTarget, Settings
-from producers.client import LiveCoinWatchClient, RetryPolicy
-from producers.errors import LcwError
+from coinstream.common.kafka_config import admin_config
+from coinstream.common.settings import ClickHouseTarget, Settings
+from coinstream.producers.client import LiveCoinWatchClient, RetryPolicy
+from coinstream.producers.errors import LcwError
 
 OK, DOWN, OFF = "ok", "down", "off"
-PARTS = ("kafka", "clickhouse", "clickhouse-readonly", "livecoinwatch", "ksqldb", "metabase",
-         "dashboard", "loader-metrics", "producer-metrics", "engine-metrics", "historical-metrics")
+PARTS = (
+    "kafka",
+    "clickhouse",
+    "clickhouse-readonly",
+    "livecoinwatch",
+    "ksqldb",
+    "metabase",
+    "dashboard",
+    "loader-metrics",
+    "producer-metrics",
+    "engine-metrics",
+    "historical-metrics",
+)
 REDACTED = "[redacted]"
 
 
@@ -63,6 +74,7 @@ class PartHealth:
 
 # ---- helpers ------------------------------------------------------------------------------------
 
+
 def without_credentials(url: str) -> str:
     """`url` with any user:password@ removed, safe to print."""
     parts = urlsplit(url)
@@ -78,9 +90,16 @@ def without_credentials(url: str) -> str:
 def secrets_of(settings: Settings) -> list[str]:
     """Every secret value in the settings (to scrub from anything printed)."""
     values: list[str] = []
-    for secret in (settings.lcw_api_key, settings.kafka_sasl_password, settings.clickhouse_url,
-                   settings.clickhouse_password, settings.clickhouse_readonly_password,
-                   settings.ksqldb_password, settings.metabase_password, settings.metabase_api_key):
+    for secret in (
+        settings.lcw_api_key,
+        settings.kafka_sasl_password,
+        settings.clickhouse_url,
+        settings.clickhouse_password,
+        settings.clickhouse_readonly_password,
+        settings.ksqldb_password,
+        settings.metabase_password,
+        settings.metabase_api_key,
+    ):
         if secret is not None and secret.get_secret_value():
             values.append(secret.get_secret_value())
     users = set()
@@ -91,8 +110,7 @@ def secrets_of(settings: Settings) -> list[str]:
     # Very short values would garble every line they occur in, and a password equal to its user
     # name (the local read-only default) is printed anyway as the user. Longest first, so a secret
     # containing another is replaced whole.
-    return sorted({value for value in values if len(value) >= 4 and value not in users},
-                  key=len, reverse=True)
+    return sorted({value for value in values if len(value) >= 4 and value not in users}, key=len, reverse=True)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -157,6 +175,7 @@ def _total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str) ->
 
 # ---- probes -------------------------------------------------------------------------------------
 
+
 def probe_kafka(config: dict, timeout_s: float) -> str:
     """A metadata request: brokers and topics the cluster reports."""
     # log_level 0: a dead broker is reported in the table, not as librdkafka lines on stderr.
@@ -185,8 +204,10 @@ def local_broker_memory(settings: Settings) -> str:
     text = f"; memory {state.rss_bytes / 1048576:.0f} MiB at {state.measured_at}"
     if state.last_rotation_at is None:
         return text + ", never rotated"
-    return (text + f", last rotation {state.last_rotation_at} at "
-                   f"{(state.last_rotation_rss_bytes or 0) / 1048576:.0f} MiB ({state.rotations} in all)")
+    return (
+        text + f", last rotation {state.last_rotation_at} at "
+        f"{(state.last_rotation_rss_bytes or 0) / 1048576:.0f} MiB ({state.rotations} in all)"
+    )
 
 
 def probe_clickhouse(target: ClickHouseTarget, timeout_s: float) -> str:
@@ -195,11 +216,16 @@ def probe_clickhouse(target: ClickHouseTarget, timeout_s: float) -> str:
     ping = _expect_ok(_http("GET", f"{base}/ping", timeout_s)).text.strip()
     if ping != "Ok.":
         raise ProbeFailed("/ping did not answer 'Ok.'")
-    answer = _expect_ok(_http(
-        "POST", f"{base}/", timeout_s, data=b"SELECT 1",
-        params={"database": target.database},
-        headers={"X-ClickHouse-User": target.username, "X-ClickHouse-Key": target.password},
-    )).text.strip()
+    answer = _expect_ok(
+        _http(
+            "POST",
+            f"{base}/",
+            timeout_s,
+            data=b"SELECT 1",
+            params={"database": target.database},
+            headers={"X-ClickHouse-User": target.username, "X-ClickHouse-Key": target.password},
+        )
+    ).text.strip()
     if answer != "1":
         raise ProbeFailed(f"SELECT 1 as {target.username} answered {answer[:40]!r}")
     return f"ping Ok., SELECT 1 as {target.username}"
@@ -210,19 +236,21 @@ def probe_livecoinwatch(settings: Settings, timeout_s: float) -> str:
     base_url = settings.effective_lcw_base_url
     _expect_ok(_http("POST", f"{base_url}/status", timeout_s, json={}))
     key = None if settings.uses_simulated_api else settings.lcw_api_key.get_secret_value()
-    client = LiveCoinWatchClient(base_url, key,
-                                 retry=RetryPolicy(attempts=1, backoff_s=0, max_wait_s=0),
-                                 connect_timeout_s=timeout_s, read_timeout_s=timeout_s)
+    client = LiveCoinWatchClient(
+        base_url,
+        key,
+        retry=RetryPolicy(attempts=1, backoff_s=0, max_wait_s=0),
+        connect_timeout_s=timeout_s,
+        read_timeout_s=timeout_s,
+    )
     try:
         credits = client.credits_status()
     except LcwError as error:
-        raise ProbeFailed(str(error).removeprefix("giving up on /credits after 1 attempt(s): ")) \
-            from None
+        raise ProbeFailed(str(error).removeprefix("giving up on /credits after 1 attempt(s): ")) from None
     finally:
         client.close()
     kind = "simulated API, " if settings.uses_simulated_api else ""
-    return (f"{kind}{credits['dailyCreditsRemaining']:,} of {credits['dailyCreditsLimit']:,} "
-            f"credits left today")
+    return f"{kind}{credits['dailyCreditsRemaining']:,} of {credits['dailyCreditsLimit']:,} credits left today"
 
 
 def probe_ksqldb(url: str, auth: tuple[str, str] | None, timeout_s: float) -> str:
@@ -255,8 +283,9 @@ def probe_dashboard(url: str, timeout_s: float) -> str:
     return "healthz ok"
 
 
-def _summary(url: str, timeout_s: float, component: str, marker: str, lag: str | None,
-             totals: Sequence[tuple[str, str]]) -> str:
+def _summary(
+    url: str, timeout_s: float, component: str, marker: str, lag: str | None, totals: Sequence[tuple[str, str]]
+) -> str:
     """One line from a component's /metrics: its consumer lag (if it has one), then each total.
 
     `marker` is a sample only that component serves: another component's endpoint at the address
@@ -268,41 +297,63 @@ def _summary(url: str, timeout_s: float, component: str, marker: str, lag: str |
     parts = []
     if lag is not None:
         partitions = len(samples.get(lag, []))
-        parts.append(f"consumer lag {_total(samples, lag):,} over {partitions} "
-                     f"partition{'s' if partitions != 1 else ''}" if partitions
-                     else "consumer lag not reported yet")  # no sample before the first report
+        parts.append(
+            f"consumer lag {_total(samples, lag):,} over {partitions} partition{'s' if partitions != 1 else ''}"
+            if partitions
+            else "consumer lag not reported yet"
+        )  # no sample before the first report
     parts += [f"{_total(samples, name):,} {label}" for name, label in totals]
     return ", ".join(parts)
 
 
 def probe_loader_metrics(url: str, timeout_s: float) -> str:
     """The loader's /metrics: consumer lag over its partitions, rows loaded, error-table rows."""
-    return _summary(url, timeout_s, "loader", "coinstream_loader_batches_total",
-                    "coinstream_loader_consumer_lag",
-                    [("coinstream_loader_rows_total", "rows loaded"),
-                     ("coinstream_loader_errors_total", "to error tables")])
+    return _summary(
+        url,
+        timeout_s,
+        "loader",
+        "coinstream_loader_batches_total",
+        "coinstream_loader_consumer_lag",
+        [("coinstream_loader_rows_total", "rows loaded"), ("coinstream_loader_errors_total", "to error tables")],
+    )
 
 
 def probe_engine_metrics(url: str, timeout_s: float) -> str:
     """The ksql engine's /metrics: consumer lag, records in and out, processing-log entries."""
-    return _summary(url, timeout_s, "ksql engine", "coinstream_ksql_commit_cycles_total",
-                    "coinstream_ksql_consumer_lag",
-                    [("coinstream_ksql_records_in_total", "records in"),
-                     ("coinstream_ksql_records_out_total", "out"),
-                     ("coinstream_ksql_processing_log_entries_total", "processing-log entries")])
+    return _summary(
+        url,
+        timeout_s,
+        "ksql engine",
+        "coinstream_ksql_commit_cycles_total",
+        "coinstream_ksql_consumer_lag",
+        [
+            ("coinstream_ksql_records_in_total", "records in"),
+            ("coinstream_ksql_records_out_total", "out"),
+            ("coinstream_ksql_processing_log_entries_total", "processing-log entries"),
+        ],
+    )
 
 
 def probe_producer_metrics(url: str, timeout_s: float) -> str:
     """A producer's /metrics (current rates, or the daily-close job): records, delivery failures,
     credits used."""
-    return _summary(url, timeout_s, "producer", "coinstream_lcw_credits_used_total", None,
-                    [("coinstream_records_produced_total", "records produced"),
-                     ("coinstream_records_delivered_total", "delivered"),
-                     ("coinstream_delivery_failures_total", "delivery failures"),
-                     ("coinstream_lcw_credits_used_total", "credits used")])
+    return _summary(
+        url,
+        timeout_s,
+        "producer",
+        "coinstream_lcw_credits_used_total",
+        None,
+        [
+            ("coinstream_records_produced_total", "records produced"),
+            ("coinstream_records_delivered_total", "delivered"),
+            ("coinstream_delivery_failures_total", "delivery failures"),
+            ("coinstream_lcw_credits_used_total", "credits used"),
+        ],
+    )
 
 
 # ---- the list of parts --------------------------------------------------------------------------
+
 
 def checks(settings: Settings, timeout_s: float) -> list[Check]:
     """Every part in `PARTS` order, with its address and probe (None where not configured)."""
@@ -311,41 +362,55 @@ def checks(settings: Settings, timeout_s: float) -> list[Check]:
     readonly = settings.clickhouse_target(readonly=True)
     metrics_host = _scrape_host(settings.metrics_host)
     result = [
-        Check("kafka", kafka, lambda: probe_kafka(admin_config(settings), timeout_s)
-              + local_broker_memory(settings)),
+        Check("kafka", kafka, lambda: probe_kafka(admin_config(settings), timeout_s) + local_broker_memory(settings)),
         Check("clickhouse", target.http_url, lambda: probe_clickhouse(target, timeout_s)),
     ]
     if readonly.username != target.username:
-        result.append(Check("clickhouse-readonly", readonly.http_url,
-                            lambda: probe_clickhouse(readonly, timeout_s)))
+        result.append(Check("clickhouse-readonly", readonly.http_url, lambda: probe_clickhouse(readonly, timeout_s)))
     else:
-        result.append(Check("clickhouse-readonly", readonly.http_url, None,
-                            "same user as clickhouse (CLICKHOUSE_READONLY_USER unset)"))
+        result.append(
+            Check(
+                "clickhouse-readonly",
+                readonly.http_url,
+                None,
+                "same user as clickhouse (CLICKHOUSE_READONLY_USER unset)",
+            )
+        )
     lcw_url = without_credentials(settings.effective_lcw_base_url)
     result.append(Check("livecoinwatch", lcw_url, lambda: probe_livecoinwatch(settings, timeout_s)))
     if settings.ksqldb_url:
-        auth = ((settings.ksqldb_user, settings.ksqldb_password.get_secret_value()
-                 if settings.ksqldb_password else "") if settings.ksqldb_user else None)
-        result.append(Check("ksqldb", without_credentials(settings.ksqldb_url),
-                            lambda: probe_ksqldb(settings.ksqldb_url, auth, timeout_s)))
+        auth = (
+            (settings.ksqldb_user, settings.ksqldb_password.get_secret_value() if settings.ksqldb_password else "")
+            if settings.ksqldb_user
+            else None
+        )
+        result.append(
+            Check(
+                "ksqldb",
+                without_credentials(settings.ksqldb_url),
+                lambda: probe_ksqldb(settings.ksqldb_url, auth, timeout_s),
+            )
+        )
     else:
         result.append(Check("ksqldb", "-", None, "KSQLDB_URL unset"))
     if settings.metabase_url:
-        result.append(Check("metabase", without_credentials(settings.metabase_url),
-                            lambda: probe_metabase(settings.metabase_url, timeout_s)))
+        result.append(
+            Check(
+                "metabase",
+                without_credentials(settings.metabase_url),
+                lambda: probe_metabase(settings.metabase_url, timeout_s),
+            )
+        )
     else:
         result.append(Check("metabase", "-", None, "METABASE_URL unset"))
     dashboard = f"http://127.0.0.1:{settings.dashboard_port}"
     result.append(Check("dashboard", dashboard, lambda: probe_dashboard(dashboard, timeout_s)))
     for part, port, variable, probe in (
-            ("loader-metrics", settings.loader_metrics_port, "LOADER_METRICS_PORT",
-             probe_loader_metrics),
-            ("producer-metrics", settings.producer_metrics_port, "PRODUCER_METRICS_PORT",
-             probe_producer_metrics),
-            ("engine-metrics", settings.ksql_metrics_port, "KSQL_METRICS_PORT",
-             probe_engine_metrics),
-            ("historical-metrics", settings.historical_metrics_port, "HISTORICAL_METRICS_PORT",
-             probe_producer_metrics)):
+        ("loader-metrics", settings.loader_metrics_port, "LOADER_METRICS_PORT", probe_loader_metrics),
+        ("producer-metrics", settings.producer_metrics_port, "PRODUCER_METRICS_PORT", probe_producer_metrics),
+        ("engine-metrics", settings.ksql_metrics_port, "KSQL_METRICS_PORT", probe_engine_metrics),
+        ("historical-metrics", settings.historical_metrics_port, "HISTORICAL_METRICS_PORT", probe_producer_metrics),
+    ):
         url = f"http://{metrics_host}:{port}/metrics"
         if part == "engine-metrics" and not settings.uses_local_ksql_engine:
             # A ksqlDB server runs the statements; `coinstream up` starts no local engine then.
@@ -368,9 +433,8 @@ def run_checks(selected: Sequence[Check], secrets: Iterable[str] = ()) -> list[P
             return PartHealth(check.part, check.address, OK, scrub(check.probe(), secrets))
         except ProbeFailed as error:
             return PartHealth(check.part, check.address, DOWN, scrub(str(error), secrets))
-        except Exception as error:  # noqa: BLE001 - one broken probe must not hide the others
-            return PartHealth(check.part, check.address, DOWN,
-                              scrub(f"{type(error).__name__}: {error}", secrets))
+        except Exception as error:
+            return PartHealth(check.part, check.address, DOWN, scrub(f"{type(error).__name__}: {error}", secrets))
 
     if not selected:
         return []
@@ -383,8 +447,9 @@ def render_table(results: Sequence[PartHealth]) -> str:
     rows = [header, *results]
     widths = [max(len(getattr(row, field)) for row in rows) for field in ("part", "address", "state")]
     return "\n".join(
-        f"{row.part:<{widths[0]}}  {row.address:<{widths[1]}}  {row.state:<{widths[2]}}  {row.detail}"
-        .rstrip() for row in rows)
+        f"{row.part:<{widths[0]}}  {row.address:<{widths[1]}}  {row.state:<{widths[2]}}  {row.detail}".rstrip()
+        for row in rows
+    )
 
 
 def render_json(results: Sequence[PartHealth]) -> str:

@@ -11,8 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 
-from common.settings import Settings
-
+from coinstream.common.settings import Settings
 from coinstream.local_broker import BrokerError, wait_for_metadata
 from coinstream.stack.supervisor import Service
 
@@ -26,25 +25,28 @@ def _coinstream(*args: str) -> list[str]:
 
 def http_probe(url: str, method: str = "GET", body: bytes | None = None) -> Callable[[], bool]:
     """A readiness probe: True when `url` answers 2xx."""
+
     def probe() -> bool:
-        request = urllib.request.Request(url, data=body, method=method,
-                                         headers={"content-type": "application/json"})
+        request = urllib.request.Request(url, data=body, method=method, headers={"content-type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=1.0) as response:
                 return 200 <= response.status < 300
         except (urllib.error.URLError, OSError):
             return False
+
     return probe
 
 
 def kafka_probe(bootstrap: str) -> Callable[[], bool]:
     """A readiness probe: True when the broker answers a metadata request."""
+
     def probe() -> bool:
         try:
             wait_for_metadata(bootstrap, timeout_s=1.0)
             return True
         except BrokerError:
             return False
+
     return probe
 
 
@@ -59,13 +61,22 @@ def infrastructure(settings: Settings) -> list[Service]:
     """The broker and the ClickHouse server, where they are local."""
     services = []
     if settings.uses_local_kafka:
-        services.append(Service("broker", _coinstream("broker", "--port", str(settings.kafka_local_port)),
-                                ready=kafka_probe(settings.effective_kafka_bootstrap)))
+        services.append(
+            Service(
+                "broker",
+                _coinstream("broker", "--port", str(settings.kafka_local_port)),
+                ready=kafka_probe(settings.effective_kafka_bootstrap),
+            )
+        )
     if settings.uses_local_clickhouse:
         port = str(settings.clickhouse_port)
-        services.append(Service(
-            "clickhouse", _coinstream("clickhouse", "serve", "--port", port),
-            ready=http_probe(f"http://127.0.0.1:{port}/ping")))
+        services.append(
+            Service(
+                "clickhouse",
+                _coinstream("clickhouse", "serve", "--port", port),
+                ready=http_probe(f"http://127.0.0.1:{port}/ping"),
+            )
+        )
     return services
 
 
@@ -80,27 +91,42 @@ def pipeline(settings: Settings) -> list[Service]:
     # producer IDs, and each client's start-up is what deals with that (incarnations, local state).
     with_broker = ("broker",) if settings.uses_local_kafka else ()
     if settings.uses_simulated_api and not settings.lcw_base_url:
-        services.append(Service(
-            "sim-api", _coinstream("sim-api", "--port", str(settings.sim_api_port),
-                                   "--daily-credits", str(simulated_daily_credits(settings))),
-            ready=http_probe(f"{settings.effective_lcw_base_url}/status", "POST", b"{}")))
+        services.append(
+            Service(
+                "sim-api",
+                _coinstream(
+                    "sim-api",
+                    "--port",
+                    str(settings.sim_api_port),
+                    "--daily-credits",
+                    str(simulated_daily_credits(settings)),
+                ),
+                ready=http_probe(f"{settings.effective_lcw_base_url}/status", "POST", b"{}"),
+            )
+        )
     if settings.uses_local_ksql_engine:
         services.append(Service("ksql", _coinstream("ksql", "run"), restart_with=with_broker))
     services.append(Service("loader", _coinstream("load", "--no-migrate"), restart_with=with_broker))
     services.append(Service("producer", _coinstream("produce", "current"), restart_with=with_broker))
     # Closes the broker acknowledged may have been lost with it before the loader read them: each
     # start asks again for days marked delivered that ClickHouse does not hold.
-    services.append(Service("historical", _coinstream("produce", "historical", "--no-progress",
-                                                      "--reconcile-at-start"),
-                            restart_with=with_broker))
+    services.append(
+        Service(
+            "historical",
+            _coinstream("produce", "historical", "--no-progress", "--reconcile-at-start"),
+            restart_with=with_broker,
+        )
+    )
     port = str(settings.dashboard_port)
-    services.append(Service("dashboard", _coinstream("dashboard", "--port", port),
-                            ready=http_probe(f"http://127.0.0.1:{port}/")))
+    services.append(
+        Service("dashboard", _coinstream("dashboard", "--port", port), ready=http_probe(f"http://127.0.0.1:{port}/"))
+    )
     return services
 
 
-def local_stack(settings: Settings, infrastructure_only: bool = False,
-                extra_args: Mapping[str, Sequence[str]] | None = None) -> list[Service]:
+def local_stack(
+    settings: Settings, infrastructure_only: bool = False, extra_args: Mapping[str, Sequence[str]] | None = None
+) -> list[Service]:
     """Every service of `coinstream up`, in start order; `extra_args` appends command-line
     arguments to named services (tuning, benchmarks). An unknown or absent name: ValueError."""
     services = infrastructure(settings)

@@ -24,8 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from common.settings import Settings
-
+from coinstream.common.settings import Settings
 from coinstream.stack.health import ProbeFailed, _scrape_host, scrape_metrics
 
 STATUS_INTERVAL_S = 10.0
@@ -39,14 +38,14 @@ class Snapshot:
     """What the endpoints said at monotonic time `at`. None = endpoint off; `*_error` = no answer."""
 
     at: float
-    delivered: float | None = None      # producer: records the broker acknowledged (counter)
-    credits_left: float | None = None   # producer: credits it may still spend today (gauge)
+    delivered: float | None = None  # producer: records the broker acknowledged (counter)
+    credits_left: float | None = None  # producer: credits it may still spend today (gauge)
     producer_error: str | None = None
-    loaded: float | None = None         # loader: rows landed, in tables and error tables (counters)
-    lag: float | None = None            # loader: consumer lag summed over its partitions (gauge;
-                                        # None until the loader first reports it)
+    loaded: float | None = None  # loader: rows landed, in tables and error tables (counters)
+    lag: float | None = None  # loader: consumer lag summed over its partitions (gauge;
+    # None until the loader first reports it)
     loader_error: str | None = None
-    engine_lag: float | None = None     # ksql engine: consumer lag summed (gauge; None as above)
+    engine_lag: float | None = None  # ksql engine: consumer lag summed (gauge; None as above)
     engine_error: str | None = None
 
 
@@ -80,8 +79,9 @@ def _summed_gauge(samples: Samples, name: str) -> float | None:
     return sum(value for _labels, value in values) if values else None
 
 
-def take_snapshot(endpoints: StatusEndpoints, timeout_s: float = SCRAPE_TIMEOUT_S,
-                  clock: Callable[[], float] = time.monotonic) -> Snapshot:
+def take_snapshot(
+    endpoints: StatusEndpoints, timeout_s: float = SCRAPE_TIMEOUT_S, clock: Callable[[], float] = time.monotonic
+) -> Snapshot:
     """Scrape the endpoints (blocking; `up` runs it in a thread)."""
     producer_url, loader_url, engine_url = endpoints
     at = clock()
@@ -97,8 +97,9 @@ def take_snapshot(endpoints: StatusEndpoints, timeout_s: float = SCRAPE_TIMEOUT_
     if loader_url is not None:
         try:
             samples = scrape_metrics(loader_url, timeout_s)
-            fields["loaded"] = (_sum(samples, "coinstream_loader_rows_total")
-                                + _sum(samples, "coinstream_loader_errors_total"))
+            fields["loaded"] = _sum(samples, "coinstream_loader_rows_total") + _sum(
+                samples, "coinstream_loader_errors_total"
+            )
             # No sample before the loader's first report (a fresh or restarted loader).
             fields["lag"] = _summed_gauge(samples, "coinstream_loader_consumer_lag")
         except ProbeFailed as error:
@@ -137,8 +138,9 @@ def render(previous: Snapshot, current: Snapshot, restarts: Mapping[str, int] | 
     if current.engine_error is not None:
         parts.append(f"engine metrics unavailable ({current.engine_error})")
     if current.producer_error is None and current.credits_left is not None:
-        parts.append("credits left unknown" if math.isnan(current.credits_left)
-                     else f"{current.credits_left:,.0f} credits left")
+        parts.append(
+            "credits left unknown" if math.isnan(current.credits_left) else f"{current.credits_left:,.0f} credits left"
+        )
     restarted = [f"{name} {count}" for name, count in (restarts or {}).items() if count]
     if restarted:
         parts.append("restarts: " + ", ".join(restarted))
@@ -155,8 +157,12 @@ def _lag(current: Snapshot) -> str:
     return f"consumer lag {total:,.0f} (engine {current.engine_lag:,.0f}, loader {current.lag:,.0f})"
 
 
-async def report_status(say: Callable[[str, str], None], endpoints: StatusEndpoints, interval_s: float,
-                        restarts: Callable[[], Mapping[str, int]] = dict) -> None:
+async def report_status(
+    say: Callable[[str, str], None],
+    endpoints: StatusEndpoints,
+    interval_s: float,
+    restarts: Callable[[], Mapping[str, int]] = dict,
+) -> None:
     """Every `interval_s`: scrape, then print one `status |` line. Runs until cancelled."""
     previous = await asyncio.to_thread(take_snapshot, endpoints)
     while True:

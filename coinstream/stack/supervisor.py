@@ -13,6 +13,7 @@ Children get SIGTERM if the supervisor dies (Linux `PR_SET_PDEATHSIG`), so even 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -30,10 +31,8 @@ CONFIGURATION_ERROR_EXIT_CODE = 2
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def describe_argv(argv: Sequence[str]) -> str:
@@ -84,9 +83,16 @@ class StackError(RuntimeError):
 class Supervisor:
     """Start services in order, restart crashed ones with backoff, stop everything on request."""
 
-    def __init__(self, services: Sequence[Service], *, out=None, min_backoff_s: float = 1.0,
-                 max_backoff_s: float = 30.0, healthy_after_s: float = 60.0,
-                 stop_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        services: Sequence[Service],
+        *,
+        out=None,
+        min_backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        healthy_after_s: float = 60.0,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
         self.states = [ServiceState(service) for service in services]
         self.out = out or sys.stdout
         self.min_backoff_s = min_backoff_s
@@ -124,8 +130,10 @@ class Supervisor:
         state.status = "starting"
         state.process = await asyncio.create_subprocess_exec(
             *service.argv,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, env={**os.environ, **service.env},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, **service.env},
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             start_new_session=True,
         )
@@ -144,8 +152,7 @@ class Supervisor:
         deadline = time.monotonic() + service.ready_timeout_s
         while service.ready is not None and not await asyncio.to_thread(service.ready):
             if state.process.returncode is not None:
-                raise StackError(f"{service.name} exited with code {state.process.returncode} "
-                                 "before it was ready")
+                raise StackError(f"{service.name} exited with code {state.process.returncode} before it was ready")
             if time.monotonic() > deadline or self._stopping.is_set():
                 raise StackError(f"{service.name} was not ready within {service.ready_timeout_s:.0f}s")
             await asyncio.sleep(0.2)
@@ -163,10 +170,10 @@ class Supervisor:
                 continue
             if code == CONFIGURATION_ERROR_EXIT_CODE:
                 state.status = "failed"
-                self.say(state.service.name, "exited with a configuration error; not restarting it. "
-                                             "Stopping the stack.")
-                self.failure = StackError(f"{state.service.name} has a configuration error "
-                                          "(see its output above)")
+                self.say(
+                    state.service.name, "exited with a configuration error; not restarting it. Stopping the stack."
+                )
+                self.failure = StackError(f"{state.service.name} has a configuration error (see its output above)")
                 self._stopping.set()
                 return
             if time.monotonic() - state.started_at >= self.healthy_after_s:
@@ -207,10 +214,12 @@ class Supervisor:
         started again once it is ready: a client of the old broker must never join the new one
         (it would sit in the new broker's consumer group as a member that never answers)."""
         name = state.service.name
-        dependents = [other.service.name for other in self.states
-                      if name in other.service.restart_with and not other.paused]
-        await asyncio.gather(*(self.pause(dependent, f"{name} {what} (its state is gone with it)")
-                               for dependent in dependents))
+        dependents = [
+            other.service.name for other in self.states if name in other.service.restart_with and not other.paused
+        ]
+        await asyncio.gather(
+            *(self.pause(dependent, f"{name} {what} (its state is gone with it)") for dependent in dependents)
+        )
         try:
             await self._spawn(state)
             if dependents:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sys
 
-from common.settings import SettingsError, get_settings
-from metabase.client import MetabaseClient, MetabaseError
+from coinstream.common.settings import SettingsError, get_settings
+from coinstream.metabase.client import MetabaseClient, MetabaseError
 
 SITE_NAME = "coinstream"
 
@@ -25,8 +25,13 @@ def setup_body(token: str, email: str, password: str) -> dict:
     """The body of `POST /api/setup` (Metabase's API docs): the admin user and site preferences."""
     return {
         "token": token,
-        "user": {"email": email, "password": password, "first_name": "coinstream",
-                 "last_name": "admin", "site_name": SITE_NAME},
+        "user": {
+            "email": email,
+            "password": password,
+            "first_name": "coinstream",
+            "last_name": "admin",
+            "site_name": SITE_NAME,
+        },
         "prefs": {"site_name": SITE_NAME, "site_locale": "en", "allow_tracking": False},
     }
 
@@ -39,8 +44,7 @@ def main() -> int:
         return 2
     password = settings.metabase_password.get_secret_value() if settings.metabase_password else ""
     if not (settings.metabase_url and settings.metabase_user and password):
-        print("metabase setup: set METABASE_URL, METABASE_USER and METABASE_PASSWORD",
-              file=sys.stderr)
+        print("metabase setup: set METABASE_URL, METABASE_USER and METABASE_PASSWORD", file=sys.stderr)
         return 2
     with MetabaseClient(settings.metabase_url, secrets=[password]) as client:
         try:

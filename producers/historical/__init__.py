@@ -7,7 +7,7 @@ or log lines), `backfill` (the resumable pass over coins × days), `schedule` (t
 `service` (wiring from the settings).
 """
 
-from producers.historical.backfill import TOPIC, Backfill, BackfillReport, Task
-from producers.historical.service import HistoricalService
+from coinstream.producers.historical.backfill import TOPIC, Backfill, BackfillReport, Task
+from coinstream.producers.historical.service import HistoricalService
 
 __all__ = ["TOPIC", "Backfill", "BackfillReport", "HistoricalService", "Task"]

@@ -31,19 +31,24 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from producers.client import LiveCoinWatchClient
-from producers.current import ShutdownRequested
-from producers.errors import CreditBudgetExceeded, LcwError, LcwRejectedError
-from producers.historical.budget import BackfillCredits
-from producers.historical.days import (
-    Clock, as_utc, close_instant, close_ms, days_between, utc_now,
+from coinstream.producers.client import LiveCoinWatchClient
+from coinstream.producers.current import ShutdownRequested
+from coinstream.producers.errors import CreditBudgetExceeded, LcwError, LcwRejectedError
+from coinstream.producers.historical.budget import BackfillCredits
+from coinstream.producers.historical.days import (
+    Clock,
+    as_utc,
+    close_instant,
+    close_ms,
+    days_between,
+    utc_now,
 )
-from producers.historical.display import make_progress
-from producers.historical.records import Close, Gap, close_from_history
-from producers.historical.store import DELIVERED, GAP, ProgressStore, Settled, StoreUnavailable
-from producers.metrics import ProducerMetrics
+from coinstream.producers.historical.display import make_progress
+from coinstream.producers.historical.records import Close, Gap, close_from_history
+from coinstream.producers.historical.store import DELIVERED, GAP, ProgressStore, Settled, StoreUnavailable
+from coinstream.producers.metrics import ProducerMetrics
 
-log = logging.getLogger("producers.historical")
+log = logging.getLogger("coinstream.producers.historical")
 
 TOPIC = "coins_historical"
 FATAL_STATUSES = frozenset({401, 403})
@@ -107,19 +112,23 @@ class BackfillReport:
     def summary(self) -> str:
         """One paragraph for the operator: the counts, then why it stopped and how it resumes."""
         span = f"{self.start}..{self.end}" if self.days else "no closed day in range"
-        text = (f"backfill {span}: {len(self.codes)} coins × {self.days} days = {self.total} closes; "
-                f"{self.delivered} delivered, {self.gaps} gaps, {self.already} already settled; "
-                f"{self.credits_used} credits used, {self.retries} retries.")
+        text = (
+            f"backfill {span}: {len(self.codes)} coins × {self.days} days = {self.total} closes; "
+            f"{self.delivered} delivered, {self.gaps} gaps, {self.already} already settled; "
+            f"{self.credits_used} credits used, {self.retries} retries."
+        )
         if self.note:
             text += f" Note: {self.note}."
         if self.complete:
             return text + (f" Complete up to {self.end}." if self.days else "")
-        where = (f" Settled {self.settled} of {self.total}; next: {self.next_task}."
-                 if self.next_task else "")
+        where = f" Settled {self.settled} of {self.total}; next: {self.next_task}." if self.next_task else ""
         if self.stopped == "budget":
-            renews = (f" Resumes when credits renew at {self.resumes_at:%Y-%m-%d %H:%M} UTC: run "
-                      "again then (`coinstream produce historical` does so itself)."
-                      if self.resumes_at else "")
+            renews = (
+                f" Resumes when credits renew at {self.resumes_at:%Y-%m-%d %H:%M} UTC: run "
+                "again then (`coinstream produce historical` does so itself)."
+                if self.resumes_at
+                else ""
+            )
             return f"{text} Stopped: {self.reason}{where}{renews}"
         if self.stopped == "stop":
             return f"{text} Stopped on request.{where} Run again to resume."
@@ -129,12 +138,23 @@ class BackfillReport:
 class Backfill:
     """Settles daily closes for coins and days; `run` is one pass over a range."""
 
-    def __init__(self, client: LiveCoinWatchClient, producer: Producer, store: ProgressStore,
-                 credits: BackfillCredits | None = None, *, topic: str = TOPIC,
-                 currency: str = "USD", clock: Clock = utc_now,
-                 metrics: ProducerMetrics | None = None, stop: threading.Event | None = None,
-                 cooldown_s: float = 30.0, max_giveups: int = 3, delivery_timeout_s: float = 30.0,
-                 show_progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        client: LiveCoinWatchClient,
+        producer: Producer,
+        store: ProgressStore,
+        credits: BackfillCredits | None = None,
+        *,
+        topic: str = TOPIC,
+        currency: str = "USD",
+        clock: Clock = utc_now,
+        metrics: ProducerMetrics | None = None,
+        stop: threading.Event | None = None,
+        cooldown_s: float = 30.0,
+        max_giveups: int = 3,
+        delivery_timeout_s: float = 30.0,
+        show_progress: bool | None = None,
+    ) -> None:
         self.client = client
         self.producer = producer
         self.store = store
@@ -151,8 +171,9 @@ class Backfill:
 
     # ---- planning ------------------------------------------------------------------------------
 
-    def plan(self, codes: Sequence[str], start: date, end: date, retry_gaps: bool = False,
-             reconcile: bool = False) -> tuple[list[Task], int]:
+    def plan(
+        self, codes: Sequence[str], start: date, end: date, retry_gaps: bool = False, reconcile: bool = False
+    ) -> tuple[list[Task], int]:
         """The unsettled (code, day) pairs in order (oldest day first), and how many are settled."""
         codes = list(dict.fromkeys(codes))
         settled = self.store.settled(codes, start, end)
@@ -161,29 +182,49 @@ class Backfill:
         if reconcile:
             unlanded = self.store.unlanded(codes, start, end)
             if unlanded:
-                log.warning("%d close(s) marked delivered are not in coins_historical: requesting "
-                            "them again", len(unlanded))
+                log.warning(
+                    "%d close(s) marked delivered are not in coins_historical: requesting them again", len(unlanded)
+                )
             settled = {pair: outcome for pair, outcome in settled.items() if pair not in unlanded}
-        tasks = [Task(code, day) for day in days_between(start, end) for code in codes
-                 if (code, day) not in settled]
+        tasks = [Task(code, day) for day in days_between(start, end) for code in codes if (code, day) not in settled]
         return tasks, len(codes) * max(0, (end - start).days + 1) - len(tasks)
 
     # ---- one pass ------------------------------------------------------------------------------
 
-    def run(self, codes: Sequence[str], start: date, end: date, *, retry_gaps: bool = False,
-            reconcile: bool = False, note: str = "") -> BackfillReport:
+    def run(
+        self,
+        codes: Sequence[str],
+        start: date,
+        end: date,
+        *,
+        retry_gaps: bool = False,
+        reconcile: bool = False,
+        note: str = "",
+    ) -> BackfillReport:
         """Settle every unsettled close of `codes` from `start` to `end` (closed days only)."""
         codes = list(dict.fromkeys(codes))
         report = BackfillReport(codes, start, end, note=note)
         before = self.metrics.snapshot()
         tasks, report.already = self.plan(codes, start, end, retry_gaps, reconcile)
         if tasks:
-            log.info("backfill %s..%s into %s: %d coins × %d days = %d closes, %d already settled, "
-                     "%d to request", start, end, self.topic, len(codes), report.days,
-                     report.total, report.already, len(tasks))
-        progress = make_progress(report.total, report.already,
-                                 f"backfill {len(codes)} coins × {report.days} days",
-                                 self.show_progress) if tasks else None
+            log.info(
+                "backfill %s..%s into %s: %d coins × %d days = %d closes, %d already settled, %d to request",
+                start,
+                end,
+                self.topic,
+                len(codes),
+                report.days,
+                report.total,
+                report.already,
+                len(tasks),
+            )
+        progress = (
+            make_progress(
+                report.total, report.already, f"backfill {len(codes)} coins × {report.days} days", self.show_progress
+            )
+            if tasks
+            else None
+        )
         unknown: set[str] = set()
         giveups = 0
         index = 0
@@ -215,8 +256,14 @@ class Backfill:
                 except (LcwError, DeliveryFailed, StoreUnavailable) as error:
                     giveups += 1
                     if isinstance(error, LcwError) and giveups < self.max_giveups:
-                        log.warning("%s: %s; cooling down %g s, then trying again (%d of %d)",
-                                    task, error, self.cooldown_s, giveups, self.max_giveups - 1)
+                        log.warning(
+                            "%s: %s; cooling down %g s, then trying again (%d of %d)",
+                            task,
+                            error,
+                            self.cooldown_s,
+                            giveups,
+                            self.max_giveups - 1,
+                        )
                         if self.stop.wait(self.cooldown_s):
                             self._stopped(report, "stop", "", task)
                             break
@@ -236,8 +283,7 @@ class Backfill:
 
     # ---- one close -----------------------------------------------------------------------------
 
-    def _settle(self, task: Task, pending: Sequence[Task], unknown: set[str],
-                report: BackfillReport) -> list[Settled]:
+    def _settle(self, task: Task, pending: Sequence[Task], unknown: set[str], report: BackfillReport) -> list[Settled]:
         """Request, publish and settle one close; return what was settled (several for a 404)."""
         now = as_utc(self.clock())
         if close_instant(task.day) > now:
@@ -251,8 +297,11 @@ class Backfill:
             if error.status == 404:
                 unknown.add(task.code)
                 reason = f"unknown coin: {error}"
-                rows = [Settled(other.code, other.day, GAP, reason, credits=int(other == task))
-                        for other in pending if other.code == task.code]
+                rows = [
+                    Settled(other.code, other.day, GAP, reason, credits=int(other == task))
+                    for other in pending
+                    if other.code == task.code
+                ]
             else:
                 rows = [Settled(task.code, task.day, GAP, f"rejected: {error}", credits=1)]
             self._record_gaps(rows, report)
@@ -263,8 +312,7 @@ class Backfill:
             self._record_gaps(rows, report)
             return rows
         partition, offset = self._publish(outcome)
-        row = Settled(task.code, task.day, DELIVERED, partition=partition, offset=offset,
-                      credits=response.attempts)
+        row = Settled(task.code, task.day, DELIVERED, partition=partition, offset=offset, credits=response.attempts)
         self.store.record([row])
         report.delivered += 1
         return [row]
@@ -274,8 +322,13 @@ class Backfill:
         for row in rows:
             report.gaps += 1
             self.metrics.coins_missing.labels(row.code, row.reason.split(":", 1)[0]).inc()
-        log.warning("gap: %s %s%s: %s", rows[0].code, rows[0].day,
-                    f" and {len(rows) - 1} more day(s)" if len(rows) > 1 else "", rows[0].reason)
+        log.warning(
+            "gap: %s %s%s: %s",
+            rows[0].code,
+            rows[0].day,
+            f" and {len(rows) - 1} more day(s)" if len(rows) > 1 else "",
+            rows[0].reason,
+        )
 
     def _publish(self, close: Close) -> tuple[int, int]:
         """Produce one close and wait for the broker's acknowledgement: (partition, offset)."""
@@ -286,8 +339,13 @@ class Backfill:
 
         while True:
             try:
-                self.producer.produce(self.topic, key=close.key, value=close.value_bytes(),
-                                      timestamp=close.fetched_at_ms, on_delivery=delivered)
+                self.producer.produce(
+                    self.topic,
+                    key=close.key,
+                    value=close.value_bytes(),
+                    timestamp=close.fetched_at_ms,
+                    on_delivery=delivered,
+                )
                 break
             except BufferError:
                 self.producer.poll(0.5)
@@ -295,12 +353,12 @@ class Backfill:
         self.producer.flush(self.delivery_timeout_s)
         if not outcome:
             self.metrics.delivery_failures.labels(self.topic).inc()
-            raise DeliveryFailed(f"{close.code} {close.day}: not acknowledged by the broker within "
-                                 f"{self.delivery_timeout_s:g} s")
+            raise DeliveryFailed(
+                f"{close.code} {close.day}: not acknowledged by the broker within {self.delivery_timeout_s:g} s"
+            )
         if outcome["error"] is not None:
             self.metrics.delivery_failures.labels(self.topic).inc()
-            raise DeliveryFailed(f"{close.code} {close.day}: delivery to {self.topic} failed: "
-                                 f"{outcome['error']}")
+            raise DeliveryFailed(f"{close.code} {close.day}: delivery to {self.topic} failed: {outcome['error']}")
         self.metrics.records_delivered.labels(self.topic).inc()
         message = outcome["message"]
         return message.partition(), message.offset()

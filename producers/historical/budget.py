@@ -22,9 +22,9 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from producers.credits import CreditGuard
-from producers.historical.days import Clock, as_utc, utc_now
-from producers.historical.store import ProgressStore
+from coinstream.producers.credits import CreditGuard
+from coinstream.producers.historical.days import Clock, as_utc, utc_now
+from coinstream.producers.historical.store import ProgressStore
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,19 @@ DEFAULT_BLOCK = 10
 class BackfillCredits:
     """Counts every request against the backfill's share and the key's daily total."""
 
-    def __init__(self, share: int, total: int, store: ProgressStore, clock: Clock = utc_now,
-                 block: int = DEFAULT_BLOCK, total_label: str = "DAILY_CREDIT_BUDGET") -> None:
+    def __init__(
+        self,
+        share: int,
+        total: int,
+        store: ProgressStore,
+        clock: Clock = utc_now,
+        block: int = DEFAULT_BLOCK,
+        total_label: str = "DAILY_CREDIT_BUDGET",
+    ) -> None:
         if share < 1:
-            raise ValueError("HISTORICAL_DAILY_CREDITS is 0: no credits are reserved for the "
-                             "backfill, so it cannot request anything")
+            raise ValueError(
+                "HISTORICAL_DAILY_CREDITS is 0: no credits are reserved for the backfill, so it cannot request anything"
+            )
         self.share_budget = share
         self.total_budget = total
         self.store = store
@@ -48,8 +56,8 @@ class BackfillCredits:
         self.total = CreditGuard(total, total_label, clock)
         self._day: date | None = None
         self.share: CreditGuard | None = None
-        self.reserved: dict[date, int] = {}   # this run's ledger reservations per day
-        self.spent: dict[date, int] = {}      # this run's requests per day
+        self.reserved: dict[date, int] = {}  # this run's ledger reservations per day
+        self.spent: dict[date, int] = {}  # this run's requests per day
         self._seed()
 
     # ---- what the client calls -----------------------------------------------------------------

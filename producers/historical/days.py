@@ -80,8 +80,9 @@ def days_between(start: date, end: date) -> list[date]:
     return [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
 
 
-def backfill_window(now: datetime, margin: timedelta, default_days: int,
-                    start: date | None = None, end: date | None = None) -> tuple[date, date, str]:
+def backfill_window(
+    now: datetime, margin: timedelta, default_days: int, start: date | None = None, end: date | None = None
+) -> tuple[date, date, str]:
     """The days to backfill: [start, end] clamped to the latest closed day.
 
     Without `end`, the latest closed day; without `start`, `default_days` days ending at `end`.
@@ -93,8 +94,10 @@ def backfill_window(now: datetime, margin: timedelta, default_days: int,
     if end is None:
         end = latest
     elif end > latest:
-        note = (f"{end} is not closed yet (its 12:00 UTC + {margin.total_seconds():g} s is after "
-                f"{as_utc(now):%Y-%m-%d %H:%M:%S} UTC): stopping at {latest}")
+        note = (
+            f"{end} is not closed yet (its 12:00 UTC + {margin.total_seconds():g} s is after "
+            f"{as_utc(now):%Y-%m-%d %H:%M:%S} UTC): stopping at {latest}"
+        )
         end = latest
     if start is None:
         start = end - timedelta(days=default_days - 1)

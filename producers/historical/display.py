@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Protocol, TextIO
 
-log = logging.getLogger("producers.historical")
+log = logging.getLogger("coinstream.producers.historical")
 
 
 class Progress(Protocol):
@@ -29,8 +29,9 @@ class BarProgress:
     def __init__(self, total: int, done: int, description: str, stream: TextIO) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total, initial=done, desc=description, unit="close", file=stream,
-                         dynamic_ncols=True, smoothing=0.1)
+        self._bar = tqdm(
+            total=total, initial=done, desc=description, unit="close", file=stream, dynamic_ncols=True, smoothing=0.1
+        )
 
     def advance(self, note: str = "") -> None:
         if note:
@@ -44,8 +45,9 @@ class BarProgress:
 class LogProgress:
     """A log line every `every_s` seconds (and at the end): n/total, rate and ETA."""
 
-    def __init__(self, total: int, done: int, description: str, every_s: float = 30.0,
-                 monotonic=time.monotonic) -> None:
+    def __init__(
+        self, total: int, done: int, description: str, every_s: float = 30.0, monotonic=time.monotonic
+    ) -> None:
         self.total, self.done, self.description = total, done, description
         self._start_done = done
         self._every_s = every_s
@@ -70,12 +72,20 @@ class LogProgress:
         rate = new / elapsed if elapsed > 0 else 0.0
         left = self.total - self.done
         eta = f"{left / rate:.0f} s" if rate > 0 else "unknown"
-        log.info("%s: %d/%d closes settled (%.1f/s, ETA %s)%s", self.description, self.done,
-                 self.total, rate, eta, f"; last {self._note}" if self._note else "")
+        log.info(
+            "%s: %d/%d closes settled (%.1f/s, ETA %s)%s",
+            self.description,
+            self.done,
+            self.total,
+            rate,
+            eta,
+            f"; last {self._note}" if self._note else "",
+        )
 
 
-def make_progress(total: int, done: int, description: str, show_bar: bool | None = None,
-                  stream: TextIO | None = None) -> Progress:
+def make_progress(
+    total: int, done: int, description: str, show_bar: bool | None = None, stream: TextIO | None = None
+) -> Progress:
     """A bar when `show_bar` (None = when `stream`, default stderr, is a terminal), else log lines."""
     stream = stream or sys.stderr
     if show_bar is None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from producers.historical.days import close_ms, day_of_ms
+from coinstream.producers.historical.days import close_ms, day_of_ms
 
 POINT_FIELDS = ("rate", "volume", "cap", "liquidity")
 
@@ -56,8 +56,7 @@ class Gap:
 
 
 def _usable_rate(rate: Any) -> bool:
-    return (isinstance(rate, (int, float)) and not isinstance(rate, bool)
-            and math.isfinite(rate) and rate > 0)
+    return isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate) and rate > 0
 
 
 def _instant(point: dict[str, Any]) -> int | None:
@@ -73,12 +72,13 @@ def close_from_history(code: str, day: date, answer: dict[str, Any], fetched_at_
     if not isinstance(history, list) or not history:
         return Gap(code, day, "empty history: the API returned no point for 12:00 UTC")
     noon = close_ms(day)
-    on_day = [(abs(instant - noon), instant, point) for point in history
-              if isinstance(point, dict) and (instant := _instant(point)) is not None
-              and day_of_ms(instant) == day]
+    on_day = [
+        (abs(instant - noon), instant, point)
+        for point in history
+        if isinstance(point, dict) and (instant := _instant(point)) is not None and day_of_ms(instant) == day
+    ]
     if not on_day:
-        return Gap(code, day, f"no point on {day}: the API returned {len(history)} point(s), "
-                              "none on that UTC day")
+        return Gap(code, day, f"no point on {day}: the API returned {len(history)} point(s), none on that UTC day")
     _, instant, point = min(on_day, key=lambda item: item[:2])
     rate = point.get("rate")
     if not _usable_rate(rate):
@@ -87,7 +87,8 @@ def close_from_history(code: str, day: date, answer: dict[str, Any], fetched_at_
     value: dict[str, Any] = {"code": code, "date": day.isoformat(), "ts": instant}
     value.update({name: point.get(name) for name in POINT_FIELDS})
     # The coin's meta fields, as sent; they never override the close's own fields.
-    value.update({name: item for name, item in answer.items()
-                  if name not in value and name not in ("history", "fetched_at")})
+    value.update(
+        {name: item for name, item in answer.items() if name not in value and name not in ("history", "fetched_at")}
+    )
     value["fetched_at"] = fetched_at_ms
     return Close(code, day, value, fetched_at_ms)

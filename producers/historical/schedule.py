@@ -14,16 +14,17 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from producers.historical.backfill import BackfillReport
-from producers.historical.days import Clock, as_utc, next_close_run
+from coinstream.producers.historical.backfill import BackfillReport
+from coinstream.producers.historical.days import Clock, as_utc, next_close_run
 
-log = logging.getLogger("producers.historical")
+log = logging.getLogger("coinstream.producers.historical")
 
 ERROR_RETRY_S = 600.0
 
 
-def next_wakeup(report: BackfillReport, now: datetime, margin: timedelta,
-                error_retry_s: float = ERROR_RETRY_S) -> datetime | None:
+def next_wakeup(
+    report: BackfillReport, now: datetime, margin: timedelta, error_retry_s: float = ERROR_RETRY_S
+) -> datetime | None:
     """When the next pass should start after `report`; None = do not run again."""
     now = as_utc(now)
     next_close = next_close_run(now, margin)
@@ -36,10 +37,15 @@ def next_wakeup(report: BackfillReport, now: datetime, margin: timedelta,
     return next_close
 
 
-def run_scheduled(run_pass: Callable[[], BackfillReport], clock: Clock, margin: timedelta,
-                  wait: Callable[[float], bool], once: bool = False,
-                  on_report: Callable[[BackfillReport], None] = lambda report: None,
-                  error_retry_s: float = ERROR_RETRY_S) -> BackfillReport:
+def run_scheduled(
+    run_pass: Callable[[], BackfillReport],
+    clock: Clock,
+    margin: timedelta,
+    wait: Callable[[float], bool],
+    once: bool = False,
+    on_report: Callable[[BackfillReport], None] = lambda report: None,
+    error_retry_s: float = ERROR_RETRY_S,
+) -> BackfillReport:
     """Run passes until `once`, a pass that must not be repeated, or `wait` returning True (stop).
 
     `wait(seconds)` sleeps and returns True when a stop was requested (`threading.Event.wait`).
@@ -55,7 +61,6 @@ def run_scheduled(run_pass: Callable[[], BackfillReport], clock: Clock, margin: 
             return report
         seconds = max(0.0, (wake - as_utc(clock())).total_seconds())
         hours, rest = divmod(int(seconds), 3600)
-        log.info("next pass at %s UTC (in %d h %d min)", f"{wake:%Y-%m-%d %H:%M:%S}", hours,
-                 rest // 60)
+        log.info("next pass at %s UTC (in %d h %d min)", f"{wake:%Y-%m-%d %H:%M:%S}", hours, rest // 60)
         if wait(seconds):
             return report

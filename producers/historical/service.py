@@ -12,22 +12,23 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any, Sequence
+from typing import Any
 
 from confluent_kafka import Producer
 
-from common.kafka_config import producer_config
-from common.settings import Settings
-from producers.client import LiveCoinWatchClient
-from producers.current import interruptible_sleep, prepare_topic
-from producers.historical.backfill import TOPIC, Backfill, BackfillReport
-from producers.historical.budget import BackfillCredits
-from producers.historical.days import Clock, backfill_window, utc_now
-from producers.historical.store import ProgressStore
-from producers.metrics import ProducerMetrics
+from coinstream.common.kafka_config import producer_config
+from coinstream.common.settings import Settings
+from coinstream.producers.client import LiveCoinWatchClient
+from coinstream.producers.current import interruptible_sleep, prepare_topic
+from coinstream.producers.historical.backfill import TOPIC, Backfill, BackfillReport
+from coinstream.producers.historical.budget import BackfillCredits
+from coinstream.producers.historical.days import Clock, backfill_window, utc_now
+from coinstream.producers.historical.store import ProgressStore
+from coinstream.producers.metrics import ProducerMetrics
 
-log = logging.getLogger("producers.historical")
+log = logging.getLogger("coinstream.producers.historical")
 
 
 def connect_clickhouse(settings: Settings) -> Any:
@@ -39,7 +40,7 @@ def connect_clickhouse(settings: Settings) -> Any:
 
 def apply_schema(client: Any) -> None:
     """Apply clickhouse/schema (idempotent): the progress tables and views must exist."""
-    from clickhouse.migrations import migrate
+    from coinstream.clickhouse.migrations import migrate
 
     report = migrate(client)
     if report.applied:
@@ -49,10 +50,18 @@ def apply_schema(client: Any) -> None:
 class HistoricalService:
     """Everything one backfill process needs, built from the settings; use as a context manager."""
 
-    def __init__(self, settings: Settings, *, topic: str = TOPIC, clock: Clock = utc_now,
-                 stop: threading.Event | None = None, migrate: bool = True,
-                 show_progress: bool | None = None, clickhouse: Any = None,
-                 metrics: ProducerMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        topic: str = TOPIC,
+        clock: Clock = utc_now,
+        stop: threading.Event | None = None,
+        migrate: bool = True,
+        show_progress: bool | None = None,
+        clickhouse: Any = None,
+        metrics: ProducerMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.topic = topic
         self.clock = clock
@@ -68,19 +77,29 @@ class HistoricalService:
                 apply_schema(self.clickhouse)
             prepare_topic(settings, topic)
             self.store = ProgressStore(self.clickhouse, topic, self.run_id)
-            self.credits = BackfillCredits(settings.historical_daily_credits,
-                                           settings.daily_credit_budget, self.store, clock)
+            self.credits = BackfillCredits(
+                settings.historical_daily_credits, settings.daily_credit_budget, self.store, clock
+            )
             self.client = LiveCoinWatchClient.from_settings(
-                settings, credits=self.credits, metrics=self.metrics,
-                sleep=interruptible_sleep(self.stop))
+                settings, credits=self.credits, metrics=self.metrics, sleep=interruptible_sleep(self.stop)
+            )
             self.producer = Producer(producer_config(settings))
         except Exception:
             self._close_clickhouse()
             raise
         self.backfill = Backfill(
-            self.client, self.producer, self.store, self.credits, topic=topic,
-            currency=settings.currency, clock=clock, metrics=self.metrics, stop=self.stop,
-            cooldown_s=settings.lcw_retry_max_wait_s, show_progress=show_progress)
+            self.client,
+            self.producer,
+            self.store,
+            self.credits,
+            topic=topic,
+            currency=settings.currency,
+            clock=clock,
+            metrics=self.metrics,
+            stop=self.stop,
+            cooldown_s=settings.lcw_retry_max_wait_s,
+            show_progress=show_progress,
+        )
 
     @property
     def margin(self) -> timedelta:
@@ -88,18 +107,24 @@ class HistoricalService:
 
     def window(self, start: date | None = None, end: date | None = None) -> tuple[date, date, str]:
         """[start, end] of closed days (defaults: the latest HISTORICAL_BACKFILL_DAYS closed days)."""
-        return backfill_window(self.clock(), self.margin, self.settings.historical_backfill_days,
-                               start, end)
+        return backfill_window(self.clock(), self.margin, self.settings.historical_backfill_days, start, end)
 
-    def run(self, codes: Sequence[str] | None = None, start: date | None = None,
-            end: date | None = None, *, retry_gaps: bool = False,
-            reconcile: bool = False) -> BackfillReport:
+    def run(
+        self,
+        codes: Sequence[str] | None = None,
+        start: date | None = None,
+        end: date | None = None,
+        *,
+        retry_gaps: bool = False,
+        reconcile: bool = False,
+    ) -> BackfillReport:
         """One pass over the window (computed now, from the clock)."""
         first, last, note = self.window(start, end)
         if note:
             log.info("%s", note)
-        return self.backfill.run(list(codes or self.settings.coins), first, last,
-                                 retry_gaps=retry_gaps, reconcile=reconcile, note=note)
+        return self.backfill.run(
+            list(codes or self.settings.coins), first, last, retry_gaps=retry_gaps, reconcile=reconcile, note=note
+        )
 
     def close(self) -> int:
         """Give back unused credits, flush, close; return messages still unacknowledged.
@@ -127,7 +152,7 @@ class HistoricalService:
         if self._owns_clickhouse:
             self.clickhouse.close()
 
-    def __enter__(self) -> "HistoricalService":
+    def __enter__(self) -> HistoricalService:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -24,8 +24,17 @@ log = logging.getLogger(__name__)
 
 PROGRESS_TABLE = "hist_backfill_progress"
 CREDITS_TABLE = "hist_backfill_credits"
-PROGRESS_COLUMNS = ("topic", "code", "date", "outcome", "reason", "kafka_partition",
-                    "kafka_offset", "credits", "run_id")
+PROGRESS_COLUMNS = (
+    "topic",
+    "code",
+    "date",
+    "outcome",
+    "reason",
+    "kafka_partition",
+    "kafka_offset",
+    "credits",
+    "run_id",
+)
 DELIVERED, GAP = "delivered", "gap"
 
 
@@ -49,8 +58,15 @@ class Settled:
 class ProgressStore:
     """Reads and writes `hist_backfill_progress` and `hist_backfill_credits` for one topic and run."""
 
-    def __init__(self, client: Any, topic: str, run_id: str, attempts: int = 5,
-                 backoff_s: float = 0.2, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        client: Any,
+        topic: str,
+        run_id: str,
+        attempts: int = 5,
+        backoff_s: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.client = client
         self.topic = topic
         self.run_id = run_id
@@ -70,11 +86,13 @@ class ProgressStore:
             f"SELECT code, date, argMax(outcome, recorded_at) FROM {PROGRESS_TABLE} "
             "WHERE topic = %(topic)s AND code IN %(codes)s AND date BETWEEN %(start)s AND %(end)s "
             "GROUP BY code, date",
-            parameters={"topic": self.topic, "codes": list(codes), "start": start, "end": end})
+            parameters={"topic": self.topic, "codes": list(codes), "start": start, "end": end},
+        )
         return {(code, day): outcome for code, day, outcome in result.result_rows}
 
-    def unlanded(self, codes: Sequence[str], start: date, end: date,
-                 landing_table: str = "coins_historical") -> set[tuple[str, date]]:
+    def unlanded(
+        self, codes: Sequence[str], start: date, end: date, landing_table: str = "coins_historical"
+    ) -> set[tuple[str, date]]:
         """Pairs settled as delivered whose close is not in the landing table (from this topic).
 
         For `--reconcile`: after the local broker lost its topics before the loader read them, the
@@ -88,13 +106,26 @@ class ProgressStore:
             "GROUP BY code, date HAVING argMax(outcome, recorded_at) = 'delivered' "
             f"AND (code, date) NOT IN (SELECT code, date FROM {landing_table} "
             "WHERE _topic = %(topic)s AND code IN %(codes)s AND date BETWEEN %(start)s AND %(end)s)",
-            parameters={"topic": self.topic, "codes": list(codes), "start": start, "end": end})
+            parameters={"topic": self.topic, "codes": list(codes), "start": start, "end": end},
+        )
         return {(code, day) for code, day in result.result_rows}
 
     def record(self, rows: Iterable[Settled]) -> None:
         """Settle pairs; returns only when ClickHouse has them."""
-        data = [[self.topic, row.code, row.day, row.outcome, row.reason, row.partition, row.offset,
-                 row.credits, self.run_id] for row in rows]
+        data = [
+            [
+                self.topic,
+                row.code,
+                row.day,
+                row.outcome,
+                row.reason,
+                row.partition,
+                row.offset,
+                row.credits,
+                self.run_id,
+            ]
+            for row in rows
+        ]
         if data:
             self._insert(PROGRESS_TABLE, data, PROGRESS_COLUMNS)
 
@@ -103,7 +134,8 @@ class ProgressStore:
     def credits_spent(self, day: date) -> int:
         """Credits the backfill's share has used (reserved and not given back) on `day`."""
         result = self.client.query(
-            f"SELECT sum(credits) FROM {CREDITS_TABLE} WHERE day = %(day)s", parameters={"day": day})
+            f"SELECT sum(credits) FROM {CREDITS_TABLE} WHERE day = %(day)s", parameters={"day": day}
+        )
         return int(result.result_rows[0][0] or 0) if result.result_rows else 0
 
     def add_credits(self, day: date, credits: int) -> None:
@@ -129,8 +161,16 @@ class ProgressStore:
                 if attempt == self._attempts:
                     raise StoreUnavailable(
                         f"ClickHouse did not accept {len(rows)} row(s) into {table} after "
-                        f"{attempt} attempts ({type(error).__name__}: {first_line})") from None
-                log.warning("insert into %s failed (%s: %s); retry %d of %d in %.1f s", table,
-                            type(error).__name__, first_line, attempt, self._attempts - 1, delay)
+                        f"{attempt} attempts ({type(error).__name__}: {first_line})"
+                    ) from None
+                log.warning(
+                    "insert into %s failed (%s: %s); retry %d of %d in %.1f s",
+                    table,
+                    type(error).__name__,
+                    first_line,
+                    attempt,
+                    self._attempts - 1,
+                    delay,
+                )
                 self._sleep(delay)
                 delay *= 2

@@ -5,9 +5,8 @@ Public pieces: `SimConfig` and `SimulatedApi` (server), `SimApiServer` / `SimApi
 `catalog.COINS` (the coins).
 """
 
-from producers.sim.admin import SimAdmin
-from producers.sim.launcher import SimApiError, SimApiProcess, SimApiServer, wait_ready
-from producers.sim.server import SimConfig, SimulatedApi
+from coinstream.producers.sim.admin import SimAdmin
+from coinstream.producers.sim.launcher import SimApiError, SimApiProcess, SimApiServer, wait_ready
+from coinstream.producers.sim.server import SimConfig, SimulatedApi
 
-__all__ = ["SimAdmin", "SimApiError", "SimApiProcess", "SimApiServer", "SimConfig", "SimulatedApi",
-           "wait_ready"]
+__all__ = ["SimAdmin", "SimApiError", "SimApiProcess", "SimApiServer", "SimConfig", "SimulatedApi", "wait_ready"]

@@ -1,4 +1,4 @@
-"""`python -m producers.sim`: the simulated API as a process, for launchers that must not import the CLI.
+"""`python -m coinstream.producers.sim`: the simulated API as a process, for launchers that must not import the CLI.
 
 The user-facing command is `coinstream sim-api` (same options); this entry point exists because
 `producers/` may not import `coinstream/` (CONTRIBUTING, layout).
@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from producers.sim.server import SimConfig, serve_forever
-from producers.sim.state import parse_fault_spec
+from coinstream.producers.sim.server import SimConfig, serve_forever
+from coinstream.producers.sim.state import parse_fault_spec
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m producers.sim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m coinstream.producers.sim", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8788)
     parser.add_argument("--seed", type=int, default=1)
@@ -28,12 +28,17 @@ def main(argv: list[str] | None = None) -> None:
         faults = [parse_fault_spec(spec) for spec in args.fault]
     except ValueError as error:
         parser.error(str(error))
-    config = SimConfig(seed=args.seed, host=args.host, port=args.port,
-                       daily_credits=args.daily_credits, accepted_keys=frozenset(args.api_key),
-                       rejected_keys=frozenset(args.reject_key), guard_ms=args.guard_ms,
-                       faults=faults)
-    serve_forever(config, ready=lambda url: print(f"simulated LiveCoinWatch API ready at {url}",
-                                                  flush=True))
+    config = SimConfig(
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        daily_credits=args.daily_credits,
+        accepted_keys=frozenset(args.api_key),
+        rejected_keys=frozenset(args.reject_key),
+        guard_ms=args.guard_ms,
+        faults=faults,
+    )
+    serve_forever(config, ready=lambda url: print(f"simulated LiveCoinWatch API ready at {url}", flush=True))
     sys.exit(0)
 
 

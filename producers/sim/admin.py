@@ -24,14 +24,15 @@ class SimAdmin:
         response.raise_for_status()
         return response.json()
 
-    def inject(self, *faults: dict[str, Any], null_rate: Iterable[str] = (),
-               omit: Iterable[str] = ()) -> dict[str, Any]:
+    def inject(
+        self, *faults: dict[str, Any], null_rate: Iterable[str] = (), omit: Iterable[str] = ()
+    ) -> dict[str, Any]:
         """Queue faults (dicts as in `Fault.from_json`) and coin overrides."""
-        return self._post("/_sim/faults", {"faults": list(faults), "null_rate": list(null_rate),
-                                           "omit": list(omit)})
+        return self._post("/_sim/faults", {"faults": list(faults), "null_rate": list(null_rate), "omit": list(omit)})
 
-    def fail(self, status: int, count: int = 1, retry_after: str | int | None = None,
-             paths: Iterable[str] | None = None) -> dict[str, Any]:
+    def fail(
+        self, status: int, count: int = 1, retry_after: str | int | None = None, paths: Iterable[str] | None = None
+    ) -> dict[str, Any]:
         """The next `count` keyed requests (to `paths`) are answered `status`."""
         fault: dict[str, Any] = {"kind": "status", "status": status, "count": count}
         if retry_after is not None:

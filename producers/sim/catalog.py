@@ -36,8 +36,9 @@ class CoinSpec:
     @property
     def listed_ms(self) -> int:
         """Listing date at 00:00 UTC in epoch ms (the origin of `age`)."""
-        return int(datetime(self.listed.year, self.listed.month, self.listed.day,
-                            tzinfo=timezone.utc).timestamp() * 1000)
+        return int(
+            datetime(self.listed.year, self.listed.month, self.listed.day, tzinfo=timezone.utc).timestamp() * 1000
+        )
 
     @property
     def color(self) -> str:
@@ -163,8 +164,7 @@ _TABLE: tuple[tuple, ...] = (
 def _build() -> dict[str, CoinSpec]:
     coins: dict[str, CoinSpec] = {}
     for rank, (code, name, price, circ, total, max_supply, vol, cats, listed) in enumerate(_TABLE, 1):
-        coins[code] = CoinSpec(code, name, price, circ, total, max_supply, vol, cats,
-                               date.fromisoformat(listed), rank)
+        coins[code] = CoinSpec(code, name, price, circ, total, max_supply, vol, cats, date.fromisoformat(listed), rank)
     return coins
 
 

@@ -1,7 +1,7 @@
 """Start and stop the simulated API: on a background thread, or as its own process.
 
 Why both: tests want an in-process server (starts in milliseconds, state reachable directly); a
-benchmark or a CLI test wants a separate process (`python -m producers.sim`) that does not share
+benchmark or a CLI test wants a separate process (`python -m coinstream.producers.sim`) that does not share
 the test's GIL. Both bind a free loopback port unless told otherwise, wait until `/status` answers,
 and stop cleanly.
 """
@@ -9,6 +9,7 @@ and stop cleanly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import threading
@@ -19,25 +20,25 @@ from typing import Any
 
 import requests
 
-from common.processes import terminate
-from producers.sim.admin import SimAdmin
-from producers.sim.server import SimConfig, SimulatedApi, bind_socket, start_site
-from producers.sim.state import SimState
+from coinstream.common.processes import terminate
+from coinstream.producers.sim.admin import SimAdmin
+from coinstream.producers.sim.server import SimConfig, SimulatedApi, bind_socket, start_site
+from coinstream.producers.sim.state import SimState
 
 
 class SimApiError(RuntimeError):
     """The simulated API could not be started or did not become ready."""
 
 
-def wait_ready(base_url: str, timeout_s: float = 15.0,
-               process: subprocess.Popen | None = None) -> None:
+def wait_ready(base_url: str, timeout_s: float = 15.0, process: subprocess.Popen | None = None) -> None:
     """Block until POST `/status` answers 200 at base_url, or raise `SimApiError`."""
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise SimApiError(f"the simulated API exited with code {process.returncode} "
-                              "before it was ready (is the port in use?)")
+            raise SimApiError(
+                f"the simulated API exited with code {process.returncode} before it was ready (is the port in use?)"
+            )
         try:
             if requests.post(f"{base_url}/status", json={}, timeout=1.0).status_code == 200:
                 return
@@ -72,7 +73,7 @@ class SimApiServer:
     def admin(self) -> SimAdmin:
         return SimAdmin(self.base_url)
 
-    def start(self, timeout_s: float = 10.0) -> "SimApiServer":
+    def start(self, timeout_s: float = 10.0) -> SimApiServer:
         sock = bind_socket(self.config.host, self.config.port)
         host, port = sock.getsockname()[:2]
         self.base_url = f"http://{host}:{port}"
@@ -102,31 +103,44 @@ class SimApiServer:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
                 self._loop.call_soon_threadsafe(self._stop.set)
-            except RuntimeError:
-                pass  # the loop already ended
         if self._thread is not None:
             self._thread.join(timeout_s)
         self._thread = None
 
-    def __enter__(self) -> "SimApiServer":
+    def __enter__(self) -> SimApiServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
 class SimApiProcess:
-    """The simulated API as a child process (`python -m producers.sim`), on a free or given port."""
+    """The simulated API as a child process (`python -m coinstream.producers.sim`), on a free or given port."""
 
-    def __init__(self, port: int | None = None, seed: int = 1, daily_credits: int = 10_000,
-                 accepted_keys: tuple[str, ...] = (), rejected_keys: tuple[str, ...] = (),
-                 guard_ms: int = 100, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        seed: int = 1,
+        daily_credits: int = 10_000,
+        accepted_keys: tuple[str, ...] = (),
+        rejected_keys: tuple[str, ...] = (),
+        guard_ms: int = 100,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.port = port
-        self.args = ["--seed", str(seed), "--daily-credits", str(daily_credits),
-                     "--guard-ms", str(guard_ms), *extra_args]
+        self.args = [
+            "--seed",
+            str(seed),
+            "--daily-credits",
+            str(daily_credits),
+            "--guard-ms",
+            str(guard_ms),
+            *extra_args,
+        ]
         for key in accepted_keys:
             self.args += ["--api-key", key]
         for key in rejected_keys:
@@ -138,14 +152,16 @@ class SimApiProcess:
     def admin(self) -> SimAdmin:
         return SimAdmin(self.base_url)
 
-    def start(self, timeout_s: float = 15.0) -> "SimApiProcess":
+    def start(self, timeout_s: float = 15.0) -> SimApiProcess:
         if self.port is None:
             with bind_socket("127.0.0.1", 0) as probe:
                 self.port = probe.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "producers.sim", "--port", str(self.port), *self.args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "coinstream.producers.sim", "--port", str(self.port), *self.args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             wait_ready(self.base_url, timeout_s, self._process)
@@ -158,9 +174,10 @@ class SimApiProcess:
         terminate(self._process, timeout_s)
         self._process = None
 
-    def __enter__(self) -> "SimApiProcess":
+    def __enter__(self) -> SimApiProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from producers.sim import walk
-from producers.sim.catalog import CoinSpec
+from coinstream.producers.sim import walk
+from coinstream.producers.sim.catalog import CoinSpec
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -58,20 +58,19 @@ class Market:
         fx = walk.CURRENCY_FACTORS[currency]
         wobble = 1 + 0.25 * walk.value_noise(self.seed, spec.code + "#volume", 16, n)
         volume = round(usd * spec.circulating * TURNOVER[spec.volatility] * wobble * fx)
-        liquidity = round(volume * 0.02 * (1 + 0.1 * walk.value_noise(
-            self.seed, spec.code + "#liquidity", 14, n)))
-        return {"rate": rate, "volume": volume, "cap": round(rate * spec.circulating),
-                "liquidity": liquidity}
+        liquidity = round(volume * 0.02 * (1 + 0.1 * walk.value_noise(self.seed, spec.code + "#liquidity", 14, n)))
+        return {"rate": rate, "volume": volume, "cap": round(rate * spec.circulating), "liquidity": liquidity}
 
     def deltas(self, spec: CoinSpec, t_ms: int, currency: str = "USD") -> dict[str, float]:
         now = self.rate(spec, t_ms, currency)
-        return {name: round(now / self.rate(spec, t_ms - period, currency), 4)
-                for name, period in DELTA_PERIODS_MS.items()}
+        return {
+            name: round(now / self.rate(spec, t_ms - period, currency), 4) for name, period in DELTA_PERIODS_MS.items()
+        }
 
     def meta(self, spec: CoinSpec, t_ms: int) -> dict[str, Any]:
         """The fields `meta: true` adds."""
         lower = spec.code.lower()
-        exchanges = max(3, round(350 / spec.rank ** 0.5))
+        exchanges = max(3, round(350 / spec.rank**0.5))
         return {
             "name": spec.name,
             "symbol": SYMBOLS.get(spec.code),
@@ -85,16 +84,18 @@ class Market:
             "exchanges": exchanges,
             "markets": exchanges * 7,
             "pairs": exchanges * 3,
-            "allTimeHighUSD": max(float(format(spec.price * ATH_FACTOR[spec.volatility], ".10g")),
-                                  self.rate(spec, t_ms, "USD")),
+            "allTimeHighUSD": max(
+                float(format(spec.price * ATH_FACTOR[spec.volatility], ".10g")), self.rate(spec, t_ms, "USD")
+            ),
             "circulatingSupply": spec.circulating,
             "totalSupply": spec.total,
             "maxSupply": spec.max_supply,
             "categories": list(spec.categories),
         }
 
-    def coin(self, spec: CoinSpec, t_ms: int, currency: str = "USD", meta: bool = False,
-             with_code: bool = True) -> dict[str, Any]:
+    def coin(
+        self, spec: CoinSpec, t_ms: int, currency: str = "USD", meta: bool = False, with_code: bool = True
+    ) -> dict[str, Any]:
         """A coin as `/coins/map` (with code) or `/coins/single` (without) returns it."""
         record: dict[str, Any] = {"code": spec.code} if with_code else {}
         if meta:

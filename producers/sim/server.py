@@ -48,29 +48,45 @@ from typing import Any
 
 from aiohttp import web
 
-from common.http_guard import browser_guard_middleware
-from producers.sim import walk
-from producers.sim.catalog import COINS, CoinSpec
-from producers.sim.market import DAY_MS, HOUR_MS, Market
-from producers.sim.state import Fault, KeyPolicy, SimState
+from coinstream.common.http_guard import browser_guard_middleware
+from coinstream.producers.sim import walk
+from coinstream.producers.sim.catalog import COINS, CoinSpec
+from coinstream.producers.sim.market import DAY_MS, HOUR_MS, Market
+from coinstream.producers.sim.state import Fault, KeyPolicy, SimState
 
 log = logging.getLogger(__name__)
 
-API_PATHS = frozenset({
-    "/status", "/credits", "/coins/single", "/coins/map", "/coins/list", "/coins/single/history",
-})
+API_PATHS = frozenset(
+    {
+        "/status",
+        "/credits",
+        "/coins/single",
+        "/coins/map",
+        "/coins/list",
+        "/coins/single/history",
+    }
+)
 STATUS_TEXT = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 406: "Not Acceptable", 410: "Gone", 418: "I'm a teapot",
-    429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-    503: "Service Unavailable", 504: "Gateway Timeout",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    410: "Gone",
+    418: "I'm a teapot",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 SORT_FIELDS = ("rank", "price", "volume", "code", "name", "age")
 ORDERS = ("ascending", "descending")
 MAX_LIMIT = 100
 HISTORY_GRANULARITY: tuple[tuple[int, int], ...] = (
-    (2 * DAY_MS, 5 * 60_000),     # span <= 2 days: 5-minute points
-    (90 * DAY_MS, HOUR_MS),       # span <= 90 days: hourly points
+    (2 * DAY_MS, 5 * 60_000),  # span <= 2 days: 5-minute points
+    (90 * DAY_MS, HOUR_MS),  # span <= 90 days: hourly points
 )
 
 
@@ -107,8 +123,7 @@ def now_ms() -> int:
 
 
 def error_response(status: int, description: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"code": status, "status": STATUS_TEXT.get(status, "Error"),
-                      "description": description}}
+    body = {"error": {"code": status, "status": STATUS_TEXT.get(status, "Error"), "description": description}}
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -125,13 +140,13 @@ class SimulatedApi:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.market = Market(config.seed)
-        self.state = SimState(daily_credits=config.daily_credits,
-                              keys=KeyPolicy(config.accepted_keys, config.rejected_keys))
+        self.state = SimState(
+            daily_credits=config.daily_credits, keys=KeyPolicy(config.accepted_keys, config.rejected_keys)
+        )
         self.state.add_faults(list(config.faults))
 
     def app(self) -> web.Application:
-        guard = browser_guard_middleware((self.config.host, *self.config.hosts),
-                                         self.config.allowed_origins)
+        guard = browser_guard_middleware((self.config.host, *self.config.hosts), self.config.allowed_origins)
         app = web.Application(middlewares=[guard])
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
@@ -165,8 +180,7 @@ class SimulatedApi:
         if fault is not None:
             if fault.kind == "status":
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
-                raise ApiError(fault.status, f"Injected fault: {STATUS_TEXT.get(fault.status, 'error')}",
-                               headers)
+                raise ApiError(fault.status, f"Injected fault: {STATUS_TEXT.get(fault.status, 'error')}", headers)
             if fault.kind == "slow":
                 await asyncio.sleep(fault.delay_s)
             malformed = fault.kind == "malformed"
@@ -298,7 +312,7 @@ class SimulatedApi:
             "age": lambda s: -s.listed_ms,
         }
         ordered = sorted(specs, key=keys[sort], reverse=order == "descending")
-        return [self._coin(spec, t, currency, meta) for spec in ordered[offset:offset + limit]]
+        return [self._coin(spec, t, currency, meta) for spec in ordered[offset : offset + limit]]
 
     # ---- admin (test switches) -----------------------------------------------------------------
 
@@ -344,8 +358,7 @@ def _int(body: dict[str, Any], name: str, default: int | None, low: int, high: i
     value = body.get(name, default)
     if value is None:
         raise ApiError(400, f"{name} is required")
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
-            high is not None and value > high):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         bound = f"{low}..{high}" if high is not None else f">= {low}"
         raise ApiError(400, f"{name} must be an integer {bound}")
     return value

@@ -38,7 +38,7 @@ class Fault:
     paths: frozenset[str] | None = None
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Fault":
+    def from_json(cls, data: dict[str, Any]) -> Fault:
         kind = data.get("kind", "status")
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r} (expected one of {', '.join(FAULT_KINDS)})")
@@ -47,10 +47,14 @@ class Fault:
             raise ValueError("count must be >= 1")
         retry_after = data.get("retry_after")
         paths = data.get("paths")
-        return cls(kind=kind, count=count, status=int(data.get("status", 500)),
-                   retry_after=None if retry_after is None else str(retry_after),
-                   delay_s=float(data.get("delay_s", 0.0)),
-                   paths=frozenset(paths) if paths else None)
+        return cls(
+            kind=kind,
+            count=count,
+            status=int(data.get("status", 500)),
+            retry_after=None if retry_after is None else str(retry_after),
+            delay_s=float(data.get("delay_s", 0.0)),
+            paths=frozenset(paths) if paths else None,
+        )
 
     def matches(self, path: str) -> bool:
         return self.paths is None or path in self.paths
@@ -193,9 +197,10 @@ def parse_fault_spec(spec: str) -> Fault:
         return Fault("malformed", count=count, paths=paths)
     if text.startswith("slow:"):
         try:
-            delay = float(text[len("slow:"):])
+            delay = float(text[len("slow:") :])
         except ValueError:
             raise ValueError(f"fault {spec!r}: slow needs seconds, e.g. slow:2.5") from None
         return Fault("slow", count=count, delay_s=delay, paths=paths)
-    raise ValueError(f"fault {spec!r}: expected STATUS, malformed or slow:SECONDS, "
-                     "optionally followed by xCOUNT and @PATH")
+    raise ValueError(
+        f"fault {spec!r}: expected STATUS, malformed or slow:SECONDS, optionally followed by xCOUNT and @PATH"
+    )

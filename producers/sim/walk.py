@@ -82,8 +82,8 @@ DAILY_VOLATILITY: dict[str, float] = {
     "meme": 0.09,
 }
 LEVELS: dict[str, int] = {
-    "stable": 12,   # knots up to ~34 min apart: fast mean reversion around 1
-    "major": 24,    # up to ~97 days
+    "stable": 12,  # knots up to ~34 min apart: fast mean reversion around 1
+    "major": 24,  # up to ~97 days
     "large": 24,
     "mid": 24,
     "meme": 24,
@@ -110,7 +110,7 @@ def step_index(t_ms: int) -> int:
 @lru_cache(maxsize=1 << 17)
 def uniform(seed: int, name: str, level: int, k: int) -> float:
     """Step 2: a hash-derived uniform number in [-1, 1). Cached: neighbouring steps share knots."""
-    digest = blake2b(f"{seed}|{name}|{level}|{k}".encode("utf-8"), digest_size=8).digest()
+    digest = blake2b(f"{seed}|{name}|{level}|{k}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 * 2 - 1
 
 
@@ -137,8 +137,9 @@ def sigma_for(volatility_class: str) -> float:
     return DAILY_VOLATILITY[volatility_class] / SIGMA_CALIBRATION
 
 
-def rate_at(seed: int, code: str, reference_price: float, volatility_class: str, t_ms: int,
-            currency: str = "USD") -> float:
+def rate_at(
+    seed: int, code: str, reference_price: float, volatility_class: str, t_ms: int, currency: str = "USD"
+) -> float:
     """Step 5: the coin's rate at instant t_ms, in `currency`, rounded to 10 significant digits."""
     n = step_index(t_ms)
     x = log_price(seed, code, n, sigma_for(volatility_class), LEVELS[volatility_class])

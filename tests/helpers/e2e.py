@@ -5,6 +5,7 @@ topics back from Kafka, and the views from ClickHouse (tests/test_e2e.py, benchm
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,43 +21,59 @@ import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from common.kafka_topics import topic_ids
-from common.settings import DEFAULT_COINS, EXPECTED_FORMS
-from producers.sim.admin import SimAdmin
-
+from coinstream.common.kafka_topics import topic_ids
+from coinstream.common.settings import DEFAULT_COINS, EXPECTED_FORMS
 from coinstream.local_broker import free_port
+from coinstream.producers.sim.admin import SimAdmin
 
 # How each service of `up` shows in its child's command line (after `python -m coinstream`).
 SERVICE_ARGV = {
-    "broker": ("broker",), "clickhouse": ("clickhouse", "serve"), "sim-api": ("sim-api",),
-    "ksql": ("ksql", "run"), "loader": ("load",), "producer": ("produce", "current"),
-    "historical": ("produce", "historical"), "dashboard": ("dashboard",),
+    "broker": ("broker",),
+    "clickhouse": ("clickhouse", "serve"),
+    "sim-api": ("sim-api",),
+    "ksql": ("ksql", "run"),
+    "loader": ("load",),
+    "producer": ("produce", "current"),
+    "historical": ("produce", "historical"),
+    "dashboard": ("dashboard",),
 }
 
 
 class UpProcess:
     """One `coinstream up`. Output is drained by a thread into `lines` (so no pipe ever fills)."""
 
-    def __init__(self, workdir: Path, settings: dict[str, str] | None = None,
-                 args: Iterable[str] = ()) -> None:
+    def __init__(self, workdir: Path, settings: dict[str, str] | None = None, args: Iterable[str] = ()) -> None:
         self.workdir = workdir
-        self.ports = {name: free_port() for name in
-                      ("kafka", "clickhouse", "sim", "dashboard", "loader_metrics", "producer_metrics",
-                       "engine_metrics", "historical_metrics")}
+        self.ports = {
+            name: free_port()
+            for name in (
+                "kafka",
+                "clickhouse",
+                "sim",
+                "dashboard",
+                "loader_metrics",
+                "producer_metrics",
+                "engine_metrics",
+                "historical_metrics",
+            )
+        }
         # Nothing from the caller's environment that is a coinstream setting, and no .env (cwd).
         env = {key: value for key, value in os.environ.items() if key not in EXPECTED_FORMS}
-        env.update({
-            "KAFKA_LOCAL_PORT": str(self.ports["kafka"]),
-            "CLICKHOUSE_PORT": str(self.ports["clickhouse"]),
-            "SIM_API_PORT": str(self.ports["sim"]),
-            "DASHBOARD_PORT": str(self.ports["dashboard"]),
-            "LOADER_METRICS_PORT": str(self.ports["loader_metrics"]),
-            "PRODUCER_METRICS_PORT": str(self.ports["producer_metrics"]),
-            "KSQL_METRICS_PORT": str(self.ports["engine_metrics"]),
-            "HISTORICAL_METRICS_PORT": str(self.ports["historical_metrics"]),
-            "COINSTREAM_DATA_DIR": str(workdir / "data"),
-            "TZ": "UTC", "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "KAFKA_LOCAL_PORT": str(self.ports["kafka"]),
+                "CLICKHOUSE_PORT": str(self.ports["clickhouse"]),
+                "SIM_API_PORT": str(self.ports["sim"]),
+                "DASHBOARD_PORT": str(self.ports["dashboard"]),
+                "LOADER_METRICS_PORT": str(self.ports["loader_metrics"]),
+                "PRODUCER_METRICS_PORT": str(self.ports["producer_metrics"]),
+                "KSQL_METRICS_PORT": str(self.ports["engine_metrics"]),
+                "HISTORICAL_METRICS_PORT": str(self.ports["historical_metrics"]),
+                "COINSTREAM_DATA_DIR": str(workdir / "data"),
+                "TZ": "UTC",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(settings or {})
         self.env = env
         self.args = list(args)
@@ -67,17 +84,23 @@ class UpProcess:
 
     # ---- life cycle ---------------------------------------------------------------------------
 
-    def start(self, timeout_s: float = 120.0) -> "UpProcess":
+    def start(self, timeout_s: float = 120.0) -> UpProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "coinstream", "up", *self.args], cwd=self.workdir, env=self.env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            errors="replace")
+            [sys.executable, "-m", "coinstream", "up", *self.args],
+            cwd=self.workdir,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
         threading.Thread(target=self._drain, daemon=True).start()
         self.wait_for_line(lambda line: line.endswith("Ctrl+C stops everything"), timeout_s)
         return self
 
-    def again(self, args: Iterable[str] = (), **settings: str) -> "UpProcess":
+    def again(self, args: Iterable[str] = (), **settings: str) -> UpProcess:
         """Another `up` (not started) on the same data directory, ports and settings, plus
         `settings`: a restart as a user with a pinned `.env` does it."""
         other = UpProcess(self.workdir, args=args)
@@ -124,15 +147,18 @@ class UpProcess:
             for child in psutil.Process(self.process.pid).children():
                 try:
                     argv = child.cmdline()
-                    if argv[1:3] == ["-m", "coinstream"] and argv[3:3 + len(wanted)] == wanted \
-                            and child.pid != not_pid and child.status() != psutil.STATUS_ZOMBIE:
+                    if (
+                        argv[1:3] == ["-m", "coinstream"]
+                        and argv[3 : 3 + len(wanted)] == wanted
+                        and child.pid != not_pid
+                        and child.status() != psutil.STATUS_ZOMBIE
+                    ):
                         self.children()
                         return child
                 except psutil.NoSuchProcess:
                     continue
             if time.monotonic() > deadline:
-                raise AssertionError(f"no running {name} process; output:\n"
-                                     + "\n".join(self.output()[-40:]))
+                raise AssertionError(f"no running {name} process; output:\n" + "\n".join(self.output()[-40:]))
             time.sleep(0.1)
 
     def stop(self, timeout_s: float = 60.0) -> tuple[int | None, list[int]]:
@@ -163,10 +189,8 @@ class UpProcess:
             self.process.kill()
             self.process.wait()
         for process in self._seen:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
-            except psutil.NoSuchProcess:
-                pass
 
     # ---- addresses ----------------------------------------------------------------------------
 
@@ -184,13 +208,16 @@ class UpProcess:
     def clickhouse(self):
         import clickhouse_connect
 
-        from common.local_credentials import read_credentials
+        from coinstream.common.local_credentials import read_credentials
 
         # The passwords the stack's server generated on its first start, as any command finds them.
         stored = read_credentials(Path(self.env["COINSTREAM_DATA_DIR"]) / "clickhouse")
         assert stored is not None, "the ClickHouse server has not generated its passwords"
         return clickhouse_connect.get_client(
-            host="127.0.0.1", port=self.ports["clickhouse"], username="default", password=stored.password,
+            host="127.0.0.1",
+            port=self.ports["clickhouse"],
+            username="default",
+            password=stored.password,
         )
 
 
@@ -202,6 +229,7 @@ def part_name(argv: list[str]) -> str:
 
 # ---- the live flow, switched at the simulated API ---------------------------------------------------
 
+
 def pause_flow(stack: UpProcess, codes: Iterable[str] = DEFAULT_COINS, timeout_s: float = 60.0) -> None:
     """Make the simulated API leave every coin out of its answers, and return once the producer
     has received two answers after that: whatever an earlier answer carried has then been handed
@@ -212,8 +240,9 @@ def pause_flow(stack: UpProcess, codes: Iterable[str] = DEFAULT_COINS, timeout_s
     deadline = time.monotonic() + timeout_s
     while sim.stats()["requests"].get("/coins/map", 0) < before + 2:
         if time.monotonic() > deadline:
-            raise AssertionError("the producer did not poll after the pause; output:\n"
-                                 + "\n".join(stack.output()[-40:]))
+            raise AssertionError(
+                "the producer did not poll after the pause; output:\n" + "\n".join(stack.output()[-40:])
+            )
         time.sleep(0.1)
     time.sleep(0.5)  # delivery of the last records (milliseconds on loopback)
 
@@ -238,7 +267,7 @@ class PublishedRates:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "PublishedRates":
+    def start(self) -> PublishedRates:
         self._thread.start()
         return self
 
@@ -252,8 +281,15 @@ class PublishedRates:
 
     def _run(self) -> None:
         config = {"bootstrap.servers": self.bootstrap, "broker.address.family": "v4", "log_level": 0}
-        consumer = Consumer({**config, "group.id": f"published-{time.time_ns()}", "enable.auto.commit": False,
-                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 20})
+        consumer = Consumer(
+            {
+                **config,
+                "group.id": f"published-{time.time_ns()}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 20,
+            }
+        )
         admin = AdminClient(config)
         incarnation = None
         last_check = 0.0
@@ -263,7 +299,7 @@ class PublishedRates:
                     last_check = time.monotonic()
                     try:
                         current = topic_ids(admin, [LIVE_TOPIC], timeout_s=1).get(LIVE_TOPIC)
-                    except Exception:  # noqa: BLE001 - the broker is restarting
+                    except Exception:
                         current = None
                     if current is not None and current != incarnation:
                         incarnation = current  # a new incarnation: read it from its start
@@ -286,24 +322,34 @@ def broker_pid(up: UpProcess) -> int:
     raise AssertionError("no Tansu process under the broker service")
 
 
-
-
 Message = tuple[int, bytes | None, bytes | None, int]  # offset, key, value, timestamp
 
 
-def read_topics(bootstrap: str, topics: Iterable[str], idle_s: float = 2.0,
-                timeout_s: float = 120.0) -> dict[str, list[Message]]:
+def read_topics(
+    bootstrap: str, topics: Iterable[str], idle_s: float = 2.0, timeout_s: float = 120.0
+) -> dict[str, list[Message]]:
     """Every message of every partition of `topics` from the beginning (partition 0 only is used by
     the local stack), read until nothing has arrived for `idle_s`."""
     topics = list(topics)
     metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"e2e-reader-{time.time_ns()}",
-                         "enable.auto.commit": False, "broker.address.family": "v4",
-                         "fetch.wait.max.ms": 50, "log_level": 3})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"e2e-reader-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "broker.address.family": "v4",
+            "fetch.wait.max.ms": 50,
+            "log_level": 3,
+        }
+    )
     result: dict[str, list[Message]] = {topic: [] for topic in topics}
     try:
-        assignment = [TopicPartition(topic, partition, OFFSET_BEGINNING) for topic in topics
-                      if topic in metadata.topics for partition in metadata.topics[topic].partitions]
+        assignment = [
+            TopicPartition(topic, partition, OFFSET_BEGINNING)
+            for topic in topics
+            if topic in metadata.topics
+            for partition in metadata.topics[topic].partitions
+        ]
         for topic in topics:
             if topic in metadata.topics:
                 assert list(metadata.topics[topic].partitions) == [0], f"{topic}: one partition expected"
@@ -317,7 +363,8 @@ def read_topics(bootstrap: str, topics: Iterable[str], idle_s: float = 2.0,
                 if message.error():
                     continue
                 result[message.topic()].append(
-                    (message.offset(), message.key(), message.value(), message.timestamp()[1]))
+                    (message.offset(), message.key(), message.value(), message.timestamp()[1])
+                )
                 last = time.monotonic()
     finally:
         consumer.close()
@@ -330,16 +377,14 @@ def read_topics(bootstrap: str, topics: Iterable[str], idle_s: float = 2.0,
 # ---- ClickHouse -------------------------------------------------------------------------------------
 
 VIEW_QUERIES = {
-    "v_ohlc_by_minute": "SELECT code, toUnixTimestamp(window_start), open, high, low, close "
-                        "FROM v_ohlc_by_minute",
+    "v_ohlc_by_minute": "SELECT code, toUnixTimestamp(window_start), open, high, low, close FROM v_ohlc_by_minute",
     "v_60_sec_mov_avg": "SELECT code, toUnixTimestamp(window_start), mov_avg FROM v_60_sec_mov_avg",
     "overview_for_dashboard": "SELECT code, name, rate, change_24h_pct, change_7d_pct, volume_24h, cap, "
-                              "toUnixTimestamp64Milli(updated_at), source FROM overview_for_dashboard",
-    "v_candles_5m": "SELECT code, toUnixTimestamp(bucket_start), open, high, low, close, samples "
-                    "FROM v_candles_5m",
+    "toUnixTimestamp64Milli(updated_at), source FROM overview_for_dashboard",
+    "v_candles_5m": "SELECT code, toUnixTimestamp(bucket_start), open, high, low, close, samples FROM v_candles_5m",
     "v_ohlc_by_day": "SELECT code, toString(date), name, open, high, low, close, samples FROM v_ohlc_by_day",
     "v_hist_daily": "SELECT code, toString(date), rate, volume, cap, liquidity, name, "
-                    "toUnixTimestamp64Milli(ts) FROM v_hist_daily",
+    "toUnixTimestamp64Milli(ts) FROM v_hist_daily",
 }
 
 
@@ -369,8 +414,9 @@ def diff(name: str, actual: dict, expected: dict, limit: int = 8) -> str:
     missing = sorted(set(expected) - set(actual))
     extra = sorted(set(actual) - set(expected))
     wrong = sorted(key for key in set(actual) & set(expected) if actual[key] != expected[key])
-    lines = [f"{name}: {len(missing)} missing, {len(extra)} unexpected, {len(wrong)} different "
-             f"(of {len(expected)} expected)"]
+    lines = [
+        f"{name}: {len(missing)} missing, {len(extra)} unexpected, {len(wrong)} different (of {len(expected)} expected)"
+    ]
     lines += [f"  missing {key}: expected {expected[key]}" for key in missing[:limit]]
     lines += [f"  unexpected {key}: {actual[key]}" for key in extra[:limit]]
     lines += [f"  {key}: got {actual[key]}, expected {expected[key]}" for key in wrong[:limit]]

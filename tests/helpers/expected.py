@@ -46,7 +46,7 @@ class Event:
     value: dict[str, Any]
 
     @classmethod
-    def from_message(cls, offset: int, value: bytes) -> "Event":
+    def from_message(cls, offset: int, value: bytes) -> Event:
         decoded = json.loads(value)
         return cls(offset, decoded["code"], int(decoded["fetched_at"]), float(decoded["rate"]), decoded)
 
@@ -73,8 +73,7 @@ def _candles(events: Iterable[Event], bucket_ms: int) -> dict[tuple[str, int], t
 
 def ohlc_by_minute(events: Iterable[Event]) -> dict[tuple[str, int], tuple[float, float, float, float]]:
     """(code, window start in epoch seconds) -> (open, high, low, close)."""
-    return {(code, start // 1000): candle[:4]
-            for (code, start), candle in _candles(events, MINUTE_MS).items()}
+    return {(code, start // 1000): candle[:4] for (code, start), candle in _candles(events, MINUTE_MS).items()}
 
 
 def hopping_starts(ts: int) -> list[int]:
@@ -118,12 +117,14 @@ def overview(events: Iterable[Event]) -> dict[str, tuple]:
         value, delta = last.value, last.value.get("delta") or {}
         day, week = delta.get("day"), delta.get("week")
         result[code] = (
-            value.get("name"), last.rate,
+            value.get("name"),
+            last.rate,
             None if day is None else (float(day) - 1) * 100,
             None if week is None else (float(week) - 1) * 100,
             None if value.get("volume") is None else float(value["volume"]),
             None if value.get("cap") is None else float(value["cap"]),
-            last.fetched_at, "live",
+            last.fetched_at,
+            "live",
         )
     return result
 
@@ -141,6 +142,14 @@ def hist_daily(records: Iterable[tuple[int, dict[str, Any]]]) -> dict[tuple[str,
     def number(value: Any) -> float | None:
         return None if value is None else float(value)
 
-    return {key: (float(v["rate"]), number(v.get("volume")), number(v.get("cap")),
-                  number(v.get("liquidity")), v.get("name"), int(v["ts"]))
-            for key, (_order, v) in best.items()}
+    return {
+        key: (
+            float(v["rate"]),
+            number(v.get("volume")),
+            number(v.get("cap")),
+            number(v.get("liquidity")),
+            v.get("name"),
+            int(v["ts"]),
+        )
+        for key, (_order, v) in best.items()
+    }

@@ -43,7 +43,7 @@ class Served:
             self.server.server_close()
             self.thread.join(5)
 
-    def __enter__(self) -> "Served":
+    def __enter__(self) -> Served:
         return self
 
     def __exit__(self, *_exc_info: object) -> None:

@@ -17,8 +17,9 @@ from confluent_kafka import Consumer, Producer
 
 
 def produce(bootstrap: str, topic: str, count: int) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                         "broker.address.family": "v4"})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "broker.address.family": "v4"}
+    )
     delivered = 0
 
     def on_delivery(error, _message) -> None:
@@ -28,21 +29,26 @@ def produce(bootstrap: str, topic: str, count: int) -> None:
 
     for index in range(count):
         value = json.dumps({"index": index, "code": f"C{index % 7}", "rate": index * 0.5})
-        producer.produce(topic, key=f"key-{index}".encode(), value=value.encode(),
-                         on_delivery=on_delivery)
+        producer.produce(topic, key=f"key-{index}".encode(), value=value.encode(), on_delivery=on_delivery)
         producer.poll(0)
     producer.flush(30)
     print(json.dumps({"delivered": delivered}))
 
 
 def consume(bootstrap: str, topic: str, group: str, max_messages: int, idle_s: float) -> None:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-        "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 1000, "broker.address.family": "v4",
-        # Fetch one message at a time from the local queue so nothing beyond what we print is consumed.
-        "enable.partition.eof": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+            "broker.address.family": "v4",
+            # Fetch one message at a time from the local queue so nothing beyond what we print is consumed.
+            "enable.partition.eof": False,
+        }
+    )
     consumer.subscribe([topic])
     seen = 0
     last_message_at = time.monotonic()
@@ -53,10 +59,16 @@ def consume(bootstrap: str, topic: str, group: str, max_messages: int, idle_s: f
         if message.error():
             print(json.dumps({"error": str(message.error())}), file=sys.stderr)
             continue
-        print(json.dumps({
-            "key": message.key().decode(), "value": json.loads(message.value()),
-            "partition": message.partition(), "offset": message.offset(),
-        }))
+        print(
+            json.dumps(
+                {
+                    "key": message.key().decode(),
+                    "value": json.loads(message.value()),
+                    "partition": message.partition(),
+                    "offset": message.offset(),
+                }
+            )
+        )
         seen += 1
         last_message_at = time.monotonic()
     if seen:

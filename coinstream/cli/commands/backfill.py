@@ -18,16 +18,15 @@ from datetime import date, datetime, timedelta
 import click
 from confluent_kafka import KafkaException
 
-from common.optional_imports import without_dataframe_libraries
-from common.processes import stop_requested_on_signals
-from common.settings import Settings
-from producers.errors import redact
-from producers.historical import TOPIC, BackfillReport, HistoricalService
-from producers.historical.days import as_utc, parse_day, utc_now
-from producers.historical.schedule import run_scheduled
-from producers.metrics import ProducerMetrics
-
 from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
+from coinstream.common.optional_imports import without_dataframe_libraries
+from coinstream.common.processes import stop_requested_on_signals
+from coinstream.common.settings import Settings
+from coinstream.producers.errors import redact
+from coinstream.producers.historical import TOPIC, BackfillReport, HistoricalService
+from coinstream.producers.historical.days import as_utc, parse_day, utc_now
+from coinstream.producers.historical.schedule import run_scheduled
+from coinstream.producers.metrics import ProducerMetrics
 
 log = logging.getLogger("coinstream.backfill")
 
@@ -78,34 +77,49 @@ def _progress_redirect(show_bar: bool | None):
     return logging_redirect_tqdm()
 
 
-def _open_service(settings: Settings, topic: str, now: datetime | None, stop: threading.Event,
-                  migrate: bool, show_bar: bool | None,
-                  metrics: ProducerMetrics | None = None) -> HistoricalService:
+def _open_service(
+    settings: Settings,
+    topic: str,
+    now: datetime | None,
+    stop: threading.Event,
+    migrate: bool,
+    show_bar: bool | None,
+    metrics: ProducerMetrics | None = None,
+) -> HistoricalService:
     without_dataframe_libraries()
     if settings.historical_daily_credits < 1:
-        raise click.UsageError("HISTORICAL_DAILY_CREDITS is 0: no credits are reserved for the "
-                               "backfill")
+        raise click.UsageError("HISTORICAL_DAILY_CREDITS is 0: no credits are reserved for the backfill")
     try:
-        return HistoricalService(settings, topic=topic, clock=_clock(now), stop=stop,
-                                 migrate=migrate, show_progress=show_bar, metrics=metrics)
+        return HistoricalService(
+            settings,
+            topic=topic,
+            clock=_clock(now),
+            stop=stop,
+            migrate=migrate,
+            show_progress=show_bar,
+            metrics=metrics,
+        )
     except KafkaException as error:
         raise click.ClickException(
-            f"cannot prepare topic {topic} on Kafka at {settings.effective_kafka_bootstrap}: "
-            f"{error}") from None
+            f"cannot prepare topic {topic} on Kafka at {settings.effective_kafka_bootstrap}: {error}"
+        ) from None
     except Exception as error:  # ClickHouse unreachable or its schema refused
         target = settings.clickhouse_target()
         first_line = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
         raise click.ClickException(
             f"cannot use ClickHouse at {target.http_url} for the backfill's progress: "
-            f"{redact(first_line, target.password)}") from None
+            f"{redact(first_line, target.password)}"
+        ) from None
 
 
 def _finish(report: BackfillReport, unacknowledged: int) -> None:
     """Print the summary and leave with the status the report calls for."""
     click.echo(report.summary())
     if unacknowledged:
-        raise click.ClickException(f"{unacknowledged} message(s) still unacknowledged at exit; "
-                                   "they were not settled and the next run requests them again")
+        raise click.ClickException(
+            f"{unacknowledged} message(s) still unacknowledged at exit; "
+            "they were not settled and the next run requests them again"
+        )
     if report.stopped in ("failed", "rejected"):
         raise click.ClickException(report.reason)
     if report.stopped == "budget":
@@ -113,15 +127,24 @@ def _finish(report: BackfillReport, unacknowledged: int) -> None:
 
 
 _common_options = [
-    click.option("--coins", callback=_codes, default=None,
-                 help="Comma-separated coin codes (default: COINS)."),
+    click.option("--coins", callback=_codes, default=None, help="Comma-separated coin codes (default: COINS)."),
     click.option("--topic", default=TOPIC, show_default=True, help="Kafka topic to publish to."),
-    click.option("--progress/--no-progress", "show_bar", default=None,
-                 help="Progress bar (default: when stderr is a terminal; else log lines)."),
-    click.option("--migrate/--no-migrate", default=True, show_default=True,
-                 help="Apply clickhouse/schema first (idempotent)."),
-    click.option("--now", callback=_instant, default=None, hidden=True,
-                 help="Testing: pretend the clock starts at this UTC instant."),
+    click.option(
+        "--progress/--no-progress",
+        "show_bar",
+        default=None,
+        help="Progress bar (default: when stderr is a terminal; else log lines).",
+    ),
+    click.option(
+        "--migrate/--no-migrate", default=True, show_default=True, help="Apply clickhouse/schema first (idempotent)."
+    ),
+    click.option(
+        "--now",
+        callback=_instant,
+        default=None,
+        hidden=True,
+        help="Testing: pretend the clock starts at this UTC instant.",
+    ),
 ]
 
 
@@ -132,21 +155,44 @@ def _with_common(function):
 
 
 @click.command("backfill")
-@click.option("--start", callback=_day, default=None, metavar="YYYY-MM-DD",
-              help="First day, YYYY-MM-DD (default: HISTORICAL_BACKFILL_DAYS days before --end).")
-@click.option("--end", callback=_day, default=None, metavar="YYYY-MM-DD",
-              help="Last day, YYYY-MM-DD (default and at most: the latest day whose 12:00 UTC "
-                   "+ HISTORICAL_CLOSE_MARGIN_S has passed).")
-@click.option("--retry-gaps", is_flag=True,
-              help="Request days recorded as gaps again (e.g. after fixing an unknown code).")
-@click.option("--reconcile", is_flag=True,
-              help="Request again days marked delivered that coins_historical does not hold "
-                   "(after a broker lost its topics before the loader read them).")
+@click.option(
+    "--start",
+    callback=_day,
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="First day, YYYY-MM-DD (default: HISTORICAL_BACKFILL_DAYS days before --end).",
+)
+@click.option(
+    "--end",
+    callback=_day,
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Last day, YYYY-MM-DD (default and at most: the latest day whose 12:00 UTC "
+    "+ HISTORICAL_CLOSE_MARGIN_S has passed).",
+)
+@click.option(
+    "--retry-gaps", is_flag=True, help="Request days recorded as gaps again (e.g. after fixing an unknown code)."
+)
+@click.option(
+    "--reconcile",
+    is_flag=True,
+    help="Request again days marked delivered that coins_historical does not hold "
+    "(after a broker lost its topics before the loader read them).",
+)
 @_with_common
 @click.pass_obj
-def command(settings: Settings, start: date | None, end: date | None, retry_gaps: bool,
-            reconcile: bool, coins: list[str] | None, topic: str, show_bar: bool | None,
-            migrate: bool, now: datetime | None) -> None:
+def command(
+    settings: Settings,
+    start: date | None,
+    end: date | None,
+    retry_gaps: bool,
+    reconcile: bool,
+    coins: list[str] | None,
+    topic: str,
+    show_bar: bool | None,
+    migrate: bool,
+    now: datetime | None,
+) -> None:
     """Publish the daily close (rate at 12:00 UTC) of every coin and day to Kafka, once.
 
     Resumable: each (coin, day) is recorded in ClickHouse once the broker acknowledged it, so a
@@ -167,35 +213,62 @@ def command(settings: Settings, start: date | None, end: date | None, retry_gaps
 
 @click.command("historical")
 @click.option("--once", is_flag=True, help="One pass, then exit (cron, containers).")
-@click.option("--start", callback=_day, default=None, metavar="YYYY-MM-DD",
-              help="Fixed first day, YYYY-MM-DD (default: a window of the latest "
-                   "HISTORICAL_BACKFILL_DAYS closed days, moving with the date).")
-@click.option("--metrics-port", "port_option", type=click.IntRange(0, 65535), default=None,
-              help="Prometheus /metrics on METRICS_HOST while the job runs (default "
-                   "HISTORICAL_METRICS_PORT, not with --once; 0 = off).")
-@click.option("--reconcile-at-start", is_flag=True,
-              help="The first pass also requests again days marked delivered that coins_historical "
-                   "does not hold (`coinstream up` passes it: its broker may have lost them).")
+@click.option(
+    "--start",
+    callback=_day,
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Fixed first day, YYYY-MM-DD (default: a window of the latest "
+    "HISTORICAL_BACKFILL_DAYS closed days, moving with the date).",
+)
+@click.option(
+    "--metrics-port",
+    "port_option",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Prometheus /metrics on METRICS_HOST while the job runs (default "
+    "HISTORICAL_METRICS_PORT, not with --once; 0 = off).",
+)
+@click.option(
+    "--reconcile-at-start",
+    is_flag=True,
+    help="The first pass also requests again days marked delivered that coins_historical "
+    "does not hold (`coinstream up` passes it: its broker may have lost them).",
+)
 @_with_common
 @click.pass_obj
-def historical_command(settings: Settings, once: bool, start: date | None, port_option: int | None,
-                       reconcile_at_start: bool, coins: list[str] | None, topic: str, show_bar: bool | None,
-                       migrate: bool, now: datetime | None) -> None:
+def historical_command(
+    settings: Settings,
+    once: bool,
+    start: date | None,
+    port_option: int | None,
+    reconcile_at_start: bool,
+    coins: list[str] | None,
+    topic: str,
+    show_bar: bool | None,
+    migrate: bool,
+    now: datetime | None,
+) -> None:
     """The scheduled daily-close job: backfill up to the latest closed day, then sleep until the
     next 12:00 UTC + HISTORICAL_CLOSE_MARGIN_S (or until credits renew) and repeat."""
     metrics = ProducerMetrics()
     port = metrics_port(settings.historical_metrics_port, port_option, once)
-    with metrics_endpoint(metrics.registry, port, settings.metrics_host, "historical",
-                          "HISTORICAL_METRICS_PORT"), \
-            stop_requested_on_signals("finishing the current close, then stopping") as stop:
+    with (
+        metrics_endpoint(metrics.registry, port, settings.metrics_host, "historical", "HISTORICAL_METRICS_PORT"),
+        stop_requested_on_signals("finishing the current close, then stopping") as stop,
+    ):
         service = _open_service(settings, topic, now, stop, migrate, show_bar, metrics)
         try:
             with _progress_redirect(show_bar):
                 first_pass = [reconcile_at_start]
                 report = run_scheduled(
                     lambda: service.run(coins, start, reconcile=first_pass.pop() if first_pass else False),
-                    service.clock, service.margin, stop.wait,
-                    once=once, on_report=lambda r: log.info("%s", r.summary()) if not once else None)
+                    service.clock,
+                    service.margin,
+                    stop.wait,
+                    once=once,
+                    on_report=lambda r: log.info("%s", r.summary()) if not once else None,
+                )
         finally:
             unacknowledged = service.close()
     _finish(report, unacknowledged)

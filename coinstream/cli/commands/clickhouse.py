@@ -18,9 +18,8 @@ from pathlib import Path
 
 import click
 
-from common.settings import Settings
-
 from coinstream.cli.commands.clickhouse_migrate import migrate_command
+from coinstream.common.settings import Settings
 
 
 @click.group("clickhouse")
@@ -32,21 +31,50 @@ command.add_command(migrate_command)
 
 
 @command.command("serve")
-@click.option("--port", type=click.IntRange(0, 65535), default=None,
-              help="TCP port on 127.0.0.1 (default: CLICKHOUSE_PORT, 8123; 0 = any free port).")
-@click.option("--path", "path", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="chDB data directory (default: $COINSTREAM_DATA_DIR/clickhouse).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="TCP port on 127.0.0.1 (default: CLICKHOUSE_PORT, 8123; 0 = any free port).",
+)
+@click.option(
+    "--path",
+    "path",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="chDB data directory (default: $COINSTREAM_DATA_DIR/clickhouse).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--workers", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="chDB calls of the full user running at once (queries, inserts, stream chunks).")
-@click.option("--readonly-workers", type=click.IntRange(1, 256), default=4, show_default=True,
-              help="chDB calls of read-only users (dashboards) running at once, in their own lane.")
-@click.option("--max-body-bytes", type=click.IntRange(1 << 10, 1 << 40), default=256 << 20,
-              show_default=True, help="Largest request body, as sent and after decompression.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="chDB calls of the full user running at once (queries, inserts, stream chunks).",
+)
+@click.option(
+    "--readonly-workers",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="chDB calls of read-only users (dashboards) running at once, in their own lane.",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(1 << 10, 1 << 40),
+    default=256 << 20,
+    show_default=True,
+    help="Largest request body, as sent and after decompression.",
+)
 @click.pass_obj
 def serve(
-    settings: Settings, port: int | None, path: Path | None, host: str, workers: int,
-    readonly_workers: int, max_body_bytes: int,
+    settings: Settings,
+    port: int | None,
+    path: Path | None,
+    host: str,
+    workers: int,
+    readonly_workers: int,
+    max_body_bytes: int,
 ) -> None:
     """Serve ClickHouse's HTTP interface over a chDB data directory until SIGTERM/Ctrl-C.
 
@@ -54,11 +82,16 @@ def serve(
     CLICKHOUSE_READONLY_USER/CLICKHOUSE_READONLY_PASSWORD (read-only, for dashboards). Passwords
     not set there are generated on the first start and stored in DIR/credentials.env.
     """
-    from clickhouse.server.engine import EngineStartError, ensure_utc_process
+    from coinstream.clickhouse.server.engine import EngineStartError, ensure_utc_process
 
     ensure_utc_process()  # before the engine module loads chDB
-    from clickhouse.server.runner import (
-        ServerConfig, options_from_settings, serve as run_server, users_from_settings,
+    from coinstream.clickhouse.server.runner import (
+        ServerConfig,
+        options_from_settings,
+        users_from_settings,
+    )
+    from coinstream.clickhouse.server.runner import (
+        serve as run_server,
     )
 
     data_path = (path or settings.clickhouse_data_dir).resolve()
@@ -78,8 +111,7 @@ def serve(
         sys.exit(1)
     except OSError as error:
         click.echo(
-            f"coinstream clickhouse serve: cannot listen on {config.host}:{config.port}: "
-            f"{error.strerror or error}",
+            f"coinstream clickhouse serve: cannot listen on {config.host}:{config.port}: {error.strerror or error}",
             err=True,
         )
         sys.exit(1)
@@ -91,7 +123,7 @@ def _attach_sibling_subcommands() -> None:
         if not info.name.startswith("clickhouse_"):
             continue
         module = importlib.import_module(f"{package.__name__}.{info.name}")
-        name = info.name[len("clickhouse_"):]
+        name = info.name[len("clickhouse_") :]
         subcommand = getattr(module, f"{name}_command", None)
         if isinstance(subcommand, click.Command) and subcommand.name not in command.commands:
             command.add_command(subcommand)

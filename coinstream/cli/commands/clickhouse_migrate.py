@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import click
 
-from common.settings import Settings
+from coinstream.common.settings import Settings
 
 
 @click.command("migrate")
-@click.option("--database", default=None,
-              help="Database to migrate (default: the one in CLICKHOUSE_URL, else 'default').")
+@click.option(
+    "--database", default=None, help="Database to migrate (default: the one in CLICKHOUSE_URL, else 'default')."
+)
 @click.pass_obj
 def migrate_command(settings: Settings, database: str | None) -> None:
     """Apply the schema files in order, each once; refuse if an applied file was changed."""
     import clickhouse_connect
 
-    from clickhouse.migrations import MigrationError, migrate
+    from coinstream.clickhouse.migrations import MigrationError, migrate
 
     options = settings.clickhouse_target().connect_kwargs()
     if database:

@@ -14,27 +14,42 @@ from pathlib import Path
 
 import click
 
-from common.optional_imports import without_dataframe_libraries
-from common.settings import Settings
+from coinstream.common.optional_imports import without_dataframe_libraries
+from coinstream.common.settings import Settings
 
 
 @click.command("dashboard")
-@click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True,
-              help="TCP port (0 = any free port; the URL is printed).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8050,
+    show_default=True,
+    help="TCP port (0 = any free port; the URL is printed).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--interval", "interval_s", type=click.FloatRange(min=0.1), default=2.0,
-              show_default=True, help="Seconds between ClickHouse polls of each open page.")
-@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=None, help="Dashboard spec (default: metabase/dashboards/coinstream.yaml).")
+@click.option(
+    "--interval",
+    "interval_s",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between ClickHouse polls of each open page.",
+)
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Dashboard spec (default: metabase/dashboards/coinstream.yaml).",
+)
 @click.pass_obj
-def command(settings: Settings, port: int, host: str, interval_s: float,
-            spec_path: Path | None) -> None:
+def command(settings: Settings, port: int, host: str, interval_s: float, spec_path: Path | None) -> None:
     """Serve the live dashboard (candles, moving averages, overview) until Ctrl-C."""
     without_dataframe_libraries()
-    from dashboard.data import CardSource
-    from dashboard.server import serve
-    from dashboard.vendor import VendorError, plotly_js_path
-    from metabase.spec import DEFAULT_SPEC, SpecError, load_spec
+    from coinstream.dashboard.data import CardSource
+    from coinstream.dashboard.server import serve
+    from coinstream.dashboard.vendor import VendorError, plotly_js_path
+    from coinstream.metabase.spec import DEFAULT_SPEC, SpecError, load_spec
 
     try:
         spec = load_spec(spec_path or DEFAULT_SPEC)
@@ -45,14 +60,13 @@ def command(settings: Settings, port: int, host: str, interval_s: float,
     source = CardSource(spec, target)
 
     def announce(url: str) -> None:
-        click.echo(f"coinstream dashboard: serving {url} (ClickHouse {target.http_url} as "
-                   f"{target.username})")
+        click.echo(f"coinstream dashboard: serving {url} (ClickHouse {target.http_url} as {target.username})")
         sys.stdout.flush()
 
     try:
-        asyncio.run(serve(spec, source, host, port, interval_s, announce,
-                          allowed_origins=settings.http_allowed_origins))
+        asyncio.run(
+            serve(spec, source, host, port, interval_s, announce, allowed_origins=settings.http_allowed_origins)
+        )
     except OSError as error:
-        click.echo(f"coinstream dashboard: cannot listen on {host}:{port}: "
-                   f"{error.strerror or error}", err=True)
+        click.echo(f"coinstream dashboard: cannot listen on {host}:{port}: {error.strerror or error}", err=True)
         sys.exit(1)

@@ -1,8 +1,8 @@
 """`coinstream ksql`: test statements, run them on Kafka, or apply them to a real ksqlDB server.
 
-    coinstream ksql test -s statements.sql -i input.json -o output.json
-    coinstream ksql run [FILES...]            (default: ksql/*.sql in file-name order)
-    coinstream ksql apply [--server URL] [FILES...]
+coinstream ksql test -s statements.sql -i input.json -o output.json
+coinstream ksql run [FILES...]            (default: ksql/*.sql in file-name order)
+coinstream ksql apply [--server URL] [FILES...]
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from pathlib import Path
 
 import click
 
-from common.processes import stop_requested_on_signals
-
 from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
+from coinstream.common.processes import stop_requested_on_signals
 
 DEFAULT_STATEMENTS_DIR = Path(__file__).resolve().parents[3] / "ksql"
 
@@ -36,20 +35,44 @@ def command() -> None:
 
 
 @command.command(name="test")
-@click.option("-s", "--statements", "statements", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="File with the statements to run.")
-@click.option("-i", "--input-file", "input_file", required=True, type=click.Path(exists=True, dir_okay=False),
-              help='JSON file {"inputs": [...]} in ksql-test-runner format.')
-@click.option("-o", "--output-file", "output_file", required=True, type=click.Path(exists=True, dir_okay=False),
-              help='JSON file {"outputs": [...]} with the expected records.')
-@click.option("-d", "--define", "defines", multiple=True, metavar="NAME=VALUE",
-              help="A variable for `${NAME}` references in the statements (repeatable), as ksqlDB's DEFINE.")
+@click.option(
+    "-s",
+    "--statements",
+    "statements",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="File with the statements to run.",
+)
+@click.option(
+    "-i",
+    "--input-file",
+    "input_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help='JSON file {"inputs": [...]} in ksql-test-runner format.',
+)
+@click.option(
+    "-o",
+    "--output-file",
+    "output_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help='JSON file {"outputs": [...]} with the expected records.',
+)
+@click.option(
+    "-d",
+    "--define",
+    "defines",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A variable for `${NAME}` references in the statements (repeatable), as ksqlDB's DEFINE.",
+)
 def test_command(statements: str, input_file: str, output_file: str, defines: tuple[str, ...]) -> None:
     """Run statements over test inputs and compare with expected outputs (ksql-test-runner files).
 
     Exit status: 0 outputs match, 1 outputs differ, 2 a statement was rejected, 3 internal error.
     """
-    from ksql.testrunner import run_files
+    from coinstream.ksql.testrunner import run_files
 
     variables = {}
     for item in defines:
@@ -64,8 +87,8 @@ def test_command(statements: str, input_file: str, output_file: str, defines: tu
 
 
 def _plan_or_exit(files: list[Path], variables: dict[str, str]):
-    from ksql.errors import KsqlError
-    from ksql.planner import plan_script
+    from coinstream.ksql.errors import KsqlError
+    from coinstream.ksql.planner import plan_script
 
     if not files:
         raise click.UsageError("no statement files (and no ksql/*.sql found)")
@@ -78,47 +101,99 @@ def _plan_or_exit(files: list[Path], variables: dict[str, str]):
 
 @command.command(name="run")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
-@click.option("--app-id", default="coinstream-ksql", show_default=True,
-              help="Consumer group and changelog prefix; a new id reprocesses the inputs from the start.")
-@click.option("--commit-interval-ms", default=None, type=click.IntRange(min=10),
-              help="How often outputs are flushed, state is checkpointed and offsets are committed "
-                   "(default KSQL_COMMIT_INTERVAL_MS).")
-@click.option("--no-cache", is_flag=True,
-              help="Emit one output per update (like ksqlDB with its record cache off) instead of the latest "
-                   "value per window at each commit.")
-@click.option("--idle-exit", type=float, default=None,
-              help="Stop after this many seconds without input (batch runs, tests).")
-@click.option("--processing-log-topic", default="ksql_processing_log", show_default=True,
-              help="Topic receiving records that could not be processed, with the reason.")
-@click.option("--session-timeout-ms", type=click.IntRange(min=500), default=None,
-              help="Consumer group session timeout (default: common.kafka_config's). Shorter = faster restarts.")
-@click.option("--metrics-port", "port_option", type=click.IntRange(0, 65535), default=None,
-              help="Prometheus /metrics on METRICS_HOST (default KSQL_METRICS_PORT; 0 = off).")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where window state is kept on local disk, so that it outlives the broker's changelogs "
-                   "(default: COINSTREAM_DATA_DIR/ksql-state).")
+@click.option(
+    "--app-id",
+    default="coinstream-ksql",
+    show_default=True,
+    help="Consumer group and changelog prefix; a new id reprocesses the inputs from the start.",
+)
+@click.option(
+    "--commit-interval-ms",
+    default=None,
+    type=click.IntRange(min=10),
+    help="How often outputs are flushed, state is checkpointed and offsets are committed "
+    "(default KSQL_COMMIT_INTERVAL_MS).",
+)
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Emit one output per update (like ksqlDB with its record cache off) instead of the latest "
+    "value per window at each commit.",
+)
+@click.option(
+    "--idle-exit", type=float, default=None, help="Stop after this many seconds without input (batch runs, tests)."
+)
+@click.option(
+    "--processing-log-topic",
+    default="ksql_processing_log",
+    show_default=True,
+    help="Topic receiving records that could not be processed, with the reason.",
+)
+@click.option(
+    "--session-timeout-ms",
+    type=click.IntRange(min=500),
+    default=None,
+    help="Consumer group session timeout (default: common.kafka_config's). Shorter = faster restarts.",
+)
+@click.option(
+    "--metrics-port",
+    "port_option",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Prometheus /metrics on METRICS_HOST (default KSQL_METRICS_PORT; 0 = off).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where window state is kept on local disk, so that it outlives the broker's changelogs "
+    "(default: COINSTREAM_DATA_DIR/ksql-state).",
+)
 @click.option("--fail-at", hidden=True, default=None, help="Fault injection for tests: STAGE[:N].")
 @click.pass_obj
-def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_ms: int | None, no_cache: bool,
-                idle_exit: float | None, processing_log_topic: str, session_timeout_ms: int | None,
-                port_option: int | None, state_dir: Path | None, fail_at: str | None) -> None:
+def run_command(
+    settings,
+    files: tuple[str, ...],
+    app_id: str,
+    commit_interval_ms: int | None,
+    no_cache: bool,
+    idle_exit: float | None,
+    processing_log_topic: str,
+    session_timeout_ms: int | None,
+    port_option: int | None,
+    state_dir: Path | None,
+    fail_at: str | None,
+) -> None:
     """Run the statements against Kafka (default: the project's ksql/*.sql, in file-name order)."""
-    from ksql.errors import KsqlError
-    from ksql.kafka_runner import KafkaRunner, RunnerError
-    from ksql.metrics import EngineMetrics
+    from coinstream.ksql.errors import KsqlError
+    from coinstream.ksql.kafka_runner import KafkaRunner, RunnerError
+    from coinstream.ksql.metrics import EngineMetrics
 
     catalog = _plan_or_exit(statement_files(files), settings.ksql_variables())
     metrics = EngineMetrics()
     try:
         # The endpoint first: a busy port is reported before anything touches Kafka.
-        with metrics_endpoint(metrics.registry, metrics_port(settings.ksql_metrics_port, port_option),
-                              settings.metrics_host, "engine", "KSQL_METRICS_PORT"):
+        with metrics_endpoint(
+            metrics.registry,
+            metrics_port(settings.ksql_metrics_port, port_option),
+            settings.metrics_host,
+            "engine",
+            "KSQL_METRICS_PORT",
+        ):
             interval_ms = settings.ksql_commit_interval_ms if commit_interval_ms is None else commit_interval_ms
-            runner = KafkaRunner(catalog, settings, app_id=app_id, commit_interval_ms=interval_ms,
-                                 cache=not no_cache, processing_log_topic=processing_log_topic,
-                                 idle_exit_s=idle_exit, fail_at=fail_at, session_timeout_ms=session_timeout_ms,
-                                 metrics=metrics,
-                                 state_dir=state_dir or settings.coinstream_data_dir / "ksql-state")
+            runner = KafkaRunner(
+                catalog,
+                settings,
+                app_id=app_id,
+                commit_interval_ms=interval_ms,
+                cache=not no_cache,
+                processing_log_topic=processing_log_topic,
+                idle_exit_s=idle_exit,
+                fail_at=fail_at,
+                session_timeout_ms=session_timeout_ms,
+                metrics=metrics,
+                state_dir=state_dir or settings.coinstream_data_dir / "ksql-state",
+            )
             with stop_requested_on_signals("stopping after the current cycle", on_stop=runner.stop):
                 stats = runner.run()
     except KsqlError as error:
@@ -129,8 +204,10 @@ def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_m
         sys.exit(1)
     seconds = stats.processing_seconds
     rate = f", {stats.records_in / seconds:.0f} records/s over {seconds:.2f} s" if seconds > 0 else ""
-    click.echo(f"ksql run: {stats.records_in} record(s) in, {stats.records_out} out, "
-               f"{stats.processing_errors} processing-log entr(y/ies){rate}")
+    click.echo(
+        f"ksql run: {stats.records_in} record(s) in, {stats.records_out} out, "
+        f"{stats.processing_errors} processing-log entr(y/ies){rate}"
+    )
 
 
 @command.command(name="apply")
@@ -139,9 +216,9 @@ def run_command(settings, files: tuple[str, ...], app_id: str, commit_interval_m
 @click.pass_obj
 def apply_command(settings, files: tuple[str, ...], server: str | None) -> None:
     """Send the statements to a ksqlDB server's REST API; existing streams/tables are left alone."""
-    from ksql.errors import KsqlError
-    from ksql.rest_apply import ApplyError, KsqlDbClient, apply_script, safe_url
-    from ksql.variables import substitute
+    from coinstream.ksql.errors import KsqlError
+    from coinstream.ksql.rest_apply import ApplyError, KsqlDbClient, apply_script, safe_url
+    from coinstream.ksql.variables import substitute
 
     url = server or settings.ksqldb_url
     if not url:

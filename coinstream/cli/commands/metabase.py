@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from common.settings import Settings
+from coinstream.common.settings import Settings
 
 
 @click.group("metabase")
@@ -39,32 +39,54 @@ def _stdin_is_a_terminal() -> bool:
         return False
 
 
-NO_CREDENTIALS = ("no credentials: set METABASE_API_KEY, or METABASE_USER and METABASE_PASSWORD "
-                  "(environment or .env), or run in a terminal to be asked for the password")
+NO_CREDENTIALS = (
+    "no credentials: set METABASE_API_KEY, or METABASE_USER and METABASE_PASSWORD "
+    "(environment or .env), or run in a terminal to be asked for the password"
+)
 
 
 @command.command("provision")
 @click.option("--url", default=None, help="Metabase's base URL (default: METABASE_URL).")
 @click.option("--user", default=None, help="A Metabase user's e-mail (default: METABASE_USER).")
-@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=None, help="Dashboard spec (default: metabase/dashboards/coinstream.yaml).")
-@click.option("--clickhouse-host", default=None, metavar="HOST[:PORT]",
-              help="ClickHouse as Metabase reaches it (default: where coinstream reaches it).")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
-              help="Seconds to wait for each Metabase request.")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Dashboard spec (default: metabase/dashboards/coinstream.yaml).",
+)
+@click.option(
+    "--clickhouse-host",
+    default=None,
+    metavar="HOST[:PORT]",
+    help="ClickHouse as Metabase reaches it (default: where coinstream reaches it).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each Metabase request.",
+)
 @click.pass_obj
-def provision_command(settings: Settings, url: str | None, user: str | None,
-                      spec_path: Path | None, clickhouse_host: str | None, timeout: float) -> None:
+def provision_command(
+    settings: Settings,
+    url: str | None,
+    user: str | None,
+    spec_path: Path | None,
+    clickhouse_host: str | None,
+    timeout: float,
+) -> None:
     """Create or update, by name, the connection, collection, cards and dashboard of the spec.
 
     Credentials: METABASE_API_KEY, else METABASE_USER and METABASE_PASSWORD (environment or .env);
     in a terminal, a missing password (and user) is asked for without echo. Secrets are never
     command-line options.
     """
-    from metabase.client import MetabaseClient, MetabaseError
-    from metabase.payloads import clickhouse_details
-    from metabase.provision import ProvisionError, provision
-    from metabase.spec import DEFAULT_SPEC, SpecError, load_spec
+    from coinstream.metabase.client import MetabaseClient, MetabaseError
+    from coinstream.metabase.payloads import clickhouse_details
+    from coinstream.metabase.provision import ProvisionError, provision
+    from coinstream.metabase.spec import DEFAULT_SPEC, SpecError, load_spec
 
     url = url or settings.metabase_url
     if not url:
@@ -89,13 +111,11 @@ def provision_command(settings: Settings, url: str | None, user: str | None,
     target = settings.clickhouse_target(readonly=True)
     host, port = target.host, target.port
     if clickhouse_host:
-        host, _, port_text = clickhouse_host.rpartition(":") if ":" in clickhouse_host \
-            else (clickhouse_host, "", "")
+        host, _, port_text = clickhouse_host.rpartition(":") if ":" in clickhouse_host else (clickhouse_host, "", "")
         if port_text and not port_text.isdigit():
             raise click.BadParameter("expected HOST[:PORT]", param_hint="--clickhouse-host")
         port = int(port_text) if port_text else target.port
-    details = clickhouse_details(host, port, target.username, target.password, target.database,
-                                 target.secure)
+    details = clickhouse_details(host, port, target.username, target.password, target.database, target.secure)
 
     client = MetabaseClient(url, api_key=api_key, timeout=timeout, secrets=[target.password])
     try:
@@ -109,8 +129,7 @@ def provision_command(settings: Settings, url: str | None, user: str | None,
         except ProvisionError as error:
             for outcome in error.report.outcomes:
                 click.echo(outcome.describe())
-            _fail(f"failed on {error.kind} {error.name!r}: {error.cause}\n"
-                  f"before the failure: {error.report.summary()}")
+            _fail(f"failed on {error.kind} {error.name!r}: {error.cause}\nbefore the failure: {error.report.summary()}")
     finally:
         client.close()
     for outcome in report.outcomes:

@@ -8,21 +8,26 @@ import click
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from common.kafka_config import admin_config, producer_config
-from common.kafka_topics import topic_ids
-from common.processes import stop_requested_on_signals
-from common.settings import Settings
-from producers.client import LiveCoinWatchClient
-from producers.credits import CreditGuard
-from producers.current import (
-    TOPIC, CurrentRatesProducer, IntervalTooFast, ShutdownRequested, current_budget,
-    interruptible_sleep, plan_interval, prepare_topic,
-)
-from producers.errors import LcwError
-from producers.journal import DeliveryJournal
-from producers.metrics import ProducerMetrics
-
 from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
+from coinstream.common.kafka_config import admin_config, producer_config
+from coinstream.common.kafka_topics import topic_ids
+from coinstream.common.processes import stop_requested_on_signals
+from coinstream.common.settings import Settings
+from coinstream.producers.client import LiveCoinWatchClient
+from coinstream.producers.credits import CreditGuard
+from coinstream.producers.current import (
+    TOPIC,
+    CurrentRatesProducer,
+    IntervalTooFast,
+    ShutdownRequested,
+    current_budget,
+    interruptible_sleep,
+    plan_interval,
+    prepare_topic,
+)
+from coinstream.producers.errors import LcwError
+from coinstream.producers.journal import DeliveryJournal
+from coinstream.producers.metrics import ProducerMetrics
 
 log = logging.getLogger("coinstream.produce")
 
@@ -34,16 +39,23 @@ def command() -> None:
 
 @command.command("current")
 @click.option("--once", is_flag=True, help="Poll once, flush and exit.")
-@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds between polls (default: POLL_INTERVAL_S, else derived from the credit "
-                   "budget). A faster interval than the budget sustains is refused. Ignored with --once.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds between polls (default: POLL_INTERVAL_S, else derived from the credit "
+    "budget). A faster interval than the budget sustains is refused. Ignored with --once.",
+)
 @click.option("--topic", default=TOPIC, show_default=True, help="Kafka topic to publish to.")
-@click.option("--metrics-port", "port_option", type=click.IntRange(0, 65535), default=None,
-              help="Prometheus /metrics on METRICS_HOST (default PRODUCER_METRICS_PORT, not with "
-                   "--once; 0 = off).")
+@click.option(
+    "--metrics-port",
+    "port_option",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Prometheus /metrics on METRICS_HOST (default PRODUCER_METRICS_PORT, not with --once; 0 = off).",
+)
 @click.pass_obj
-def current(settings: Settings, once: bool, interval: float | None, topic: str,
-            port_option: int | None) -> None:
+def current(settings: Settings, once: bool, interval: float | None, topic: str, port_option: int | None) -> None:
     """Publish the current rate of every coin in COINS to Kafka, one record per coin per poll."""
     codes = list(settings.coins)
     interval_s = 0.0
@@ -55,37 +67,49 @@ def current(settings: Settings, once: bool, interval: float | None, topic: str,
 
     metrics = ProducerMetrics()
     port = metrics_port(settings.producer_metrics_port, port_option, once)
-    with metrics_endpoint(metrics.registry, port, settings.metrics_host, "producer",
-                          "PRODUCER_METRICS_PORT"):
+    with metrics_endpoint(metrics.registry, port, settings.metrics_host, "producer", "PRODUCER_METRICS_PORT"):
         _run_current(settings, once, interval_s, topic, codes, metrics)
 
 
-def _run_current(settings: Settings, once: bool, interval_s: float, topic: str, codes: list[str],
-                 metrics: ProducerMetrics) -> None:
+def _run_current(
+    settings: Settings, once: bool, interval_s: float, topic: str, codes: list[str], metrics: ProducerMetrics
+) -> None:
     budget, label = current_budget(settings)
     with stop_requested_on_signals("finishing the current poll and flushing") as stop:
         try:
             prepare_topic(settings, topic)
         except KafkaException as error:
             raise click.ClickException(
-                f"cannot prepare topic {topic} on Kafka at {settings.effective_kafka_bootstrap}: "
-                f"{error}") from None
+                f"cannot prepare topic {topic} on Kafka at {settings.effective_kafka_bootstrap}: {error}"
+            ) from None
         client = LiveCoinWatchClient.from_settings(
-            settings, credits=CreditGuard(budget, label), metrics=metrics,
-            sleep=interruptible_sleep(stop))
+            settings, credits=CreditGuard(budget, label), metrics=metrics, sleep=interruptible_sleep(stop)
+        )
         journal = DeliveryJournal(settings.coinstream_data_dir / "producer" / f"{topic}.sqlite")
-        producer = CurrentRatesProducer(client, Producer(producer_config(settings)), codes,
-                                        settings.currency, topic, metrics, journal,
-                                        topic_ids(AdminClient(admin_config(settings)), [topic]).get(topic, ""),
-                                        max_clock_skew_ms=settings.rate_max_clock_skew_ms)
+        producer = CurrentRatesProducer(
+            client,
+            Producer(producer_config(settings)),
+            codes,
+            settings.currency,
+            topic,
+            metrics,
+            journal,
+            topic_ids(AdminClient(admin_config(settings)), [topic]).get(topic, ""),
+            max_clock_skew_ms=settings.rate_max_clock_skew_ms,
+        )
         failure: Exception | None = None
         polls = 0
         try:
             credits = client.credits_status()
-            log.info("%s: %d of %d credits left today; polling %d coins %s into %s",
-                     client.base_url, credits["dailyCreditsRemaining"],
-                     credits["dailyCreditsLimit"], len(codes),
-                     "once" if once else f"every {interval_s:g} s", topic)
+            log.info(
+                "%s: %d of %d credits left today; polling %d coins %s into %s",
+                client.base_url,
+                credits["dailyCreditsRemaining"],
+                credits["dailyCreditsLimit"],
+                len(codes),
+                "once" if once else f"every {interval_s:g} s",
+                topic,
+            )
             producer.replay_forgotten()
             polls = producer.run(interval_s, stop, once=once)
         except ShutdownRequested:
@@ -101,13 +125,15 @@ def _run_current(settings: Settings, once: bool, interval_s: float, topic: str, 
         f"produce current: {polls} poll(s), {counts['records_produced']} records produced, "
         f"{counts['records_delivered']} delivered, {counts['delivery_failures']} delivery failures, "
         f"{counts['coins_missing']} coins missing, {counts['api_retries']} retries, "
-        f"{counts['credits_used']} credits used")
+        f"{counts['credits_used']} credits used"
+    )
     if failure is not None:
         raise click.ClickException(str(failure))
     if unacknowledged or counts["delivery_failures"]:
         raise click.ClickException(
             f"{unacknowledged} record(s) still unacknowledged and {counts['delivery_failures']} "
-            f"failed delivery to {topic}")
+            f"failed delivery to {topic}"
+        )
 
 
 # `coinstream produce historical`: the scheduled daily-close job (defined with `coinstream backfill`).

@@ -13,11 +13,21 @@ import sys
 
 import click
 
-from common.errors import os_reason
-from common.settings import Settings
+from coinstream.common.errors import os_reason
+from coinstream.common.settings import Settings
 
-FORMATS = ("Pretty", "PrettyCompact", "CSV", "CSVWithNames", "TSV", "TSVWithNames", "JSON",
-           "JSONEachRow", "Markdown", "Vertical")
+FORMATS = (
+    "Pretty",
+    "PrettyCompact",
+    "CSV",
+    "CSVWithNames",
+    "TSV",
+    "TSVWithNames",
+    "JSON",
+    "JSONEachRow",
+    "Markdown",
+    "Vertical",
+)
 
 
 def _scrub(text: str, secret: str) -> str:
@@ -53,8 +63,15 @@ def _fail_to_reach(url: str, error: BaseException, password: str) -> None:
 
 @click.command("sql")
 @click.argument("query")
-@click.option("--format", "-f", "output_format", type=click.Choice(FORMATS, case_sensitive=False),
-              default="Pretty", show_default=True, help="Output format (ClickHouse's).")
+@click.option(
+    "--format",
+    "-f",
+    "output_format",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    default="Pretty",
+    show_default=True,
+    help="Output format (ClickHouse's).",
+)
 @click.option("--readonly", is_flag=True, help="Connect as the read-only (dashboard) user.")
 @click.pass_obj
 def command(settings: Settings, query: str, output_format: str, readonly: bool) -> None:
