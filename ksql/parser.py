@@ -106,10 +106,6 @@ def parse(text: str) -> list[ast.Statement]:
         raise
 
 
-def parse_file(path: str | Path) -> list[ast.Statement]:
-    return parse(Path(path).read_text(encoding="utf-8"))
-
-
 def _syntax_error(text: str, error: UnexpectedInput) -> KsqlError:
     line, column = error.line, error.column
     if isinstance(error, UnexpectedEOF) or (isinstance(error, UnexpectedToken) and error.token.type == "$END"):

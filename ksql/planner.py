@@ -16,7 +16,6 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from coinstream.ksql import ast
@@ -1116,7 +1115,3 @@ def plan_script(text: str, variables: Mapping[str, str] | None = None) -> Catalo
         catalog.templates = statement_templates(text, variables)
         text = substitute(text, variables)
     return catalog.execute_script(text)
-
-
-def literal_value(value: Any) -> Any:
-    return float(value) if isinstance(value, Decimal) else value

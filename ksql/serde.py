@@ -17,7 +17,6 @@ import base64
 import csv
 import io
 import json
-import math
 import struct
 from collections.abc import Callable
 from decimal import Decimal
@@ -394,10 +393,6 @@ def split_windowed_key(data: bytes, session: bool) -> tuple[bytes, int, int | No
     if len(data) < 8:
         raise RecordError("windowed key shorter than 8 bytes")
     return data[:-8], _LONG.unpack(data[-8:])[0], None
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, Decimal)) or (isinstance(value, float) and math.isfinite(value))
 
 
 # ---- partitioning -------------------------------------------------------------------------------------------------------

@@ -113,12 +113,6 @@ def decimal_for_integral(sql_type: SqlType) -> SqlType:
     return decimal_type(10, 0) if sql_type.base == "INTEGER" else decimal_type(19, 0)
 
 
-def wider_numeric(left: SqlType, right: SqlType) -> SqlType:
-    """The type both sides of a comparison or CASE branch are widened to."""
-    order = {"INTEGER": 0, "BIGINT": 1, "DECIMAL": 2, "DOUBLE": 3}
-    return left if order[left.base] >= order[right.base] else right
-
-
 # ---- integer wrapping (Java semantics) --------------------------------------------------------------------
 
 

@@ -92,11 +92,3 @@ class CreditGuard:
         self.server_limit = limit
         self._used = max(self._used, limit - remaining)
         self.synced = True
-
-
-def min_poll_interval_s(budget: int, reserved: int, credits_per_poll: int = 1) -> float:
-    """The fastest polling interval a budget sustains for a whole UTC day."""
-    available = budget - reserved
-    if available <= 0:
-        return float("inf")
-    return SECONDS_PER_DAY * credits_per_poll / available

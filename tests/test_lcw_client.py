@@ -11,7 +11,7 @@ import pytest
 
 from coinstream.common.settings import load_settings
 from coinstream.producers.client import SIMULATED_API_KEY, LiveCoinWatchClient, RetryPolicy, parse_retry_after
-from coinstream.producers.credits import CreditGuard, min_poll_interval_s
+from coinstream.producers.credits import CreditGuard
 from coinstream.producers.errors import (
     CreditBudgetExceeded,
     LcwGaveUpError,
@@ -225,12 +225,6 @@ def test_the_guard_starts_over_on_a_new_utc_day():
     today[0] = datetime(2030, 1, 2, 0, 0, 1, tzinfo=timezone.utc)
     guard.reserve("/coins/map")
     assert guard.used_today == 1
-
-
-def test_min_poll_interval_arithmetic():
-    assert min_poll_interval_s(10_000, 0) == 8.64
-    assert min_poll_interval_s(10_000, 500) == 86_400 / 9_500
-    assert min_poll_interval_s(10_000, 500, credits_per_poll=2) == 2 * 86_400 / 9_500
 
 
 # ---- endpoints -----------------------------------------------------------------------------------
