@@ -63,6 +63,7 @@ from coinstream.common.kafka_config import admin_config, consumer_config, produc
 from coinstream.common.kafka_lag import consumer_lag
 from coinstream.common.kafka_topics import is_replay, topic_ids
 from coinstream.common.settings import Settings
+from coinstream.common.testing_hooks import hook_value
 from coinstream.ksql import ast
 from coinstream.ksql.engine import AggregateRuntime, Pipeline, ProcessingLogEntry
 from coinstream.ksql.errors import UnsupportedStatement
@@ -163,7 +164,6 @@ class KafkaRunner:
         cache: bool = True,
         processing_log_topic: str = DEFAULT_PROCESSING_LOG_TOPIC,
         idle_exit_s: float | None = None,
-        fail_at: str | None = None,
         session_timeout_ms: int | None = None,
         metrics: EngineMetrics | None = None,
         state_dir: Path | None = None,
@@ -185,7 +185,7 @@ class KafkaRunner:
         self._delivery_errors: list[str] = []
         self._pending_log: list[ProcessingLogEntry] = []
         self._out: list = []
-        self._fail_at = _parse_fail_at(fail_at)
+        self._fail_at = _parse_fail_at(hook_value("ksql.fail-at"))
         self._cycle_had_input = False
         self._group_overrides: dict[str, Any] = {}
         if session_timeout_ms is not None:
@@ -714,7 +714,7 @@ class KafkaRunner:
         )
 
     def _maybe_fail(self, stage: str) -> None:
-        """Fault injection for the restart tests: die like `kill -9` at a chosen point of a chosen cycle."""
+        """The `ksql.fail-at` test hook: die like `kill -9` at a chosen point of a chosen cycle."""
         if self._fail_at is not None and self._fail_at[0] == stage and self._cycle_had_input:
             self._fail_at[1] -= 1
             if self._fail_at[1] <= 0:

@@ -5,7 +5,7 @@ group while the killed member was still in it, so a second rebalance came while 
 was landing a batch. The worker committed synchronously, which librdkafka holds back until the
 rebalance is over, and the rebalance callback waited for the worker: the loader hung for good,
 with its last rows never landed. The consuming thread now commits; this test forces the same
-situation with `--pause-after-insert` and a second member joining during the pause.
+situation with the `loader.pause-after-insert` test hook and a second member joining during the pause.
 """
 
 from __future__ import annotations
@@ -65,11 +65,13 @@ def test_loader_survives_a_rebalance_while_a_batch_is_between_insert_and_commit(
             "40",
             "--batch-ms",
             "600000",
-            "--pause-after-insert",
-            "3",
             *FAST,
         ],
-        loader_env(kafka_bootstrap, clickhouse_server.dsn(database=clickhouse_database)),
+        loader_env(
+            kafka_bootstrap,
+            clickhouse_server.dsn(database=clickhouse_database),
+            COINSTREAM_TEST_HOOKS="loader.pause-after-insert=3",
+        ),
         log,
         tmp_path,
     )

@@ -46,8 +46,9 @@ def cli(tmp_path, kafka_bootstrap, sim_api, clickhouse_server, clickhouse_databa
         ch = clickhouse_client
         sim = sim_api
 
-        def env(self, **extra: str) -> dict[str, str]:
-            # No /metrics endpoint unless a test names a port: never the fixed default one.
+        def env(self, now: str = NOW, **extra: str) -> dict[str, str]:
+            # No /metrics endpoint unless a test names a port: never the fixed default one. The
+            # clock starts at `now` (the `clock.start` test hook), pinning the days a run covers.
             return cli_env(
                 **{
                     "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
@@ -57,18 +58,19 @@ def cli(tmp_path, kafka_bootstrap, sim_api, clickhouse_server, clickhouse_databa
                     "LCW_RETRY_MAX_WAIT_S": "0.05",
                     "TZ": "UTC",
                     "HISTORICAL_METRICS_PORT": "0",
+                    "COINSTREAM_TEST_HOOKS": f"clock.start={now}",
                     **extra,
                 }
             )
 
-        def args(self, *args: str, now: str = NOW) -> list[str]:
-            return [*args, "--topic", self.topic, "--now", now]
+        def args(self, *args: str) -> list[str]:
+            return [*args, "--topic", self.topic]
 
         def run(self, *args: str, now: str = NOW, **extra: str) -> subprocess.CompletedProcess:
             return subprocess.run(
-                coinstream(*self.args(*args, now=now)),
+                coinstream(*self.args(*args)),
                 cwd=tmp_path,
-                env=self.env(**extra),
+                env=self.env(now, **extra),
                 capture_output=True,
                 text=True,
                 timeout=90,

@@ -43,7 +43,7 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
         future.result(timeout=30)
 
 
-def start_runner(bootstrap: str, tmp_path: Path, *args: str) -> subprocess.Popen:
+def start_runner(bootstrap: str, tmp_path: Path, *args: str, hooks: str = "") -> subprocess.Popen:
     # No /metrics endpoint unless a test asks for one with --metrics-port: never a fixed port.
     env = {
         **os.environ,
@@ -52,6 +52,7 @@ def start_runner(bootstrap: str, tmp_path: Path, *args: str) -> subprocess.Popen
         "PYTHONPATH": str(ROOT),
         "LOG_LEVEL": "INFO",
         "KSQL_METRICS_PORT": "0",
+        "COINSTREAM_TEST_HOOKS": hooks,
     }
     log_path = tmp_path / f"runner-{time.monotonic_ns()}.log"
     with open(log_path, "w") as log_file:  # the child keeps its own descriptor
@@ -284,9 +285,9 @@ def test_kill_and_restart_mid_stream_keeps_final_values_exact(bootstrap: str, tm
         )
         return sum(max(tp.offset, 0) for tp in offsets)
 
-    def run_until_exit(*args: str, feed_per_step: int = 30) -> int:
+    def run_until_exit(*args: str, feed_per_step: int = 30, hooks: str = "") -> int:
         """Run until the runner exits, feeding new input all along (the crashes need input to happen)."""
-        process = start_runner(bootstrap, tmp_path, *args)
+        process = start_runner(bootstrap, tmp_path, *args, hooks=hooks)
         try:
             wait_until_assigned(process)
             deadline = time.monotonic() + 60
@@ -313,10 +314,10 @@ def test_kill_and_restart_mid_stream_keeps_final_values_exact(bootstrap: str, tm
     finally:
         stop(runner)
     # 2-4. Crashes at each point of the commit cycle, each while new input keeps arriving.
-    assert run_until_exit("--fail-at", "after-outputs:2") == 137
+    assert run_until_exit(hooks="ksql.fail-at=after-outputs:2") == 137
     # mid-changelog:5 = after the states of ohlc p0-p2 and mov_avg p0-p1 were delivered, before their positions.
-    assert run_until_exit("--fail-at", "mid-changelog:5") == 137
-    assert run_until_exit("--fail-at", "after-changelog:2") == 137
+    assert run_until_exit(hooks="ksql.fail-at=mid-changelog:5") == 137
+    assert run_until_exit(hooks="ksql.fail-at=after-changelog:2") == 137
     # 5. The rest, then a clean stop once the input is drained.
     assert cursor < len(records)
     assert run_until_exit("--idle-exit", "2", feed_per_step=len(records)) == 0

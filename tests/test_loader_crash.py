@@ -129,7 +129,10 @@ def test_kill_9_between_insert_and_commit_then_restart_and_sigterm(
     # 1. Insert the first batch of 50 messages, then die before committing.
     first_log = tmp_path / "first.log"
     first = start_loader_process(
-        [*common, "--batch-rows", "50", "--batch-ms", "600000", "--pause-after-insert", "60"], env, first_log, tmp_path
+        [*common, "--batch-rows", "50", "--batch-ms", "600000"],
+        {**env, "COINSTREAM_TEST_HOOKS": "loader.pause-after-insert=60"},
+        first_log,
+        tmp_path,
     )
     try:
         wait_for(lambda: "pausing" in first_log.read_text(), "the first batch to be inserted")

@@ -47,6 +47,7 @@ from coinstream.common.kafka_config import connection_config
 from coinstream.common.kafka_lag import consumer_lag
 from coinstream.common.kafka_topics import topic_ids
 from coinstream.common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS
+from coinstream.common.testing_hooks import hook_value
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,8 @@ class LoaderConfig:
     report_interval_s: float = 10.0
     # Stop once nothing arrived for this long and nothing is pending (None = run until stopped).
     stop_when_idle_s: float | None = None
-    # Fault injection for the crash tests: sleep after the inserts, before the commit.
-    pause_after_insert_s: float = 0.0
+    # The `loader.pause-after-insert` test hook: sleep after the inserts, before the commit.
+    pause_after_insert_s: float = field(default_factory=lambda: float(hook_value("loader.pause-after-insert") or 0))
 
     def formats_by_topic(self) -> dict[str, TableFormat]:
         unknown = [table for table in self.tables if table not in FORMATS]

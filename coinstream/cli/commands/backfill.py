@@ -22,6 +22,7 @@ from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
 from coinstream.common.optional_imports import without_dataframe_libraries
 from coinstream.common.processes import stop_requested_on_signals
 from coinstream.common.settings import Settings
+from coinstream.common.testing_hooks import hook_value
 from coinstream.producers.errors import redact
 from coinstream.producers.historical import TOPIC, BackfillReport, HistoricalService
 from coinstream.producers.historical.days import as_utc, parse_day, utc_now
@@ -51,19 +52,13 @@ def _codes(_ctx: click.Context, _param: click.Parameter, value: str | None) -> l
     return codes
 
 
-def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
-        raise click.BadParameter("expected an ISO-8601 instant such as 2024-05-01T13:00:00Z") from None
-
-
-def _clock(now: datetime | None):
-    """The wall clock, or one that starts at `now` and runs at the wall clock's pace (tests)."""
-    if now is None:
+def _clock():
+    """The wall clock; under the `clock.start` test hook, one that starts at that UTC instant and
+    runs at the wall clock's pace (the tests pin the days a run covers)."""
+    start = hook_value("clock.start")
+    if start is None:
         return utc_now
+    now = as_utc(datetime.fromisoformat(start.replace("Z", "+00:00")))
     started = time.monotonic()
     return lambda: now + timedelta(seconds=time.monotonic() - started)
 
@@ -80,7 +75,6 @@ def _progress_redirect(show_bar: bool | None):
 def _open_service(
     settings: Settings,
     topic: str,
-    now: datetime | None,
     stop: threading.Event,
     migrate: bool,
     show_bar: bool | None,
@@ -93,7 +87,7 @@ def _open_service(
         return HistoricalService(
             settings,
             topic=topic,
-            clock=_clock(now),
+            clock=_clock(),
             stop=stop,
             migrate=migrate,
             show_progress=show_bar,
@@ -137,13 +131,6 @@ _common_options = [
     ),
     click.option(
         "--migrate/--no-migrate", default=True, show_default=True, help="Apply clickhouse/schema first (idempotent)."
-    ),
-    click.option(
-        "--now",
-        callback=_instant,
-        default=None,
-        hidden=True,
-        help="Testing: pretend the clock starts at this UTC instant.",
     ),
 ]
 
@@ -191,7 +178,6 @@ def command(
     topic: str,
     show_bar: bool | None,
     migrate: bool,
-    now: datetime | None,
 ) -> None:
     """Publish the daily close (rate at 12:00 UTC) of every coin and day to Kafka, once.
 
@@ -202,7 +188,7 @@ def command(
     if start is not None and end is not None and start > end:
         raise click.BadParameter("--start is after --end", param_hint="--start")
     with stop_requested_on_signals("finishing the current close, then stopping") as stop:
-        service = _open_service(settings, topic, now, stop, migrate, show_bar)
+        service = _open_service(settings, topic, stop, migrate, show_bar)
         try:
             with _progress_redirect(show_bar):
                 report = service.run(coins, start, end, retry_gaps=retry_gaps, reconcile=reconcile)
@@ -247,7 +233,6 @@ def historical_command(
     topic: str,
     show_bar: bool | None,
     migrate: bool,
-    now: datetime | None,
 ) -> None:
     """The scheduled daily-close job: backfill up to the latest closed day, then sleep until the
     next 12:00 UTC + HISTORICAL_CLOSE_MARGIN_S (or until credits renew) and repeat."""
@@ -257,7 +242,7 @@ def historical_command(
         metrics_endpoint(metrics.registry, port, settings.metrics_host, "historical", "HISTORICAL_METRICS_PORT"),
         stop_requested_on_signals("finishing the current close, then stopping") as stop,
     ):
-        service = _open_service(settings, topic, now, stop, migrate, show_bar, metrics)
+        service = _open_service(settings, topic, stop, migrate, show_bar, metrics)
         try:
             with _progress_redirect(show_bar):
                 first_pass = [reconcile_at_start]

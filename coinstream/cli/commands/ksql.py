@@ -149,7 +149,6 @@ def _plan_or_exit(files: list[Path], variables: dict[str, str]):
     help="Where window state is kept on local disk, so that it outlives the broker's changelogs "
     "(default: COINSTREAM_DATA_DIR/ksql-state).",
 )
-@click.option("--fail-at", hidden=True, default=None, help="Fault injection for tests: STAGE[:N].")
 @click.pass_obj
 def run_command(
     settings,
@@ -162,7 +161,6 @@ def run_command(
     session_timeout_ms: int | None,
     port_option: int | None,
     state_dir: Path | None,
-    fail_at: str | None,
 ) -> None:
     """Run the statements against Kafka (default: the project's ksql/*.sql, in file-name order)."""
     from coinstream.ksql.errors import KsqlError
@@ -189,7 +187,6 @@ def run_command(
                 cache=not no_cache,
                 processing_log_topic=processing_log_topic,
                 idle_exit_s=idle_exit,
-                fail_at=fail_at,
                 session_timeout_ms=session_timeout_ms,
                 metrics=metrics,
                 state_dir=state_dir or settings.coinstream_data_dir / "ksql-state",

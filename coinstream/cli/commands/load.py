@@ -92,13 +92,6 @@ def _split_tables(_ctx: click.Context, _param: click.Parameter, value: str) -> t
     metavar="KEY=VALUE",
     help="Extra librdkafka consumer property (repeatable), e.g. -X session.timeout.ms=10000.",
 )
-@click.option(
-    "--pause-after-insert",
-    type=float,
-    default=0.0,
-    hidden=True,
-    help="Fault injection for crash tests: sleep between insert and commit.",
-)
 @click.pass_obj
 def command(
     settings: Settings,
@@ -113,7 +106,6 @@ def command(
     stop_when_idle: float | None,
     report_interval: float,
     consumer_properties: tuple[str, ...],
-    pause_after_insert: float,
 ) -> None:
     """Load Kafka topics into ClickHouse like ClickPipes: batches, exactly once, error tables.
 
@@ -145,7 +137,6 @@ def command(
         max_clock_skew_ms=settings.rate_max_clock_skew_ms,
         stop_when_idle_s=stop_when_idle,
         report_interval_s=report_interval,
-        pause_after_insert_s=pause_after_insert,
     )
     extra = {"client.id": "coinstream-loader"}
     for item in consumer_properties:
