@@ -8,17 +8,20 @@ reviewable as SQL; this module only runs them. Each applied file is recorded in 
 - editing a file that was already applied is an error (a schema change is a new file), and
 - a missing applied file is an error (the database is ahead of the code).
 
-One exception, listed by hand in `REWORDED`: an applied file whose comments were reworded after
-its release. Its released checksum is still accepted, but only while the file's code (its
-statements without comments, whitespace normalized) has the checksum recorded beside it, so any
-change to what the file executes is still refused.
+Files changed after their release are listed by hand in `RELEASED`, with the checksums they were
+applied with: files whose comments were reworded, and files whose views moved to
+`clickhouse/views/` (views are current state, applied after the migrations on every run, see
+`view_files`). Such a file is accepted under a released checksum only while what it still
+executes (its statements without comments, whitespace normalized) has the checksum recorded
+beside it; a file that held only views is retired, and its released checksums stay accepted
+although the file is gone. Any other change to what a file executes is still refused.
 
 All checks happen before anything is executed. Statements in the files are written to be
 idempotent (`CREATE ... IF NOT EXISTS`, `CREATE OR REPLACE VIEW`), so a file interrupted half-way
 is simply run again; it is recorded only after its last statement succeeded.
 
-ClickHouse's HTTP interface runs one statement per request, hence the small splitter below. It
-works with any clickhouse-connect client: the embedded server, a real ClickHouse (`CLICKHOUSE_URL`)
+ClickHouse's HTTP interface runs one statement per request, so files are split into statements
+(`sql_text.split_statements`). It works with any clickhouse-connect client: the embedded server, a real ClickHouse (`CLICKHOUSE_URL`)
 or chDB in-process; statements run in the client's current database.
 """
 
@@ -30,24 +33,61 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coinstream.clickhouse.sql_text import split_statements
+from coinstream.clickhouse.view_files import VIEWS_DIR, ViewError, ViewReport, apply_views
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 MIGRATIONS_TABLE = "_schema_migrations"
 _FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-# name -> (SHA-256 of the bytes as released and applied, SHA-256 of its code): comment-only
-# rewordings (they stated facts by pointing at a document outside the project).
-REWORDED: dict[str, tuple[str, str]] = {
-    "0001_landing_tables.sql": (
-        "335ab6a264a7db641c1677ed4b6fbde8f2498ae22c1ad80ced6750295720357d",
+
+@dataclass(frozen=True)
+class Released:
+    """A schema file as applied by earlier releases: the SHA-256 of each released version of its
+    bytes, and the checksum of what the file executes today (`Migration.code_checksum`), or None
+    for a retired file (it held only views, which now live in clickhouse/views/)."""
+
+    checksums: frozenset[str]
+    code_checksum: str | None
+
+
+RELEASED: dict[str, Released] = {
+    # Comments reworded (they stated facts by pointing at a document outside the project).
+    "0001_landing_tables.sql": Released(
+        frozenset({"335ab6a264a7db641c1677ed4b6fbde8f2498ae22c1ad80ced6750295720357d"}),
         "2903f229eb653a7d0a74b7a864f825044a578f583bac96bea6c33f524afbc379",
     ),
-    "0002_error_tables.sql": (
-        "abbcb39edeac7e620f75b5139ecba9b78032ce6b0097cee416e3e652b4168707",
+    "0002_error_tables.sql": Released(
+        frozenset({"abbcb39edeac7e620f75b5139ecba9b78032ce6b0097cee416e3e652b4168707"}),
         "4c26a08774152435dbaee493ec6a466eaca1d27dc246a4f453e09ac36a2de90a",
     ),
-    "0005_views_history.sql": (
-        "456f728629305d302d71f3912673d8f2b8a37d23df68104118472799806b02e8",
-        "4285579e7f1853c5a54fb7108f58289675e0b591d4d9a02c82849ab02af65057",
+    # Views moved to clickhouse/views/: the tables stay.
+    "0007_historical_backfill.sql": Released(
+        frozenset({"df37b3d4188edc06972ff659617ff535ba33d9196e557555f3f5ae138cd81f5a"}),
+        "72452bbcdd5f43665e9f8f4a7cc87db19eff37198c1ffc3f59625e325dce0f51",
+    ),
+    "0009_topic_incarnations.sql": Released(
+        frozenset({"47536a05aebad5c6ba2669f7737ffcb43a8ff82a60277c97a2b0cf07fbba31a7"}),
+        "5a0353ddc581f7189a8cdd1b4876ca946743ecc3b19786251fef8cffd42254cf",
+    ),
+    # Views only: retired.
+    "0004_views_windowed.sql": Released(
+        frozenset({"f8018e51c44c57adace775320b35835703268a2fe7e1074ac663f253fc89b35f"}), None
+    ),
+    "0005_views_history.sql": Released(
+        frozenset(
+            {
+                "456f728629305d302d71f3912673d8f2b8a37d23df68104118472799806b02e8",
+                "4c2e38c9e7ccc670a4346ece1375d70a004cc2318f4577e1cc6a3eefc107973d",
+            }
+        ),
+        None,
+    ),
+    "0006_views_live.sql": Released(
+        frozenset({"b58b351cf4f720c7c848cc9a8ff8399fa9e7563ae2bcaab161e93026ef6405a2"}), None
+    ),
+    "0008_views_recent.sql": Released(
+        frozenset({"b24f98465cd67febd1c4bb133915e20965e38c02c6d7b7e4246576bd21882c24"}), None
     ),
 }
 
@@ -86,11 +126,23 @@ class Migration:
         return hashlib.sha256("\n".join(code).encode()).hexdigest()
 
     def matches(self, recorded: str) -> bool:
-        """The ledger's checksum is this file's, or its released one before a comment rewording."""
+        """The ledger's checksum is this file's, or a released one of a file that still executes
+        what `RELEASED` says."""
         if recorded == self.checksum:
             return True
-        released, code = REWORDED.get(self.name, ("", ""))
-        return recorded == released and self.code_checksum == code
+        released = RELEASED.get(self.name)
+        return (
+            released is not None
+            and recorded in released.checksums
+            and released.code_checksum is not None
+            and self.code_checksum == released.code_checksum
+        )
+
+
+def retired(name: str, recorded: str) -> bool:
+    """An applied file that held only views, removed once they moved to clickhouse/views/."""
+    released = RELEASED.get(name)
+    return released is not None and released.code_checksum is None and recorded in released.checksums
 
 
 @dataclass
@@ -99,63 +151,7 @@ class MigrationReport:
 
     applied: list[str] = field(default_factory=list)
     already_applied: list[str] = field(default_factory=list)
-
-
-def split_statements(sql: str, comments: bool = True) -> list[str]:
-    """Split a SQL script on `;` outside quotes and comments; drop comment-only pieces (and,
-    with `comments=False`, the comments inside statements too, each replaced by a space).
-
-    Handles '…' strings (backslash and doubled-quote escapes), "…" and `…` identifiers,
-    `-- …` / `# …` line comments and `/* … */` block comments.
-    """
-    statements: list[str] = []
-    current: list[str] = []
-    has_code = False
-    index, length = 0, len(sql)
-    while index < length:
-        char = sql[index]
-        pair = sql[index : index + 2]
-        if pair == "--" or char == "#":
-            end = sql.find("\n", index)
-            end = length if end < 0 else end
-            current.append(sql[index:end] if comments else " ")
-            index = end
-            continue
-        if pair == "/*":
-            end = sql.find("*/", index + 2)
-            end = length if end < 0 else end + 2
-            current.append(sql[index:end] if comments else " ")
-            index = end
-            continue
-        if char in ("'", '"', "`"):
-            end = index + 1
-            while end < length:
-                if sql[end] == "\\":
-                    end += 2
-                    continue
-                if sql[end] == char:
-                    if sql[end + 1 : end + 2] == char:  # doubled quote
-                        end += 2
-                        continue
-                    break
-                end += 1
-            current.append(sql[index : end + 1])
-            has_code = True
-            index = end + 1
-            continue
-        if char == ";":
-            if has_code:
-                statements.append("".join(current).strip())
-            current, has_code = [], False
-            index += 1
-            continue
-        if not char.isspace():
-            has_code = True
-        current.append(char)
-        index += 1
-    if has_code:
-        statements.append("".join(current).strip())
-    return statements
+    views: ViewReport = field(default_factory=ViewReport)
 
 
 def load_migrations(directory: Path = SCHEMA_DIR) -> list[Migration]:
@@ -195,7 +191,8 @@ def check(migrations: list[Migration], recorded: dict[str, str]) -> None:
     for name, checksum in sorted(recorded.items()):
         migration = by_name.get(name)
         if migration is None:
-            problems.append(f"{name} was applied but the file is missing")
+            if not retired(name, checksum):
+                problems.append(f"{name} was applied but the file is missing")
         elif not migration.matches(checksum):
             problems.append(
                 f"{name} was changed after it was applied "
@@ -206,8 +203,9 @@ def check(migrations: list[Migration], recorded: dict[str, str]) -> None:
         raise MigrationError("schema files do not match the database:\n  " + "\n  ".join(problems))
 
 
-def migrate(client: Any, directory: Path = SCHEMA_DIR) -> MigrationReport:
-    """Apply every schema file not yet recorded, in order; record each after it succeeded."""
+def migrate(client: Any, directory: Path = SCHEMA_DIR, views_directory: Path = VIEWS_DIR) -> MigrationReport:
+    """Apply every schema file not yet recorded, in order, recording each after it succeeded; then
+    bring the views to their files' definitions (`view_files.apply_views`)."""
     migrations = load_migrations(directory)
     recorded = applied_migrations(client)
     check(migrations, recorded)
@@ -224,4 +222,8 @@ def migrate(client: Any, directory: Path = SCHEMA_DIR) -> MigrationReport:
             column_names=["name", "checksum", "statements"],
         )
         report.applied.append(migration.name)
+    try:
+        report.views = apply_views(client, views_directory)
+    except ViewError as error:
+        raise MigrationError(str(error)) from None
     return report

@@ -16,34 +16,20 @@ from click.testing import CliRunner
 
 from coinstream.clickhouse.migrations import (
     MIGRATIONS_TABLE,
+    RELEASED,
     SCHEMA_DIR,
     MigrationError,
     load_migrations,
     migrate,
-    split_statements,
 )
+from coinstream.clickhouse.sql_text import split_statements
+from coinstream.clickhouse.view_files import VIEWS_DIR, VIEWS_TABLE, ViewError, load_views
 
 pytest_plugins = ["tests.fixtures_clickhouse"]
 
 LANDING = ["coins_current_full", "coins_historical", "ohlc_by_minute", "mov_avg_60s"]
-VIEWS = [
-    "v_ohlc_by_minute",
-    "v_60_sec_mov_avg",
-    "v_ohlc_by_day",
-    "v_change_by_second",
-    "v_hist_daily",
-    "v_10_day_mov_avg",
-    "v_change_by_day",
-    "v_change_by_day_latest",
-    "overview_for_dashboard",
-    "v_candles_5m",
-    "v_candles_15m",
-    "v_candles_1h",
-    "v_candles_4h",
-    "v_candles_1d",
-    "v_rate_by_second",
-    "v_change_by_second_recent",
-]
+# Every view is one file of clickhouse/views/, discovered rather than listed.
+VIEWS = sorted(path.stem for path in VIEWS_DIR.glob("*.sql"))
 FILES = [path.name for path in sorted(SCHEMA_DIR.glob("*.sql"))]
 
 
@@ -163,12 +149,12 @@ def schema_copy(tmp_path: Path) -> Path:
 
 def test_tampered_applied_file_is_refused_before_anything_runs(clickhouse_client, schema_copy):
     migrate(clickhouse_client, schema_copy)
-    views = schema_copy / "0004_views_windowed.sql"
+    views = schema_copy / "0003_rollups.sql"
     views.write_text(views.read_text() + "\n-- an innocent-looking edit\n")
     (schema_copy / "0099_new_table.sql").write_text(
         "CREATE TABLE IF NOT EXISTS added (x UInt8) ENGINE = MergeTree ORDER BY x;\n"
     )
-    with pytest.raises(MigrationError, match="0004_views_windowed.sql was changed after it was applied"):
+    with pytest.raises(MigrationError, match="0003_rollups.sql was changed after it was applied"):
         migrate(clickhouse_client, schema_copy)
     # The new file was not applied either: every check happens before any statement runs.
     assert "added" not in tables(clickhouse_client)
@@ -177,8 +163,8 @@ def test_tampered_applied_file_is_refused_before_anything_runs(clickhouse_client
 
 def test_missing_applied_file_is_refused(clickhouse_client, schema_copy):
     migrate(clickhouse_client, schema_copy)
-    (schema_copy / "0006_views_live.sql").unlink()
-    with pytest.raises(MigrationError, match="0006_views_live.sql was applied but the file is missing"):
+    (schema_copy / "0007_historical_backfill.sql").unlink()
+    with pytest.raises(MigrationError, match="0007_historical_backfill.sql was applied but the file is missing"):
         migrate(clickhouse_client, schema_copy)
 
 
@@ -216,21 +202,44 @@ def test_cli_migrate_against_clickhouse_url(clickhouse_server, clickhouse_databa
         client.close()
 
 
-def test_files_reworded_after_release_still_match_a_database_that_applied_them(clickhouse_client, schema_copy):
-    """0001, 0002 and 0005 had their comments reworded after release (REWORDED). A database that
-    applied the released bytes keeps migrating; a change to what such a file executes is refused."""
-    from coinstream.clickhouse.migrations import REWORDED
-
+def test_a_database_migrated_by_an_earlier_release_migrates_forward(clickhouse_client, schema_copy):
+    """Files changed after release (RELEASED): comments reworded in 0001 and 0002, views moved out
+    of 0007 and 0009, 0004/0005/0006/0008 retired (they held only views). A database whose ledger
+    holds the released checksums, including the retired files, keeps migrating, and its views (as
+    the old files defined them) are replaced by the current files' definitions."""
     migrate(clickhouse_client, schema_copy)
     clickhouse_client.command(f"TRUNCATE TABLE {MIGRATIONS_TABLE}")
+    clickhouse_client.command(f"TRUNCATE TABLE {VIEWS_TABLE}")
+    released = {name: sorted(entry.checksums)[0] for name, entry in RELEASED.items()}
     current = {migration.name: migration.checksum for migration in load_migrations(schema_copy)}
     clickhouse_client.insert(
         MIGRATIONS_TABLE,
-        [[name, REWORDED[name][0] if name in REWORDED else checksum, 1] for name, checksum in current.items()],
+        [[name, released.get(name, checksum), 1] for name, checksum in sorted({**current, **released}.items())],
         column_names=["name", "checksum", "statements"],
     )
-    assert set(REWORDED) == {"0001_landing_tables.sql", "0002_error_tables.sql", "0005_views_history.sql"}
-    assert migrate(clickhouse_client, schema_copy).already_applied == FILES
+    assert sorted(RELEASED) == [
+        "0001_landing_tables.sql",
+        "0002_error_tables.sql",
+        "0004_views_windowed.sql",
+        "0005_views_history.sql",
+        "0006_views_live.sql",
+        "0007_historical_backfill.sql",
+        "0008_views_recent.sql",
+        "0009_topic_incarnations.sql",
+    ]
+    # The windowed view as the released 0004 defined it: no incarnation in its ordering.
+    clickhouse_client.command(
+        "CREATE OR REPLACE VIEW v_ohlc_by_minute AS SELECT toDateTime(window_start, 'UTC') AS window_start, code, "
+        "open, high, low, close FROM (SELECT code, window_start, open, high, low, close FROM ohlc_by_minute "
+        "ORDER BY code ASC, window_start ASC, _offset DESC LIMIT 1 BY code, window_start)"
+    )
+    report = migrate(clickhouse_client, schema_copy)
+    assert report.applied == [] and report.already_applied == FILES
+    assert sorted(report.views.applied) == VIEWS and report.views.dropped == []
+    definition = clickhouse_client.command(
+        "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'v_ohlc_by_minute'"
+    )
+    assert "_topic_epoch DESC" in definition
 
     errors = schema_copy / "0002_error_tables.sql"
     errors.write_text(
@@ -238,3 +247,93 @@ def test_files_reworded_after_release_still_match_a_database_that_applied_them(c
     )
     with pytest.raises(MigrationError, match="0002_error_tables.sql was changed after it was applied"):
         migrate(clickhouse_client, schema_copy)
+
+
+def test_a_retired_file_comes_back_only_under_a_released_checksum(clickhouse_client, schema_copy):
+    migrate(clickhouse_client, schema_copy)
+    clickhouse_client.insert(
+        MIGRATIONS_TABLE, [["0006_views_live.sql", "0" * 64, 1]], column_names=["name", "checksum", "statements"]
+    )
+    with pytest.raises(MigrationError, match="0006_views_live.sql was applied but the file is missing"):
+        migrate(clickhouse_client, schema_copy)
+
+
+@pytest.fixture
+def views_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "views"
+    shutil.copytree(VIEWS_DIR, target, ignore=shutil.ignore_patterns("*.yml"))
+    return target
+
+
+def view_ledger(client: Any) -> dict[str, str]:
+    rows = client.query(f"SELECT name, argMax(checksum, applied_at) FROM {VIEWS_TABLE} GROUP BY name").result_rows
+    return dict(rows)
+
+
+def test_views_follow_their_files(clickhouse_client, views_copy):
+    first = migrate(clickhouse_client, views_directory=views_copy)
+    assert sorted(first.views.applied) == VIEWS and first.views.unchanged == []
+    # Dependency order: a view comes after the views it reads.
+    order = first.views.applied
+    assert order.index("v_rate_by_second") < order.index("v_change_by_second")
+    assert order.index("v_hist_daily") < order.index("v_10_day_mov_avg")
+    again = migrate(clickhouse_client, views_directory=views_copy)
+    assert again.views.applied == [] and sorted(again.views.unchanged) == VIEWS
+
+    # An edited view is re-created, a new one created, a removed one dropped; the rest untouched.
+    (views_copy / "v_hist_gaps.sql").write_text(
+        "CREATE OR REPLACE VIEW v_hist_gaps AS SELECT topic, code, date FROM v_hist_backfill_state;\n"
+    )
+    (views_copy / "v_one.sql").write_text("-- one\nCREATE OR REPLACE VIEW v_one AS SELECT 1 AS one;\n")
+    (views_copy / "v_60_sec_mov_avg.sql").unlink()
+    changed = migrate(clickhouse_client, views_directory=views_copy)
+    assert changed.views.applied == ["v_one", "v_hist_gaps"]  # v_hist_gaps reads v_hist_backfill_state: later
+    assert changed.views.dropped == ["v_60_sec_mov_avg"]
+    created = tables(clickhouse_client)
+    assert "v_60_sec_mov_avg" not in created and created["v_one"] == "View"
+    assert [
+        c
+        for (c,) in clickhouse_client.query(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() "
+            "AND table = 'v_hist_gaps' ORDER BY position"
+        ).result_rows
+    ] == ["topic", "code", "date"]
+    assert view_ledger(clickhouse_client)["v_60_sec_mov_avg"] == ""
+    # A view dropped by hand is created again.
+    clickhouse_client.command("DROP VIEW v_one")
+    assert migrate(clickhouse_client, views_directory=views_copy).views.applied == ["v_one"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("v_a.sql", "CREATE OR REPLACE VIEW v_b AS SELECT 1;", "must be `CREATE OR REPLACE VIEW v_a AS"),
+        ("v_a.sql", "CREATE VIEW v_a AS SELECT 1;", "must be `CREATE OR REPLACE VIEW v_a AS"),
+        ("v_a.sql", "CREATE OR REPLACE VIEW v_a AS SELECT 1; SELECT 2;", "must hold exactly one statement, not 2"),
+        ("V-A.sql", "CREATE OR REPLACE VIEW v_a AS SELECT 1;", "the name must be lowercase"),
+    ],
+)
+def test_malformed_view_files_are_refused(tmp_path: Path, name: str, text: str, message: str):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ViewError, match=re.escape(message)):
+        load_views(tmp_path)
+
+
+def test_views_reading_each_other_in_a_cycle_are_refused(tmp_path: Path):
+    (tmp_path / "v_a.sql").write_text("CREATE OR REPLACE VIEW v_a AS SELECT * FROM v_b;")
+    (tmp_path / "v_b.sql").write_text(
+        "-- v_a is named in a comment only here\nCREATE OR REPLACE VIEW v_b AS SELECT * FROM v_c;"
+    )
+    (tmp_path / "v_c.sql").write_text("CREATE OR REPLACE VIEW v_c AS SELECT * FROM v_a;")
+    with pytest.raises(ViewError, match="the views read each other in a cycle"):
+        load_views(tmp_path)
+    (tmp_path / "v_c.sql").write_text("CREATE OR REPLACE VIEW v_c AS SELECT 'v_a' AS not_a_read;")
+    # A name inside a string literal still counts as a read (a conservative order, never a wrong one).
+    with pytest.raises(ViewError, match="cycle"):
+        load_views(tmp_path)
+    (tmp_path / "v_c.sql").write_text("CREATE OR REPLACE VIEW v_c AS SELECT 1 AS x;")
+    assert [(view.name, sorted(view.reads)) for view in load_views(tmp_path)] == [
+        ("v_c", []),
+        ("v_b", ["v_c"]),
+        ("v_a", ["v_b"]),
+    ]

@@ -32,32 +32,3 @@ ALTER TABLE coins_current_full_clickpipes_error ADD COLUMN IF NOT EXISTS _topic_
 ALTER TABLE coins_historical_clickpipes_error ADD COLUMN IF NOT EXISTS _topic_epoch UInt32 DEFAULT 0 AFTER _topic;
 ALTER TABLE ohlc_by_minute_clickpipes_error ADD COLUMN IF NOT EXISTS _topic_epoch UInt32 DEFAULT 0 AFTER _topic;
 ALTER TABLE mov_avg_60s_clickpipes_error ADD COLUMN IF NOT EXISTS _topic_epoch UInt32 DEFAULT 0 AFTER _topic;
-
-CREATE OR REPLACE VIEW v_ohlc_by_minute AS
-SELECT
-    toDateTime(window_start, 'UTC') AS window_start,
-    code,
-    open,
-    high,
-    low,
-    close
-FROM
-(
-    SELECT code, window_start, open, high, low, close
-    FROM ohlc_by_minute
-    ORDER BY code ASC, window_start ASC, _topic_epoch DESC, _offset DESC
-    LIMIT 1 BY code, window_start
-);
-
-CREATE OR REPLACE VIEW v_60_sec_mov_avg AS
-SELECT
-    toDateTime(window_start, 'UTC') AS window_start,
-    code,
-    mov_avg
-FROM
-(
-    SELECT code, window_start, mov_avg
-    FROM mov_avg_60s
-    ORDER BY code ASC, window_start ASC, _topic_epoch DESC, _offset DESC
-    LIMIT 1 BY code, window_start
-);
