@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -74,59 +74,11 @@ class ClickHouseTarget:
         }
 
 
-# The expected form of each setting, used in error messages and mirrored in `.env.example`.
-EXPECTED_FORMS: dict[str, str] = {
-    "LCW_API_KEY": "a LiveCoinWatch API key (unset = use the simulated API)",
-    "LCW_BASE_URL": "an http(s) URL such as https://api.livecoinwatch.com",
-    "COINS": "comma-separated coin codes such as BTC,ETH,SOL",
-    "CURRENCY": "a 3-5 letter currency code such as USD",
-    "POLL_INTERVAL_S": "a number of seconds > 0",
-    "DAILY_CREDIT_BUDGET": "a whole number of credits > 0",
-    "HISTORICAL_DAILY_CREDITS": "a whole number of credits >= 0",
-    "HISTORICAL_BACKFILL_DAYS": "a whole number of days >= 1",
-    "HISTORICAL_CLOSE_MARGIN_S": "a number of seconds >= 0",
-    "LCW_CONNECT_TIMEOUT_S": "a number of seconds > 0",
-    "LCW_READ_TIMEOUT_S": "a number of seconds > 0",
-    "LCW_RETRY_ATTEMPTS": "a whole number of attempts >= 1",
-    "LCW_RETRY_BACKOFF_S": "a number of seconds >= 0 (first retry wait; doubles per attempt)",
-    "LCW_RETRY_MAX_WAIT_S": "a number of seconds >= 0 (longest single retry wait)",
-    "KAFKA_BOOTSTRAP_SERVERS": "host:port[,host:port…]",
-    "KAFKA_LOCAL_PORT": "a TCP port number 1-65535",
-    "LOCAL_BROKER_MAX_MEMORY_MB": "a whole number of MiB >= 0 (0 = never rotate)",
-    "SIM_API_PORT": "a TCP port number 1-65535",
-    "DASHBOARD_PORT": "a TCP port number 1-65535",
-    "KAFKA_SECURITY_PROTOCOL": "one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
-    "KAFKA_SASL_MECHANISM": "one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
-    "KAFKA_SASL_USERNAME": "the SASL user name (Confluent Cloud: the API key)",
-    "KAFKA_SASL_PASSWORD": "the SASL password (Confluent Cloud: the API secret)",
-    "KAFKA_SSL_CA_LOCATION": "a path to a CA bundle file",
-    "KAFKA_TOPIC_PARTITIONS": "a whole number >= 1",
-    "KAFKA_REPLICATION_FACTOR": "a whole number >= 1",
-    "CLICKHOUSE_URL": "http(s)://user:password@host:port/database",
-    "CLICKHOUSE_USER": "a user name",
-    "CLICKHOUSE_PASSWORD": "a password",
-    "CLICKHOUSE_READONLY_USER": "a user name",
-    "CLICKHOUSE_READONLY_PASSWORD": "a password",
-    "CLICKHOUSE_PORT": "a TCP port number 1-65535",
-    "KSQLDB_URL": "an http(s) URL such as http://localhost:8088",
-    "KSQLDB_USER": "a user name (Confluent Cloud: the ksqlDB API key)",
-    "KSQLDB_PASSWORD": "a password (Confluent Cloud: the ksqlDB API secret)",
-    "METABASE_URL": "an http(s) URL such as http://localhost:3000",
-    "METABASE_USER": "a Metabase user's e-mail address",
-    "METABASE_PASSWORD": "that user's password",
-    "METABASE_API_KEY": "a Metabase API key",
-    "KSQL_COMMIT_INTERVAL_MS": "a whole number of milliseconds, at least 10",
-    "RATE_MAX_CLOCK_SKEW_MS": "a whole number of milliseconds >= 0",
-    "LOADER_BATCH_MS": "a whole number of milliseconds, 1-600000",
-    "LOADER_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
-    "PRODUCER_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
-    "KSQL_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
-    "HISTORICAL_METRICS_PORT": "a TCP port number 0-65535 (0 = no metrics endpoint)",
-    "METRICS_HOST": "an IP address to bind such as 127.0.0.1 (0.0.0.0 inside a container)",
-    "HTTP_ALLOWED_ORIGINS": "comma-separated web origins such as http://localhost:3000 (unset = none)",
-    "COINSTREAM_DATA_DIR": "a directory path",
-    "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
-}
+def setting(default: Any, section: str, form: str, doc: str, **constraints: Any) -> Any:
+    """Declare a setting once: its default, its bounds (pydantic's ge/le/gt/pattern), the form
+    error messages name (`form`), the explanation `.env.example` and the README print (`doc`), and
+    the section it is listed under. CLI options and component defaults read it from here."""
+    return Field(default, description=doc, json_schema_extra={"form": form, "section": section}, **constraints)
 
 
 def _check_http_url(value: str | None) -> str | None:
@@ -151,82 +103,325 @@ class Settings(BaseSettings):
         env_ignore_empty=True,
     )
 
-    # LiveCoinWatch
-    lcw_api_key: SecretStr | None = None
-    lcw_base_url: str | None = None
-    coins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_COINS
-    currency: str = Field("USD", pattern=r"^[A-Z]{3,5}$")
-    poll_interval_s: float | None = Field(None, gt=0)
-    daily_credit_budget: int = Field(10_000, gt=0)
-    historical_daily_credits: int = Field(500, ge=0)
-    # Daily closes: the default backfill window (the latest N closed days), and how long after
-    # 12:00 UTC a day counts as closed (the API needs a moment to have the 12:00 point).
-    historical_backfill_days: int = Field(30, ge=1)
-    historical_close_margin_s: float = Field(300.0, ge=0)
-    lcw_connect_timeout_s: float = Field(5.0, gt=0)
-    lcw_read_timeout_s: float = Field(15.0, gt=0)
-    lcw_retry_attempts: int = Field(5, ge=1)
-    lcw_retry_backoff_s: float = Field(0.5, ge=0)
-    lcw_retry_max_wait_s: float = Field(30.0, ge=0)
+    # ---- LiveCoinWatch --------------------------------------------------------------------------
+    lcw_api_key: SecretStr | None = setting(
+        None,
+        "LiveCoinWatch",
+        "a LiveCoinWatch API key (unset = use the simulated API)",
+        "API key from https://www.livecoinwatch.com/tools/api . Unset = use the simulated API.",
+    )
+    lcw_base_url: str | None = setting(
+        None,
+        "LiveCoinWatch",
+        "an http(s) URL such as https://api.livecoinwatch.com",
+        "Base URL (default: the real API with a key, the simulated API http://127.0.0.1:SIM_API_PORT without).",
+    )
+    sim_api_port: int = setting(
+        SIMULATED_API_PORT,
+        "LiveCoinWatch",
+        "a TCP port number 1-65535",
+        "Port of the simulated API that `coinstream up` starts when LCW_API_KEY and LCW_BASE_URL are unset.",
+        ge=1,
+        le=65535,
+    )
+    coins: Annotated[tuple[str, ...], NoDecode] = setting(
+        DEFAULT_COINS,
+        "LiveCoinWatch",
+        "comma-separated coin codes such as BTC,ETH,SOL",
+        "Comma-separated coin codes to follow.",
+    )
+    currency: str = setting(
+        "USD", "LiveCoinWatch", "a 3-5 letter currency code such as USD", "Quote currency.", pattern=r"^[A-Z]{3,5}$"
+    )
+    poll_interval_s: float | None = setting(
+        None,
+        "LiveCoinWatch",
+        "a number of seconds > 0",
+        "Seconds between current-rate polls (default: derived from the daily credit budget).",
+        gt=0,
+    )
+    daily_credit_budget: int = setting(
+        10_000,
+        "LiveCoinWatch",
+        "a whole number of credits > 0",
+        "Credits per UTC day the producers may spend together (LiveCoinWatch free tier: 10000).",
+        gt=0,
+    )
+    historical_daily_credits: int = setting(
+        500,
+        "LiveCoinWatch",
+        "a whole number of credits >= 0",
+        "Of that budget, credits reserved each day for the historical backfill.",
+        ge=0,
+    )
+    historical_backfill_days: int = setting(
+        30,
+        "LiveCoinWatch",
+        "a whole number of days >= 1",
+        "Daily closes (the rate at 12:00 UTC): `coinstream backfill` without --start fetches the latest this "
+        "many closed days.",
+        ge=1,
+    )
+    historical_close_margin_s: float = setting(
+        300.0,
+        "LiveCoinWatch",
+        "a number of seconds >= 0",
+        "A day counts as closed this many seconds after its 12:00 UTC (the API needs a moment to have the "
+        "12:00 point); the scheduled job (`coinstream produce historical`) wakes up then.",
+        ge=0,
+    )
+    lcw_connect_timeout_s: float = setting(
+        5.0, "LiveCoinWatch", "a number of seconds > 0", "HTTP connect timeout towards the API, in seconds.", gt=0
+    )
+    lcw_read_timeout_s: float = setting(
+        15.0, "LiveCoinWatch", "a number of seconds > 0", "HTTP read timeout towards the API, in seconds.", gt=0
+    )
+    lcw_retry_attempts: int = setting(
+        5,
+        "LiveCoinWatch",
+        "a whole number of attempts >= 1",
+        "Attempts in all on 429, 5xx, timeouts, connection errors and malformed bodies.",
+        ge=1,
+    )
+    lcw_retry_backoff_s: float = setting(
+        0.5,
+        "LiveCoinWatch",
+        "a number of seconds >= 0 (first retry wait; doubles per attempt)",
+        "The first retry wait, doubling per attempt, with jitter. A Retry-After header is honoured.",
+        ge=0,
+    )
+    lcw_retry_max_wait_s: float = setting(
+        30.0,
+        "LiveCoinWatch",
+        "a number of seconds >= 0 (longest single retry wait)",
+        "The longest single retry wait; a Retry-After header asking for longer ends the attempts instead.",
+        ge=0,
+    )
 
-    # Kafka
-    kafka_bootstrap_servers: str | None = None
-    kafka_local_port: int = Field(LOCAL_KAFKA_PORT, ge=1, le=65535)
-    local_broker_max_memory_mb: int = Field(256, ge=0)
-    sim_api_port: int = Field(SIMULATED_API_PORT, ge=1, le=65535)
-    dashboard_port: int = Field(8050, ge=1, le=65535)
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_ca_location: str | None = None
-    kafka_topic_partitions: int = Field(1, ge=1)
-    kafka_replication_factor: int = Field(1, ge=1)
+    # ---- Kafka ----------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = setting(
+        None,
+        "Kafka",
+        "host:port[,host:port…]",
+        "Unset = the local broker started by `coinstream broker` / `coinstream up` on 127.0.0.1:KAFKA_LOCAL_PORT.",
+    )
+    kafka_local_port: int = setting(
+        LOCAL_KAFKA_PORT,
+        "Kafka",
+        "a TCP port number 1-65535",
+        "Port of the local broker on 127.0.0.1 when KAFKA_BOOTSTRAP_SERVERS is unset.",
+        ge=1,
+        le=65535,
+    )
+    local_broker_max_memory_mb: int = setting(
+        256,
+        "Kafka",
+        "a whole number of MiB >= 0 (0 = never rotate)",
+        "The local broker keeps every record in memory. When its memory passes this many MiB, `coinstream up` "
+        "rotates it: pauses the producers, waits until the engine and the loader have committed everything, "
+        "restarts the broker empty and resumes (nothing is lost or doubled). 0 = never.",
+        ge=0,
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = setting(
+        "PLAINTEXT",
+        "Kafka",
+        "one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (Confluent Cloud: SASL_SSL).",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = setting(
+        None,
+        "Kafka",
+        "one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (Confluent Cloud: PLAIN).",
+    )
+    kafka_sasl_username: str | None = setting(
+        None, "Kafka", "the SASL user name (Confluent Cloud: the API key)", "SASL user (Confluent Cloud: API key)."
+    )
+    kafka_sasl_password: SecretStr | None = setting(
+        None,
+        "Kafka",
+        "the SASL password (Confluent Cloud: the API secret)",
+        "SASL password (Confluent Cloud: API secret).",
+    )
+    kafka_ssl_ca_location: str | None = setting(
+        None, "Kafka", "a path to a CA bundle file", "Path to a CA bundle for SSL, if the system one is not enough."
+    )
+    kafka_topic_partitions: int = setting(
+        1, "Kafka", "a whole number >= 1", "Partitions of the topics coinstream creates.", ge=1
+    )
+    kafka_replication_factor: int = setting(
+        1, "Kafka", "a whole number >= 1", "Replication factor of the topics coinstream creates.", ge=1
+    )
 
-    # ClickHouse
-    clickhouse_url: SecretStr | None = None
-    clickhouse_user: str = "default"
-    clickhouse_password: SecretStr = SecretStr("")
-    clickhouse_readonly_user: str = "dashboard"
-    # Empty = the embedded server generates them on its first start (common/local_credentials.py).
-    clickhouse_readonly_password: SecretStr = SecretStr("")
-    clickhouse_port: int = Field(LOCAL_CLICKHOUSE_PORT, ge=1, le=65535)
+    # ---- ClickHouse -----------------------------------------------------------------------------
+    clickhouse_url: SecretStr | None = setting(
+        None,
+        "ClickHouse",
+        "http(s)://user:password@host:port/database",
+        "Unset = the embedded server started by `coinstream clickhouse serve` / `coinstream up` on "
+        "127.0.0.1:CLICKHOUSE_PORT.",
+    )
+    clickhouse_user: str = setting(
+        "default", "ClickHouse", "a user name", "The read-write user of the embedded server."
+    )
+    clickhouse_password: SecretStr = setting(
+        SecretStr(""),
+        "ClickHouse",
+        "a password",
+        "Its password. Passwords left empty are generated on the embedded server's first start and stored, "
+        "readable by the owner only, in $COINSTREAM_DATA_DIR/clickhouse/credentials.env, where every coinstream "
+        "command finds them (`cat` it to configure Metabase or a SQL client). Set them here to choose your own.",
+    )
+    clickhouse_readonly_user: str = setting(
+        "dashboard", "ClickHouse", "a user name", "The read-only user dashboards use."
+    )
+    clickhouse_readonly_password: SecretStr = setting(
+        SecretStr(""), "ClickHouse", "a password", "Its password (empty: generated, as above)."
+    )
+    clickhouse_port: int = setting(
+        LOCAL_CLICKHOUSE_PORT,
+        "ClickHouse",
+        "a TCP port number 1-65535",
+        "Port of the embedded server on 127.0.0.1.",
+        ge=1,
+        le=65535,
+    )
 
-    # ksqlDB and Metabase
-    ksqldb_url: str | None = None
-    ksqldb_user: str | None = None
-    ksqldb_password: SecretStr | None = None
-    metabase_url: str | None = None
-    metabase_user: str | None = None
-    metabase_password: SecretStr | None = None
-    metabase_api_key: SecretStr | None = None
+    # ---- Freshness ------------------------------------------------------------------------------
+    # Each bounds the delay its stage adds; 250 ms each keeps a rate visible in the views within a
+    # second (benchmarks/freshness.py) at four inserts a second per table.
+    ksql_commit_interval_ms: int = setting(
+        250,
+        "Freshness",
+        "a whole number of milliseconds, at least 10",
+        "How often the local ksql engine emits its updated candles and averages (and checkpoints its state), "
+        "in ms. Bounds the delay it adds to a rate reaching the views; larger means fewer, bigger writes.",
+        ge=10,
+    )
+    loader_batch_ms: int = setting(
+        250,
+        "Freshness",
+        "a whole number of milliseconds, 1-600000",
+        "How long the loader collects messages before it inserts them (one insert per table), in ms.",
+        ge=1,
+        le=600_000,
+    )
+    rate_max_clock_skew_ms: int = setting(
+        DEFAULT_MAX_CLOCK_SKEW_MS,
+        "Freshness",
+        "a whole number of milliseconds >= 0",
+        "How far a live rate's fetched_at may be ahead of the wall clock, in ms, before the record is refused "
+        "as coming from the future. The producer, the loader (error table) and the ksql statements "
+        "(coins_current_rejected) apply the same rule.",
+        ge=0,
+    )
 
-    # Freshness against write rate: how often the local ksql engine emits its updated windows
-    # (and checkpoints), and how long the loader collects messages before one insert per table.
-    # Each bounds the delay its stage adds; 250 ms each keeps a rate visible in the views within
-    # a second (benchmarks/freshness.py) at four inserts a second per table.
-    ksql_commit_interval_ms: int = Field(250, ge=10)
-    rate_max_clock_skew_ms: int = Field(DEFAULT_MAX_CLOCK_SKEW_MS, ge=0)
-    loader_batch_ms: int = Field(250, ge=1, le=600_000)
+    # ---- Metrics and HTTP -----------------------------------------------------------------------
+    loader_metrics_port: int = setting(
+        9464,
+        "Metrics and HTTP",
+        "a TCP port number 0-65535 (0 = no metrics endpoint)",
+        "Prometheus metrics of `coinstream load` (consumer lag, rows/s) on METRICS_HOST:PORT; 0 = off.",
+        ge=0,
+        le=65535,
+    )
+    producer_metrics_port: int = setting(
+        9465,
+        "Metrics and HTTP",
+        "a TCP port number 0-65535 (0 = no metrics endpoint)",
+        "Prometheus metrics of `coinstream produce current` (records, delivery failures, credits used, retries "
+        "by reason) on METRICS_HOST:PORT; 0 = off.",
+        ge=0,
+        le=65535,
+    )
+    ksql_metrics_port: int = setting(
+        9466,
+        "Metrics and HTTP",
+        "a TCP port number 0-65535 (0 = no metrics endpoint)",
+        "Prometheus metrics of the local ksql engine, `coinstream ksql run` (records in/out by topic, "
+        "processing-log entries by kind, commit cycles, open windows, consumer lag) on METRICS_HOST:PORT; "
+        "0 = off. Not used where a ksqlDB server runs the statements (KSQLDB_URL).",
+        ge=0,
+        le=65535,
+    )
+    historical_metrics_port: int = setting(
+        9467,
+        "Metrics and HTTP",
+        "a TCP port number 0-65535 (0 = no metrics endpoint)",
+        "Prometheus metrics of the scheduled daily-close job, `coinstream produce historical` (records, "
+        "delivery failures, credits used, retries by reason), while it runs; 0 = off.",
+        ge=0,
+        le=65535,
+    )
+    metrics_host: str = setting(
+        "127.0.0.1",
+        "Metrics and HTTP",
+        "an IP address to bind such as 127.0.0.1 (0.0.0.0 inside a container)",
+        "The address /metrics endpoints bind. Keep 127.0.0.1 on a host; docker-compose.yml sets 0.0.0.0 inside "
+        "the containers so their published ports (bound to the host's 127.0.0.1) reach them.",
+    )
+    http_allowed_origins: Annotated[tuple[str, ...], NoDecode] = setting(
+        (),
+        "Metrics and HTTP",
+        "comma-separated web origins such as http://localhost:3000 (unset = none)",
+        "Web origins (comma-separated scheme://host[:port]) whose pages may call the local HTTP servers "
+        "(ClickHouse, dashboard, simulated API). Unset = none: a request carrying any other Origin header is "
+        "refused, and so is one whose Host header is not a loopback name or address.",
+    )
 
-    # ClickHouse loader: Prometheus /metrics on 127.0.0.1 (0 = off)
-    loader_metrics_port: int = Field(9464, ge=0, le=65535)
-    # The local ksql engine (`coinstream ksql run`) and the scheduled daily-close job
-    # (`coinstream produce historical`): Prometheus /metrics (0 = off).
-    ksql_metrics_port: int = Field(9466, ge=0, le=65535)
-    historical_metrics_port: int = Field(9467, ge=0, le=65535)
-    # Current-rates producer: Prometheus /metrics (0 = off). METRICS_HOST: the address /metrics
-    # endpoints bind; loopback by default, 0.0.0.0 only where a container network must scrape them.
-    producer_metrics_port: int = Field(9465, ge=0, le=65535)
-    metrics_host: str = "127.0.0.1"
-    # Web origins (scheme://host[:port]) whose pages may call the local HTTP servers (ClickHouse,
-    # dashboard, simulated API). None by default: a request carrying any other Origin header is
-    # refused, so a hostile page open in the user's browser cannot reach them.
-    http_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # ---- ksqlDB ---------------------------------------------------------------------------------
+    ksqldb_url: str | None = setting(
+        None,
+        "ksqlDB",
+        "an http(s) URL such as http://localhost:8088",
+        "A real ksqlDB server for `coinstream ksql apply` (e.g. http://localhost:8088). Unset = the local engine.",
+    )
+    ksqldb_user: str | None = setting(
+        None,
+        "ksqlDB",
+        "a user name (Confluent Cloud: the ksqlDB API key)",
+        "Basic-auth user (Confluent Cloud: the ksqlDB API key).",
+    )
+    ksqldb_password: SecretStr | None = setting(
+        None,
+        "ksqlDB",
+        "a password (Confluent Cloud: the ksqlDB API secret)",
+        "Basic-auth password (Confluent Cloud: the ksqlDB API secret).",
+    )
 
-    # Local state and logging
-    coinstream_data_dir: Path = Path("./data")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # ---- Metabase -------------------------------------------------------------------------------
+    metabase_url: str | None = setting(
+        None,
+        "Metabase",
+        "an http(s) URL such as http://localhost:3000",
+        "Where `coinstream metabase provision` creates the dashboards.",
+    )
+    metabase_user: str | None = setting(
+        None, "Metabase", "a Metabase user's e-mail address", "As whom: a Metabase user's e-mail address."
+    )
+    metabase_password: SecretStr | None = setting(None, "Metabase", "that user's password", "That user's password.")
+    metabase_api_key: SecretStr | None = setting(
+        None, "Metabase", "a Metabase API key", "Alternatively an API key instead of user and password."
+    )
+
+    # ---- Local state ----------------------------------------------------------------------------
+    coinstream_data_dir: Path = setting(
+        Path("./data"),
+        "Local state",
+        "a directory path",
+        "Where the embedded ClickHouse keeps its data (in DIR/clickhouse) and other local state.",
+    )
+    dashboard_port: int = setting(
+        8050,
+        "Local state",
+        "a TCP port number 1-65535",
+        "Port of the local web dashboard (`coinstream dashboard`, `coinstream up`) on 127.0.0.1.",
+        ge=1,
+        le=65535,
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
+        "INFO", "Local state", "one of DEBUG, INFO, WARNING, ERROR", "DEBUG, INFO, WARNING or ERROR."
+    )
 
     @field_validator("coins", mode="before")
     @classmethod
@@ -389,6 +584,16 @@ def _parse_clickhouse_url(url: str) -> ClickHouseTarget:
         database=database,
         secure=parts.scheme == "https",
     )
+
+
+def _form(name: str) -> str:
+    extra = Settings.model_fields[name].json_schema_extra
+    assert isinstance(extra, dict)
+    return str(extra["form"])
+
+
+# The expected form of each setting (error messages name it), by variable name.
+EXPECTED_FORMS: dict[str, str] = {name.upper(): _form(name) for name in Settings.model_fields}
 
 
 def describe_validation_error(error: ValidationError) -> str:
