@@ -55,7 +55,7 @@ def _is_loopback(name: str) -> bool:
 
 
 def host_allowed(host_header: str | None, extra_hosts: Iterable[str] = ()) -> bool:
-    """Whether a request's `Host` names this machine's loopback (or one of `extra_hosts`).
+    """Whether a request's `Host` names the local host's loopback (or one of `extra_hosts`).
 
     A missing `Host` (HTTP/1.0 clients) is accepted: a browser always sends one.
     """

@@ -1,7 +1,7 @@
 """What the embedded server refuses to run, decided on ClickHouse's own parse of the statement.
 
 Why this exists: chDB runs ClickHouse in clickhouse-local's mode, where `user_files_path` is not
-enforced (`file()` reads any path of the machine) and chDB needs the FILE grant for ordinary DDL
+enforced (`file()` reads any path of the host) and chDB needs the FILE grant for ordinary DDL
 and inserts. A real server confines every path to its user-files directory; the embedded one does
 the same here. The rest of the confinement is ClickHouse's own machinery, set up in
 `confinement.py`: grants refuse every other external source (url, s3, remote, mysql, ...) to every
@@ -35,7 +35,7 @@ from coinstream.clickhouse.server.errors import (
 # Functions and table functions that take a file path, and the index of that argument.
 _PATH_ARGUMENT = {"file": 0, "filecluster": 1}
 _PATH_FUNCTIONS = frozenset(_PATH_ARGUMENT)
-# Table functions and engines that run programs of the machine.
+# Table functions and engines that run programs of the host.
 _EXECUTABLE = frozenset({"executable", "executablepool"})
 # Table functions that read only the server's own tables or generate rows. Every other one
 # (url, s3, remote, mysql, filesystem, python, iceberg, ...) reaches files, the network or programs;
@@ -305,7 +305,7 @@ def _table_function_nodes(tree: AstNode) -> Iterator[AstNode]:
 def _check_function(node: AstNode, *, readonly: bool, user_files: Path, table_function: bool) -> None:
     name = node.function_name.lower()
     if name in _EXECUTABLE:
-        raise _refuse(ACCESS_DENIED, f"{node.function_name}() is not allowed: it runs programs of the machine")
+        raise _refuse(ACCESS_DENIED, f"{node.function_name}() is not allowed: it runs programs of the host")
     if name in _NETWORK_FUNCTIONS:
         raise _refuse(
             ACCESS_DENIED, f"{node.function_name}() is not allowed on the embedded server: it reaches the network"
@@ -440,7 +440,7 @@ def _check_disk_settings(words: list[sqlscan.Token]) -> None:
 
 
 def _check_attach(words: list[sqlscan.Token]) -> None:
-    """`ATTACH TABLE t FROM 'path'` would take a directory of the machine as the table's data."""
+    """`ATTACH TABLE t FROM 'path'` would take a directory of the host as the table's data."""
     for token, following in zip(words, words[1:], strict=False):
         if token.depth == 0 and token.is_word("FROM") and following.kind == "string":
             raise _refuse(ACCESS_DENIED, "ATTACH ... FROM a path is not allowed on the embedded server")

@@ -148,7 +148,7 @@ def _expect_ok(response: requests.Response) -> requests.Response:
 
 
 def _scrape_host(bind_host: str) -> str:
-    """Where to reach an endpoint bound to `bind_host` from this machine."""
+    """Where to reach an endpoint bound to `bind_host` from the local host."""
     if bind_host in ("0.0.0.0", ""):
         return "127.0.0.1"
     if bind_host == "::":
