@@ -101,7 +101,7 @@ def refusal_reason(
     headers: web.BaseRequest | Mapping[str, str], extra_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()
 ) -> str | None:
     """Why a request must be refused (a sentence), or None when its headers are acceptable."""
-    source = headers.headers if hasattr(headers, "headers") else headers  # type: ignore[attr-defined]
+    source = headers.headers if hasattr(headers, "headers") else headers
     origin, host = _header(source, "Origin"), _header(source, "Host")
     # A page the server itself served (same origin: its Host) may call it back.
     own_origins = (f"http://{host}", f"https://{host}") if host and host_allowed(host, extra_hosts) else ()

@@ -9,6 +9,7 @@ no broker round trip per partition — the consumer fetches continuously anyway.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException
 
@@ -38,7 +39,7 @@ def consumer_lag(consumer: Consumer) -> dict[tuple[str, int], int]:
     return lag
 
 
-def committed_lag(client_config: dict, group: str, topics: list[str], timeout_s: float = 10.0) -> int:
+def committed_lag(client_config: dict[str, Any], group: str, topics: list[str], timeout_s: float = 10.0) -> int:
     """Messages in `topics` that consumer group `group` has not committed yet, summed.
 
     Asked of the broker (committed offsets and high watermarks), so it holds for a group whose

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -22,11 +23,11 @@ REPLAY_HEADER = "coinstream-replay"
 
 def is_replay(headers: list[tuple[str, bytes]] | None) -> bool:
     """Whether a consumed message's headers (confluent-kafka's list, or None) mark it a replay."""
-    return bool(headers) and any(name == REPLAY_HEADER for name, _value in headers)
+    return headers is not None and any(name == REPLAY_HEADER for name, _value in headers)
 
 
 def ensure_topics(
-    admin_conf: dict,
+    admin_conf: dict[str, Any],
     topics: Iterable[str],
     partitions: int = 1,
     replication_factor: int = 1,

@@ -13,6 +13,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def stop_requested_on_signals(
             signal.signal(sig, old)
 
 
-def terminate(process: subprocess.Popen | None, timeout_s: float) -> int | None:
+def terminate(process: subprocess.Popen[Any] | None, timeout_s: float) -> int | None:
     """SIGTERM the child, wait up to `timeout_s`, then SIGKILL; return its exit code. Idempotent."""
     if process is None:
         return None

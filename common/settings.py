@@ -62,7 +62,7 @@ class ClickHouseTarget:
         scheme = "https" if self.secure else "http"
         return f"{scheme}://{self.host}:{self.port}/{self.database}"
 
-    def connect_kwargs(self) -> dict:
+    def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `clickhouse_connect.get_client`."""
         return {
             "host": self.host,
@@ -611,10 +611,10 @@ def describe_validation_error(error: ValidationError) -> str:
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 
-def load_settings(env_file: str | os.PathLike | None = ".env", **overrides: object) -> Settings:
+def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides: Any) -> Settings:
     """Read the settings once; raise `SettingsError` naming any malformed variable."""
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]  # pydantic-settings' own init parameter
     except ValidationError as error:
         raise SettingsError(describe_validation_error(error)) from None
 

@@ -115,3 +115,16 @@ def test_cli_fails_at_start_naming_the_variable(isolated_env):
     assert result.returncode == 2
     assert "CLICKHOUSE_URL is malformed: expected http(s)://user:password@host:port/database" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_env_example_and_the_readme_table_are_generated_from_the_declarations():
+    from coinstream.common.settings_docs import generated_files, settings_table
+
+    stale = [path.name for path, text in generated_files(REPO).items() if path.read_text() != text]
+    assert stale == [], "run: python -m coinstream.common.settings_docs --write"
+    env_example = (REPO / ".env.example").read_text()
+    assert "\nLOADER_BATCH_MS=250\n" in env_example and "\nKSQL_COMMIT_INTERVAL_MS=250\n" in env_example
+    assert "\nCOINS=USDT,BTC,ETH,FDUSD,XRP,SOL,USDC,DOGE,LINK,AAVE\n" in env_example
+    assert "\nLCW_API_KEY=\n" in env_example and "\nHISTORICAL_CLOSE_MARGIN_S=300\n" in env_example
+    assert "| `LOADER_BATCH_MS` | `250` | a whole number of milliseconds, 1-600000 |" in settings_table()
+    assert "| `CLICKHOUSE_PASSWORD` | unset | a password |" in settings_table()
