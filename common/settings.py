@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from coinstream.common.coin_codes import parse_coin_codes
 from coinstream.common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS
 
 DEFAULT_COINS: tuple[str, ...] = (
@@ -426,12 +427,7 @@ class Settings(BaseSettings):
     @field_validator("coins", mode="before")
     @classmethod
     def _split_coins(cls, value: object) -> object:
-        if isinstance(value, str):
-            codes = tuple(code.strip().upper() for code in value.split(",") if code.strip())
-            if not codes or any(not code.replace("_", "").isalnum() for code in codes):
-                raise ValueError("not a list of coin codes")
-            return codes
-        return value
+        return parse_coin_codes(value) if isinstance(value, str) else value
 
     @field_validator("http_allowed_origins", mode="before")
     @classmethod

@@ -1,19 +1,30 @@
 """The `coinstream` command line.
 
-Each sub-command lives in its own module under `coinstream/cli/commands/` and exposes a click
-command or group named `command`; they are discovered here, so adding a command never means
-editing a central list.
+Each top-level command lives in its own module under `coinstream/cli/commands/` as a click command
+or group named `command`, and is added to `main` at the end of this module: the list of commands
+is read in one place. A group adds its own sub-commands where it is defined.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 
 import click
 
-from coinstream.cli import commands as _commands_package
+from coinstream.cli.commands import (
+    backfill,
+    broker,
+    clickhouse,
+    dashboard,
+    ksql,
+    load,
+    metabase,
+    produce,
+    sim_api,
+    sql,
+    status,
+    up,
+)
 from coinstream.common.logging_setup import configure_logging
 from coinstream.common.settings import Settings, SettingsError, get_settings
 
@@ -45,12 +56,18 @@ def _asks_for_help() -> bool:
     return any(arg in ("-h", "--help") for arg in sys.argv[1:])
 
 
-def _register_commands() -> None:
-    for module_info in sorted(pkgutil.iter_modules(_commands_package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{_commands_package.__name__}.{module_info.name}")
-        command = getattr(module, "command", None)
-        if isinstance(command, click.Command):
-            main.add_command(command)
-
-
-_register_commands()
+for _command in (
+    backfill.command,
+    broker.command,
+    clickhouse.command,
+    dashboard.command,
+    ksql.command,
+    load.command,
+    metabase.command,
+    produce.command,
+    sim_api.command,
+    sql.command,
+    status.command,
+    up.command,
+):
+    main.add_command(_command)

@@ -4,15 +4,12 @@
 other process (producers, loader, dashboards, `coinstream sql`) uses clickhouse-connect over HTTP
 exactly as against a real ClickHouse server.
 
-Further sub-commands live in sibling modules named `clickhouse_<name>.py` exposing a click command
-as `<name>_command` (e.g. `clickhouse_migrate.migrate_command`); they are attached to this group
-below, so adding one never means editing this file.
+`migrate` lives in `clickhouse_migrate.py` (it needs no server of its own) and is added to the group
+here, with `serve`.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 from pathlib import Path
 
@@ -115,18 +112,3 @@ def serve(
             err=True,
         )
         sys.exit(1)
-
-
-def _attach_sibling_subcommands() -> None:
-    package = importlib.import_module("coinstream.cli.commands")
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if not info.name.startswith("clickhouse_"):
-            continue
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        name = info.name[len("clickhouse_") :]
-        subcommand = getattr(module, f"{name}_command", None)
-        if isinstance(subcommand, click.Command) and subcommand.name not in command.commands:
-            command.add_command(subcommand)
-
-
-_attach_sibling_subcommands()

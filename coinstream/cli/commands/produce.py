@@ -1,13 +1,25 @@
-"""`coinstream produce current`: poll LiveCoinWatch (or the simulated API) into Kafka."""
+"""`coinstream produce current|historical`: the two producers, LiveCoinWatch rates into Kafka.
+
+`current` polls every coin's rate every few seconds; `historical` is the scheduled daily-close job
+(the pass `coinstream backfill` runs once, repeated every day after 12:00 UTC).
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 import click
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from coinstream.cli.daily_closes import (
+    day_option,
+    finish,
+    open_service,
+    progress_redirect,
+    with_common_options,
+)
 from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
 from coinstream.common.kafka_config import admin_config, producer_config
 from coinstream.common.kafka_topics import topic_ids
@@ -26,6 +38,7 @@ from coinstream.producers.current import (
     prepare_topic,
 )
 from coinstream.producers.errors import LcwError
+from coinstream.producers.historical.schedule import run_scheduled
 from coinstream.producers.journal import DeliveryJournal
 from coinstream.producers.metrics import ProducerMetrics
 
@@ -136,7 +149,63 @@ def _run_current(
         )
 
 
-# `coinstream produce historical`: the scheduled daily-close job (defined with `coinstream backfill`).
-from coinstream.cli.commands.backfill import historical_command  # noqa: E402
-
-command.add_command(historical_command)
+@command.command("historical")
+@click.option("--once", is_flag=True, help="One pass, then exit (cron, containers).")
+@click.option(
+    "--start",
+    callback=day_option,
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Fixed first day, YYYY-MM-DD (default: a window of the latest "
+    "HISTORICAL_BACKFILL_DAYS closed days, moving with the date).",
+)
+@click.option(
+    "--metrics-port",
+    "port_option",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Prometheus /metrics on METRICS_HOST while the job runs (default "
+    "HISTORICAL_METRICS_PORT, not with --once; 0 = off).",
+)
+@click.option(
+    "--reconcile-at-start",
+    is_flag=True,
+    help="The first pass also requests again days marked delivered that coins_historical "
+    "does not hold (`coinstream up` passes it: its broker may have lost them).",
+)
+@with_common_options
+@click.pass_obj
+def historical(
+    settings: Settings,
+    once: bool,
+    start: date | None,
+    port_option: int | None,
+    reconcile_at_start: bool,
+    coins: list[str] | None,
+    topic: str,
+    show_bar: bool | None,
+    migrate: bool,
+) -> None:
+    """The scheduled daily-close job: backfill up to the latest closed day, then sleep until the
+    next 12:00 UTC + HISTORICAL_CLOSE_MARGIN_S (or until credits renew) and repeat."""
+    metrics = ProducerMetrics()
+    port = metrics_port(settings.historical_metrics_port, port_option, once)
+    with (
+        metrics_endpoint(metrics.registry, port, settings.metrics_host, "historical", "HISTORICAL_METRICS_PORT"),
+        stop_requested_on_signals("finishing the current close, then stopping") as stop,
+    ):
+        service = open_service(settings, topic, stop, migrate, show_bar, metrics)
+        try:
+            with progress_redirect(show_bar):
+                first_pass = [reconcile_at_start]
+                report = run_scheduled(
+                    lambda: service.run(coins, start, reconcile=first_pass.pop() if first_pass else False),
+                    service.clock,
+                    service.margin,
+                    stop.wait,
+                    once=once,
+                    on_report=lambda r: log.info("%s", r.summary()) if not once else None,
+                )
+        finally:
+            unacknowledged = service.close()
+    finish(report, unacknowledged)
