@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from coinstream.common.settings import Settings
-from coinstream.producers.credits import CreditGuard
+from coinstream.producers.credits import CreditCounter
 from coinstream.producers.errors import (
     LcwApiError,
     LcwError,
@@ -62,7 +62,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Wait after failed attempt number `attempt` (1-based): exponential, half of it jittered."""
-        base = min(self.max_wait_s, self.backoff_s * 2 ** (attempt - 1))
+        base = min(self.max_wait_s, self.backoff_s * 2.0 ** (attempt - 1))
         return base / 2 + random.uniform(0, base / 2)
 
 
@@ -100,7 +100,7 @@ class LiveCoinWatchClient:
         base_url: str,
         api_key: str | None,
         *,
-        credits: CreditGuard | None = None,
+        credits: CreditCounter | None = None,
         retry: RetryPolicy = RetryPolicy(),
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 15.0,
@@ -123,11 +123,16 @@ class LiveCoinWatchClient:
         cls,
         settings: Settings,
         *,
-        credits: CreditGuard | None = None,
+        credits: CreditCounter | None = None,
         metrics: ProducerMetrics | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> LiveCoinWatchClient:
-        key = None if settings.uses_simulated_api else settings.lcw_api_key.get_secret_value()
+        # uses_simulated_api is true whenever the key is None; the explicit check narrows it for mypy.
+        key = (
+            None
+            if settings.uses_simulated_api or settings.lcw_api_key is None
+            else settings.lcw_api_key.get_secret_value()
+        )
         return cls(
             settings.effective_lcw_base_url,
             key,
@@ -152,7 +157,9 @@ class LiveCoinWatchClient:
 
     def status(self) -> dict[str, Any]:
         """`/status`: no key, no credit; `{}` when the API is up."""
-        return self._call("/status", {}, dict, keyed=False).data
+        # ApiResponse.data is the decoded JSON (Any); _call has already checked it is a dict, and a
+        # JSON object's keys are always str.
+        return cast("dict[str, Any]", self._call("/status", {}, dict, keyed=False).data)
 
     def credits_status(self) -> dict[str, int]:
         """`/credits`: `{"dailyCreditsRemaining": N, "dailyCreditsLimit": N}`; updates the guard."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from typing import Protocol
 
 from coinstream.producers.errors import CreditBudgetExceeded
 
@@ -23,6 +24,29 @@ def utc_now() -> datetime:
 
 def next_utc_midnight(now: datetime) -> datetime:
     return datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
+
+
+class CreditCounter(Protocol):
+    """What the API client needs from a credit budget: `CreditGuard`, or the backfill's
+    `historical.budget.BackfillCredits` (its share and the key's total together)."""
+
+    @property
+    def synced(self) -> bool:
+        """Whether `/credits` has been read (for the current UTC day)."""
+        ...
+
+    @property
+    def remaining(self) -> int:
+        """Credits that may still be spent today."""
+        ...
+
+    def sync(self, remaining: int, limit: int) -> None:
+        """`/credits` answered with the key's remaining and daily-limit counts."""
+        ...
+
+    def reserve(self, endpoint: str) -> None:
+        """Count one request, or raise `CreditBudgetExceeded`."""
+        ...
 
 
 class CreditGuard:

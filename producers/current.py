@@ -25,7 +25,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -186,8 +186,8 @@ class CurrentRatesProducer:
         seqs: list[int | None] = [None] * len(ready)
         if self.journal is not None and ready:
             seqs = list(self.journal.append(self.topic, self.topic_id, ready))
-        for (key, value, timestamp), seq in zip(ready, seqs, strict=False):
-            self._produce(key, value, timestamp, seq=seq)
+        for (key_bytes, value_bytes, timestamp), seq in zip(ready, seqs, strict=False):
+            self._produce(key_bytes, value_bytes, timestamp, seq=seq)
         unexpected = sorted(set(by_code) - set(requested))
         if unexpected:
             log.debug("ignoring coins the request did not ask for: %s", ", ".join(unexpected))
@@ -227,7 +227,7 @@ class CurrentRatesProducer:
     def _produce(
         self, key: bytes, value: bytes, timestamp_ms: int, replay: bool = False, seq: int | None = None
     ) -> None:
-        headers = [(REPLAY_HEADER, b"1")] if replay else None
+        headers: list[tuple[str, str | bytes | None]] | None = [(REPLAY_HEADER, b"1")] if replay else None
         on_delivery = self._on_delivery if seq is None else partial(self._on_journaled_delivery, seq)
         while True:
             try:
@@ -252,7 +252,8 @@ class CurrentRatesProducer:
             self.journal.delivered(seqs)
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        key = message.key().decode("utf-8", "replace") if message.key() else ""
+        raw_key = message.key()
+        key = raw_key.decode("utf-8", "replace") if raw_key else ""
         if error is not None:
             self.metrics.delivery_failures.labels(self.topic).inc()
             log.error("delivery of %s failed: %s", key, error)
@@ -318,7 +319,7 @@ class CurrentRatesProducer:
         return remaining
 
 
-def interruptible_sleep(stop: threading.Event):
+def interruptible_sleep(stop: threading.Event) -> Callable[[float], None]:
     """A `sleep` for the client's retry waits that ends early, raising `ShutdownRequested`, on stop."""
 
     def sleep(seconds: float) -> None:

@@ -62,14 +62,16 @@ class DeliveryJournal:
         now = int(time.time() * 1000)
         db = self._db
         db.execute("BEGIN")
-        seqs = [
-            db.execute(
+        seqs: list[int] = []
+        for key, value, timestamp in records:
+            seq = db.execute(
                 "INSERT INTO records (topic, topic_id, key, value, timestamp_ms, journaled_at_ms) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (topic, topic_id, key, value, timestamp, now),
             ).lastrowid
-            for key, value, timestamp in records
-        ]
+            if seq is None:  # sqlite3 sets lastrowid after every successful INSERT
+                raise RuntimeError(f"the delivery journal got no sequence number for a record of {topic}")
+            seqs.append(seq)
         if time.monotonic() - self._last_trim > 10:
             db.execute("DELETE FROM records WHERE journaled_at_ms < ?", (now - int(self.retention_s * 1000),))
             self._last_trim = time.monotonic()

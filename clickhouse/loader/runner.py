@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from coinstream.clickhouse.loader.batch import Batch, TableBatch, dedup_token
-from coinstream.clickhouse.loader.formats import ERROR_COLUMNS, FORMATS, RateRules, TableFormat, error_row, parse
+from coinstream.clickhouse.loader.formats import ERROR_COLUMNS, FORMATS, RateRules, Row, TableFormat, error_row, parse
 from coinstream.clickhouse.loader.incarnations import TopicIncarnations
 from coinstream.clickhouse.loader.landed import LandedIndex
 from coinstream.clickhouse.loader.metrics import LoaderMetrics
@@ -202,6 +202,18 @@ class Loader:
             self._consumer = None
             log.info("loader: stopped")
 
+    def _running_worker(self) -> BatchWorker[Batch]:
+        """The insert worker of the running loader (set by `_run`)."""
+        if self._worker is None:
+            raise RuntimeError("loader: no insert worker; the loader is not running")
+        return self._worker
+
+    def _running_consumer(self) -> Consumer:
+        """The Kafka consumer of the running loader (set by `_run`)."""
+        if self._consumer is None:
+            raise RuntimeError("loader: no Kafka consumer; the loader is not running")
+        return self._consumer
+
     # ---- the loop -----------------------------------------------------------------------------
 
     def _step(self, consumer: Consumer) -> None:
@@ -222,11 +234,16 @@ class Loader:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("loader: consumer error: %s", error)
                 continue
-            where = (message.topic(), message.partition())
-            if message.offset() < self._expected.get(where, 0):
-                self._check_incarnation(message.topic())
-            self._expected[where] = message.offset() + 1
-            self._add(Record.from_message(message, self._incarnations.epoch(message.topic())))
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is None or partition is None or offset is None:  # only set on error messages
+                raise RuntimeError(
+                    f"loader: the consumer returned a message without a position ({topic}[{partition}]@{offset})"
+                )
+            where = (topic, partition)
+            if offset < self._expected.get(where, 0):
+                self._check_incarnation(topic)
+            self._expected[where] = offset + 1
+            self._add(Record.from_message(message, self._incarnations.epoch(topic)))
         if messages:
             self._progress.last_message_at = now
         if len(self._batch) and (
@@ -268,9 +285,9 @@ class Loader:
         """A partition went back to an earlier offset: if its topic was re-created meanwhile, land
         what was read of the old incarnation, then read on under the new one's epoch and marks."""
         self._flush()
-        self._worker.wait_idle()
+        self._running_worker().wait_idle()
         if topic in self._incarnations.refresh([topic]):
-            assigned = [(tp.topic, tp.partition) for tp in self._consumer.assignment() if tp.topic == topic]
+            assigned = [(tp.topic, tp.partition) for tp in self._running_consumer().assignment() if tp.topic == topic]
             self._landed.forget(assigned)
             self._landed.load(self.tables, assigned, {topic: self._incarnations.epoch(topic)})
 
@@ -279,7 +296,7 @@ class Loader:
         if not len(self._batch):
             return
         batch, self._batch = self._batch, Batch()
-        self._worker.submit(batch)
+        self._running_worker().submit(batch)
 
     def _land(self, batch: Batch) -> None:
         """On the worker: insert the batch (one block per table), then commit its offsets."""
@@ -335,7 +352,7 @@ class Loader:
             seen_in_batch.add(rate)
         return skip
 
-    def _count(self, table: str, rows: list[tuple], skipped: int) -> None:
+    def _count(self, table: str, rows: list[Row], skipped: int) -> None:
         if table.endswith("_clickpipes_error"):
             landing = table[: -len("_clickpipes_error")]
             for row in rows:
@@ -366,7 +383,7 @@ class Loader:
     # ---- rebalancing --------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._worker.wait_idle()  # the ClickHouse client is the worker's while it lands a batch
+        self._running_worker().wait_idle()  # the ClickHouse client is the worker's while it lands a batch
         assigned = [(tp.topic, tp.partition) for tp in partitions]
         delay = 0.2
         while True:
@@ -394,7 +411,7 @@ class Loader:
         # Land and commit what we hold before another member takes the partitions over.
         try:
             self._flush()
-            self._worker.wait_idle()
+            self._running_worker().wait_idle()
         except InsertAborted as error:
             log.warning("loader: %s; the uncommitted batches will be redelivered", error)
             self._batch = Batch()
@@ -408,7 +425,7 @@ class Loader:
         # The partitions already belong to someone else: land nothing more of them (their new
         # owner gets them redelivered and checks ClickHouse before landing anything).
         lost = {(tp.topic, tp.partition) for tp in partitions}
-        self._worker.wait_idle()
+        self._running_worker().wait_idle()
         with self._to_commit_lock:
             for topic_partition in lost:
                 self._to_commit.pop(topic_partition, None)

@@ -29,7 +29,7 @@ class ClickHouseSink:
         self._should_stop = should_stop
         self._max_backoff_s = max_backoff_s
 
-    def insert(self, table: str, columns: Sequence[str], rows: list[tuple], token: str) -> None:
+    def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]], token: str) -> None:
         if not rows:
             return
         delay = 0.2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Protocol, TextIO
 
 log = logging.getLogger("coinstream.producers.historical")
@@ -46,7 +47,12 @@ class LogProgress:
     """A log line every `every_s` seconds (and at the end): n/total, rate and ETA."""
 
     def __init__(
-        self, total: int, done: int, description: str, every_s: float = 30.0, monotonic=time.monotonic
+        self,
+        total: int,
+        done: int,
+        description: str,
+        every_s: float = 30.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.total, self.done, self.description = total, done, description
         self._start_done = done

@@ -7,7 +7,7 @@ simulator runs in-thread or as its own process (`coinstream sim-api`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import requests
 
@@ -22,7 +22,8 @@ class SimAdmin:
     def _post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = requests.post(f"{self.base_url}{path}", json=body or {}, timeout=self.timeout_s)
         response.raise_for_status()
-        return response.json()
+        # requests' json() is Any; every /_sim/ endpoint answers a JSON object.
+        return cast("dict[str, Any]", response.json())
 
     def inject(
         self, *faults: dict[str, Any], null_rate: Iterable[str] = (), omit: Iterable[str] = ()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from hashlib import blake2b
+from typing import TypeAlias
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class CoinSpec:
 _S, _MA, _L, _M, _ME = "stable", "major", "large", "mid", "meme"
 
 # code, name, price, circulating, total, max, class, categories, listed (YYYY-MM-DD)
-_TABLE: tuple[tuple, ...] = (
+_Row: TypeAlias = tuple[str, str, float, float, float | None, float | None, str, tuple[str, ...], str]
+_TABLE: tuple[_Row, ...] = (
     ("BTC", "Bitcoin", 65000.0, 19.7e6, 19.7e6, 21e6, _MA, ("pow", "store_of_value"), "2010-07-17"),
     ("ETH", "Ethereum", 3200.0, 120.2e6, 120.2e6, None, _MA, ("smart_contract_platforms",), "2015-08-07"),
     ("USDT", "Tether", 1.0, 110e9, 112e9, None, _S, ("stablecoins",), "2015-02-25"),

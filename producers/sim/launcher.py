@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +31,7 @@ class SimApiError(RuntimeError):
     """The simulated API could not be started or did not become ready."""
 
 
-def wait_ready(base_url: str, timeout_s: float = 15.0, process: subprocess.Popen | None = None) -> None:
+def wait_ready(base_url: str, timeout_s: float = 15.0, process: subprocess.Popen[Any] | None = None) -> None:
     """Block until POST `/status` answers 200 at base_url, or raise `SimApiError`."""
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
@@ -84,7 +85,7 @@ class SimApiServer:
             raise SimApiError(f"the simulated API did not start: {self._error}")
         return self
 
-    def _run(self, sock) -> None:
+    def _run(self, sock: socket.socket) -> None:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()

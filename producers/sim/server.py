@@ -288,13 +288,13 @@ class SimulatedApi:
             raise ApiError(404, f"Coin {code} not found")
         return spec
 
-    def _coin(self, spec: CoinSpec, t: int, currency: str, meta: bool, with_code: bool = True) -> dict:
+    def _coin(self, spec: CoinSpec, t: int, currency: str, meta: bool, with_code: bool = True) -> dict[str, Any]:
         coin = self.market.coin(spec, t, currency, meta, with_code)
         if spec.code in self.state.null_rate:
             coin.update(rate=None, cap=None)
         return coin
 
-    def _ranked(self, specs: list[CoinSpec], body: dict[str, Any], t: int, limit: int) -> list[dict]:
+    def _ranked(self, specs: list[CoinSpec], body: dict[str, Any], t: int, limit: int) -> list[dict[str, Any]]:
         currency, meta = _currency(body), _flag(body, "meta")
         sort = body.get("sort", "rank")
         order = body.get("order", "ascending")
@@ -342,7 +342,7 @@ def _dumps(payload: Any) -> str:
 
 def _currency(body: dict[str, Any]) -> str:
     currency = body.get("currency", "USD")
-    if currency not in walk.CURRENCY_FACTORS:
+    if currency not in walk.CURRENCY_FACTORS or not isinstance(currency, str):
         raise ApiError(400, "Unsupported currency")
     return currency
 

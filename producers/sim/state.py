@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,9 +89,9 @@ class SimState:
     _faults: deque[Fault] = field(default_factory=deque, repr=False)
     null_rate: set[str] = field(default_factory=set)
     omit: set[str] = field(default_factory=set)
-    requests: Counter = field(default_factory=Counter)
-    responses: Counter = field(default_factory=Counter)
-    faults_served: Counter = field(default_factory=Counter)
+    requests: Counter[str] = field(default_factory=Counter)
+    responses: Counter[str] = field(default_factory=Counter)
+    faults_served: Counter[str] = field(default_factory=Counter)
 
     # ---- credits -------------------------------------------------------------------------------
 
@@ -132,7 +133,7 @@ class SimState:
                     return fault
         return None
 
-    def override_coins(self, null_rate: list[str] = (), omit: list[str] = ()) -> None:
+    def override_coins(self, null_rate: Iterable[str] = (), omit: Iterable[str] = ()) -> None:
         """From now on answer `rate: null` for the codes in `null_rate` and leave out those in `omit`."""
         with self._lock:
             self.null_rate.update(null_rate)
