@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from coinstream.cli.setting_options import setting_option
 from coinstream.common.processes import stop_requested_on_signals
 from coinstream.local_broker import BrokerError, LocalBroker
 
@@ -14,7 +15,7 @@ LIVENESS_CHECK_S = 0.5
 
 
 @click.command("broker")
-@click.option("--port", type=click.IntRange(1, 65535), default=9092, show_default=True, help="TCP port on 127.0.0.1.")
+@setting_option("--port", setting="kafka_local_port", help="TCP port on 127.0.0.1")
 def command(port: int) -> None:
     """Run a local Kafka broker (Tansu, memory storage) on 127.0.0.1 until Ctrl+C or SIGTERM."""
     broker = LocalBroker(port=port, quiet=False)

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from coinstream.cli.commands.clickhouse_migrate import migrate_command
+from coinstream.cli.setting_options import setting_option
 from coinstream.common.settings import Settings
 
 
@@ -28,12 +29,7 @@ command.add_command(migrate_command)
 
 
 @command.command("serve")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=None,
-    help="TCP port on 127.0.0.1 (default: CLICKHOUSE_PORT, 8123; 0 = any free port).",
-)
+@setting_option("--port", setting="clickhouse_port", allow_zero="any free port", help="TCP port on 127.0.0.1")
 @click.option(
     "--path",
     "path",
@@ -96,7 +92,7 @@ def serve(
         path=data_path,
         users=users_from_settings(settings, data_path),
         host=host,
-        port=settings.clickhouse_port if port is None else port,
+        port=port,
         max_workers=workers,
         readonly_workers=readonly_workers,
         options=options_from_settings(settings, host, max_body_bytes),

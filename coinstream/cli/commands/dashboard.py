@@ -14,18 +14,13 @@ from pathlib import Path
 
 import click
 
+from coinstream.cli.setting_options import setting_option
 from coinstream.common.optional_imports import without_dataframe_libraries
 from coinstream.common.settings import Settings
 
 
 @click.command("dashboard")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8050,
-    show_default=True,
-    help="TCP port (0 = any free port; the URL is printed).",
-)
+@setting_option("--port", setting="dashboard_port", allow_zero="any free port", help="TCP port (the URL is printed)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
     "--interval",

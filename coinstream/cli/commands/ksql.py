@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
+from coinstream.cli.setting_options import setting_option
 from coinstream.common.processes import stop_requested_on_signals
 
 DEFAULT_STATEMENTS_DIR = Path(__file__).resolve().parents[3] / "ksql"
@@ -107,12 +108,10 @@ def _plan_or_exit(files: list[Path], variables: dict[str, str]):
     show_default=True,
     help="Consumer group and changelog prefix; a new id reprocesses the inputs from the start.",
 )
-@click.option(
+@setting_option(
     "--commit-interval-ms",
-    default=None,
-    type=click.IntRange(min=10),
-    help="How often outputs are flushed, state is checkpointed and offsets are committed "
-    "(default KSQL_COMMIT_INTERVAL_MS).",
+    setting="ksql_commit_interval_ms",
+    help="How often outputs are flushed, state is checkpointed and offsets are committed",
 )
 @click.option(
     "--no-cache",
@@ -135,12 +134,8 @@ def _plan_or_exit(files: list[Path], variables: dict[str, str]):
     default=None,
     help="Consumer group session timeout (default: common.kafka_config's). Shorter = faster restarts.",
 )
-@click.option(
-    "--metrics-port",
-    "port_option",
-    type=click.IntRange(0, 65535),
-    default=None,
-    help="Prometheus /metrics on METRICS_HOST (default KSQL_METRICS_PORT; 0 = off).",
+@setting_option(
+    "--metrics-port", "port_option", setting="ksql_metrics_port", help="Prometheus /metrics on METRICS_HOST"
 )
 @click.option(
     "--state-dir",
@@ -154,7 +149,7 @@ def run_command(
     settings,
     files: tuple[str, ...],
     app_id: str,
-    commit_interval_ms: int | None,
+    commit_interval_ms: int,
     no_cache: bool,
     idle_exit: float | None,
     processing_log_topic: str,
@@ -178,7 +173,7 @@ def run_command(
             "engine",
             "KSQL_METRICS_PORT",
         ):
-            interval_ms = settings.ksql_commit_interval_ms if commit_interval_ms is None else commit_interval_ms
+            interval_ms = commit_interval_ms
             runner = KafkaRunner(
                 catalog,
                 settings,

@@ -8,6 +8,7 @@ import click
 
 from coinstream.cli.metrics_endpoint import metrics_endpoint
 from coinstream.cli.metrics_endpoint import metrics_port as resolve_metrics_port
+from coinstream.cli.setting_options import setting_option
 from coinstream.clickhouse.loader import DEFAULT_GROUP, FORMATS, Loader, LoaderConfig
 from coinstream.clickhouse.loader.metrics import LoaderMetrics
 from coinstream.common.kafka_config import admin_config, consumer_config
@@ -49,12 +50,7 @@ def _split_tables(_ctx: click.Context, _param: click.Parameter, value: str) -> t
     show_default=True,
     help="Insert when this many messages are pending…",
 )
-@click.option(
-    "--batch-ms",
-    type=click.IntRange(1, 600_000),
-    default=None,
-    help="…or when the oldest pending message waited this long (default LOADER_BATCH_MS).",
-)
+@setting_option("--batch-ms", setting="loader_batch_ms", help="…or when the oldest pending message waited this long")
 @click.option(
     "--max-message-bytes",
     type=click.IntRange(1, 100 * 1024 * 1024),
@@ -62,12 +58,7 @@ def _split_tables(_ctx: click.Context, _param: click.Parameter, value: str) -> t
     show_default=True,
     help="Larger messages go to the error table as oversized.",
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=None,
-    help="Prometheus /metrics on 127.0.0.1 (default LOADER_METRICS_PORT; 0 = off).",
-)
+@setting_option("--metrics-port", setting="loader_metrics_port", help="Prometheus /metrics on METRICS_HOST")
 @click.option(
     "--migrate/--no-migrate", default=True, show_default=True, help="Apply clickhouse/schema first (idempotent)."
 )
@@ -132,7 +123,7 @@ def command(
         tables=tables,
         topic_prefix=topic_prefix,
         batch_rows=batch_rows,
-        batch_ms=settings.loader_batch_ms if batch_ms is None else batch_ms,
+        batch_ms=batch_ms,
         max_message_bytes=max_message_bytes,
         max_clock_skew_ms=settings.rate_max_clock_skew_ms,
         stop_when_idle_s=stop_when_idle,

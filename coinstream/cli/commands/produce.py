@@ -21,6 +21,7 @@ from coinstream.cli.daily_closes import (
     with_common_options,
 )
 from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
+from coinstream.cli.setting_options import setting_option
 from coinstream.common.kafka_config import admin_config, producer_config
 from coinstream.common.kafka_topics import topic_ids
 from coinstream.common.processes import stop_requested_on_signals
@@ -52,20 +53,20 @@ def command() -> None:
 
 @command.command("current")
 @click.option("--once", is_flag=True, help="Poll once, flush and exit.")
-@click.option(
+@setting_option(
     "--interval",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Seconds between polls (default: POLL_INTERVAL_S, else derived from the credit "
-    "budget). A faster interval than the budget sustains is refused. Ignored with --once.",
+    setting="poll_interval_s",
+    fill_from_settings=False,
+    help="Seconds between polls (unset: derived from the credit budget). A faster interval than the budget "
+    "sustains is refused. Ignored with --once",
 )
 @click.option("--topic", default=TOPIC, show_default=True, help="Kafka topic to publish to.")
-@click.option(
+@setting_option(
     "--metrics-port",
     "port_option",
-    type=click.IntRange(0, 65535),
-    default=None,
-    help="Prometheus /metrics on METRICS_HOST (default PRODUCER_METRICS_PORT, not with --once; 0 = off).",
+    setting="producer_metrics_port",
+    fill_from_settings=False,
+    help="Prometheus /metrics on METRICS_HOST, not with --once",
 )
 @click.pass_obj
 def current(settings: Settings, once: bool, interval: float | None, topic: str, port_option: int | None) -> None:
@@ -159,13 +160,12 @@ def _run_current(
     help="Fixed first day, YYYY-MM-DD (default: a window of the latest "
     "HISTORICAL_BACKFILL_DAYS closed days, moving with the date).",
 )
-@click.option(
+@setting_option(
     "--metrics-port",
     "port_option",
-    type=click.IntRange(0, 65535),
-    default=None,
-    help="Prometheus /metrics on METRICS_HOST while the job runs (default "
-    "HISTORICAL_METRICS_PORT, not with --once; 0 = off).",
+    setting="historical_metrics_port",
+    fill_from_settings=False,
+    help="Prometheus /metrics on METRICS_HOST while the job runs, not with --once",
 )
 @click.option(
     "--reconcile-at-start",

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from coinstream.common.settings import SIMULATED_API_PORT, Settings
+from coinstream.cli.setting_options import setting_option
+from coinstream.common.settings import Settings
 from coinstream.producers.sim.server import SimConfig, serve_forever
 from coinstream.producers.sim.state import parse_fault_spec
 
@@ -24,12 +25,8 @@ def _faults(_ctx: click.Context, _param: click.Parameter, specs: tuple[str, ...]
 
 
 @click.command("sim-api")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=SIMULATED_API_PORT,
-    show_default=True,
-    help="TCP port (0 = any free port; the ready line says which).",
+@setting_option(
+    "--port", setting="sim_api_port", allow_zero="any free port", help="TCP port (the ready line says which)"
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
