@@ -49,8 +49,14 @@ def pyproject() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
+def package_dirs() -> dict[str, str]:
+    """Package name -> the repository folder setuptools maps it from."""
+    return dict(pyproject()["tool"]["setuptools"]["package-dir"])
+
+
 def packages() -> list[str]:
-    return [pattern.rstrip("*") for pattern in pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]]
+    """The repository folders the wheel is built from."""
+    return sorted(package_dirs().values())
 
 
 def test_hadolint_has_no_finding_at_any_level():
@@ -125,16 +131,18 @@ def test_runs_as_a_numeric_non_root_user_with_the_cli_as_entrypoint():
 
 def test_every_package_file_is_package_data():
     """A wheel install (the image) has only what package-data names: no file may be left out."""
-    patterns = pyproject()["tool"]["setuptools"]["package-data"]["*"]
+    package_data = pyproject()["tool"]["setuptools"]["package-data"]
     missing = []
-    for package in packages():
-        for path in sorted((REPO / package).rglob("*")):
+    for package, folder in package_dirs().items():
+        patterns = package_data.get(package, [])
+        for path in sorted((REPO / folder).rglob("*")):
+            relative = str(path.relative_to(REPO / folder))
             if (
                 path.is_file()
                 and path.suffix not in (".py", ".pyc")
                 and "__pycache__" not in path.parts
                 and path.name != "README.md"
-                and not any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns)
+                and not any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)
             ):
                 missing.append(str(path.relative_to(REPO)))
     assert missing == []
