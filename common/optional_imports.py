@@ -26,6 +26,6 @@ def without_dataframe_libraries() -> list[str]:
     blocked = []
     for name in DATAFRAME_LIBRARIES:
         if name not in sys.modules:
-            sys.modules[name] = None  # type: ignore[assignment]
+            sys.modules[name] = None  # type: ignore[assignment]  # None in sys.modules makes `import name` fail
             blocked.append(name)
     return blocked

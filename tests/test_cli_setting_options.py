@@ -26,7 +26,7 @@ def _options():
 
 def test_the_overriding_options_and_their_ranges():
     found = {
-        name: (option.setting, option.type.min, option.type.max)  # type: ignore[attr-defined]
+        name: (option.setting, option.type.min, option.type.max)
         for name, option in _options().items()
         if isinstance(option, SettingOption)
     }

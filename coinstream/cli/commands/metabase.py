@@ -121,7 +121,7 @@ def provision_command(
     try:
         if not api_key:
             try:
-                client.login(user, password)  # type: ignore[arg-type]
+                client.login(user, password)  # type: ignore[arg-type]  # both checked above when no API key
             except MetabaseError as error:
                 _fail(f"cannot log in to Metabase at {client.url}: {error}")
         try:
