@@ -136,3 +136,12 @@ def test_view_case(clickhouse_client: Any, name: str, case: dict[str, Any]):
         clickhouse_client.raw_insert(table, insert_block=body, fmt="JSONEachRow")
     assert re.search(rf"\b{name}\b", case["query"]), "a case queries its own view"
     assert _rows(clickhouse_client, case["query"]) == case["expect"], case["name"]
+
+
+def test_the_readme_views_table_is_generated_from_the_specs():
+    from coinstream.clickhouse.view_docs import README, readme_with_table
+
+    text = README.read_text()
+    assert text == readme_with_table(text), "run: python -m coinstream.clickhouse.view_docs --write"
+    listed = re.findall(r"^\| `(\w+)` \|", text[text.index("## The views") :], re.M)
+    assert listed == VIEW_NAMES
