@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from coinstream.clickhouse.server import sqlscan
 from coinstream.clickhouse.server.auth import User, UserDirectory
@@ -87,8 +87,6 @@ DISCONNECT_POLL_S = 0.25
 # Statements that change a session's own settings or database (see sessions.py).
 _SESSION_STATEMENTS = frozenset({"SET", "USE"})
 
-STATE_KEY = web.AppKey("clickhouse_state", object)
-
 
 @dataclass(frozen=True)
 class ServerOptions:
@@ -108,6 +106,9 @@ class ServerState:
     sessions: SessionStore
     display_name: str
     options: ServerOptions
+
+
+STATE_KEY = web.AppKey("clickhouse_state", ServerState)
 
 
 def _first_values(params: Mapping[str, str]) -> dict[str, str]:
@@ -265,6 +266,10 @@ async def _read_multipart(request: web.Request, query_request: QueryRequest) -> 
         if getattr(part, "filename", None):
             raise ClickHouseError.make(
                 NOT_IMPLEMENTED, "External data (files in multipart requests) is not supported by the embedded server"
+            )
+        if not isinstance(part, BodyPartReader):
+            raise ClickHouseError.make(
+                NOT_IMPLEMENTED, "Nested multipart bodies are not supported by the embedded server"
             )
         name = part.name or ""
         value = (await part.read(decode=True)).decode("utf-8", errors="replace")

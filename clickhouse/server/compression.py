@@ -11,15 +11,15 @@ from __future__ import annotations
 import bz2
 import lzma
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Protocol
 
 import lz4.frame
 
 try:  # Python 3.14 ships zstd; before that the backport (a clickhouse-connect dependency).
-    from compression import zstd  # type: ignore[import-not-found]
+    from compression import zstd  # type: ignore[import-not-found]  # stdlib only from 3.14; mypy checks as 3.11
 except ImportError:  # pragma: no cover - depends on the Python version
-    from backports import zstd  # type: ignore[no-redef]
+    from backports import zstd
 
 try:
     import brotli
@@ -37,7 +37,7 @@ from coinstream.clickhouse.server.errors import (
 class Decoder(Protocol):
     """Decodes a request body fed in raw chunks; every decoded piece is at most `OUTPUT_CHUNK`."""
 
-    def feed(self, data: bytes) -> Iterator[bytes]: ...
+    def feed(self, data: bytes) -> Generator[bytes, None, None]: ...
 
     def finish(self) -> bytes: ...
 
@@ -54,7 +54,7 @@ OUTPUT_CHUNK = 1 << 20
 
 
 class _Identity:
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def feed(self, data: bytes) -> Generator[bytes, None, None]:
         for start in range(0, len(data), OUTPUT_CHUNK):
             yield data[start : start + OUTPUT_CHUNK]
 
@@ -74,7 +74,7 @@ class _FramedDecoder:
         self._current = factory()
         self._started = False  # input seen since the current frame began
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def feed(self, data: bytes) -> Generator[bytes, None, None]:
         while True:
             current = self._current
             if not data and current.needs_input:
@@ -104,7 +104,7 @@ class _ZlibDecoder:
         self._current = zlib.decompressobj(wbits=wbits)
         self._started = False
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def feed(self, data: bytes) -> Generator[bytes, None, None]:
         while True:
             current = self._current
             self._started = self._started or bool(data)
@@ -159,7 +159,7 @@ class _BrotliDecoder:
         self._decoder = brotli.Decompressor()
         self._stream: list[bytes] = []  # the current stream's input so far
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def feed(self, data: bytes) -> Generator[bytes, None, None]:
         for start in range(0, len(data), self.PIECE):
             piece = data[start : start + self.PIECE]
             while piece:
@@ -175,7 +175,7 @@ class _BrotliDecoder:
                 except brotli.error:
                     piece = yield from self._resync(piece, emitted)
 
-    def _resync(self, piece: bytes, emitted: int) -> Iterator[bytes]:
+    def _resync(self, piece: bytes, emitted: int) -> Generator[bytes, None, bytes]:
         """Find where the current stream ends inside `piece`; return the input after it."""
         decoder = brotli.Decompressor()
         for earlier in self._stream:
@@ -248,7 +248,7 @@ class _GuardedDecoder:
         self._max_bytes = max_bytes
         self.decoded = 0
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def feed(self, data: bytes) -> Generator[bytes, None, None]:
         pieces = self._inner.feed(data)
         while True:
             try:

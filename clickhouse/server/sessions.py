@@ -52,10 +52,16 @@ class Session:
     def touch(self) -> None:
         self.expires_at = time.monotonic() + self.timeout_s
 
+    def open_connection(self) -> EngineConnection:
+        """The session's connection (`SessionStore.acquire` always opens one)."""
+        if self.connection is None:
+            raise RuntimeError(f"session {self.session_id} has no engine connection")
+        return self.connection
+
     def prepare(self, settings: dict[str, str], database: str | None) -> None:
         """Make the connection carry exactly these request settings and database (chDB calls)."""
-        connection = self.connection
         try:
+            connection = self.open_connection()
             stale = {name: self.originals[name] for name in self.applied if name not in settings}
             if stale:
                 connection.restore_settings(stale)
@@ -80,7 +86,7 @@ class Session:
     def reset(self) -> None:
         """Put the session's own settings and database back (after SET/USE, or a failure)."""
         if self.originals:
-            self.connection.restore_settings(self.originals)
+            self.open_connection().restore_settings(self.originals)
         self.applied.clear()
         self.originals.clear()
         if self.applied_database is not None:
@@ -96,7 +102,7 @@ class Session:
     def reset_database(self) -> None:
         original, self.applied_database = self.original_database, None
         if original:
-            self.connection.use_database(original)
+            self.open_connection().use_database(original)
 
 
 class SessionStore:
