@@ -106,6 +106,37 @@ class SourceReader:
                 pattern = timefmt.parser(source.timestamp_format or "")
                 self._ts_parse = lambda text: pattern.parse_millis(text, timefmt.zone(None))
 
+    def read_null_value(self, key: bytes | None, timestamp: int, partition: int, offset: int) -> list:
+        """The row of a record whose value is null: key columns decoded, value columns NULL.
+
+        ksqlDB passes such a row through a stream's projection as a null value (a filter or an
+        aggregation drops it); a timestamp taken from a value column cannot be read, so the
+        record is dropped then."""
+        if self._ts_index is not None and self._ts_index >= self._key_count:
+            raise RecordError("null value: its timestamp column cannot be read", TIMESTAMP)
+        window_start = window_end = None
+        if self._window_kind is not None:
+            if key is None:
+                raise RecordError("windowed source record without a key")
+            session = self._window_kind == "SESSION"
+            key, window_start, window_end = split_windowed_key(key, session)
+            if not session:
+                window_end = window_start + self._window_size
+        row = self._decode_key(key) if self._key_count else []
+        row += [None] * len(self.source.value_columns)
+        if self._ts_index is not None:
+            raw = row[self._ts_index]
+            if raw is None:
+                raise RecordError(f"timestamp column {self.source.timestamp_column} is null", TIMESTAMP)
+            try:
+                timestamp = self._ts_parse(raw) if self._ts_parse is not None else raw
+            except ValueError as error:
+                raise RecordError(f"cannot parse timestamp column: {error}", TIMESTAMP) from None
+        if timestamp is None or timestamp < 0:
+            raise RecordError(f"negative or missing timestamp ({timestamp}): record skipped", TIMESTAMP)
+        row += [timestamp, partition, offset, window_start, window_end]
+        return row
+
     def read(self, key: bytes | None, value: bytes | None, timestamp: int, partition: int, offset: int) -> list:
         if value is None:
             raise RecordError("null value (tombstone): ignored by a stream")
@@ -216,6 +247,9 @@ class QueryRuntime:
     def process(self, row: list, out: list) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def process_null_value(self, row: list, out: list) -> None:
+        """A record with a null value (row: key columns only); aggregations skip it."""
+
     def flush(self, out: list) -> None:
         """Emit cached updates (cached mode only)."""
 
@@ -237,6 +271,12 @@ class ProjectRuntime(QueryRuntime):
         self._offset_index = source.pseudo_index("ROWOFFSET")
         self._partition_index = source.pseudo_index("ROWPARTITION")
 
+    def process_null_value(self, row: list, out: list) -> None:
+        """ksqlDB's filter drops a null row; its projection maps it to a null value with the same key."""
+        if self.plan.where is not None:
+            return
+        self._emit(row, None, out)
+
     def process(self, row: list, out: list) -> None:
         if self.skip_below and row[self._offset_index] < self.skip_below.get(row[self._partition_index], 0):
             return
@@ -246,6 +286,11 @@ class ProjectRuntime(QueryRuntime):
             values = self.plan.project(row)
         except Exception as error:
             values = self._safe_items((row,), row, error)
+        self._emit(row, values, out)
+
+    def _emit(self, row: list, values: tuple | None, out: list) -> None:
+        if self.skip_below and row[self._offset_index] < self.skip_below.get(row[self._partition_index], 0):
+            return
         key = self._ser_key(self.plan.project_key(row))
         window = None
         if self._windowed is not None:
@@ -256,7 +301,8 @@ class ProjectRuntime(QueryRuntime):
             else:
                 key = time_windowed_key(key, start)
                 window = (start, end, "time")
-        out.append((self.topic, key, self._ser_value(values), row[self._rowtime], window))
+        value = None if values is None else self._ser_value(values)
+        out.append((self.topic, key, value, row[self._rowtime], window))
 
 
 class _Task:
@@ -712,6 +758,11 @@ class Pipeline:
             out = []
         for reader, runtimes in self._routes.get(topic, ()):
             try:
+                if value is None and reader.source.kind == "STREAM":
+                    row = reader.read_null_value(key, timestamp, partition, offset)
+                    for runtime in runtimes:
+                        runtime.process_null_value(row, out)
+                    continue
                 row = reader.read(key, value, timestamp, partition, offset)
             except RecordError as error:
                 self._error(
