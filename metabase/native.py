@@ -16,7 +16,7 @@ the very same SQL, coinstream applies the same rules:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 _TOKEN = re.compile(r"\[\[|\]\]|\{\{(.*?)\}\}", re.DOTALL)
@@ -96,18 +96,19 @@ def sql_literal(value: Value) -> str:
     raise NativeQueryError(f"unsupported value type {type(value).__name__}")
 
 
-def _render(sql: str, values: Mapping[str, Value | None], placeholder) -> str:
-    present = {name for name, value in values.items() if value is not None and value != ""}
+def _render(sql: str, values: Mapping[str, Value | None], placeholder: Callable[[str, Value], str]) -> str:
+    """`sql` with each tag that has a value replaced by `placeholder(name, value)`."""
+    present: dict[str, Value] = {name: value for name, value in values.items() if value is not None and value != ""}
     out: list[str] = []
     for part in _parse(sql):
         if isinstance(part, _Optional):
             tags = {piece.name for piece in part.parts if isinstance(piece, _Tag)}
-            if tags <= present:
-                out.extend(placeholder(p.name) if isinstance(p, _Tag) else p for p in part.parts)
+            if tags <= present.keys():
+                out.extend(placeholder(p.name, present[p.name]) if isinstance(p, _Tag) else p for p in part.parts)
         elif isinstance(part, _Tag):
             if part.name not in present:
                 raise NativeQueryError(f"the required parameter '{part.name}' has no value")
-            out.append(placeholder(part.name))
+            out.append(placeholder(part.name, present[part.name]))
         else:
             out.append(part)
     return "".join(out)
@@ -118,19 +119,18 @@ def substitute(sql: str, values: Mapping[str, Value | None]) -> str:
 
     A missing, None or empty value counts as "no value", like an unset dashboard filter.
     """
-    return _render(sql, values, lambda name: sql_literal(values[name]))  # type: ignore[arg-type]
+    return _render(sql, values, lambda name, value: sql_literal(value))
 
 
 def bind(sql: str, values: Mapping[str, Value | None]) -> tuple[str, dict[str, Value]]:
     """The same query with ClickHouse server-side parameters (`{name:Type}`) and their values."""
     used: dict[str, Value] = {}
 
-    def placeholder(name: str) -> str:
-        value = values[name]
+    def placeholder(name: str, value: Value) -> str:
         kind = _BIND_TYPES.get(type(value))
         if kind is None:
             raise NativeQueryError(f"unsupported value type {type(value).__name__} for '{name}'")
-        used[name] = value  # type: ignore[assignment]
+        used[name] = value
         return f"{{{name}:{kind}}}"
 
     return _render(sql, values, placeholder), used

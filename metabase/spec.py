@@ -339,12 +339,12 @@ def _check(spec: DashboardSpec) -> None:
             raise SpecError(f"parameter '{parameter.slug}': a required parameter needs a default")
     for timeframe in spec.live.timeframes:
         where = f"timeframe '{timeframe.label}'"
-        card = by_key.get(timeframe.card)
-        if card is None:
+        candles = by_key.get(timeframe.card)
+        if candles is None:
             raise SpecError(f"{where}: no card '{timeframe.card}'")
-        missing = [c for c in CANDLE_COLUMNS if c not in card.columns]
+        missing = [c for c in CANDLE_COLUMNS if c not in candles.columns]
         if missing:
-            raise SpecError(f"{where}: card '{card.key}' lacks candle column(s) {', '.join(missing)}")
+            raise SpecError(f"{where}: card '{candles.key}' lacks candle column(s) {', '.join(missing)}")
         if timeframe.seconds < 1:
             raise SpecError(f"{where}: seconds must be >= 1")
         overlay = timeframe.overlay
