@@ -332,6 +332,7 @@ class AggregateRuntime(QueryRuntime):
         self._offset_index = source.pseudo_index("ROWOFFSET")
         self._partition_index = source.pseudo_index("ROWPARTITION")
         self._render = self._fused_renderer()
+        self._having_passed: set[tuple] = set()  # (key, window) whose last emitted row passed HAVING
         windows = plan.windows
         self._windows = windows
         if windows is not None and windows.kind != "SESSION":
@@ -376,9 +377,40 @@ class AggregateRuntime(QueryRuntime):
             cached = self._key_bytes[key] = self._ser_key(key)
         return cached
 
+    def _having_passes(self, slot: tuple, key: tuple, ws: int | None, we: int | None, st: list | None) -> bool | None:
+        """HAVING as ksqlDB's table filter: True emit the row, False emit a tombstone, None emit nothing.
+
+        A row that fails the filter retracts the key's (window's) last emitted row with a tombstone,
+        and emits nothing when the last emitted row also failed or there was none. `st` None is the
+        removal of a (session) window: a tombstone only when its last row had passed."""
+        passed = self._having_passed
+        if st is not None:
+            try:
+                ok = bool(self.plan.having(key, ws, we, st))  # type: ignore[misc]
+            except Exception:
+                ok = False
+            if ok:
+                passed.add(slot)
+                return True
+        if slot in passed:
+            passed.discard(slot)
+            return False
+        return None
+
     def _emit(self, key: tuple, ws: int | None, st: list, out: list, row: list | None) -> None:
         we = None if ws is None else ws + self._size
         value: bytes | None
+        if self.plan.having is not None:
+            gate = self._having_passes((key, ws), key, ws, we, st)
+            if gate is None:
+                return
+            if gate is False:
+                key_data = self.key_bytes(key)
+                if ws is None:
+                    out.append((self.topic, key_data, None, st[0], None))
+                else:
+                    out.append((self.topic, key_data + _LONG.pack(ws), None, st[0], (ws, we, "time")))
+                return
         try:
             value = self._render(key, ws, we, st)
         except Exception as error:
@@ -518,6 +550,7 @@ class AggregateRuntime(QueryRuntime):
                     st = task.dirty.pop((key, ws), None)
                     if st is not None:
                         self._emit(key, ws, st, out, None)
+                self._having_passed.discard((key, ws))
                 if self._track:
                     task.changed.pop((key, ws), None)
                     task.evicted.append((key, ws))
@@ -560,6 +593,9 @@ class AggregateRuntime(QueryRuntime):
         task.stream_time = stream_time
         emit_again = changed and not self.plan.emit_final
         for key, ws, st in entries:
+            if self.plan.having is not None:
+                we = None if ws is None else ws + self._size
+                self._having_passes((key, ws), key, ws, we, st)
             if changed and self._track:
                 task.changed[(key, ws)] = st
             if emit_again:
@@ -660,6 +696,12 @@ class SessionAggregateRuntime(AggregateRuntime):
     def _emit_session(self, key: tuple, start: int, end: int, state: list | None, timestamp: int, out: list) -> None:
         key_data = self.key_bytes(key)
         windowed = session_windowed_key(key_data, start, end)
+        if self.plan.having is not None:
+            gate = self._having_passes((key, start, end), key, start, end, state)
+            if gate is None:
+                return
+            if gate is False:
+                state = None
         if state is None:
             value = None
         else:
@@ -675,6 +717,7 @@ class SessionAggregateRuntime(AggregateRuntime):
         heap = task.heap
         while heap and heap[0][0] < limit:
             end, start, key = heapq.heappop(heap)
+            self._having_passed.discard((key, start, end))
             sessions = task.store.get(key)
             if sessions:
                 sessions[:] = [s for s in sessions if not (s[0] == start and s[1] == end)]

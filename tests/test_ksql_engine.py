@@ -238,13 +238,21 @@ def test_each_processing_log_entry_says_its_kind() -> None:
 
 
 def test_having_failures_are_tombstones() -> None:
+    # HAVING is ksqlDB's table filter: a failing row retracts the key's last emitted row with a
+    # tombstone, and emits nothing when no row of the key was emitted (or the last one failed too).
     statements = (
         "CREATE STREAM s (id BIGINT KEY, v INT) WITH (kafka_topic='s', value_format='JSON');\n"
-        "CREATE TABLE h AS SELECT id, COUNT(*) AS c FROM s GROUP BY id HAVING COUNT(*) > 1;"
+        "CREATE TABLE h AS SELECT id, COUNT(*) AS c FROM s GROUP BY id HAVING COUNT(*) > 1;\n"
+        "CREATE TABLE l AS SELECT id, COUNT(*) AS c FROM s GROUP BY id HAVING COUNT(*) < 2;"
     )
-    inputs = [{"topic": "s", "key": k, "timestamp": i, "value": {"v": 1}} for i, k in enumerate([1, 1, 2])]
+    inputs = [{"topic": "s", "key": k, "timestamp": i, "value": {"v": 1}} for i, k in enumerate([1, 1, 2, 1])]
     topics, _ = produce(statements, inputs)
-    assert [(r["key"], r["value"]) for r in topics["H"]] == [(1, None), (1, {"C": 2}), (2, None)]
+    assert [(r["key"], r["value"]) for r in topics["H"]] == [(1, {"C": 2}), (1, {"C": 3})]
+    assert [(r["key"], r["value"], r["timestamp"]) for r in topics["L"]] == [
+        (1, {"C": 1}, 0),
+        (1, None, 1),
+        (2, {"C": 1}, 2),
+    ]
 
 
 def test_emit_final_emits_each_window_once_when_it_closes() -> None:
