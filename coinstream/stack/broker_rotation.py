@@ -192,7 +192,7 @@ class BrokerRotation:
         deadline = time.monotonic() + self.drain_timeout_s
         while time.monotonic() < deadline:
             try:
-                if "ksql" in self._consumers and await asyncio.to_thread(self._lag, ENGINE_GROUP, ENGINE_TOPICS):
+                if "ksql" in self._consumers and await asyncio.to_thread(self._lag, ENGINE_GROUP, ENGINE_TOPICS) != 0:
                     await asyncio.sleep(0.5)
                     continue
                 if await asyncio.to_thread(self._lag, LOADER_GROUP, LOADER_TOPICS) == 0:

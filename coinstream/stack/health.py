@@ -14,6 +14,7 @@ detail passes through `scrub` with the secrets of the settings.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -235,7 +236,10 @@ def probe_livecoinwatch(settings: Settings, timeout_s: float) -> str:
     """`/status` (no key, free), then `/credits` with the key (costs one credit): credits left."""
     base_url = settings.effective_lcw_base_url
     _expect_ok(_http("POST", f"{base_url}/status", timeout_s, json={}))
-    key = None if settings.uses_simulated_api else settings.lcw_api_key.get_secret_value()
+    # uses_simulated_api is true whenever the key is None; the explicit check narrows it for mypy.
+    key = (
+        None if settings.uses_simulated_api or settings.lcw_api_key is None else settings.lcw_api_key.get_secret_value()
+    )
     client = LiveCoinWatchClient(
         base_url,
         key,
@@ -378,7 +382,8 @@ def checks(settings: Settings, timeout_s: float) -> list[Check]:
         )
     lcw_url = without_credentials(settings.effective_lcw_base_url)
     result.append(Check("livecoinwatch", lcw_url, lambda: probe_livecoinwatch(settings, timeout_s)))
-    if settings.ksqldb_url:
+    ksqldb_url = settings.ksqldb_url
+    if ksqldb_url:
         auth = (
             (settings.ksqldb_user, settings.ksqldb_password.get_secret_value() if settings.ksqldb_password else "")
             if settings.ksqldb_user
@@ -387,18 +392,19 @@ def checks(settings: Settings, timeout_s: float) -> list[Check]:
         result.append(
             Check(
                 "ksqldb",
-                without_credentials(settings.ksqldb_url),
-                lambda: probe_ksqldb(settings.ksqldb_url, auth, timeout_s),
+                without_credentials(ksqldb_url),
+                lambda: probe_ksqldb(ksqldb_url, auth, timeout_s),
             )
         )
     else:
         result.append(Check("ksqldb", "-", None, "KSQLDB_URL unset"))
-    if settings.metabase_url:
+    metabase_url = settings.metabase_url
+    if metabase_url:
         result.append(
             Check(
                 "metabase",
-                without_credentials(settings.metabase_url),
-                lambda: probe_metabase(settings.metabase_url, timeout_s),
+                without_credentials(metabase_url),
+                lambda: probe_metabase(metabase_url, timeout_s),
             )
         )
     else:
@@ -416,7 +422,7 @@ def checks(settings: Settings, timeout_s: float) -> list[Check]:
             # A ksqlDB server runs the statements; `coinstream up` starts no local engine then.
             result.append(Check(part, "-", None, "KSQLDB_URL set (ksqlDB runs the statements)"))
         elif port:
-            result.append(Check(part, url, lambda url=url, probe=probe: probe(url, timeout_s)))
+            result.append(Check(part, url, functools.partial(probe, url, timeout_s)))
         else:
             result.append(Check(part, "-", None, f"{variable}=0"))
     return result

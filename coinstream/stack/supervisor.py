@@ -20,8 +20,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,12 @@ class ServiceState:
     paused: bool = False
     resumed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def started_process(self) -> asyncio.subprocess.Process:
+        """The service's current process (`Supervisor._spawn` sets it)."""
+        if self.process is None:
+            raise StackError(f"{self.service.name} has not been started")
+        return self.process
+
 
 class StackError(RuntimeError):
     """A service could not be started (a one-shot failed, or a probe timed out)."""
@@ -108,7 +115,7 @@ class Supervisor:
         self._width = max((len(s.name) for s in services), default=8)
         # Awaited before a requested stop (Ctrl+C, SIGTERM) stops anything: e.g. draining the
         # pipeline so that the local broker, which forgets on stop, holds nothing unread.
-        self.before_stop: Callable[[], Awaitable[None]] | None = None
+        self.before_stop: Callable[[], Coroutine[Any, Any, None]] | None = None
 
     # ---- output -------------------------------------------------------------------------------
 
@@ -128,7 +135,7 @@ class Supervisor:
     async def _spawn(self, state: ServiceState) -> None:
         service = state.service
         state.status = "starting"
-        state.process = await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             *service.argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -137,13 +144,16 @@ class Supervisor:
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             start_new_session=True,
         )
+        state.process = process
         state.started_at = time.monotonic()
-        self._tasks.append(asyncio.create_task(self._pump(service.name, state.process.stdout)))
+        if process.stdout is None:  # stdout=PIPE always gives a reader
+            raise StackError(f"{service.name}: its output is not piped")
+        self._tasks.append(asyncio.create_task(self._pump(service.name, process.stdout)))
 
     async def _await_ready(self, state: ServiceState) -> None:
         service = state.service
         if service.oneshot:
-            code = await state.process.wait()
+            code = await state.started_process().wait()
             if code != 0:
                 state.status = "failed"
                 raise StackError(f"{service.name} failed with exit code {code}")
@@ -151,8 +161,9 @@ class Supervisor:
             return
         deadline = time.monotonic() + service.ready_timeout_s
         while service.ready is not None and not await asyncio.to_thread(service.ready):
-            if state.process.returncode is not None:
-                raise StackError(f"{service.name} exited with code {state.process.returncode} before it was ready")
+            returncode = state.started_process().returncode
+            if returncode is not None:
+                raise StackError(f"{service.name} exited with code {returncode} before it was ready")
             if time.monotonic() > deadline or self._stopping.is_set():
                 raise StackError(f"{service.name} was not ready within {service.ready_timeout_s:.0f}s")
             await asyncio.sleep(0.2)
@@ -162,7 +173,7 @@ class Supervisor:
         """Restart the service whenever it exits, with exponential backoff, until stopping."""
         backoff = self.min_backoff_s
         while not self._stopping.is_set():
-            code = await state.process.wait()
+            code = await state.started_process().wait()
             if self._stopping.is_set():
                 return
             if state.stop_reason is not None:
@@ -253,7 +264,7 @@ class Supervisor:
         state.paused = True
         if self._stop_process(state, "pause"):
             self.say(name, f"pausing: {why}")
-            process = state.process
+            process = state.started_process()
             try:
                 await asyncio.wait_for(process.wait(), timeout=self.stop_timeout_s)
             except asyncio.TimeoutError:
@@ -275,7 +286,7 @@ class Supervisor:
         if not self._stop_process(state, "restart"):
             return
         self.say(name, f"restarting: {why}")
-        old = state.process
+        old = state.started_process()
         await old.wait()
         while state.process is old and not self._stopping.is_set():
             await asyncio.sleep(0.05)
@@ -322,7 +333,7 @@ class Supervisor:
             self._stopping.set()  # asked twice: stop now
         self._stop_requested.set()
 
-    async def _run_before_stop(self, hook: Callable[[], Awaitable[None]]) -> None:
+    async def _run_before_stop(self, hook: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `hook` while the services keep running (and restarting); a second stop request
         (Ctrl+C again) or a configuration error cuts it short."""
         work = asyncio.create_task(hook())
