@@ -139,16 +139,29 @@ def _delimited_text(value: Any, sql_type: SqlType) -> str:
     return str(value)
 
 
+def _csv_needs_quotes(text: str, first: bool, delimiter: str) -> bool:
+    """ksqlDB's CSV printer (minimal quoting): a record's first field is quoted unless it starts with
+    an ASCII letter or digit (an empty string too); any field is quoted when it starts with a
+    character up to '#', contains a delimiter, quote or line break, or ends with a character up to
+    a space. NULL prints as nothing, unquoted."""
+    if not text:
+        return first
+    c = text[0]
+    if first and not ("0" <= c <= "9" or "A" <= c <= "Z" or "a" <= c <= "z"):
+        return True
+    if c <= "#":
+        return True
+    if delimiter in text or '"' in text or "\n" in text or "\r" in text:
+        return True
+    return text[-1] <= " "
+
+
 def delimited_serializer(types: list[SqlType], delimiter: str) -> Callable[[tuple], bytes]:
     def encode(values: tuple) -> bytes:
         fields = []
-        for value, sql_type in zip(values, types, strict=False):
+        for index, (value, sql_type) in enumerate(zip(values, types, strict=False)):
             text = _delimited_text(value, sql_type)
-            if (
-                sql_type.base == "STRING"
-                and text
-                and (delimiter in text or '"' in text or "\n" in text or "\r" in text)
-            ):
+            if value is not None and _csv_needs_quotes(text, index == 0, delimiter):
                 text = '"' + text.replace('"', '""') + '"'
             fields.append(text)
         return delimiter.join(fields).encode("utf-8")
@@ -210,6 +223,19 @@ class RowSerde:
     # ---- serialize ------------------------------------------------------------------------------------------------
 
     def serializer(self) -> Callable[[tuple], bytes | None]:
+        encode = self._serializer()
+        if not self.is_key or not self.names:
+            return encode
+
+        def encode_key(values: tuple) -> bytes | None:
+            # a key whose columns are all NULL (a record without a key) is written without a key
+            if all(value is None for value in values):
+                return None
+            return encode(values)
+
+        return encode_key
+
+    def _serializer(self) -> Callable[[tuple], bytes | None]:
         fmt = self.format
         names = self.names
         if not names or fmt == "NONE":

@@ -134,6 +134,8 @@ def decode_output(
         ).deserializer()(key)
         if sink.key_format == "JSON":
             record["key"] = json_loads_exact(key)
+        elif sink.key_format == "DELIMITED":
+            record["key"] = key.decode("utf-8")  # ksqlDB's test runner reads DELIMITED keys as text
         elif len(values) == 1:
             record["key"] = _json_safe(values[0])
         else:

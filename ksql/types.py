@@ -16,7 +16,7 @@ import base64
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
@@ -229,6 +229,9 @@ def _to_string(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+_WIDE_CONTEXT = Context(prec=80)  # DECIMAL(38, s) needs more than the default 28 digits
+
+
 def _decimal(precision: int, scale: int) -> Callable[[Any], Decimal]:
     quantum = Decimal(1).scaleb(-scale)
     limit = Decimal(10) ** (precision - scale)
@@ -245,7 +248,7 @@ def _decimal(precision: int, scale: int) -> Callable[[Any], Decimal]:
                 number = Decimal(str(value).strip() if isinstance(value, str) else value)
             else:
                 raise CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: DECIMAL")
-            result = number.quantize(quantum, rounding=ROUND_HALF_UP)
+            result = number.quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE_CONTEXT)
         except InvalidOperation:
             raise CoercionError(f"Can't convert '{value}' to DECIMAL({precision}, {scale})") from None
         if abs(result) >= limit:
