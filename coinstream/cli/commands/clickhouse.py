@@ -87,6 +87,8 @@ def serve(
         serve as run_server,
     )
 
+    if port is None:  # setting_option fills it from CLICKHOUSE_PORT when not given
+        raise click.UsageError("--port has no value and CLICKHOUSE_PORT was not read")
     data_path = (path or settings.clickhouse_data_dir).resolve()
     config = ServerConfig(
         path=data_path,

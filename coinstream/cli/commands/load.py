@@ -110,6 +110,8 @@ def command(
     from coinstream.clickhouse.migrations import MigrationError
     from coinstream.clickhouse.migrations import migrate as apply_migrations
 
+    if batch_ms is None:  # setting_option fills it from LOADER_BATCH_MS when not given
+        raise click.UsageError("--batch-ms has no value and LOADER_BATCH_MS was not read")
     target = settings.clickhouse_target()
     client = clickhouse_connect.get_client(**target.connect_kwargs())
     if migrate:

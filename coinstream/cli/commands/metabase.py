@@ -120,8 +120,10 @@ def provision_command(
     client = MetabaseClient(url, api_key=api_key, timeout=timeout, secrets=[target.password])
     try:
         if not api_key:
+            if not (user and password):  # already refused above; the check narrows both to str
+                raise click.UsageError(NO_CREDENTIALS)
             try:
-                client.login(user, password)  # type: ignore[arg-type]  # both checked above when no API key
+                client.login(user, password)
             except MetabaseError as error:
                 _fail(f"cannot log in to Metabase at {client.url}: {error}")
         try:
