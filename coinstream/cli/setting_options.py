@@ -20,6 +20,13 @@ from coinstream.common.settings_docs import default_text
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _numeric_bound(bound: object, setting: str) -> float:
+    """A bound of the setting's range (annotated_types types it only as comparable), as a number."""
+    if not isinstance(bound, (int, float)):
+        raise TypeError(f"setting {setting} has a non-numeric bound {bound!r}; give the option its own type")
+    return bound
+
+
 def option_type(setting: str, allow_zero: bool = False) -> click.ParamType:
     """The click type accepting exactly what the setting accepts (plus 0 with `allow_zero`)."""
     field = Settings.model_fields[setting]
@@ -28,11 +35,11 @@ def option_type(setting: str, allow_zero: bool = False) -> click.ParamType:
     low_open = False
     for rule in field.metadata:
         if isinstance(rule, annotated_types.Ge):
-            low = rule.ge  # type: ignore[assignment]  # annotated_types types its bound as a protocol
+            low = _numeric_bound(rule.ge, setting)
         elif isinstance(rule, annotated_types.Gt):
-            low, low_open = rule.gt, True  # type: ignore[assignment]  # as above
+            low, low_open = _numeric_bound(rule.gt, setting), True
         elif isinstance(rule, annotated_types.Le):
-            high = rule.le  # type: ignore[assignment]  # as above
+            high = _numeric_bound(rule.le, setting)
     if allow_zero:
         low, low_open = 0, False
     annotation = field.annotation
