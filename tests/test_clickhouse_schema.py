@@ -337,3 +337,10 @@ def test_views_reading_each_other_in_a_cycle_are_refused(tmp_path: Path):
         ("v_b", ["v_c"]),
         ("v_a", ["v_b"]),
     ]
+
+
+def test_split_statements_uses_the_servers_lexer_heredocs_and_nested_comments():
+    script = "SELECT $tag$a;b$tag$ AS x; /* x /* y; */ z; */ SELECT 2 -- last; words"
+    assert split_statements(script) == ["SELECT $tag$a;b$tag$ AS x", "/* x /* y; */ z; */ SELECT 2 -- last; words"]
+    assert split_statements(script, comments=False) == ["SELECT $tag$a;b$tag$ AS x", "SELECT 2"]
+    assert split_statements("SELECT f(a,  b) /* c */ ,'x  y'", comments=False) == ["SELECT f(a, b) ,'x  y'"]

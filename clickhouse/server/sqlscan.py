@@ -1,4 +1,5 @@
-"""A small lexer over ClickHouse SQL text, enough to answer the HTTP layer's questions.
+"""The HTTP layer's questions about a request's SQL, answered with the one ClickHouse lexer
+(`coinstream.clickhouse.sql_text.tokens`).
 
 The HTTP interface receives a query and, for INSERTs, the data in one byte stream
 (`INSERT INTO t FORMAT Native\\n<binary>`). Before chDB sees anything the server has to know where
@@ -12,109 +13,11 @@ one character, so offsets found here are byte offsets into the original body.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-_NUMBER_RE = re.compile(r"[0-9][0-9A-Za-z_.]*")
-_HEREDOC_RE = re.compile(r"\$([A-Za-z0-9_]*)\$")
+from coinstream.clickhouse.sql_text import Incomplete, Token, tokens
 
-
-class Incomplete(Exception):
-    """The text ends inside a token (string, comment, quoted identifier): more input is needed."""
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # "word", "quoted" (`x` or "x"), "string", "number", "punct"
-    text: str
-    start: int
-    end: int
-    depth: int  # parenthesis/bracket depth at the token
-
-    def is_word(self, *words: str) -> bool:
-        return self.kind == "word" and self.text.upper() in words
-
-
-def tokens(text: str) -> Iterator[Token]:
-    """Yield the significant tokens of `text` (whitespace and comments skipped).
-
-    Raises `Incomplete` when the text ends inside a string, comment or quoted identifier.
-    """
-    pos, depth, size = 0, 0, len(text)
-    while pos < size:
-        char = text[pos]
-        if char in " \t\r\n\f\v":
-            pos += 1
-        elif text.startswith("--", pos) or (char == "#" and text[pos + 1 : pos + 2] in (" ", "!")):
-            newline = text.find("\n", pos)
-            if newline < 0:
-                raise Incomplete
-            pos = newline + 1
-        elif text.startswith("/*", pos):
-            pos = _skip_block_comment(text, pos)
-        elif char in "'\"`":
-            end = _skip_quoted(text, pos, char)
-            kind = "string" if char == "'" else "quoted"
-            yield Token(kind, text[pos:end], pos, end, depth)
-            pos = end
-        elif char == "$" and (match := _HEREDOC_RE.match(text, pos)):
-            close = text.find(match.group(0), match.end())
-            if close < 0:
-                raise Incomplete
-            end = close + len(match.group(0))
-            yield Token("string", text[pos:end], pos, end, depth)
-            pos = end
-        elif match := _WORD_RE.match(text, pos):
-            yield Token("word", match.group(0), pos, match.end(), depth)
-            pos = match.end()
-        elif match := _NUMBER_RE.match(text, pos):
-            yield Token("number", match.group(0), pos, match.end(), depth)
-            pos = match.end()
-        else:
-            if char in ")]":
-                depth = max(0, depth - 1)
-            yield Token("punct", char, pos, pos + 1, depth)
-            if char in "([":
-                depth += 1
-            pos += 1
-
-
-def _skip_block_comment(text: str, pos: int) -> int:
-    """End of a /* */ comment; ClickHouse allows them nested."""
-    level, pos = 0, pos
-    while True:
-        opening, closing = text.find("/*", pos), text.find("*/", pos)
-        if closing < 0:
-            raise Incomplete
-        if 0 <= opening < closing:
-            level, pos = level + 1, opening + 2
-        else:
-            level, pos = level - 1, closing + 2
-            if level == 0:
-                return pos
-
-
-def _skip_quoted(text: str, pos: int, quote: str) -> int:
-    """End of a quoted token: backslash escapes and doubled quotes both continue it."""
-    index = pos + 1
-    while True:
-        if index >= len(text):
-            raise Incomplete
-        char = text[index]
-        if char == "\\":
-            index += 2
-        elif char == quote:
-            if text[index + 1 : index + 2] == quote:
-                index += 2
-            elif index + 1 >= len(text):
-                # A doubled quote may still follow in the next chunk of input.
-                raise Incomplete
-            else:
-                return index + 1
-        else:
-            index += 1
+__all__ = ["Incomplete", "InsertSplit", "NeedMore", "Token", "first_keyword", "output_format", "split_insert", "tokens"]
 
 
 def _complete_tokens(text: str) -> tuple[list[Token], bool]:
