@@ -10,8 +10,7 @@ import logging
 from datetime import date
 
 import click
-from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaException
 
 from coinstream.cli.daily_closes import (
     day_option,
@@ -22,25 +21,17 @@ from coinstream.cli.daily_closes import (
 )
 from coinstream.cli.metrics_endpoint import metrics_endpoint, metrics_port
 from coinstream.cli.setting_options import setting_option
-from coinstream.common.kafka_config import admin_config, producer_config
-from coinstream.common.kafka_topics import topic_ids
 from coinstream.common.processes import stop_requested_on_signals
 from coinstream.common.settings import Settings
-from coinstream.producers.client import LiveCoinWatchClient
-from coinstream.producers.credits import CreditGuard
 from coinstream.producers.current import (
     TOPIC,
-    CurrentRatesProducer,
     IntervalTooFast,
     ShutdownRequested,
-    current_budget,
-    interruptible_sleep,
     plan_interval,
-    prepare_topic,
 )
+from coinstream.producers.current_service import CurrentService
 from coinstream.producers.errors import LcwError
 from coinstream.producers.historical.schedule import run_scheduled
-from coinstream.producers.journal import DeliveryJournal
 from coinstream.producers.metrics import ProducerMetrics
 
 log = logging.getLogger("coinstream.produce")
@@ -88,29 +79,14 @@ def current(settings: Settings, once: bool, interval: float | None, topic: str, 
 def _run_current(
     settings: Settings, once: bool, interval_s: float, topic: str, codes: list[str], metrics: ProducerMetrics
 ) -> None:
-    budget, label = current_budget(settings)
     with stop_requested_on_signals("finishing the current poll and flushing") as stop:
         try:
-            prepare_topic(settings, topic)
+            service = CurrentService(settings, metrics, stop, topic)
         except KafkaException as error:
             raise click.ClickException(
                 f"cannot prepare topic {topic} on Kafka at {settings.effective_kafka_bootstrap}: {error}"
             ) from None
-        client = LiveCoinWatchClient.from_settings(
-            settings, credits=CreditGuard(budget, label), metrics=metrics, sleep=interruptible_sleep(stop)
-        )
-        journal = DeliveryJournal(settings.coinstream_data_dir / "producer" / f"{topic}.sqlite")
-        producer = CurrentRatesProducer(
-            client,
-            Producer(producer_config(settings)),
-            codes,
-            settings.currency,
-            topic,
-            metrics,
-            journal,
-            topic_ids(AdminClient(admin_config(settings)), [topic]).get(topic, ""),
-            max_clock_skew_ms=settings.rate_max_clock_skew_ms,
-        )
+        client, producer = service.client, service.producer
         failure: Exception | None = None
         polls = 0
         try:
@@ -131,9 +107,7 @@ def _run_current(
         except LcwError as error:
             failure = error
         finally:
-            unacknowledged = producer.flush(30.0)
-            client.close()
-            journal.close()
+            unacknowledged = service.close()
     counts = metrics.snapshot()
     click.echo(
         f"produce current: {polls} poll(s), {counts['records_produced']} records produced, "
