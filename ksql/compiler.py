@@ -487,18 +487,30 @@ class Compiler:
             raise _unsupported(node, f"comparing {left.base} values")
         raise _err(node, f"Cannot compare {left} to {right}")
 
+    def _reject_null_comparison(self, node: ast.Expr, left: Compiled, right: Compiled, op: str) -> None:
+        if NULL in (left.type, right.type):
+            raise _err(node, f"Comparison with NULL not supported: {left.type} {op} {right.type}")
+
+    def _double_with_decimal(self, left: Compiled, right: Compiled) -> tuple[Compiled, Compiled]:
+        """DOUBLE against DECIMAL compares as DOUBLE (the decimal is converted)."""
+        bases = {left.type.base, right.type.base}
+        if bases == {"DOUBLE", "DECIMAL"}:
+            left = self.convert(left, DOUBLE) if left.type.base == "DECIMAL" else left
+            right = self.convert(right, DOUBLE) if right.type.base == "DECIMAL" else right
+        return left, right
+
     def _c_Compare(self, node: ast.Compare, scope: Scope) -> Compiled:
+        """ksqlDB's comparison: FALSE (not NULL) when either side is NULL."""
         left = self.compile(node.left, scope)
         right = self.compile(node.right, scope)
+        self._reject_null_comparison(node, left, right, node.op)
         self._comparable(node, left.type, right.type, node.op in ("=", "<>"))
-        if NULL in (left.type, right.type):
-            return Compiled("None", BOOLEAN, True)
+        left, right = self._double_with_decimal(left, right)
         python_op = {"=": "==", "<>": "!="}.get(node.op, node.op)
-        return Compiled(
-            self._null_guard([left, right], lambda n: f"{n[0]} {python_op} {n[1]}"),
-            BOOLEAN,
-            left.nullable or right.nullable,
-        )
+        code = self._null_guard([left, right], lambda n: f"{n[0]} {python_op} {n[1]}")
+        if left.nullable or right.nullable:
+            code = f"({code} is True)"
+        return Compiled(code, BOOLEAN, False)
 
     def _boolean(self, node: ast.Expr, compiled: Compiled) -> Compiled:
         if compiled.type not in (BOOLEAN, NULL):
@@ -534,7 +546,9 @@ class Compiler:
     def _c_IsDistinct(self, node: ast.IsDistinct, scope: Scope) -> Compiled:
         left = self.compile(node.left, scope)
         right = self.compile(node.right, scope)
+        self._reject_null_comparison(node, left, right, "IS NOT DISTINCT FROM" if node.negate else "IS DISTINCT FROM")
         self._comparable(node, left.type, right.type, True)
+        left, right = self._double_with_decimal(left, right)
         op = "==" if node.negate else "!="
         return Compiled(f"(({left.code}) {op} ({right.code}))", BOOLEAN, False)
 
@@ -544,6 +558,8 @@ class Compiler:
         high = self.compile(node.high, scope)
         self._comparable(node, value.type, low.type)
         self._comparable(node, value.type, high.type)
+        if DOUBLE in (value.type, low.type, high.type) and any(c.type.base == "DECIMAL" for c in (value, low, high)):
+            value, low, high = (self.convert(c, DOUBLE) if c.type.base == "DECIMAL" else c for c in (value, low, high))
         negate = "not " if node.negate else ""
         code = self._null_guard([value, low, high], lambda n: f"{negate}({n[1]} <= {n[0]} <= {n[2]})")
         return Compiled(code, BOOLEAN, True)

@@ -211,10 +211,20 @@ def _greatest_least(pick: Callable) -> Callable[[_Call], Resolved]:
         args = _arity(call, 1, 1000)
         types = {arg.type for arg in args if arg.type != NULL}
         if len(types) != 1:
-            if types and all(t.base in ("INTEGER", "BIGINT", "DOUBLE") for t in types):
-                result = DOUBLE if any(t.base == "DOUBLE" for t in types) else BIGINT
-                convert = float if result == DOUBLE else int
-                return Resolved(result, lambda *vs: _pick_non_null(pick, vs, convert), False)
+            numeric = types and all(t.base in ("INTEGER", "BIGINT", "DOUBLE", "DECIMAL") for t in types)
+            if numeric and any(t.base == "DOUBLE" for t in types):
+                # every parameter widens to DOUBLE, the only overload they all reach
+                return Resolved(
+                    DOUBLE, lambda *vs: _pick_non_null(pick, [float(v) for v in vs if v is not None], None), False
+                )
+            if numeric and not all(t.base == "DECIMAL" for t in types):
+                types_text = ", ".join(str(arg.type) for arg in call.args)
+                raise InvalidStatement(
+                    f"Function '{call.name.lower()}' cannot be resolved due to ambiguous method parameters "
+                    f"({types_text}).",
+                    call.line,
+                    call.column,
+                )
             raise call.reject()
         (result,) = types
         if result.base not in ("INTEGER", "BIGINT", "DOUBLE", "DECIMAL", "STRING"):

@@ -566,7 +566,10 @@ class _Builder(Transformer):
         return ast.Literal(value, decimal_literal_type(value), pos=_pos(meta))
 
     def double_lit(self, meta, children):
-        return ast.Literal(float(children[0]), DOUBLE, pos=_pos(meta))
+        value = float(children[0])
+        if value in (float("inf"), float("-inf")):
+            raise InvalidStatement(f"Number overflows DOUBLE: {children[0]}", meta.line, meta.column)
+        return ast.Literal(value, DOUBLE, pos=_pos(meta))
 
     def true_lit(self, meta, children):
         return ast.Literal(True, BOOLEAN, pos=_pos(meta))

@@ -27,6 +27,9 @@ from coinstream.ksql.serde import KAFKA_FORMAT_TYPES, KNOWN_UNSUPPORTED_FORMATS,
 from coinstream.ksql.types import BIGINT, BOOLEAN, INTEGER, NULL, SqlType
 from coinstream.ksql.windows import SessionWindows, TimeWindows, make_session_windows, make_time_windows
 
+STRUCTURED_INTERMEDIATE_AGGREGATES = frozenset(
+    {"AVG", "EARLIEST_BY_OFFSET", "LATEST_BY_OFFSET", "TOPK", "TOPKDISTINCT"}
+)
 PSEUDO_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND")
 PSEUDO_TYPES = {
     "ROWTIME": BIGINT,
@@ -387,6 +390,19 @@ def _delimiter(props: dict[str, ast.Property], name: str) -> str:
 
 def _check_formats(source: SourceDef, pos: ast.Pos) -> None:
     """Format limits ksqlDB enforces on column types and counts."""
+    if source.wrap_single_value is not None:
+        if source.wrap_single_value and source.value_format in ("KAFKA", "DELIMITED"):
+            raise InvalidStatement(
+                f"Format '{source.value_format}' does not support 'WRAP_SINGLE_VALUE' set to 'true'.",
+                pos.line,
+                pos.column,
+            )
+        if len(source.value_columns) != 1:
+            raise InvalidStatement(
+                "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas", pos.line, pos.column
+            )
+    if source.window_kind is not None and not source.key_columns:
+        raise InvalidStatement("Windowed sources require a key column.", pos.line, pos.column)
     if source.key_format == "KAFKA":
         if len(source.key_columns) > 1:
             raise InvalidStatement(
@@ -596,6 +612,17 @@ class Catalog:
         )
         self._timestamp(source, props, pos)
         _check_formats(source, pos)
+        existing = self.sources.get(source.name)
+        replaces_source = (
+            existing is not None and isinstance(existing.statement, ast.CreateSource) and existing.statement.read_only
+        )
+        if statement.or_replace and (statement.read_only or replaces_source):
+            kind = statement.kind.lower()
+            raise InvalidStatement(
+                f"Cannot add {kind} '{source.name}': CREATE OR REPLACE is not supported on source {kind}s.",
+                pos.line,
+                pos.column,
+            )
         self._register(source, statement, statement.or_replace, statement.if_not_exists)
 
     def _timestamp(self, source: SourceDef, props: dict[str, ast.Property], pos: ast.Pos) -> None:
@@ -722,8 +749,8 @@ class Catalog:
         window_size: int | None,
     ) -> SourceDef:
         key_format, value_format = _formats(props, source.key_format, source.value_format, statement)
-        if keys and key_format == "NONE":
-            key_format = "KAFKA"
+        if keys and key_format == "NONE" and "KEY_FORMAT" not in props and "FORMAT" not in props:
+            key_format = "KAFKA"  # inherited from a source without key columns
         topic = _string_prop(props, "KAFKA_TOPIC") or statement.name
         sink = SourceDef(
             name=statement.name,
@@ -757,6 +784,18 @@ class Catalog:
         names = []
         counter = 0
         for expr, alias in items:
+            if alias is not None and alias in PSEUDO_COLUMNS:
+                raise InvalidStatement(
+                    f"`{alias}` is a reserved column name. You cannot use it as an alias for a column.",
+                    expr.pos.line,
+                    expr.pos.column,
+                )
+            if alias is None and isinstance(expr, ast.ColumnRef) and expr.name in PSEUDO_COLUMNS:
+                raise InvalidStatement(
+                    f"Reserved column name in select: `{expr.name}`. Please remove or alias the column.",
+                    expr.pos.line,
+                    expr.pos.column,
+                )
             if alias is not None:
                 name = alias
             elif isinstance(expr, ast.ColumnRef):
@@ -880,6 +919,13 @@ class Catalog:
         query = statement.query
         if source.window_kind is not None:
             raise UnsupportedStatement("aggregating a windowed source", query.source_pos.line, query.source_pos.column)
+        if source.value_format == "KAFKA":
+            raise InvalidStatement(
+                f"Source(s) {source.name} are using the 'KAFKA' value format. This format does not yet support "
+                "GROUP BY.",
+                query.source_pos.line,
+                query.source_pos.column,
+            )
         window = query.window
         session = window is not None and window.kind == "SESSION"
         if session and query.emit == "FINAL":
@@ -934,6 +980,20 @@ class Catalog:
             call.arg_code = arg_code
             call.arg_nullable = arg_nullable
             aggregates.append(call)
+            if node.name in STRUCTURED_INTERMEDIATE_AGGREGATES:
+                # the aggregate's state (a STRUCT or an ARRAY) is kept in the value format
+                sink_format = _format(props, "VALUE_FORMAT") or _format(props, "FORMAT") or source.value_format
+                if source.value_format == "DELIMITED":
+                    raise InvalidStatement(
+                        "One of the functions used in the statement has an intermediate type that the value "
+                        "format can not handle. Please remove the function or change the format.",
+                        node.pos.line,
+                        node.pos.column,
+                    )
+                if sink_format == "DELIMITED":
+                    raise UnsupportedStatement(
+                        f"{node.name} with a DELIMITED sink value format", node.pos.line, node.pos.column
+                    )
 
         windowed = window is not None
 

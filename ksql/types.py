@@ -148,6 +148,13 @@ def java_double_str(value: float) -> str:
     sign, digits, exponent = Decimal(repr(magnitude)).as_tuple()
     text = "".join(map(str, digits)).rstrip("0") or "0"
     sci_exponent = len(digits) + int(exponent) - 1
+    if len(text) == 1:
+        # Java prints at least two significant digits, the pair closest to the exact value
+        # (Double.MIN_VALUE is 4.9E-324, not 5.0E-324)
+        exact = Decimal(magnitude).scaleb(-sci_exponent, context=_WIDE_CONTEXT)
+        pair = exact.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP, context=_WIDE_CONTEXT)
+        if pair < 10:
+            text = str(pair).replace(".", "").rstrip("0") or "0"
     rest = text[1:] or "0"
     return f"{'-' if value < 0 else ''}{text[0]}.{rest}E{sci_exponent}"
 
