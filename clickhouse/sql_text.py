@@ -125,7 +125,8 @@ def split_statements(sql: str, comments: bool = True) -> list[str]:
     """
     text = sql + "\n"  # a last line comment, or a quote at the very end, is complete
     statements: list[str] = []
-    start, pending = 0, []
+    start = 0
+    pending: list[Token] = []
     for token in tokens(text):
         if token.kind == "punct" and token.text == ";":
             if pending:
