@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
@@ -126,9 +127,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def browser_guard_middleware(
-    extra_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def browser_guard_middleware(extra_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()) -> Middleware:
     """An aiohttp middleware answering 403 with a JSON reason to refused requests."""
     hosts, origins = tuple(extra_hosts), tuple(allowed_origins)
 
