@@ -352,11 +352,16 @@ class AggregateRuntime(QueryRuntime):
             if having is None:
                 return lambda key, ws, we, st: serialize(project(key, ws, we, st))
             return lambda key, ws, we, st: serialize(project(key, ws, we, st)) if having(key, ws, we, st) else None
-        from coinstream.ksql.serde import json_dumps
+        from coinstream.ksql.serde import json_double_fixer, json_dumps
 
-        items = ", ".join(
-            f"{column.name!r}: {code}" for column, code in zip(sink.value_columns, plan.value_codes, strict=False)
-        )
+        rendered = []
+        for index, (column, code) in enumerate(zip(sink.value_columns, plan.value_codes, strict=False)):
+            fix = json_double_fixer(column.type)
+            if fix is not None:
+                plan.compiler.namespace[f"_json_fix{index}"] = fix
+                code = f"_json_fix{index}({code})"
+            rendered.append(f"{column.name!r}: {code}")
+        items = ", ".join(rendered)
         plan.compiler.namespace["_json_dumps"] = json_dumps
         return plan.compiler.function("render", "key, ws, we, st", [plan.post_code, f"return _json_dumps({{{items}}})"])
 

@@ -779,10 +779,15 @@ class Catalog:
         return sink
 
     @staticmethod
-    def _name_columns(items: list[tuple[ast.Expr, str | None]], statement: ast.Statement) -> list[str]:
-        """Output column names: alias, else the column/field name, else KSQL_COL_n."""
+    def _name_columns(
+        items: list[tuple[ast.Expr, str | None]], statement: ast.Statement, source: SourceDef
+    ) -> list[str]:
+        """Output column names: alias, else the column name, else the field name of a dereference
+        (with `_1`, `_2`, ... when a source column or an earlier generated name has it), else KSQL_COL_n
+        (skipping the n a source column already uses)."""
         names = []
         counter = 0
+        taken = {column.name for column in source.columns}
         for expr, alias in items:
             if alias is not None and alias in PSEUDO_COLUMNS:
                 raise InvalidStatement(
@@ -802,9 +807,16 @@ class Catalog:
                 name = expr.name
             elif isinstance(expr, ast.Deref):
                 name = expr.field_name
+                suffix = 0
+                while name in taken:
+                    suffix += 1
+                    name = f"{expr.field_name}_{suffix}"
             else:
+                while f"KSQL_COL_{counter}" in taken:
+                    counter += 1
                 name = f"KSQL_COL_{counter}"
                 counter += 1
+            taken.add(name)
             names.append(name)
         seen = set()
         for name in names:
@@ -836,7 +848,7 @@ class Catalog:
     def _plan_project(self, statement, source, scope, compiler, query_id, props) -> QueryPlan:
         query = statement.query
         items = self._expand_select(query, source, scope)
-        names = self._name_columns(items, statement)
+        names = self._name_columns(items, statement, source)
         key_names = {column.name for column in source.key_columns}
         key_items: dict[str, tuple[str, SqlType, str]] = {}
         value_codes: list[Compiled] = []
@@ -1023,7 +1035,7 @@ class Catalog:
         key_columns: list[Column | None] = [None] * key_count
         value_columns: list[Column] = []
         value_codes: list[Compiled] = []
-        names = self._name_columns(items, statement)
+        names = self._name_columns(items, statement, source)
         for (expr, _alias), name in zip(items, names, strict=False):
             rewritten = _transform(expr, rewrite)
             compiled = compiler.compile(rewritten, post_scope)

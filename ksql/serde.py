@@ -51,6 +51,41 @@ def _json_default(value: Any) -> Any:
 
 _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS
 
+_NAN_JSON = orjson.Fragment(b'"NaN"')
+_INF_JSON = orjson.Fragment(b'"Infinity"')
+_NEG_INF_JSON = orjson.Fragment(b'"-Infinity"')
+
+
+def _double_json(value: Any) -> Any:
+    """A DOUBLE for JSON: NaN and the infinities are written as the strings Java's JSON writer uses."""
+    if value is None or value - value == 0:
+        return value
+    if value != value:
+        return _NAN_JSON
+    return _INF_JSON if value > 0 else _NEG_INF_JSON
+
+
+def json_double_fixer(sql_type: SqlType) -> Callable[[Any], Any] | None:
+    """For a type containing DOUBLEs: a function making its values JSON-safe (see `_double_json`); else None."""
+    base = sql_type.base
+    if base == "DOUBLE":
+        return _double_json
+    if base in ("ARRAY", "MAP") and sql_type.element is not None:
+        inner = json_double_fixer(sql_type.element)
+        if inner is None:
+            return None
+        if base == "ARRAY":
+            return lambda value: None if value is None else [inner(item) for item in value]
+        return lambda value: None if value is None else {k: inner(v) for k, v in value.items()}
+    if base == "STRUCT":
+        fixers = {name: fixer for name, typ in sql_type.fields if (fixer := json_double_fixer(typ)) is not None}
+        if not fixers:
+            return None
+        return lambda value: (
+            None if value is None else {k: (fixers[k](v) if k in fixers else v) for k, v in value.items()}
+        )
+    return None
+
 
 def json_dumps(value: Any) -> bytes:
     """JSON bytes as ksqlDB writes them: decimals as plain numbers, bytes as base64."""
@@ -247,13 +282,21 @@ class RowSerde:
             encode = delimited_serializer(self.types, self.delimiter)
             return encode
         needs_b64 = any(_contains_bytes(t) for t in self.types)
+        fixers = [json_double_fixer(t) for t in self.types]
         if self.unwrapped:
+            fix = fixers[0]
             if needs_b64:
                 return lambda values: json_dumps(_bytes_to_base64(values[0]))
+            if fix is not None:
+                return lambda values: json_dumps(fix(values[0]))
             return lambda values: json_dumps(values[0])
         # dict literal built by generated code: cheaper than dict(zip(...)) per record
-        items = ", ".join(f"{name!r}: values[{index}]" for index, name in enumerate(names))
+        items = ", ".join(
+            f"{name!r}: " + (f"_fix{index}(values[{index}])" if fixers[index] is not None else f"values[{index}]")
+            for index, name in enumerate(names)
+        )
         namespace: dict[str, Any] = {"json_dumps": json_dumps}
+        namespace.update({f"_fix{index}": fix for index, fix in enumerate(fixers) if fix is not None})
         exec(
             compile(f"def serialize(values):\n    return json_dumps({{{items}}})\n", "<ksql json serializer>", "exec"),
             namespace,

@@ -283,8 +283,9 @@ def _field_regex(letter: str, count: int, group: str) -> str:
         return rf"(?P<{group}>{_OFFSET_RE}|GMT{_OFFSET_RE}|GMT)"
     if letter == "V" and count == 2:
         return rf"(?P<{group}>[A-Za-z_+\-/0-9]+)"
-    if letter == "z" and count <= 3:
-        return rf"(?P<{group}>[A-Za-z]{{1,5}})"
+    if letter == "z":
+        # Java resolves zone names (PST, CEST, ...) through its own locale data: not reproduced
+        raise PatternError(f"pattern letter '{letter * count}' (time-zone names) for parsing")
     raise PatternError(f"unsupported pattern letter '{letter * count}' for parsing")
 
 
@@ -302,7 +303,7 @@ class Parser:
                 group = f"g{index}"
                 regex.append(_field_regex(value, count, group))
                 self._fields.append((group, value, count))
-        self._regex = re.compile("".join(regex))
+        self._regex = re.compile("".join(regex), re.IGNORECASE)  # ksqlDB parses case-insensitively
 
     def parse_millis(self, text: str, default_zone: tzinfo) -> int:
         match = self._regex.fullmatch(text)
@@ -343,7 +344,7 @@ class Parser:
                 pm = raw.upper() == "PM"
             elif letter in "XxZ":
                 tz = _parse_offset(raw)
-            elif letter in "Vz":
+            elif letter == "V":
                 tz = zone(raw)
         if hour12 is not None:
             hour = hour12 + (12 if pm else 0)
@@ -361,6 +362,7 @@ class Parser:
 
 
 def _parse_offset(raw: str) -> tzinfo:
+    raw = raw.upper()
     text = raw[3:] if raw.startswith("GMT") else raw
     if text in ("", "Z"):
         return timezone.utc
