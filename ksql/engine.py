@@ -660,13 +660,22 @@ class SessionAggregateRuntime(AggregateRuntime):
             return
         ts = row[self._rowtime]
         task = self.task(partition)
+        gap = self._gap
+        # The session store keeps sessions for gap + grace after the latest time it has seen (the
+        # stream time before this record): an older session is no longer found to merge with.
+        visible_from = task.stream_time - gap - self._grace + 1 if task.stream_time != NO_TIME else None
         advanced = ts > task.stream_time
         if advanced:
             task.stream_time = ts
-        gap = self._gap
         close = task.stream_time - self._grace - gap
         sessions = task.store.setdefault(key, [])
-        merged = [session for session in sessions if session[1] >= ts - gap and session[0] <= ts + gap]
+        merged = [
+            session
+            for session in sessions
+            if session[1] >= ts - gap
+            and session[0] <= ts + gap
+            and (visible_from is None or session[1] >= visible_from)
+        ]
         start = min([ts] + [session[0] for session in merged])
         end = max([ts] + [session[1] for session in merged])
         if end < close:
