@@ -582,6 +582,12 @@ def _parse_clickhouse_url(url: str) -> ClickHouseTarget:
     )
 
 
+def setting_default(name: str) -> Any:
+    """The declared default of setting `name`: what a component uses when built without settings,
+    so its default and the setting's are one value."""
+    return Settings.model_fields[name].default
+
+
 def _form(name: str) -> str:
     extra = Settings.model_fields[name].json_schema_extra
     assert isinstance(extra, dict)

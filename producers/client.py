@@ -27,7 +27,7 @@ from typing import Any, cast
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from coinstream.common.settings import Settings
+from coinstream.common.settings import Settings, setting_default
 from coinstream.producers.credits import CreditCounter
 from coinstream.producers.errors import (
     LcwApiError,
@@ -52,9 +52,9 @@ RETRYABLE_STATUSES = frozenset({429}) | frozenset(range(500, 600))
 class RetryPolicy:
     """How often and how patiently to retry. Tests use tiny waits; production the defaults."""
 
-    attempts: int = 5
-    backoff_s: float = 0.5
-    max_wait_s: float = 30.0
+    attempts: int = setting_default("lcw_retry_attempts")
+    backoff_s: float = setting_default("lcw_retry_backoff_s")
+    max_wait_s: float = setting_default("lcw_retry_max_wait_s")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:

@@ -12,9 +12,7 @@ from coinstream.clickhouse.view_files import VIEWS_DIR
 from coinstream.metabase.spec import DEFAULT_SPEC, SpecError, load_spec
 
 # The views whose spec (clickhouse/views/<view>.yml) says dashboards read them.
-VIEWS = sorted(
-    path.stem for path in VIEWS_DIR.glob("*.yml") if yaml.safe_load(path.read_text())["dashboard"] is True
-)
+VIEWS = sorted(path.stem for path in VIEWS_DIR.glob("*.yml") if yaml.safe_load(path.read_text())["dashboard"] is True)
 
 
 def test_the_spec_uses_every_dashboard_view_and_each_display():

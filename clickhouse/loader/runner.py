@@ -47,6 +47,7 @@ from coinstream.common.kafka_config import connection_config
 from coinstream.common.kafka_lag import consumer_lag
 from coinstream.common.kafka_topics import topic_ids
 from coinstream.common.rate_validity import DEFAULT_MAX_CLOCK_SKEW_MS
+from coinstream.common.settings import setting_default
 from coinstream.common.testing_hooks import hook_value
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class LoaderConfig:
     tables: tuple[str, ...] = tuple(FORMATS)
     topic_prefix: str = ""
     batch_rows: int = 20_000
-    batch_ms: int = 1_000
+    batch_ms: int = setting_default("loader_batch_ms")
     max_message_bytes: int = 1_048_576
     # How far a live rate's fetched_at may be ahead of the wall clock / its Kafka timestamp.
     max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS

@@ -1,8 +1,8 @@
 """Start and stop the embedded ClickHouse HTTP server: engine, users, listening socket, signals.
 
 Both entry points use this: `coinstream clickhouse serve` (the operator's command) and
-`python -m coinstream.clickhouse.server` (what the test launcher runs, since `clickhouse/` must not import
-the `coinstream/` shell).
+`python -m coinstream.clickhouse.server` (what the test launcher runs, since a stage must not import
+the shell, `coinstream.cli`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from coinstream.clickhouse.server.app import DEFAULT_MAX_BODY_BYTES, ServerOptio
 from coinstream.clickhouse.server.auth import User, UserDirectory
 from coinstream.clickhouse.server.engine import EngineStartError
 from coinstream.common.local_credentials import ensure_credentials
-from coinstream.common.settings import Settings
+from coinstream.common.settings import Settings, setting_default
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class ServerConfig:
     path: Path
     users: tuple[User, ...]
     host: str = "127.0.0.1"
-    port: int = 8123
+    port: int = setting_default("clickhouse_port")
     max_workers: int = 8
     readonly_workers: int = 4
     port_file: Path | None = None

@@ -1,7 +1,7 @@
 """`python -m coinstream.producers.sim`: the simulated API as a process, for launchers that must not import the CLI.
 
 The user-facing command is `coinstream sim-api` (same options); this entry point exists because
-`producers/` may not import `coinstream/` (CONTRIBUTING, layout).
+a stage may not import the shell, `coinstream.cli` (the layering contract in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from coinstream.common.settings import setting_default
 from coinstream.producers.sim.server import SimConfig, serve_forever
 from coinstream.producers.sim.state import parse_fault_spec
 
@@ -16,7 +17,7 @@ from coinstream.producers.sim.state import parse_fault_spec
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m coinstream.producers.sim", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8788)
+    parser.add_argument("--port", type=int, default=setting_default("sim_api_port"))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--daily-credits", type=int, default=10_000)
     parser.add_argument("--api-key", action="append", default=[])

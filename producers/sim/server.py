@@ -49,6 +49,7 @@ from typing import Any
 from aiohttp import web
 
 from coinstream.common.http_guard import browser_guard_middleware
+from coinstream.common.settings import setting_default
 from coinstream.producers.sim import walk
 from coinstream.producers.sim.catalog import COINS, CoinSpec
 from coinstream.producers.sim.market import DAY_MS, HOUR_MS, Market
@@ -96,7 +97,7 @@ class SimConfig:
 
     seed: int = 1
     host: str = "127.0.0.1"
-    port: int = 8788
+    port: int = setting_default("sim_api_port")
     daily_credits: int = 10_000
     accepted_keys: frozenset[str] = frozenset()
     rejected_keys: frozenset[str] = frozenset()
