@@ -15,14 +15,15 @@ per-test time limit. Verdicts: positive tests pass (outputs match), fail (they d
 (a statement was refused), crash (internal error or time limit); negative tests pass when the
 statements are rejected and fail when they are accepted.
 
-    python -m coinstream.ksql.conformance [--verbose] [--only TEXT] [--timeout S] FILE.json...
+    python -m coinstream.ksql.conformance [--verbose] [--only TEXT] [--timeout S] [--areas] FILE.json...
 
 prints a line per failure and crash, then
 
     positive: pass N, fail N, rejected N, crash N, skipped N
     negative: pass N, fail N, rejected N, crash N, skipped N
 
-and exits 1 when anything failed or crashed, else 0.
+(with `--areas`, first a Markdown table of the results per feature area of the suite) and exits 1
+when anything failed or crashed, else 0.
 """
 
 from __future__ import annotations
@@ -39,6 +40,58 @@ from typing import Any
 from coinstream.ksql.serde import json_loads_exact
 
 RUNNABLE_FORMATS = frozenset({"JSON", "DELIMITED", "KAFKA"})
+
+
+def _stems(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+# Feature areas of ksqlDB's suite, by file name (without .json); other files count as "other".
+AREAS: dict[str, tuple[str, ...]] = {
+    "formats and serialization": _stems(
+        "json delimited kafka none serdes formats key-schemas multi-col-keys elements avro protobuf json_sr "
+        "multiple-avro-maps sink-topic-naming sink-partitions-replicas quoted-identifiers identifiers"
+    ),
+    "sources, statements, system columns": _stems(
+        "source-stream source-table table drop_source insert-into create-type asserts headers system-columns "
+        "row-offset-and-partition windowed-source select select-struct-all"
+    ),
+    "operators, literals, casts, structs/arrays/maps": _stems(
+        "operators binary-arithmetic binary-comparison comparison-expression between in like case-expression "
+        "cast literals null floating-point decimal bytes bytes-and-strings udf-implicit-cast "
+        "magic-timestamp-conversion simple-struct more-complex-struct arrayindex array map create_array "
+        "create_map create-struct struct-udfs"
+    ),
+    "scalar functions": _stems(
+        "math concat string substring replace len greatest least chr instr initcap regex split split-to-map "
+        "string-lpad-rpad bytes-lpad-rpad encode md5 url elt-field geodistance array-min-max-sort array-remove "
+        "array-set-functions arraycontains arrayjoin slice json_array_contains json_array_length json_concat "
+        "json_items json_keys json_records extract-json-field is_json_string to_json_string udf transform-array "
+        "transform-map reduce-array reduce-map complex-lambda"
+    ),
+    "date and time": _stems(
+        "date time timestamp dateadd datesub datestring stringdate stringtimestamp timestampformat timestampadd "
+        "timestampsub timeadd timesub format-date format-time parse-date parse-time from-days from-unixtime "
+        "unix-date unix-timestamp convert-tz"
+    ),
+    "GROUP BY, HAVING, aggregate functions": _stems(
+        "group-by average average-udaf earliest-offset-udaf topk-distinct topk-group-by udaf count-distinct "
+        "collect-list collect-set histogram correlation-udaf standarddeviation generic-variadic-udaf "
+        "middle-variadic-udaf multi-arg-udaf obj-var-col-arg-udaf variadic-udaf test-custom-udaf min-group-by cube"
+    ),
+    "windows": _stems("tumbling-windows hopping-windows session-windows"),
+    "joins, PARTITION BY, table functions": _stems(
+        "joins fk-join fk-n-way-join multi-joins stream-table-join table-table-join join-with-custom-timestamp "
+        "partition-by table-functions explode"
+    ),
+}
+_AREA_OF = {stem: area for area, stems in AREAS.items() for stem in stems}
+
+
+def area_of(file_name: str) -> str:
+    return _AREA_OF.get(file_name.removesuffix(".json"), "other")
+
+
 VERDICTS = ("pass", "fail", "rejected", "crash", "skipped")
 
 
@@ -67,6 +120,36 @@ class Summary:
             f"{kind}: " + ", ".join(f"{verdict} {n}" for verdict, n in self.counts(kind).items())
             for kind in ("positive", "negative")
         ]
+
+    def area_table(self) -> list[str]:
+        """A Markdown table: per feature area, its files and what happened to their tests."""
+        rows: dict[str, dict[str, Any]] = {}
+        for result in self.results:
+            row = rows.setdefault(area_of(result.file), {"files": set(), "counts": {}})
+            row["files"].add(result.file)
+            key = (result.kind, result.verdict)
+            row["counts"][key] = row["counts"].get(key, 0) + 1
+        lines = [
+            "| area | files | positive cases passed / run | rejected as unsupported | negative cases refused / run "
+            "| skipped |",
+            "|---|---|---|---|---|---|",
+        ]
+        order = [*AREAS, "other"]
+        for area in sorted(rows, key=order.index):
+            counts = rows[area]["counts"]
+
+            def run(kind: str, counts: dict = counts) -> int:
+                return sum(n for (k, verdict), n in counts.items() if k == kind and verdict != "skipped")
+
+            positive_pass = counts.get(("positive", "pass"), 0)
+            rejected = counts.get(("positive", "rejected"), 0)
+            negative_pass = counts.get(("negative", "pass"), 0)
+            skipped = counts.get(("positive", "skipped"), 0) + counts.get(("negative", "skipped"), 0)
+            lines.append(
+                f"| {area} | {len(rows[area]['files'])} | {positive_pass} / {run('positive')} | {rejected} "
+                f"| {negative_pass} / {run('negative')} | {skipped} |"
+            )
+        return lines
 
     @property
     def bad(self) -> int:
@@ -180,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="a line for every test, not only failures")
     parser.add_argument("--only", help="run only the tests whose name contains this text")
     parser.add_argument("--timeout", type=float, default=30.0, help="time limit per test, seconds")
+    parser.add_argument("--areas", action="store_true", help="also print a Markdown table per feature area")
     args = parser.parse_args(argv)
     summary = run_files(args.files, args.only, args.timeout)
     for name in summary.unreadable:
@@ -189,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r.verdict:8s} {r.kind:8s} {r.file} :: {r.name}")
             if r.verdict in ("fail", "crash") and r.detail:
                 print("    " + r.detail[-800:].replace("\n", "\n    "))
+    if args.areas:
+        print("\n".join(summary.area_table()))
     for line in summary.lines():
         print(line)
     return 1 if summary.bad else 0

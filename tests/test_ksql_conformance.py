@@ -99,3 +99,19 @@ def test_time_limit_stops_a_runaway_case(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(testrunner, "run", forever)
     verdict, detail = conformance.run_case({"name": "x", "statements": ["x"]}, timeout=0.2)
     assert verdict == "crash" and "timed out" in detail
+
+
+def test_area_table_counts_per_feature_area() -> None:
+    summary = conformance.Summary(
+        results=[
+            conformance.CaseResult("group-by.json", "a", "positive", "pass"),
+            conformance.CaseResult("group-by.json", "b", "positive", "rejected"),
+            conformance.CaseResult("having.json", "c", "negative", "pass"),
+            conformance.CaseResult("joins.json", "d", "positive", "skipped"),
+        ]
+    )
+    table = summary.area_table()
+    assert table[0].startswith("| area | files |")
+    assert "| GROUP BY, HAVING, aggregate functions | 1 | 1 / 2 | 1 | 0 / 0 | 0 |" in table
+    assert "| joins, PARTITION BY, table functions | 1 | 0 / 0 | 0 | 0 / 0 | 1 |" in table
+    assert table[-1] == "| other | 1 | 0 / 0 | 0 | 1 / 1 | 0 |"
