@@ -18,15 +18,15 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from coinstream.common.processes import terminate
+from coinstream.common.readiness import NotReady, ProcessExited, wait_until_ready
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +66,12 @@ def wait_for_metadata(bootstrap: str, timeout_s: float = 30.0) -> None:
     """Block until the broker at `bootstrap` answers a metadata request, or raise `BrokerError`."""
     # log_level 2: librdkafka's "connection refused" errors are expected while the broker starts.
     admin = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "log_level": 2})
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            metadata = admin.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
-            if metadata.brokers:
-                return
-        except KafkaException as error:
-            last_error = error
-        time.sleep(0.05)
-    raise BrokerError(
-        f"no Kafka broker answered metadata requests at {bootstrap} within {timeout_s:.0f}s ({last_error})"
-    )
+    try:
+        wait_until_ready(lambda: bool(admin.list_topics(timeout=min(2.0, max(0.1, timeout_s))).brokers), timeout_s)
+    except NotReady as error:
+        raise BrokerError(
+            f"no Kafka broker answered metadata requests at {bootstrap} within {timeout_s:.0f}s ({error.last_error})"
+        ) from None
 
 
 class LocalBroker:
@@ -149,19 +142,15 @@ class LocalBroker:
             raise
 
     def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise BrokerError(
-                    f"Tansu exited with code {self._process.returncode} before it was ready "
-                    f"(is port {self.port} in use?)"
-                )
-            try:
-                wait_for_metadata(self.bootstrap, timeout_s=min(1.0, deadline - time.monotonic()))
-                return
-            except BrokerError:
-                continue
-        raise BrokerError(f"Tansu did not answer metadata requests within {timeout_s:.0f}s")
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "broker.address.family": "v4", "log_level": 2})
+        try:
+            wait_until_ready(lambda: bool(admin.list_topics(timeout=1.0).brokers), timeout_s, self._process)
+        except ProcessExited as exited:
+            raise BrokerError(
+                f"Tansu exited with code {exited.returncode} before it was ready (is port {self.port} in use?)"
+            ) from None
+        except NotReady:
+            raise BrokerError(f"Tansu did not answer metadata requests within {timeout_s:.0f}s") from None
 
     def _start_mock(self) -> None:
         # librdkafka creates the mock cluster inside this client; its brokers listen on loopback

@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
 from coinstream.common.processes import terminate
+from coinstream.common.readiness import NotReady, ProcessExited, wait_until_ready
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -225,19 +225,24 @@ def start_server(
         log_file,
         scratch,
     )
-    deadline = time.monotonic() + startup_timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = server.log_tail()
-            server._close_log()
-            raise ServerStartError(f"ClickHouse server exited with code {process.returncode}:\n{tail}")
-        if port_file.exists():
-            text = port_file.read_text().strip()
-            if text.isdigit():
-                server.port = int(text)
-                if server.ping(timeout=1.0):
-                    return server
-        time.sleep(0.05)
-    tail = server.log_tail()
-    server.kill()
-    raise ServerStartError(f"ClickHouse server did not answer /ping within {startup_timeout:g} s:\n{tail}")
+
+    def answers() -> bool:
+        text = port_file.read_text().strip() if port_file.exists() else ""
+        if not text.isdigit():
+            return False
+        server.port = int(text)
+        return server.ping(timeout=1.0)
+
+    try:
+        wait_until_ready(answers, startup_timeout, process)
+    except ProcessExited as exited:
+        tail = server.log_tail()
+        server._close_log()
+        raise ServerStartError(f"ClickHouse server exited with code {exited.returncode}:\n{tail}") from None
+    except NotReady:
+        tail = server.log_tail()
+        server.kill()
+        raise ServerStartError(
+            f"ClickHouse server did not answer /ping within {startup_timeout:g} s:\n{tail}"
+        ) from None
+    return server

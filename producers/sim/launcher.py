@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import requests
 
 from coinstream.common.processes import terminate
+from coinstream.common.readiness import NotReady, ProcessExited, wait_until_ready
 from coinstream.producers.sim.admin import SimAdmin
 from coinstream.producers.sim.server import SimConfig, SimulatedApi, bind_socket, start_site
 from coinstream.producers.sim.state import SimState
@@ -33,20 +33,18 @@ class SimApiError(RuntimeError):
 
 def wait_ready(base_url: str, timeout_s: float = 15.0, process: subprocess.Popen[Any] | None = None) -> None:
     """Block until POST `/status` answers 200 at base_url, or raise `SimApiError`."""
-    deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise SimApiError(
-                f"the simulated API exited with code {process.returncode} before it was ready (is the port in use?)"
-            )
-        try:
-            if requests.post(f"{base_url}/status", json={}, timeout=1.0).status_code == 200:
-                return
-        except requests.RequestException as error:
-            last = error
-        time.sleep(0.05)
-    raise SimApiError(f"the simulated API at {base_url} did not answer within {timeout_s:.0f}s ({last})")
+    try:
+        wait_until_ready(
+            lambda: requests.post(f"{base_url}/status", json={}, timeout=1.0).status_code == 200, timeout_s, process
+        )
+    except ProcessExited as exited:
+        raise SimApiError(
+            f"the simulated API exited with code {exited.returncode} before it was ready (is the port in use?)"
+        ) from None
+    except NotReady as error:
+        raise SimApiError(
+            f"the simulated API at {base_url} did not answer within {timeout_s:.0f}s ({error.last_error})"
+        ) from None
 
 
 class SimApiServer:
