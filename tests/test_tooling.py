@@ -60,3 +60,19 @@ def test_layering_contract_catches_an_upward_import(tmp_path: Path):
     assert "coinstream.common.planted -> coinstream.cli (l.1)" in result.stdout
     assert "coinstream.ksql.planted -> coinstream.stack.supervisor (l.1)" in result.stdout
     assert "Contracts: 0 kept, 1 broken." in result.stdout
+
+
+def test_mypy_finds_nothing(layout_tree: Path):
+    # Incremental cache off: a stale cache must never hide a finding.
+    result = run_tool(
+        str(BIN / "mypy"),
+        "--config-file",
+        str(REPO / "pyproject.toml"),
+        "--no-incremental",
+        "-p",
+        "coinstream",
+        cwd=layout_tree,
+        env_path=layout_tree,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr
+    assert result.stdout.startswith("Success: no issues found")
