@@ -1,7 +1,5 @@
-"""`coinstream clickhouse migrate`: apply clickhouse/schema/*.sql to CLICKHOUSE_URL or the local server.
-
-The command object is `migrate_command`, not `command`, so the CLI does not register it at the top
-level: it is a sub-command of the `clickhouse` group (coinstream/cli/commands/clickhouse.py).
+"""`coinstream clickhouse migrate`: the table migrations, then the views, on CLICKHOUSE_URL or the
+local server. A sub-command of the `clickhouse` group (coinstream/cli/commands/clickhouse.py).
 """
 
 from __future__ import annotations
@@ -17,7 +15,8 @@ from coinstream.common.settings import Settings
 )
 @click.pass_obj
 def migrate_command(settings: Settings, database: str | None) -> None:
-    """Apply the schema files in order, each once; refuse if an applied file was changed."""
+    """Apply the table migrations in order, each once (refusing a changed applied file), then bring
+    every view to its file's definition."""
     import clickhouse_connect
 
     from coinstream.clickhouse.migrations import MigrationError, migrate
