@@ -131,6 +131,21 @@ def _dec_mod(a: Any, b: Any, precision: int, scale: int) -> Decimal:
     return _dec_result(_DECIMAL_CONTEXT.remainder(_dec(a), divisor), precision, scale)
 
 
+DECIMAL_OF_DOUBLE = SqlType("DECIMAL", 38, 17)  # only a marker type: the value keeps its own scale
+
+
+def _dec_of_double(value: float) -> Decimal:
+    """BigDecimal.valueOf(double): the shortest decimal text; NaN and the infinities fail."""
+    if value - value != 0:
+        raise ValueError(f"Character {value} is neither a decimal digit number, decimal point, nor exponent")
+    return Decimal(repr(float(value)))
+
+
+def _null_boolean() -> bool:
+    """ksqlDB evaluates AND, OR and NOT on Java Booleans: a NULL operand fails the expression."""
+    raise ValueError("NULL operand of AND, OR or NOT")
+
+
 def _in_list(value: Any, items: tuple) -> bool | None:
     if value is None:
         return None
@@ -222,6 +237,8 @@ HELPERS: dict[str, Any] = {
     "_dec_div": _dec_div,
     "_dec_mod": _dec_mod,
     "_in_list": _in_list,
+    "_null_boolean": _null_boolean,
+    "_dec_of_double": _dec_of_double,
     "_like": _like,
     "_array_at": _array_at,
     "_wrap_int": wrap_int,
@@ -491,12 +508,17 @@ class Compiler:
         if NULL in (left.type, right.type):
             raise _err(node, f"Comparison with NULL not supported: {left.type} {op} {right.type}")
 
+    def _double_as_decimal(self, compiled: Compiled) -> Compiled:
+        code = self._null_guard([compiled], lambda n: f"_dec_of_double({n[0]})")
+        return Compiled(code, DECIMAL_OF_DOUBLE, compiled.nullable)
+
     def _double_with_decimal(self, left: Compiled, right: Compiled) -> tuple[Compiled, Compiled]:
-        """DOUBLE against DECIMAL compares as DOUBLE (the decimal is converted)."""
+        """DOUBLE against DECIMAL compares as decimals, the DOUBLE taken as its shortest decimal text
+        (ksqlDB's BigDecimal.valueOf)."""
         bases = {left.type.base, right.type.base}
         if bases == {"DOUBLE", "DECIMAL"}:
-            left = self.convert(left, DOUBLE) if left.type.base == "DECIMAL" else left
-            right = self.convert(right, DOUBLE) if right.type.base == "DECIMAL" else right
+            left = self._double_as_decimal(left) if left.type.base == "DOUBLE" else left
+            right = self._double_as_decimal(right) if right.type.base == "DOUBLE" else right
         return left, right
 
     def _c_Compare(self, node: ast.Compare, scope: Scope) -> Compiled:
@@ -524,20 +546,27 @@ class Compiler:
         return self._three_valued(node, scope, dominant=True)
 
     def _three_valued(self, node: ast.And | ast.Or, scope: Scope, dominant: bool) -> Compiled:
-        """SQL's AND (dominant False) or OR (dominant True): the dominant value if either side has it,
-        else NULL if either side is NULL, else the other value; the right side is skipped once decided."""
+        """AND (dominant False) or OR (dominant True) as ksqlDB evaluates them (Java's && and || on
+        Booleans): the left side decides when it is the dominant value; otherwise the right side is
+        the result. A NULL operand that is evaluated fails the expression (see `_null_boolean`)."""
         left = self._boolean(node.left, self.compile(node.left, scope))
         right = self._boolean(node.right, self.compile(node.right, scope))
         a, b = self.tmp(), self.tmp()
-        code = (
-            f"({dominant} if ({a} := {left.code}) is {dominant} or ({b} := {right.code}) is {dominant} "
-            f"else (None if {a} is None or {b} is None else {not dominant}))"
-        )
-        return Compiled(code, BOOLEAN, True)
+        left_code = f"({a} := {left.code})"
+        right_code = f"({b} := {right.code})"
+        if left.nullable:
+            left_code = f"(_null_boolean() if {left_code} is None else {a})"
+        if right.nullable:
+            right_code = f"(_null_boolean() if {right_code} is None else {b})"
+        code = f"({dominant} if {left_code} is {dominant} else {right_code})"
+        return Compiled(code, BOOLEAN, False)
 
     def _c_Not(self, node: ast.Not, scope: Scope) -> Compiled:
         operand = self._boolean(node.operand, self.compile(node.operand, scope))
-        return Compiled(self._null_guard([operand], lambda n: f"not {n[0]}"), BOOLEAN, operand.nullable)
+        if not operand.nullable:
+            return Compiled(f"(not {operand.code})", BOOLEAN, False)
+        a = self.tmp()
+        return Compiled(f"(_null_boolean() if ({a} := {operand.code}) is None else not {a})", BOOLEAN, False)
 
     def _c_IsNull(self, node: ast.IsNull, scope: Scope) -> Compiled:
         value = self.compile(node.value, scope)
@@ -559,10 +588,13 @@ class Compiler:
         self._comparable(node, value.type, low.type)
         self._comparable(node, value.type, high.type)
         if DOUBLE in (value.type, low.type, high.type) and any(c.type.base == "DECIMAL" for c in (value, low, high)):
-            value, low, high = (self.convert(c, DOUBLE) if c.type.base == "DECIMAL" else c for c in (value, low, high))
+            value, low, high = (self._double_as_decimal(c) if c.type == DOUBLE else c for c in (value, low, high))
+        # ksqlDB: (value >= low AND value <= high) with FALSE comparisons on NULL; NOT BETWEEN negates that
         negate = "not " if node.negate else ""
-        code = self._null_guard([value, low, high], lambda n: f"{negate}({n[1]} <= {n[0]} <= {n[2]})")
-        return Compiled(code, BOOLEAN, True)
+        code = self._null_guard([value, low, high], lambda n: f"({n[1]} <= {n[0]} <= {n[2]})")
+        if any(c.nullable for c in (value, low, high)):
+            code = f"({code} is True)"
+        return Compiled(f"({negate}{code})", BOOLEAN, False)
 
     def _c_InList(self, node: ast.InList, scope: Scope) -> Compiled:
         value = self.compile(node.value, scope)
@@ -675,7 +707,11 @@ class Compiler:
         if node.operand is None:
             conditions = [self._boolean(cond, self.compile(cond, scope)) for cond, _ in node.whens]
             for condition, result in reversed(list(zip(conditions, results, strict=False))):
-                code = f"(({result.code}) if ({condition.code}) is True else {code})"
+                test = condition.code
+                if condition.nullable:  # ksqlDB unboxes each WHEN condition: NULL fails the expression
+                    c = self.tmp()
+                    test = f"(_null_boolean() if ({c} := {condition.code}) is None else {c})"
+                code = f"(({result.code}) if ({test}) is True else {code})"
             return Compiled(code, result_type, True)
         operand = self.compile(node.operand, scope)
         name = self.tmp()
