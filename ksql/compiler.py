@@ -146,35 +146,37 @@ def _null_boolean() -> bool:
     raise ValueError("NULL operand of AND, OR or NOT")
 
 
-def _in_list(value: Any, items: tuple) -> bool | None:
+def _in_list(value: Any, items: tuple) -> bool:
+    """ksqlDB's IN: NULL never matches (a NULL value or item is skipped), so the result is never NULL."""
     if value is None:
-        return None
-    saw_null = False
-    for item in items:
-        if item is None:
-            saw_null = True
-        elif item == value:
-            return True
-    return None if saw_null else False
+        return False
+    return any(item is not None and item == value for item in items)
+
+
+_JAVA_DOT = "[^\n\r\u0085\u2028\u2029]"  # Java's '.' does not match line terminators
 
 
 def _like_regex(pattern: str, escape: str | None) -> re.Pattern:
+    """ksqlDB's LIKE as a regex: % and _ are Java's .* and . (no line terminators); the escape
+    character makes the next one literal, and ending the pattern with it is an error."""
     parts = []
     index = 0
     while index < len(pattern):
         char = pattern[index]
-        if escape is not None and char == escape and index + 1 < len(pattern):
+        if escape is not None and char == escape:
+            if index + 1 >= len(pattern):
+                raise ValueError("LIKE pattern must not end with escape character")
             parts.append(re.escape(pattern[index + 1]))
             index += 2
             continue
         if char == "%":
-            parts.append(".*")
+            parts.append(f"{_JAVA_DOT}*")
         elif char == "_":
-            parts.append(".")
+            parts.append(_JAVA_DOT)
         else:
             parts.append(re.escape(char))
         index += 1
-    return re.compile("".join(parts), re.DOTALL)
+    return re.compile("".join(parts))
 
 
 def _like(value: str, pattern: str, escape: str | None) -> bool:
@@ -604,8 +606,8 @@ class Compiler:
         tuple_code = "(" + "".join(f"{item.code}, " for item in items) + ")"
         code = f"_in_list({value.code}, {tuple_code})"
         if node.negate:
-            code = self._null_guard([Compiled(code, BOOLEAN)], lambda n: f"not {n[0]}")
-        return Compiled(code, BOOLEAN, True)
+            code = f"(not {code})"
+        return Compiled(code, BOOLEAN, False)
 
     def _c_Like(self, node: ast.Like, scope: Scope) -> Compiled:
         value = self.compile(node.value, scope)
@@ -613,14 +615,20 @@ class Compiler:
         for part, part_node in ((value, node.value), (pattern, node.pattern)):
             if part.type not in (STRING, NULL):
                 raise _err(part_node, f"LIKE needs STRING operands, got {part.type}")
+        # A NULL operand gives NULL here (ksqlDB fails the expression: the column is NULL as well, and
+        # AND, OR, NOT and CASE WHEN fail on the NULL); a pattern ending with the escape character fails.
         negate = "not " if node.negate else ""
-        if isinstance(node.pattern, ast.Literal) and isinstance(node.pattern.value, str):
-            regex = self.const(_like_regex(node.pattern.value, node.escape))
+        literal = isinstance(node.pattern, ast.Literal) and isinstance(node.pattern.value, str)
+        try:
+            regex = self.const(_like_regex(node.pattern.value, node.escape)) if literal else None  # type: ignore[attr-defined]
+        except ValueError:
+            regex = None
+        if regex is not None:
             code = self._null_guard([value], lambda n: f"{negate}({regex}.fullmatch({n[0]}) is not None)")
         else:
             escape = repr(node.escape)
             code = self._null_guard([value, pattern], lambda n: f"{negate}_like({n[0]}, {n[1]}, {escape})")
-        return Compiled(code, BOOLEAN, True)
+        return Compiled(code, BOOLEAN, value.nullable or pattern.nullable)
 
     # ---- CAST and CASE ------------------------------------------------------------------------------------------------
 
