@@ -13,6 +13,8 @@ scripts/setup.sh`), driven by Playwright without any browser download.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -153,4 +155,59 @@ def test_live_dashboard_in_chromium(clickhouse_server, migrated_database, dashbo
     assert link.get_attribute("href") == "https://www.livecoinwatch.com" and link.is_visible()
     assert [url for url in requested if not url.startswith(dashboard.url + "/")] == []
     assert dashboard.url + "/vendor/plotly.min.js" in requested
+    assert problems == []
+
+
+def test_indicator_panels_under_the_candles(clickhouse_server, migrated_database, dashboard, page):
+    """40 one-minute candles of a coin: the chosen indicators are drawn from their first defined value.
+
+    Expected points are TA-Lib's lookbacks, not the page's output: a value exists from bucket
+    index 14 for RSI(14) (40 - 14 = 26 points), 17 for the slow stochastic (23), 33 for MACD
+    (7) and 19 for the Bollinger Bands (21); nothing is drawn for an undefined value.
+    """
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    from tests.fixtures_dashboard import OHLC_COLUMNS, START
+
+    rows = []
+    for minute in range(40):
+        start = START + dt.timedelta(minutes=minute)
+        close = 100.0 + (minute * 7) % 11 - (minute * 3) % 5
+        rows.append(
+            [
+                "SOL",
+                start,
+                close - 1,
+                close + 2,
+                close - 3,
+                close,
+                "ohlc_by_minute",
+                0,
+                minute,
+                start + dt.timedelta(seconds=59),
+                f"SOL@{minute}",
+            ]
+        )
+    client = clickhouse_server.client(database=migrated_database)
+    try:
+        client.insert("ohlc_by_minute", rows, column_names=OHLC_COLUMNS)
+    finally:
+        client.close()
+
+    page.goto(dashboard.url + "/?coin=SOL&timeframe=1m&indicators=rsi,stoch,macd,bb")
+    assert wait_for_candles(page, "SOL", "1m", candle_count="40")["candle-count"] == "40"
+    chart = page.wait_for_selector('#candles[data-state="ready"][data-indicators="rsi,stoch,macd,bb"]')
+    assert json.loads(chart.get_attribute("data-indicator-points")) == {"rsi": 26, "stoch": 23, "macd": 7, "bb": 21}
+    # Three panels under the candles, one time axis: four y axes, one x axis.
+    axes = page.evaluate("() => Object.keys(document.getElementById('candles').layout).sort()")
+    assert [a for a in axes if a.startswith(("xaxis", "yaxis"))] == ["xaxis", "yaxis", "yaxis2", "yaxis3", "yaxis4"]
+
+    # Unticking RSI redraws without it.
+    page.click("#indicator-picker summary")
+    page.uncheck('#indicators input[value="rsi"]')
+    chart = page.wait_for_selector('#candles[data-state="ready"][data-indicators="stoch,macd,bb"]')
+    assert json.loads(chart.get_attribute("data-indicator-points")) == {"stoch": 23, "macd": 7, "bb": 21}
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-indicators.png"), full_page=True)
     assert problems == []

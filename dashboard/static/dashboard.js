@@ -5,17 +5,51 @@
 // Data arrives as server-sent events (/api/stream): a snapshot of every card for the chosen coin
 // and timeframe, again whenever it changes.
 //
+// Under the candles, on the same time axis, the chosen indicators (RSI, stochastic, MACD, %B,
+// bandwidth, ATR) each in a panel of its own, and over them the chosen SMAs, EMAs and Bollinger
+// Bands. Their values come from the cards with a `timeframe` column (one series per timeframe,
+// looked up by column name): the rows of the chosen timeframe are drawn, NULLs as gaps, nothing
+// is computed here. Such cards are drawn there, not in the grid.
+//
 // For tests and tools the rendered state is in the DOM: #candles carries data-state
 // (waiting|empty|ready|error), data-coin, data-timeframe, data-candle-count and data-overlay-count
-// (counted from the plotted traces); every table cell carries data-column and data-value.
+// (counted from the plotted traces), data-indicators (the chosen indicators, comma-separated) and
+// data-indicator-points (JSON: points plotted per chosen indicator, its first series); every table
+// cell carries data-column and data-value.
 "use strict";
 
 (() => {
-  const state = { spec: null, coin: "", timeframe: "", events: null, snapshot: null };
+  const state = { spec: null, coin: "", timeframe: "", events: null, snapshot: null, indicators: [] };
   const byId = (id) => document.getElementById(id);
   const PLOT_CONFIG = { displaylogo: false, responsive: true,
                         modeBarButtonsToRemove: ["lasso2d", "select2d"] };
   const COLORS = ["#2563eb", "#f59e0b", "#10b981", "#8b5cf6", "#ef4444", "#0ea5e9"];
+  // The indicators the page can draw: a panel under the candles or an overlay on them; each
+  // series is [column, title]; `bars` is drawn as bars; `guides` are horizontal reference lines.
+  const INDICATORS = [
+    { key: "rsi", label: "RSI (14)", panel: true, series: [["rsi_14", "RSI 14"]], range: [0, 100],
+      guides: [30, 70] },
+    { key: "stoch", label: "Stochastic (14, 3, 3)", panel: true,
+      series: [["stoch_k", "%K"], ["stoch_d", "%D"]], range: [0, 100], guides: [20, 80] },
+    { key: "macd", label: "MACD (12, 26, 9)", panel: true,
+      series: [["macd", "MACD"], ["macd_signal", "Signal"]], bars: ["macd_hist", "Histogram"] },
+    { key: "percent_b", label: "Bollinger %B", panel: true, series: [["bb_percent_b", "%B"]],
+      guides: [0, 1] },
+    { key: "bandwidth", label: "Bollinger bandwidth", panel: true,
+      series: [["bb_bandwidth", "Bandwidth"]] },
+    { key: "atr", label: "ATR (14)", panel: true, series: [["atr_14", "ATR 14"]] },
+    { key: "bb", label: "Bollinger Bands (20, 2)", panel: false,
+      series: [["bb_upper", "BB upper"], ["bb_middle", "BB middle"], ["bb_lower", "BB lower"]] },
+    { key: "sma_20", label: "SMA 20", panel: false, series: [["sma_20", "SMA 20"]] },
+    { key: "sma_50", label: "SMA 50", panel: false, series: [["sma_50", "SMA 50"]] },
+    { key: "sma_200", label: "SMA 200", panel: false, series: [["sma_200", "SMA 200"]] },
+    { key: "ema_12", label: "EMA 12", panel: false, series: [["ema_12", "EMA 12"]] },
+    { key: "ema_26", label: "EMA 26", panel: false, series: [["ema_26", "EMA 26"]] },
+    { key: "ema_50", label: "EMA 50", panel: false, series: [["ema_50", "EMA 50"]] },
+    { key: "ema_200", label: "EMA 200", panel: false, series: [["ema_200", "EMA 200"]] },
+  ];
+  const DEFAULT_INDICATORS = ["rsi", "macd", "bb"];
+  const PANEL_PX = 150;
 
   // ---- formatting ---------------------------------------------------------------------------
 
@@ -64,7 +98,10 @@
   // ---- page skeleton from the spec ----------------------------------------------------------
 
   function timeframeSourceCards() {
-    return new Set(state.spec.live.candlestick.timeframes.map((t) => t.card));
+    const keys = state.spec.live.candlestick.timeframes.map((t) => t.card);
+    // Per-timeframe indicator cards are drawn with the candles, not in the grid.
+    const perTimeframe = state.spec.cards.filter((card) => card.columns.includes("timeframe"));
+    return new Set([...keys, ...perTimeframe.map((card) => card.key)]);
   }
 
   function buildGrid() {
@@ -105,6 +142,27 @@
     const coin = byId("coin");
     coin.addEventListener("change", () => { state.coin = coin.value; reconnect(); });
     setCoinOptions([]);
+    const picker = byId("indicators");
+    for (const [panel, heading] of [[true, "Panels"], [false, "Overlays"]]) {
+      const group = document.createElement("fieldset");
+      const legend = document.createElement("legend");
+      legend.textContent = heading;
+      group.append(legend);
+      for (const indicator of INDICATORS.filter((i) => i.panel === panel)) {
+        const label = document.createElement("label");
+        const box = document.createElement("input");
+        box.type = "checkbox";
+        box.value = indicator.key;
+        box.checked = state.indicators.includes(indicator.key);
+        box.addEventListener("change", () => {
+          state.indicators = Array.from(picker.querySelectorAll("input:checked")).map((b) => b.value);
+          if (state.snapshot && !state.snapshot.error) renderCandles(state.snapshot);
+        });
+        label.append(box, ` ${indicator.label}`);
+        group.append(label);
+      }
+      picker.append(group);
+    }
   }
 
   function setCoinOptions(codes) {
@@ -324,7 +382,7 @@
     const column = (name) => data.rows.map((row) => row[data.columns.indexOf(name)]);
     const period = timeframe.seconds * 1000;
     const candles = {
-      type: "candlestick", name: `${snapshot.coin} ${timeframe.label}`,
+      type: "candlestick", name: `${snapshot.coin} ${timeframe.label}`, meta: "candles",
       x: column("bucket_start"), open: column("open"), high: column("high"),
       low: column("low"), close: column("close"),
       xperiod: period, xperiodalignment: "middle",
@@ -342,7 +400,7 @@
       const ys = overlayData.columns.indexOf(overlay.y);
       const points = overlayData.rows.filter((row) => row[ys] !== null
         && toMillis(row[xs]) >= from && toMillis(row[xs]) <= to);
-      traces.push({ type: "scatter", mode: "lines+markers", name: overlay.title,
+      traces.push({ type: "scatter", mode: "lines+markers", name: overlay.title, meta: "overlay",
                     x: points.map((row) => row[xs]), y: points.map((row) => row[ys]),
                     line: { color: "#2563eb", width: 2 }, marker: { size: 4 } });
     }
@@ -354,12 +412,80 @@
       legend: { orientation: "h", y: 1.08, x: 0 },
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
     };
+    const panels = addIndicators(traces, layout, snapshot, from, to);
+    // Each panel adds its height to the chart's (the panel's title and padding take 50 px).
+    byId("candles-panel").style.height = `${440 + PANEL_PX * panels}px`;
+    layout.height = 390 + PANEL_PX * panels;
     Plotly.react(chart, traces, layout, PLOT_CONFIG).then(() => {
       if (state.snapshot !== snapshot) return;  // a newer snapshot is being drawn
+      const count = (meta) => {
+        const trace = chart.data.find((t) => t.meta === meta);
+        return trace ? trace.y.filter((y) => y !== null && y !== undefined).length : 0;
+      };
       chart.dataset.candleCount = String(chart.data[0].x.length);
-      chart.dataset.overlayCount = String(chart.data.length > 1 ? chart.data[1].x.length : 0);
+      chart.dataset.overlayCount = String(count("overlay"));
+      chart.dataset.indicators = state.indicators.join(",");
+      chart.dataset.indicatorPoints = JSON.stringify(Object.fromEntries(
+        state.indicators.map((key) => [key, count(`indicator:${key}`)])));
       finish("ready", "");
     });
+  }
+
+  // The chosen timeframe's rows of the per-timeframe card holding `column`, within [from, to].
+  function indicatorRows(snapshot, column, from, to) {
+    for (const data of Object.values(snapshot.cards)) {
+      const index = data.columns.indexOf(column);
+      const tf = data.columns.indexOf("timeframe");
+      const x = data.columns.indexOf("bucket_start");
+      if (index < 0 || tf < 0 || x < 0) continue;
+      const rows = data.rows.filter((row) => row[tf] === snapshot.timeframe
+        && toMillis(row[x]) >= from && toMillis(row[x]) <= to);
+      return { x: rows.map((row) => row[x]), y: rows.map((row) => row[index]) };
+    }
+    return null;
+  }
+
+  // The chosen overlays onto the candles' axis and the chosen panels, each on an axis of its own
+  // stacked under the candles (one shared time axis, at the bottom); the number of panels.
+  function addIndicators(traces, layout, snapshot, from, to) {
+    const chosen = INDICATORS.filter((indicator) => state.indicators.includes(indicator.key));
+    const panels = chosen.filter((indicator) => indicator.panel);
+    const share = panels.length ? Math.min(0.6, 0.22 * panels.length) : 0;
+    const gap = 0.03;
+    layout.yaxis.domain = [share, 1];
+    chosen.forEach((indicator, number) => {
+      const slot = panels.indexOf(indicator);
+      const axis = slot < 0 ? "y" : `y${slot + 2}`;
+      if (slot >= 0) {
+        const height = share / panels.length;
+        const top = share - slot * height;
+        layout[`yaxis${slot + 2}`] = {
+          domain: [Math.max(0, top - height + gap), top - gap], anchor: "x", automargin: true,
+          title: { text: indicator.label.replace(/ \(.*\)$/, "") },
+          range: indicator.range, fixedrange: false, zeroline: false,
+        };
+        for (const level of indicator.guides || []) {
+          traces.push({ type: "scatter", mode: "lines", x: [fromMillis(from), fromMillis(to)], y: [level, level],
+                        yaxis: axis, hoverinfo: "skip", showlegend: false,
+                        line: { color: "#9aa5b1", width: 1, dash: "dot" } });
+        }
+      }
+      if (indicator.bars) {
+        const bars = indicatorRows(snapshot, indicator.bars[0], from, to);
+        if (bars) traces.push({ type: "bar", name: indicator.bars[1], x: bars.x, y: bars.y, yaxis: axis,
+                                marker: { color: "#9aa5b1" }, opacity: 0.6 });
+      }
+      indicator.series.forEach(([column, title], index) => {
+        const points = indicatorRows(snapshot, column, from, to);
+        if (!points) return;
+        const color = COLORS[(number + index) % COLORS.length];
+        traces.push({ type: "scatter", mode: "lines", name: title, x: points.x, y: points.y, yaxis: axis,
+                      meta: index === 0 ? `indicator:${indicator.key}` : undefined,
+                      connectgaps: false, line: { color, width: 1.5, dash: index === 1 ? "dot" : "solid" } });
+      });
+    });
+    if (panels.length) layout.xaxis.anchor = `y${panels.length + 1}`;
+    return panels.length;
   }
 
   // ---- start --------------------------------------------------------------------------------
@@ -375,6 +501,9 @@
     state.coin = query.get("coin") || (coinParameter && coinParameter.default) || "";
     const labels = state.spec.live.candlestick.timeframes.map((t) => t.label);
     state.timeframe = labels.includes(query.get("timeframe")) ? query.get("timeframe") : labels[0];
+    const keys = INDICATORS.map((indicator) => indicator.key);
+    const asked = query.get("indicators");
+    state.indicators = asked === null ? DEFAULT_INDICATORS : asked.split(",").filter((k) => keys.includes(k));
     buildSelectors();
     buildGrid();
     reconnect();
