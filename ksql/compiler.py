@@ -738,10 +738,12 @@ class Compiler:
         if base.type.base == "ARRAY":
             if index.type.base not in ("INTEGER", "BIGINT"):
                 raise _err(node, f"Array index must be an integer, got {index.type}")
+            assert base.type.element is not None
             return Compiled(
                 self._null_guard([base, index], lambda n: f"_array_at({n[0]}, {n[1]})"), base.type.element, True
             )
         if base.type.base == "MAP":
+            assert base.type.element is not None
             if index.type != base.type.key and index.type != NULL:
                 raise _err(node, f"Map key must be {base.type.key}, got {index.type}")
             return Compiled(self._null_guard([base, index], lambda n: f"{n[0]}.get({n[1]})"), base.type.element, True)
@@ -754,7 +756,11 @@ class Compiler:
         for name, field_type in base.type.fields:
             if name == node.field_name:
                 key = repr(name)
-                return Compiled(self._null_guard([base], lambda n, key=key: f"{n[0]}.get({key})"), field_type, True)
+
+                def get_field(n: list[str], key: str = key) -> str:
+                    return f"{n[0]}.get({key})"
+
+                return Compiled(self._null_guard([base], get_field), field_type, True)
         raise _err(node, f"Could not find field '{node.field_name}' in '{expression_text(node.base)}'.")
 
     def _c_ArrayCtor(self, node: ast.ArrayCtor, scope: Scope) -> Compiled:
@@ -785,7 +791,7 @@ class Compiler:
         impl = self.const(resolved.impl)
         if resolved.null_propagating:
             code = self._null_guard(compiled, lambda n: f"{impl}({', '.join(n)})")
-            nullable = any(c.nullable for c in compiled) or True
+            nullable: bool = True
         else:
             code = f"{impl}({', '.join(c.code for c in compiled)})"
             nullable = True

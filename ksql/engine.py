@@ -30,6 +30,7 @@ from coinstream.ksql import timefmt
 from coinstream.ksql.errors import RecordError
 from coinstream.ksql.planner import Catalog, QueryPlan, SourceDef
 from coinstream.ksql.serde import RowSerde, session_windowed_key, split_windowed_key, time_windowed_key
+from coinstream.ksql.windows import SessionWindows, TimeWindows
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class SourceReader:
             delimiter=source.value_delimiter,
         ).deserializer()
         self._window_kind = source.window_kind
-        self._window_size = source.window_size
+        self._window_size = source.window_size or 0  # set for time windows (the only ones that use it)
         self._ts_index = None
         self._ts_parse = None
         if source.timestamp_column is not None:
@@ -313,7 +314,7 @@ class _Task:
     def __init__(self) -> None:
         self.stream_time = NO_TIME
         self.store: dict = {}  # windowed: ws -> {key: st}; otherwise key -> st
-        self.heap: list[int] = []  # window starts present in `store`
+        self.heap: list[Any] = []  # window starts present in `store` (sessions: (end, start, key))
         self.dirty: dict = {}  # (key, ws) -> st awaiting emission (cached mode)
         self.changed: dict = {}  # (key, ws) -> st awaiting the changelog
         self.evicted: list = []  # (key, ws) closed since the last drain
@@ -334,8 +335,10 @@ class AggregateRuntime(QueryRuntime):
         self._render = self._fused_renderer()
         self._having_passed: set[tuple] = set()  # (key, window) whose last emitted row passed HAVING
         windows = plan.windows
-        self._windows = windows
-        if windows is not None and windows.kind != "SESSION":
+        self._windows: TimeWindows | None = windows if isinstance(windows, TimeWindows) else None
+        self._size = self._grace = 0
+        self._tumbling = False
+        if isinstance(windows, TimeWindows):
             self._size = windows.size
             self._grace = windows.grace
             self._tumbling = windows.kind == "TUMBLING"
@@ -375,12 +378,12 @@ class AggregateRuntime(QueryRuntime):
         return list(self._tasks)
 
     def key_bytes(self, key: tuple) -> bytes | None:
-        cached = self._key_bytes.get(key, False)
-        if cached is False:
-            if len(self._key_bytes) > 200_000:
-                self._key_bytes.clear()
-            cached = self._key_bytes[key] = self._ser_key(key)
-        return cached
+        if key in self._key_bytes:
+            return self._key_bytes[key]
+        if len(self._key_bytes) > 200_000:
+            self._key_bytes.clear()
+        data = self._key_bytes[key] = self._ser_key(key)
+        return data
 
     def _having_passes(self, slot: tuple, key: tuple, ws: int | None, we: int | None, st: list | None) -> bool | None:
         """HAVING as ksqlDB's table filter: True emit the row, False emit a tombstone, None emit nothing.
@@ -414,7 +417,7 @@ class AggregateRuntime(QueryRuntime):
                 if ws is None:
                     out.append((self.topic, key_data, None, st[0], None))
                 else:
-                    out.append((self.topic, key_data + _LONG.pack(ws), None, st[0], (ws, we, "time")))
+                    out.append((self.topic, (key_data or b"") + _LONG.pack(ws), None, st[0], (ws, we, "time")))
                 return
         try:
             value = self._render(key, ws, we, st)
@@ -435,7 +438,7 @@ class AggregateRuntime(QueryRuntime):
         if ws is None:
             out.append((self.topic, key_data, value, st[0], None))
         else:
-            out.append((self.topic, key_data + _LONG.pack(ws), value, st[0], (ws, we, "time")))
+            out.append((self.topic, (key_data or b"") + _LONG.pack(ws), value, st[0], (ws, we, "time")))
 
     def _group_key(self, row: list) -> tuple | None:
         """The row's GROUP BY key; None when WHERE drops the row or the key fails or is null (logged)."""
@@ -452,7 +455,7 @@ class AggregateRuntime(QueryRuntime):
         return key
 
     def _log_row(self, key: tuple) -> list:
-        row = [None] * self.plan.source.width
+        row: list[Any] = [None] * self.plan.source.width
         row[self._partition_index] = -1
         row[self._offset_index] = -1
         return row
@@ -647,6 +650,7 @@ class SessionAggregateRuntime(AggregateRuntime):
 
     def __init__(self, plan: QueryPlan, on_error: ErrorSink, cached: bool, track_changes: bool) -> None:
         super().__init__(plan, on_error, cached, track_changes)
+        assert isinstance(plan.windows, SessionWindows)
         self._gap = plan.windows.gap
         self._grace = plan.windows.grace
         self._windows = None  # not time windows: the base class's windowed paths must not run
@@ -689,7 +693,7 @@ class SessionAggregateRuntime(AggregateRuntime):
             return
         state = plan.agg_init()
         for session in merged:
-            plan.agg_merge(state, session[2])
+            plan.agg_merge(state, session[2])  # type: ignore[misc]  # set for session windows
         if (start, end) != (ts, ts):
             for session in merged:
                 sessions.remove(session)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -163,7 +163,7 @@ def _ceil_floor(function: Callable[[float], int]) -> Callable[[_Call], Resolved]
     return resolve
 
 
-def _double_fn(function: Callable[[float], float], arity: int = 1) -> Callable[[_Call], Resolved]:
+def _double_fn(function: Callable[..., float], arity: int = 1) -> Callable[[_Call], Resolved]:
     def resolve(call: _Call) -> Resolved:
         args = _arity(call, arity)
         if not all(_numeric(arg) for arg in args):
@@ -234,7 +234,7 @@ def _greatest_least(pick: Callable) -> Callable[[_Call], Resolved]:
     return resolve
 
 
-def _pick_non_null(pick: Callable, values: tuple, convert: Callable | None) -> Any:
+def _pick_non_null(pick: Callable, values: Sequence[Any], convert: Callable | None) -> Any:
     present = [v for v in values if v is not None]
     if not present:
         return None

@@ -54,7 +54,7 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -430,7 +430,7 @@ class KafkaRunner:
                 for state_key in tombstones:
                     self._produce(topic, state_key, None, None, partition)
         self._flush("changelog")
-        if local:
+        if local and self._store is not None:
             self._store.write(local)
         self._maybe_fail("after-changelog")
         offsets = [
@@ -491,10 +491,11 @@ class KafkaRunner:
                 if time.monotonic() > deadline:
                     raise RunnerError(f"restoring {sorted(pending)}: barrier not seen within 300 s")
                 for message in reader.consume(10_000, 0.2):
-                    if message.error():
-                        if message.error().code() == KafkaError._PARTITION_EOF:
+                    failure = message.error()
+                    if failure is not None:
+                        if failure.code() == KafkaError._PARTITION_EOF:
                             continue
-                        raise RunnerError(f"restoring {message.topic()}[{message.partition()}]: {message.error()}")
+                        raise RunnerError(f"restoring {message.topic()}[{message.partition()}]: {failure}")
                     where = (message.topic(), message.partition())
                     if where not in pending:
                         continue
@@ -504,7 +505,7 @@ class KafkaRunner:
                         if message.value() == barriers[where]:
                             pending.discard(where)
                     elif key == POSITION_KEY:
-                        results[where] = (latest, json.loads(message.value()))
+                        results[where] = (latest, json.loads(message.value()))  # type: ignore[arg-type]
                     else:
                         latest[key] = message.value()
         finally:
@@ -513,6 +514,7 @@ class KafkaRunner:
 
     def _restore(self, partitions: list[TopicPartition]) -> None:
         """Rebuild state for newly assigned partitions and set where each one resumes."""
+        assert self._consumer is not None
         committed = (
             {(tp.topic, tp.partition): tp.offset for tp in self._consumer.committed(partitions, timeout=30)}
             if partitions
@@ -596,6 +598,7 @@ class KafkaRunner:
             tp.partition,
         )
         position = {"offset": point.next_offset, "stream_time": point.stream_time}
+        assert self._store is not None  # a checkpoint comes from the store
         return self._store.states(changelog, tp.partition), position, True, same_input
 
     # ---- consumer callbacks -----------------------------------------------------------------------------------------------
@@ -645,16 +648,20 @@ class KafkaRunner:
                 messages = self._consumer.consume(5000, min(0.1, max(0.0, until_commit)))
                 consumed: dict[str, int] = {}
                 for message in messages:
-                    if message.error():
-                        if message.error().code() == KafkaError._PARTITION_EOF:
+                    failure = message.error()
+                    if failure is not None:
+                        if failure.code() == KafkaError._PARTITION_EOF:
                             continue
-                        if message.error().fatal():
-                            raise RunnerError(str(message.error()))
-                        log.warning("consumer: %s", message.error())
+                        if failure.fatal():
+                            raise RunnerError(str(failure))
+                        log.warning("consumer: %s", failure)
                         continue
-                    topic, partition, offset = message.topic(), message.partition(), message.offset()
+                    # a record without an error has its topic, partition and offset
+                    topic, partition, offset = cast(
+                        tuple[str, int, int], (message.topic(), message.partition(), message.offset())
+                    )
                     _kind, timestamp = message.timestamp()
-                    if is_replay(message.headers()):
+                    if is_replay(message.headers()):  # type: ignore[arg-type]
                         process(
                             topic,
                             partition,

@@ -13,8 +13,9 @@ import functools
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from coinstream.ksql import ast
@@ -311,7 +312,7 @@ class _Builder(Transformer):
     def query(self, meta, children):
         select = children[0]
         source_alias = children[1]
-        parts = {"window": None, "where": None, "group_by": (), "having": None, "emit": None}
+        parts: dict[str, Any] = {"window": None, "where": None, "group_by": (), "having": None, "emit": None}
         for child in children[2:]:
             parts[child[0]] = child[1]
         return ast.Query(
@@ -610,7 +611,10 @@ class _CreateParts:
 
     def __init__(self, children) -> None:
         self.or_replace = self.if_not_exists = self.read_only = False
-        self.kind = self.name = self.query = None
+        # the grammar always gives a kind and a name (and a query for AS SELECT)
+        self.kind: str = ""
+        self.name: str = ""
+        self.query: ast.Query = None  # type: ignore[assignment]
         self.columns: tuple = ()
         self.properties: tuple = ()
         for child in children:
@@ -663,6 +667,7 @@ def split_statements(text: str) -> list[StatementInfo]:
         raise _syntax_error(text, error) from None
     result = []
     for node in tree.children:
+        assert isinstance(node, Tree)
         meta = node.meta
         statement_text = text[meta.start_pos : meta.end_pos].strip() + ";"
         if node.data in ("create_source", "create_as_select"):
@@ -674,7 +679,7 @@ def split_statements(text: str) -> list[StatementInfo]:
                 if child.data == "kind":
                     object_type = str(child.children[0]).upper()
                 elif child.data == "identifier" and name is None:
-                    name = normalize_identifier(child.children[0])
+                    name = normalize_identifier(child.children[0])  # type: ignore[arg-type]
                 elif child.data == "if_not_exists":
                     if_not_exists = True
                 elif child.data == "or_replace":

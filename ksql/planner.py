@@ -130,6 +130,10 @@ class SourceDef:
         return None
 
 
+def _not_planned(*args: Any) -> Any:
+    raise RuntimeError("this function is not part of the query's plan")
+
+
 @dataclass
 class QueryPlan:
     """Everything the engine needs to run one persistent query."""
@@ -142,17 +146,17 @@ class QueryPlan:
     compiler: Compiler
     where: Callable[[list], Any] | None = None
     # project queries
-    project: Callable[[list], tuple] | None = None
-    project_key: Callable[[list], tuple] | None = None
+    project: Callable[[list], tuple] = _not_planned
+    project_key: Callable[[list], tuple] = _not_planned
     # aggregate queries
-    group_key: Callable[[list], tuple | None] | None = None
+    group_key: Callable[[list], tuple | None] = _not_planned
     windows: TimeWindows | SessionWindows | None = None
     emit_final: bool = False
     aggregates: list[AggregateCall] = field(default_factory=list)
-    agg_init: Callable[[], list] | None = None
-    agg_update: Callable[[list, list], None] | None = None
+    agg_init: Callable[[], list] = _not_planned
+    agg_update: Callable[[list, list], None] = _not_planned
     agg_merge: Callable[[list, list], None] | None = None  # session windows: fold one state into another
-    agg_project: Callable[[tuple, Any, Any, list], tuple] | None = None
+    agg_project: Callable[[tuple, Any, Any, list], tuple] = _not_planned
     having: Callable[[tuple, Any, Any, list], Any] | None = None
     item_functions: list[Callable] = field(default_factory=list)  # per value column, for error isolation
     item_labels: list[str] = field(default_factory=list)
@@ -237,7 +241,7 @@ def _transform(node: ast.Expr, function: Callable[[ast.Expr], ast.Expr | None]) 
     replacement = function(node)
     if replacement is not None:
         return replacement
-    changes = {}
+    changes: dict[str, Any] = {}
     for item in dataclasses.fields(node):
         if item.name == "pos":
             continue
@@ -245,7 +249,7 @@ def _transform(node: ast.Expr, function: Callable[[ast.Expr], ast.Expr | None]) 
         if isinstance(value, ast.Expr):
             changes[item.name] = _transform(value, function)
         elif isinstance(value, tuple) and value and any(isinstance(e, (ast.Expr, tuple)) for e in value):
-            new_items = []
+            new_items: list[Any] = []
             for element in value:
                 if isinstance(element, ast.Expr):
                     new_items.append(_transform(element, function))
@@ -536,7 +540,9 @@ class Catalog:
             )
         if not statement.columns:
             raise InvalidStatement("The statement does not define any columns.", pos.line, pos.column)
-        keys, values, seen = [], [], set()
+        keys: list[Column] = []
+        values: list[Column] = []
+        seen: set[str] = set()
         for column in statement.columns:
             if column.name in seen:
                 raise InvalidStatement(f"Duplicate column names: {column.name}", column.pos.line, column.pos.column)
@@ -1081,18 +1087,19 @@ class Catalog:
                 )
 
         emit_final = query.emit == "FINAL"
-        windows = None
+        windows: TimeWindows | SessionWindows | None = None
         if session:
             windows = make_session_windows(window.size_ms, window.grace_ms)
         elif window is not None:
-            windows = make_time_windows(
+            time_windows = make_time_windows(
                 window.kind, window.size_ms, window.advance_ms, window.grace_ms, window.retention_ms, emit_final
             )
-            if window.retention_ms is not None and window.retention_ms < window.size_ms + windows.grace:
+            windows = time_windows
+            if window.retention_ms is not None and window.retention_ms < window.size_ms + time_windows.grace:
                 raise InvalidStatement(
                     f"The retention period of the window store {statement.name} must be no "
                     f"smaller than its window size plus the grace period. Got size=["
-                    f"{window.size_ms}], grace=[{windows.grace}], retention=["
+                    f"{window.size_ms}], grace=[{time_windows.grace}], retention=["
                     f"{window.retention_ms}]",
                     window.pos.line,
                     window.pos.column,

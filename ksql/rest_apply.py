@@ -105,9 +105,9 @@ class KsqlDbClient:
         except ValueError:
             raise ApplyError(f"ksqlDB at {where} answered HTTP {response.status_code} with a non-JSON body") from None
         if response.status_code >= 400 or (isinstance(payload, dict) and "error_code" in payload):
-            error = payload if isinstance(payload, dict) else {}
+            refusal = payload if isinstance(payload, dict) else {}
             raise StatementRejected(
-                error.get("error_code", response.status_code), str(error.get("message", "no message")), statement
+                refusal.get("error_code", response.status_code), str(refusal.get("message", "no message")), statement
             )
         if not isinstance(payload, list):
             raise ApplyError(f"ksqlDB at {where} answered with an unexpected body (not a JSON array)")

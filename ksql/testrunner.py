@@ -48,7 +48,8 @@ def _source_for_topic(catalog: Catalog, topic: str) -> SourceDef | None:
     """The declared source reading `topic` (else a query's sink on it)."""
     candidates = [s for s in catalog.sources.values() if s.topic == topic]
     declared = [s for s in candidates if s.query is None]
-    return (declared or candidates or [None])[0]
+    found = declared or candidates
+    return found[0] if found else None
 
 
 def _sink_for_topic(catalog: Catalog, topic: str) -> SourceDef | None:
@@ -239,7 +240,7 @@ def _diff(topic: str, expected: list[dict], actual: list[dict]) -> list[str]:
     for index in range(max(len(expected), len(actual))):
         want = expected[index] if index < len(expected) else None
         got = actual[index] if index < len(actual) else None
-        keys = ("key", "value", "timestamp", "window")
+        keys: tuple[str, ...] = ("key", "value", "timestamp", "window")
         if want is not None:
             keys = tuple(k for k in ("key", "value", "timestamp", "window") if k in want or k in ("key", "value"))
         if want is not None and got is not None and record_matches(want, got):
@@ -300,14 +301,15 @@ def run(
         offsets[topic] = offset + 1
         for out_topic, out_key, out_value, out_ts, window in pipeline.process(topic, 0, offset, key, value, timestamp):
             sink = _sink_for_topic(catalog, out_topic)
+            assert sink is not None  # every output record comes from a query's sink
             produced.setdefault(out_topic, []).append(
                 decode_output(sink, out_topic, out_key, out_value, out_ts, window)
-            )  # type: ignore[arg-type]
+            )
             if out_topic in input_topics:
                 feed(out_topic, out_key, out_value, out_ts)
 
     for record in inputs:
-        topic = record.get("topic")
+        topic = str(record.get("topic"))
         source = _source_for_topic(catalog, topic)
         if source is None:
             continue
@@ -316,7 +318,7 @@ def run(
 
     expected_by_topic: dict[str, list[dict]] = {}
     for record in expected_outputs:
-        expected_by_topic.setdefault(record.get("topic"), []).append(record)
+        expected_by_topic.setdefault(str(record.get("topic")), []).append(record)
     lines: list[str] = []
     ok = True
     for topic, expected in expected_by_topic.items():

@@ -77,7 +77,7 @@ def _local_zone() -> tzinfo:
 # ---- pattern tokenizer ------------------------------------------------------------------------------------------
 
 
-def _tokens(pattern: str) -> list[tuple[str, str | int]]:
+def _tokens(pattern: str) -> list[tuple[str, str, int]]:
     """Split a pattern into ("field", letter, count) and ("text", literal) tokens."""
     result: list = []
     index = 0
