@@ -266,6 +266,8 @@ def _resolve(name: str, args: tuple, arg_types: list[SqlType], star: bool, pos, 
         return AggregateCall(name, array_of(value_type), 1, ["[]"], lines, "list({s0})")
 
     if name in ("TOPK", "TOPKDISTINCT"):
+        if name == "TOPK" and len(args) == 3:
+            raise UnsupportedStatement("TOPK(value, other, k) (a STRUCT per entry)", line, column)
         if len(args) != 2:
             raise reject()
         k = _literal_param(args, 1, "INTEGER", name, pos)

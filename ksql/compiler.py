@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from coinstream.ksql import ast
 from coinstream.ksql.aggregates import insort_desc, is_aggregate
 from coinstream.ksql.errors import InvalidStatement, UnsupportedStatement
-from coinstream.ksql.functions import Arg, resolve_scalar
+from coinstream.ksql.functions import Arg, is_unimplemented_ksql_function, resolve_scalar
 from coinstream.ksql.types import (
     BIGINT,
     BOOLEAN,
@@ -381,6 +381,8 @@ class Compiler:
     # ---- arithmetic -------------------------------------------------------------------------------------------------
 
     def _arith_type(self, node: ast.Expr, left: SqlType, right: SqlType, op: str) -> SqlType:
+        if op == "+" and STRING in (left, right) and all(side in (STRING, NULL) for side in (left, right)):
+            raise _unsupported(node, "the + operator on strings (use CONCAT)")
         for side in (left, right):
             if side != NULL and not side.is_numeric:
                 raise _err(node, f"Error processing expression: unsupported arithmetic between {left} and {right}")
@@ -491,9 +493,21 @@ class Compiler:
 
     # ---- predicates --------------------------------------------------------------------------------------------------
 
-    def _comparable(self, node: ast.Expr, left: SqlType, right: SqlType, equality_only: bool = False) -> None:
+    def _comparable(
+        self,
+        node: ast.Expr,
+        left: SqlType,
+        right: SqlType,
+        equality_only: bool = False,
+        operands: tuple[ast.Expr, ...] = (),
+    ) -> None:
         if NULL in (left, right):
             return
+        if (left == STRING) != (right == STRING) and any(
+            isinstance(operand, ast.Literal) and operand.value is not None for operand in operands
+        ):
+            # ksqlDB converts a literal to the other side's type (strings to numbers, booleans, times)
+            raise _unsupported(node, f"comparing {left} with {right} through a string literal")
         if left.is_numeric and right.is_numeric:
             return
         if left.base == right.base and left.base in ("STRING", "TIMESTAMP", "DATE", "TIME", "BYTES"):
@@ -528,7 +542,7 @@ class Compiler:
         left = self.compile(node.left, scope)
         right = self.compile(node.right, scope)
         self._reject_null_comparison(node, left, right, node.op)
-        self._comparable(node, left.type, right.type, node.op in ("=", "<>"))
+        self._comparable(node, left.type, right.type, node.op in ("=", "<>"), (node.left, node.right))
         left, right = self._double_with_decimal(left, right)
         python_op = {"=": "==", "<>": "!="}.get(node.op, node.op)
         code = self._null_guard([left, right], lambda n: f"{n[0]} {python_op} {n[1]}")
@@ -578,7 +592,7 @@ class Compiler:
         left = self.compile(node.left, scope)
         right = self.compile(node.right, scope)
         self._reject_null_comparison(node, left, right, "IS NOT DISTINCT FROM" if node.negate else "IS DISTINCT FROM")
-        self._comparable(node, left.type, right.type, True)
+        self._comparable(node, left.type, right.type, True, (node.left, node.right))
         left, right = self._double_with_decimal(left, right)
         op = "==" if node.negate else "!="
         return Compiled(f"(({left.code}) {op} ({right.code}))", BOOLEAN, False)
@@ -587,8 +601,8 @@ class Compiler:
         value = self.compile(node.value, scope)
         low = self.compile(node.low, scope)
         high = self.compile(node.high, scope)
-        self._comparable(node, value.type, low.type)
-        self._comparable(node, value.type, high.type)
+        self._comparable(node, value.type, low.type, False, (node.value, node.low))
+        self._comparable(node, value.type, high.type, False, (node.value, node.high))
         if DOUBLE in (value.type, low.type, high.type) and any(c.type.base == "DECIMAL" for c in (value, low, high)):
             value, low, high = (self._double_as_decimal(c) if c.type == DOUBLE else c for c in (value, low, high))
         # ksqlDB: (value >= low AND value <= high) with FALSE comparisons on NULL; NOT BETWEEN negates that
@@ -602,7 +616,7 @@ class Compiler:
         value = self.compile(node.value, scope)
         items = [self.compile(item, scope) for item in node.items]
         for item, item_node in zip(items, node.items, strict=False):
-            self._comparable(item_node, value.type, item.type, True)
+            self._comparable(item_node, value.type, item.type, True, (node.value, item_node))
         tuple_code = "(" + "".join(f"{item.code}, " for item in items) + ")"
         code = f"_in_list({value.code}, {tuple_code})"
         if node.negate:
@@ -697,6 +711,9 @@ class Compiler:
                     raise _unsupported(node, "mixing DECIMAL with other numeric types in CASE")
                 else:
                     result = BIGINT if "BIGINT" in (other.base, result.base) else INTEGER
+            elif STRING in (result, other):
+                # ksqlDB converts string literals to the other elements' type here
+                raise _unsupported(node, f"mixing {result} and {other} values (string conversion)")
             else:
                 raise _err(
                     node,
@@ -782,6 +799,8 @@ class Compiler:
             )
         if node.star:
             raise _err(node, f"Function '{node.name}' does not accept '*'")
+        if is_unimplemented_ksql_function(node.name):
+            raise _unsupported(node, f"function {node.name}")
         compiled = [self.compile(arg, scope) for arg in node.args]
         args = [
             Arg(c.type, arg.value) if isinstance(arg, ast.Literal) else Arg(c.type)

@@ -20,7 +20,7 @@ from decimal import ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from coinstream.ksql import timefmt
-from coinstream.ksql.errors import InvalidStatement, UnsupportedStatement
+from coinstream.ksql.errors import InvalidStatement, KsqlError, UnsupportedStatement
 from coinstream.ksql.types import (
     BIGINT,
     DOUBLE,
@@ -66,8 +66,11 @@ class _Call:
         self.line = line
         self.column = column
 
-    def reject(self) -> InvalidStatement:
+    def reject(self) -> KsqlError:
         types = ", ".join(str(arg.type) for arg in self.args)
+        if any(arg.type.base in ("BYTES", "DATE", "TIME", "TIMESTAMP") for arg in self.args):
+            # ksqlDB has overloads of many functions for these types that this engine does not implement
+            return UnsupportedStatement(f"{self.name} with parameters ({types})", self.line, self.column)
         return InvalidStatement(f"Function '{self.name}' does not accept parameters ({types}).", self.line, self.column)
 
     def unsupported(self, what: str) -> UnsupportedStatement:
@@ -225,6 +228,8 @@ def _greatest_least(pick: Callable) -> Callable[[_Call], Resolved]:
                     call.line,
                     call.column,
                 )
+            if numeric:  # DECIMALs of different precision/scale: ksqlDB widens them
+                raise call.unsupported(f"parameters of different DECIMAL types ({', '.join(map(str, types))})")
             raise call.reject()
         (result,) = types
         if result.base not in ("INTEGER", "BIGINT", "DOUBLE", "DECIMAL", "STRING"):
@@ -613,7 +618,22 @@ KNOWN_KSQL_FUNCTIONS = {
     "DATE",
     "TIME",
     "TIMESTAMP",
+    "INT_FROM_BYTES",
+    "BIGINT_FROM_BYTES",
+    "DOUBLE_FROM_BYTES",
+    "UNIX_DATE",
+    "FROM_DAYS",
 }
+
+
+def is_function(name: str) -> bool:
+    """A scalar function name ksqlDB knows (implemented here or not)."""
+    return name in SCALAR_FUNCTIONS or name in KNOWN_KSQL_FUNCTIONS
+
+
+def is_unimplemented_ksql_function(name: str) -> bool:
+    """A ksqlDB built-in this engine does not implement (calling it is unsupported, whatever the arguments)."""
+    return name not in SCALAR_FUNCTIONS and name in KNOWN_KSQL_FUNCTIONS
 
 
 def resolve_scalar(name: str, args: list[Arg], line: int | None = None, column: int | None = None) -> Resolved:

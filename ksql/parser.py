@@ -118,6 +118,17 @@ def _syntax_error(text: str, error: UnexpectedInput) -> KsqlError:
     offset = getattr(error, "pos_in_stream", None)
     if offset is not None and "=>" in text[max(0, offset - 1) : offset + 2]:
         return UnsupportedStatement("lambda functions", line, column)
+    # ksqlDB syntax this grammar does not have: name it rather than call the text invalid
+    for token, construct in (
+        ("=>", "lambda functions"),
+        (":=", "MAP(k := v) / STRUCT(f := v) constructors"),
+        ("->*", "selecting all fields of a STRUCT (->*)"),
+    ):
+        found = text.find(token)
+        if found >= 0:
+            found_line = text.count("\n", 0, found) + 1
+            found_column = found - (text.rfind("\n", 0, found) + 1) + 1
+            return UnsupportedStatement(construct, found_line, found_column)
     if isinstance(error, UnexpectedToken):
         expected = sorted(
             {_TERMINAL_TEXT.get(name, f"'{name.strip('_')}'") for name in error.expected if not name.startswith("__")}

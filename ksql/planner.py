@@ -22,6 +22,7 @@ from coinstream.ksql import ast
 from coinstream.ksql.aggregates import AggregateCall, is_aggregate, resolve_aggregate
 from coinstream.ksql.compiler import Compiled, Compiler, Slot, expression_text
 from coinstream.ksql.errors import InvalidStatement, UnsupportedStatement
+from coinstream.ksql.functions import is_function
 from coinstream.ksql.parser import TIME_UNITS_MS, parse
 from coinstream.ksql.serde import KAFKA_FORMAT_TYPES, KNOWN_UNSUPPORTED_FORMATS, SUPPORTED_FORMATS
 from coinstream.ksql.types import BIGINT, BOOLEAN, INTEGER, NULL, SqlType
@@ -952,8 +953,15 @@ class Catalog:
             raise UnsupportedStatement("RETENTION for SESSION windows", window.pos.line, window.pos.column)
         for item in query.select:
             if isinstance(item, ast.SelectAll):
-                raise InvalidStatement("SELECT * is not allowed in an aggregate query.", item.pos.line, item.pos.column)
+                raise UnsupportedStatement("SELECT * in an aggregate query", item.pos.line, item.pos.column)
         items = self._expand_select(query, source, scope)
+        for expr in [e for e, _ in items] + ([query.having] if query.having is not None else []):
+            for node in _walk(expr):
+                if isinstance(node, ast.FunctionCall) and not is_aggregate(node.name) and not is_function(node.name):
+                    # name the unknown function before complaining about its arguments
+                    raise InvalidStatement(
+                        f"Can't find any functions with the name '{node.name}'", node.pos.line, node.pos.column
+                    )
         group_scope = RowScope(source, query.source_alias, "GROUP BY")
         group_by = [_unqualify(expr, group_scope) for expr in query.group_by]
         group_compiled = []

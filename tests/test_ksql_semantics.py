@@ -104,3 +104,20 @@ def test_delimited_first_field_quoting_and_text_keys() -> None:
     )
     result = run(sql, [{"topic": "s", "key": "x", "value": "-1,!a"}, {"topic": "s", "key": "y", "value": "2,b "}], [])
     assert [(r["key"], r["value"]) for r in result.actual["O"]] == [("x", '"-1","!a"'), ("y", '2,"b "')]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT id, MAP('a' := 1) AS m FROM s",  # constructor syntax the grammar lacks
+        "SELECT id, TRANSFORM(ARRAY[1], x => x + 1) AS t FROM s",  # lambdas
+        "SELECT id, 'a' + 'b' AS c FROM s",  # + on strings
+        "SELECT id, a = '1' AS c FROM s",  # ksqlDB converts the literal
+        "SELECT id, DATEADD(DAYS, 1, CAST(NULL AS DATE)) AS d FROM s",  # a built-in not implemented
+        "SELECT id, LEN(CAST(NULL AS BYTES)) AS l FROM s",  # an overload not implemented
+    ],
+)
+def test_valid_ksqldb_out_of_reach_is_unsupported_not_invalid(query: str) -> None:
+    with pytest.raises(KsqlError) as error:
+        plan_script(SOURCE + f"CREATE STREAM o AS {query};")
+    assert error.value.kind == "unsupported", error.value.describe()
