@@ -96,3 +96,28 @@ def test_rejected_statements_exit_2_saying_which(tmp_path: Path, statements: str
     result = coinstream(*write_case(tmp_path, statements, [], []))
     assert result.returncode == 2
     assert result.stderr.strip() == message
+
+
+def test_conformance_command_runs_qtt_files_and_prints_the_summary(tmp_path: Path) -> None:
+    good = {
+        "name": "projects",
+        "format": ["JSON", "AVRO"],
+        "statements": [
+            "CREATE STREAM s (id BIGINT KEY, v BIGINT) WITH (kafka_topic='s', value_format='{FORMAT}');",
+            "CREATE STREAM o AS SELECT id, v * 2 AS w FROM s;",
+        ],
+        "inputs": [{"topic": "s", "key": 1, "value": {"V": 2}}],
+        "outputs": [{"topic": "O", "key": 1, "value": {"W": 4}}],
+    }
+    refused = {"name": "refused", "statements": ["CREATE STREAM x (a INT) WITH (value_format='JSON');"]}
+    (tmp_path / "qtt.json").write_text(json.dumps({"tests": [good, {**refused, "expectedException": {}}]}))
+    result = coinstream("ksql", "conformance", "--areas", str(tmp_path / "qtt.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "positive: pass 1, fail 0, rejected 0, crash 0, skipped 0" in result.stdout
+    assert "negative: pass 1, fail 0, rejected 0, crash 0, skipped 0" in result.stdout
+    assert "| other | 1 | 1 / 1 | 0 | 1 / 1 | 0 |" in result.stdout
+    wrong = {**good, "outputs": [{"topic": "O", "key": 1, "value": {"W": 5}}]}
+    (tmp_path / "wrong.json").write_text(json.dumps({"tests": [wrong]}))
+    result = coinstream("ksql", "conformance", str(tmp_path / "wrong.json"))
+    assert result.returncode == 1
+    assert "fail     positive wrong.json :: projects - JSON" in result.stdout

@@ -3,6 +3,7 @@
 coinstream ksql test -s statements.sql -i input.json -o output.json
 coinstream ksql run [FILES...]            (default: ksql/*.sql in file-name order)
 coinstream ksql apply [--server URL] [FILES...]
+coinstream ksql conformance [--areas] QTT_FILES...
 """
 
 from __future__ import annotations
@@ -200,6 +201,26 @@ def run_command(
         f"ksql run: {stats.records_in} record(s) in, {stats.records_out} out, "
         f"{stats.processing_errors} processing-log entr(y/ies){rate}"
     )
+
+
+@command.command(name="conformance")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--areas", is_flag=True, help="Also print a Markdown table of the results per feature area.")
+@click.option("--verbose", is_flag=True, help="A line for every test, not only failures and crashes.")
+@click.option("--only", default=None, help="Run only the tests whose name contains this text.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Time limit per test, seconds.")
+def conformance_command(files: tuple[str, ...], areas: bool, verbose: bool, only: str | None, timeout: float) -> None:
+    """Run ksqlDB query-validation-test (QTT) JSON files in-process and print the summary.
+
+    Exit status: 0 when nothing failed or crashed, 1 otherwise.
+    """
+    from coinstream.ksql.conformance import main
+
+    argv = [*files, "--timeout", str(timeout)]
+    argv += ["--areas"] if areas else []
+    argv += ["--verbose"] if verbose else []
+    argv += ["--only", only] if only is not None else []
+    sys.exit(main(argv))
 
 
 @command.command(name="apply")
