@@ -32,155 +32,226 @@
 -- composes each step with the one 2^p earlier, so ⌈log2 n⌉ vectorised passes replace n
 -- sequential steps. It adds the same terms as TA-Lib's loop in another order, so values agree to
 -- rounding (well inside 1e-9 relative), not bit for bit.
+--
+-- Every step is a whole-array operation: window sums, minima and maxima by doubling (sums of 2,
+-- 4, 8, … buckets, combined), the squared deviations of the Bollinger window by a fold over its 20
+-- shifts, and the output arrays are ARRAY JOINed side by side. No lambda reads an array by index, which
+-- would copy the array once per element and make a series of n buckets cost n².
 CREATE OR REPLACE VIEW v_indicators AS
-SELECT
-    timeframe,
-    code,
-    t[i] AS bucket_start,
-    CAST(i > 1 AND t[i] - t[i - 1] != step AS Bool) AS gap_before,
-    c[i] AS close,
-    if(i >= 7, arraySum(arraySlice(c, i - 6, 7)) / 7, NULL) AS sma_7,
-    if(i >= 20, mid20[i], NULL) AS sma_20,
-    if(i >= 30, arraySum(arraySlice(c, i - 29, 30)) / 30, NULL) AS sma_30,
-    if(i >= 50, arraySum(arraySlice(c, i - 49, 50)) / 50, NULL) AS sma_50,
-    if(i >= 200, arraySum(arraySlice(c, i - 199, 200)) / 200, NULL) AS sma_200,
-    if(i >= 12, y[i], NULL) AS ema_12,
-    if(i >= 26, y[n + i], NULL) AS ema_26,
-    if(i >= 50, y[2 * n + i], NULL) AS ema_50,
-    if(i >= 200, y[3 * n + i], NULL) AS ema_200,
-    if(i >= 34, macd_line[i], NULL) AS macd,
-    if(i >= 34, signal[i], NULL) AS macd_signal,
-    if(i >= 34, macd_line[i] - signal[i], NULL) AS macd_hist,
-    if(i >= 15, if(y[5 * n + i] + y[6 * n + i] = 0, 0, 100 * (y[5 * n + i] / (y[5 * n + i] + y[6 * n + i]))),
-       NULL) AS rsi_14,
-    if(i >= 20, mid20[i] + 2 * sd20[i], NULL) AS bb_upper,
-    if(i >= 20, mid20[i], NULL) AS bb_middle,
-    if(i >= 20, mid20[i] - 2 * sd20[i], NULL) AS bb_lower,
-    if(i >= 20 AND sd20[i] != 0, (c[i] - bb_lower) / (bb_upper - bb_lower), NULL) AS bb_percent_b,
-    if(i >= 20 AND mid20[i] != 0, (bb_upper - bb_lower) / bb_middle, NULL) AS bb_bandwidth,
-    if(i >= 15 AND has_range, y[7 * n + i], NULL) AS atr_14,
-    if(i >= 18 AND has_range, slow_k[i], NULL) AS stoch_k,
-    if(i >= 18 AND has_range, arraySum(arraySlice(slow_k, i - 2, 3)) / 3, NULL) AS stoch_d
+SELECT timeframe, code, bucket_start, gap_before, close, sma_7, sma_20, sma_30, sma_50, sma_200,
+       ema_12, ema_26, ema_50, ema_200, macd, macd_signal, macd_hist, rsi_14, bb_upper, bb_middle, bb_lower,
+       bb_percent_b, bb_bandwidth, atr_14, stoch_k, stoch_d
 FROM
 (
     SELECT
         timeframe,
         code,
-        step,
-        has_range,
         t,
         c,
-        n,
+        j,
+        step,
+        has_range,
+        sum7,
+        sum20,
+        sum30,
+        sum50,
+        sum200,
         mid20,
         sd20,
-        slow_k,
         y,
-        -- MACD: the fast EMA seeded at index 25 (the 8th recurrence) minus the slow EMA(26).
-        arrayMap(j -> if(j >= 26, y[4 * n + j] - y[n + j], 0), range(1, n + 1)) AS macd_line,
-        -- Its signal: EMA(9) of macd_line seeded at index 33 with the SMA of macd_line 25 … 33.
+        n,
+        slow_k,
+        macd_line,
+        -- The signal: EMA(9) of macd_line, seeded at index 33 with the SMA of macd_line 25 … 33.
         arrayFold(
             (acc, d) -> (arrayMap((a, sa) -> a * sa, acc.1, arrayShiftRight(acc.1, d)),
                          arrayMap((b, a, sb) -> b + a * sb, acc.2, acc.1, arrayShiftRight(acc.2, d))),
             arrayMap(p -> bitShiftLeft(toUInt64(1), p), range(toUInt64(ceil(log2(n + 1))))),
-            (arrayMap(j -> if(j > 34, 0.8, 0.), range(1, n + 1)),
-             arrayMap(j -> multiIf(j > 34, 0.2 * macd_line[j], j = 34, arraySum(arraySlice(macd_line, 26, 9)) / 9, 0.),
-                      range(1, n + 1)))).2 AS signal
+            (arrayMap(i -> if(i > 34, 0.8, 0.), j),
+             arrayMap((i, m, s) -> multiIf(i > 34, 0.2 * m, i = 34, s / 9, 0.), j, macd_line,
+                      macd9))).2 AS signal
     FROM
     (
         SELECT
-            timeframe,
-            code,
-            step,
-            has_range,
-            t,
-            c,
-            n,
-            mid20,
-            sd20,
-            slow_k,
-            -- The recurrences, each n long, laid end to end: ema_12, ema_26, ema_50, ema_200,
-            -- the MACD's fast EMA(12) seeded at index 25, RSI's average gain and average loss, ATR.
-            -- (a, b) per step; a = 0 up to the seed, so no recurrence reaches into the one before.
-            arrayFold(
-                (acc, d) -> (arrayMap((a, sa) -> a * sa, acc.1, arrayShiftRight(acc.1, d)),
-                             arrayMap((b, a, sb) -> b + a * sb, acc.2, acc.1, arrayShiftRight(acc.2, d))),
-                arrayMap(p -> bitShiftLeft(toUInt64(1), p), range(toUInt64(ceil(log2(n + 1))))),
-                (arrayConcat(
-                     arrayMap(j -> if(j > 12, 11 / 13, 0.), range(1, n + 1)),
-                     arrayMap(j -> if(j > 26, 25 / 27, 0.), range(1, n + 1)),
-                     arrayMap(j -> if(j > 50, 49 / 51, 0.), range(1, n + 1)),
-                     arrayMap(j -> if(j > 200, 199 / 201, 0.), range(1, n + 1)),
-                     arrayMap(j -> if(j > 26, 11 / 13, 0.), range(1, n + 1)),
-                     arrayMap(j -> if(j > 15, 13 / 14, 0.), range(1, n + 1)),
-                     arrayMap(j -> if(j > 15, 13 / 14, 0.), range(1, n + 1)),
-                     arrayMap(j -> if(j > 15, 13 / 14, 0.), range(1, n + 1))),
-                 arrayConcat(
-                     arrayMap(j -> multiIf(j > 12, 2 / 13 * c[j], j = 12, arraySum(arraySlice(c, 1, 12)) / 12, 0.),
-                              range(1, n + 1)),
-                     arrayMap(j -> multiIf(j > 26, 2 / 27 * c[j], j = 26, arraySum(arraySlice(c, 1, 26)) / 26, 0.),
-                              range(1, n + 1)),
-                     arrayMap(j -> multiIf(j > 50, 2 / 51 * c[j], j = 50, arraySum(arraySlice(c, 1, 50)) / 50, 0.),
-                              range(1, n + 1)),
-                     arrayMap(j -> multiIf(j > 200, 2 / 201 * c[j], j = 200, arraySum(arraySlice(c, 1, 200)) / 200, 0.),
-                              range(1, n + 1)),
-                     arrayMap(j -> multiIf(j > 26, 2 / 13 * c[j], j = 26, arraySum(arraySlice(c, 15, 12)) / 12, 0.),
-                              range(1, n + 1)),
-                     arrayMap(j -> multiIf(j > 15, gain[j] / 14, j = 15, arraySum(arraySlice(gain, 2, 14)) / 14, 0.),
-                              range(1, n + 1)),
-                     arrayMap(j -> multiIf(j > 15, loss[j] / 14, j = 15, arraySum(arraySlice(loss, 2, 14)) / 14, 0.),
-                              range(1, n + 1)),
-                     arrayMap(j -> multiIf(j > 15, tr[j] / 14, j = 15, arraySum(arraySlice(tr, 2, 14)) / 14, 0.),
-                              range(1, n + 1))))).2 AS y
+            *,
+            -- MACD: the fast EMA seeded at index 25 (the fifth recurrence) minus the slow EMA(26).
+            arrayMap((i, fast, slow) -> if(i >= 26, fast - slow, 0.), j, arraySlice(y, 4 * n + 1, n),
+                     arraySlice(y, n + 1, n)) AS macd_line,
+            arrayMap((a, b) -> a + b, macd_line, arrayShiftRight(macd_line, 1)) AS macd2,
+            arrayMap((a, b) -> a + b, macd2, arrayShiftRight(macd2, 2)) AS macd4,
+            arrayMap((a, b) -> a + b, macd4, arrayShiftRight(macd4, 4)) AS macd8,
+            arrayMap((a, b) -> a + b, macd8, arrayShiftRight(macd_line, 8)) AS macd9
         FROM
         (
             SELECT
-                timeframe,
-                code,
-                any(step) AS step,
-                arraySort(x -> x.1, groupArray((bucket_start, close, high, low))) AS s,
-                length(s) AS n,
-                arrayMap(x -> x.1, s) AS t,
-                arrayMap(x -> x.2, s) AS c,
-                arrayMap(x -> ifNull(x.3, 0.), s) AS h,
-                arrayMap(x -> ifNull(x.4, 0.), s) AS l,
-                countIf(high IS NOT NULL AND low IS NOT NULL) = n AS has_range,
-                arrayMap(j -> if(j > 1, greatest(c[j] - c[j - 1], 0.), 0.), range(1, n + 1)) AS gain,
-                arrayMap(j -> if(j > 1, greatest(c[j - 1] - c[j], 0.), 0.), range(1, n + 1)) AS loss,
-                arrayMap(j -> if(j > 1, greatest(h[j] - l[j], abs(c[j - 1] - h[j]), abs(c[j - 1] - l[j])), 0.),
-                         range(1, n + 1)) AS tr,
-                arrayMap(j -> if(j >= 20, arraySum(arraySlice(c, j - 19, 20)) / 20, 0.), range(1, n + 1)) AS mid20,
-                arrayMap(j -> if(j >= 20,
-                                 if(arrayMin(arraySlice(c, j - 19, 20)) = arrayMax(arraySlice(c, j - 19, 20)), 0.,
-                                    sqrt(arraySum(x -> (x - mid20[j]) * (x - mid20[j]), arraySlice(c, j - 19, 20)) / 20)),
-                                 0.),
-                         range(1, n + 1)) AS sd20,
-                arrayMap(j -> if(j >= 14,
-                                 if(arrayMax(arraySlice(h, j - 13, 14)) = arrayMin(arraySlice(l, j - 13, 14)), 0.,
-                                    (c[j] - arrayMin(arraySlice(l, j - 13, 14)))
-                                    / ((arrayMax(arraySlice(h, j - 13, 14)) - arrayMin(arraySlice(l, j - 13, 14))) / 100)),
-                                 0.),
-                         range(1, n + 1)) AS fast_k,
-                arrayMap(j -> if(j >= 16, arraySum(arraySlice(fast_k, j - 2, 3)) / 3, 0.), range(1, n + 1)) AS slow_k
+                *,
+                -- The recurrences, each n long, laid end to end: ema_12, ema_26, ema_50, ema_200, the
+                -- MACD's fast EMA(12) seeded at index 25, RSI's average gain and average loss, ATR.
+                -- (a, b) per step; a = 0 up to the seed, so no recurrence reaches into the one before.
+                arrayFold(
+                    (acc, d) -> (arrayMap((a, sa) -> a * sa, acc.1, arrayShiftRight(acc.1, d)),
+                                 arrayMap((b, a, sb) -> b + a * sb, acc.2, acc.1, arrayShiftRight(acc.2, d))),
+                    arrayMap(p -> bitShiftLeft(toUInt64(1), p), range(toUInt64(ceil(log2(n + 1))))),
+                    (arrayConcat(
+                         arrayMap(i -> if(i > 12, 11 / 13, 0.), j),
+                         arrayMap(i -> if(i > 26, 25 / 27, 0.), j),
+                         arrayMap(i -> if(i > 50, 49 / 51, 0.), j),
+                         arrayMap(i -> if(i > 200, 199 / 201, 0.), j),
+                         arrayMap(i -> if(i > 26, 11 / 13, 0.), j),
+                         arrayMap(i -> if(i > 15, 13 / 14, 0.), j),
+                         arrayMap(i -> if(i > 15, 13 / 14, 0.), j),
+                         arrayMap(i -> if(i > 15, 13 / 14, 0.), j)),
+                     arrayConcat(
+                         arrayMap((i, x, s) -> multiIf(i > 12, 2 / 13 * x, i = 12, s / 12, 0.), j, c, sum12),
+                         arrayMap((i, x, s) -> multiIf(i > 26, 2 / 27 * x, i = 26, s / 26, 0.), j, c, sum26),
+                         arrayMap((i, x, s) -> multiIf(i > 50, 2 / 51 * x, i = 50, s / 50, 0.), j, c, sum50),
+                         arrayMap((i, x, s) -> multiIf(i > 200, 2 / 201 * x, i = 200, s / 200, 0.), j, c, sum200),
+                         -- sum12 at index 25 covers closes 14 … 25.
+                         arrayMap((i, x, s) -> multiIf(i > 26, 2 / 13 * x, i = 26, s / 12, 0.), j, c, sum12),
+                         arrayMap((i, x, s) -> multiIf(i > 15, x / 14, i = 15, s / 14, 0.), j, gain, gain14),
+                         arrayMap((i, x, s) -> multiIf(i > 15, x / 14, i = 15, s / 14, 0.), j, loss, loss14),
+                         arrayMap((i, x, s) -> multiIf(i > 15, x / 14, i = 15, s / 14, 0.), j, tr, tr14)))).2 AS y,
+                arrayMap(s -> s / 20, sum20) AS mid20,
+                -- Population standard deviation over 20: two passes (the mean, then the squared
+                -- deviations from it); exactly 0 when the 20 closes are equal.
+                arrayMap((q, lo, hi) -> if(lo = hi, 0., sqrt(q / 20)),
+                         arrayFold((acc, k) -> (arrayMap((a, x, m) -> a + (x - m) * (x - m), acc.1,
+                                                         arrayShiftRight(acc.2, k), acc.3), acc.2, acc.3),
+                                   range(20), (arrayMap(x -> 0., c), c, mid20)).1,
+                         min20, max20) AS sd20,
+                -- Stochastic: fast %K over the 14-bucket lowest low and highest high, then two SMA(3).
+                arrayMap((x, lo, hi) -> if(hi = lo, 0., (x - lo) / ((hi - lo) / 100)), c, low14, high14) AS fast_k,
+                arrayMap((a, b, d) -> (a + b + d) / 3, fast_k, arrayShiftRight(fast_k, 1), arrayShiftRight(fast_k, 2))
+                    AS slow_k
             FROM
             (
-                SELECT '1m' AS timeframe, window_start AS bucket_start, code, close,
-                       toNullable(high) AS high, toNullable(low) AS low, 60 AS step
-                FROM v_ohlc_by_minute
-                UNION ALL
-                SELECT '5m', bucket_start, code, close, toNullable(high), toNullable(low), 300 FROM v_candles_5m
-                UNION ALL
-                SELECT '15m', bucket_start, code, close, toNullable(high), toNullable(low), 900 FROM v_candles_15m
-                UNION ALL
-                SELECT '1h', bucket_start, code, close, toNullable(high), toNullable(low), 3600 FROM v_candles_1h
-                UNION ALL
-                SELECT '4h', bucket_start, code, close, toNullable(high), toNullable(low), 14400 FROM v_candles_4h
-                UNION ALL
-                SELECT '1d', bucket_start, code, close, toNullable(high), toNullable(low), 86400 FROM v_candles_1d
-                UNION ALL
-                SELECT 'daily_close', toDateTime(date, 'UTC'), code, rate, NULL, NULL, 86400 FROM v_hist_daily
+                SELECT
+                    *,
+                    -- Window sums by doubling: c2 = c + c shifted by 1 (sums of 2), c4 = c2 + c2 shifted
+                    -- by 2, …; a window of w = sum of powers of two adds the shifted partial sums.
+                    -- Shifted-in zeros only touch the first w-1 buckets, which are NULL.
+                    arrayMap((a, b) -> a + b, c, arrayShiftRight(c, 1)) AS c2,
+                    arrayMap((a, b) -> a + b, c2, arrayShiftRight(c2, 2)) AS c4,
+                    arrayMap((a, b) -> a + b, c4, arrayShiftRight(c4, 4)) AS c8,
+                    arrayMap((a, b) -> a + b, c8, arrayShiftRight(c8, 8)) AS c16,
+                    arrayMap((a, b) -> a + b, c16, arrayShiftRight(c16, 16)) AS c32,
+                    arrayMap((a, b) -> a + b, c32, arrayShiftRight(c32, 32)) AS c64,
+                    arrayMap((a, b) -> a + b, c64, arrayShiftRight(c64, 64)) AS c128,
+                    arrayMap((a, b, d) -> a + b + d, c4, arrayShiftRight(c2, 4), arrayShiftRight(c, 6)) AS sum7,
+                    arrayMap((a, b) -> a + b, c8, arrayShiftRight(c4, 8)) AS sum12,
+                    arrayMap((a, b) -> a + b, c16, arrayShiftRight(c4, 16)) AS sum20,
+                    arrayMap((a, b, d) -> a + b + d, c16, arrayShiftRight(c8, 16), arrayShiftRight(c2, 24)) AS sum26,
+                    arrayMap((a, b, d, e) -> a + b + d + e, c16, arrayShiftRight(c8, 16), arrayShiftRight(c4, 24),
+                             arrayShiftRight(c2, 28)) AS sum30,
+                    arrayMap((a, b, d) -> a + b + d, c32, arrayShiftRight(c16, 32), arrayShiftRight(c2, 48)) AS sum50,
+                    arrayMap((a, b, d) -> a + b + d, c128, arrayShiftRight(c64, 128), arrayShiftRight(c8, 192)) AS sum200,
+                    -- Sums of 14 (8 + 4 + 2) of the gains, losses and true ranges.
+                    arrayMap((a, b) -> a + b, gain, arrayShiftRight(gain, 1)) AS gain2,
+                    arrayMap((a, b) -> a + b, gain2, arrayShiftRight(gain2, 2)) AS gain4,
+                    arrayMap((a, b) -> a + b, gain4, arrayShiftRight(gain4, 4)) AS gain8,
+                    arrayMap((a, b, d) -> a + b + d, gain8, arrayShiftRight(gain4, 8), arrayShiftRight(gain2, 12)) AS gain14,
+                    arrayMap((a, b) -> a + b, loss, arrayShiftRight(loss, 1)) AS loss2,
+                    arrayMap((a, b) -> a + b, loss2, arrayShiftRight(loss2, 2)) AS loss4,
+                    arrayMap((a, b) -> a + b, loss4, arrayShiftRight(loss4, 4)) AS loss8,
+                    arrayMap((a, b, d) -> a + b + d, loss8, arrayShiftRight(loss4, 8), arrayShiftRight(loss2, 12)) AS loss14,
+                    arrayMap((a, b) -> a + b, tr, arrayShiftRight(tr, 1)) AS tr2,
+                    arrayMap((a, b) -> a + b, tr2, arrayShiftRight(tr2, 2)) AS tr4,
+                    arrayMap((a, b) -> a + b, tr4, arrayShiftRight(tr4, 4)) AS tr8,
+                    arrayMap((a, b, d) -> a + b + d, tr8, arrayShiftRight(tr4, 8), arrayShiftRight(tr2, 12)) AS tr14,
+                    -- Lowest low and highest high of 14 (8 + 4 + 2), lowest and highest close of 20 (16 + 4).
+                    arrayMap((a, b) -> least(a, b), l, arrayShiftRight(l, 1)) AS l2,
+                    arrayMap((a, b) -> least(a, b), l2, arrayShiftRight(l2, 2)) AS l4,
+                    arrayMap((a, b) -> least(a, b), l4, arrayShiftRight(l4, 4)) AS l8,
+                    arrayMap((a, b, d) -> least(a, b, d), l8, arrayShiftRight(l4, 8), arrayShiftRight(l2, 12)) AS low14,
+                    arrayMap((a, b) -> greatest(a, b), h, arrayShiftRight(h, 1)) AS h2,
+                    arrayMap((a, b) -> greatest(a, b), h2, arrayShiftRight(h2, 2)) AS h4,
+                    arrayMap((a, b) -> greatest(a, b), h4, arrayShiftRight(h4, 4)) AS h8,
+                    arrayMap((a, b, d) -> greatest(a, b, d), h8, arrayShiftRight(h4, 8), arrayShiftRight(h2, 12)) AS high14,
+                    arrayMap((a, b) -> least(a, b), c, arrayShiftRight(c, 1)) AS cmin2,
+                    arrayMap((a, b) -> least(a, b), cmin2, arrayShiftRight(cmin2, 2)) AS cmin4,
+                    arrayMap((a, b) -> least(a, b), cmin4, arrayShiftRight(cmin4, 4)) AS cmin8,
+                    arrayMap((a, b) -> least(a, b), cmin8, arrayShiftRight(cmin8, 8)) AS cmin16,
+                    arrayMap((a, b) -> least(a, b), cmin16, arrayShiftRight(cmin4, 16)) AS min20,
+                    arrayMap((a, b) -> greatest(a, b), c, arrayShiftRight(c, 1)) AS cmax2,
+                    arrayMap((a, b) -> greatest(a, b), cmax2, arrayShiftRight(cmax2, 2)) AS cmax4,
+                    arrayMap((a, b) -> greatest(a, b), cmax4, arrayShiftRight(cmax4, 4)) AS cmax8,
+                    arrayMap((a, b) -> greatest(a, b), cmax8, arrayShiftRight(cmax8, 8)) AS cmax16,
+                    arrayMap((a, b) -> greatest(a, b), cmax16, arrayShiftRight(cmax4, 16)) AS max20
+                FROM
+                (
+                    SELECT
+                        *,
+                        arrayEnumerate(c) AS j,
+                        -- Changes and true range from the second bucket on (index 1 of TA-Lib's).
+                        arrayMap((x, p) -> greatest(x - p, 0.), c, arrayShiftRight(c, 1)) AS gain,
+                        arrayMap((x, p) -> greatest(p - x, 0.), c, arrayShiftRight(c, 1)) AS loss,
+                        arrayMap((hi, lo, p) -> greatest(hi - lo, abs(p - hi), abs(p - lo)), h, l, arrayShiftRight(c, 1))
+                            AS tr
+                    FROM
+                    (
+                        SELECT
+                            timeframe,
+                            code,
+                            any(step) AS step,
+                            arraySort(x -> x.1, groupArray((bucket_start, close, high, low))) AS s,
+                            length(s) AS n,
+                            arrayMap(x -> x.1, s) AS t,
+                            arrayMap(x -> x.2, s) AS c,
+                            arrayMap(x -> ifNull(x.3, 0.), s) AS h,
+                            arrayMap(x -> ifNull(x.4, 0.), s) AS l,
+                            countIf(high IS NOT NULL AND low IS NOT NULL) = count() AS has_range
+                        FROM
+                        (
+                            SELECT '1m' AS timeframe, window_start AS bucket_start, code, close,
+                                   toNullable(high) AS high, toNullable(low) AS low, 60 AS step
+                            FROM v_ohlc_by_minute
+                            UNION ALL
+                            SELECT '5m', bucket_start, code, close, toNullable(high), toNullable(low), 300 FROM v_candles_5m
+                            UNION ALL
+                            SELECT '15m', bucket_start, code, close, toNullable(high), toNullable(low), 900 FROM v_candles_15m
+                            UNION ALL
+                            SELECT '1h', bucket_start, code, close, toNullable(high), toNullable(low), 3600 FROM v_candles_1h
+                            UNION ALL
+                            SELECT '4h', bucket_start, code, close, toNullable(high), toNullable(low), 14400 FROM v_candles_4h
+                            UNION ALL
+                            SELECT '1d', bucket_start, code, close, toNullable(high), toNullable(low), 86400 FROM v_candles_1d
+                            UNION ALL
+                            SELECT 'daily_close', toDateTime(date, 'UTC'), code, rate, NULL, NULL, 86400 FROM v_hist_daily
+                        )
+                        GROUP BY timeframe, code
+                    )
+                )
             )
-            GROUP BY timeframe, code
         )
     )
 )
-ARRAY JOIN arrayEnumerate(c) AS i;
+ARRAY JOIN
+    t AS bucket_start,
+    arrayMap((i, a, b) -> CAST(i > 1 AND a - b != step AS Bool), j, t, arrayShiftRight(t, 1)) AS gap_before,
+    c AS close,
+    arrayMap((i, s) -> if(i >= 7, s / 7, NULL), j, sum7) AS sma_7,
+    arrayMap((i, m) -> if(i >= 20, m, NULL), j, mid20) AS sma_20,
+    arrayMap((i, s) -> if(i >= 30, s / 30, NULL), j, sum30) AS sma_30,
+    arrayMap((i, s) -> if(i >= 50, s / 50, NULL), j, sum50) AS sma_50,
+    arrayMap((i, s) -> if(i >= 200, s / 200, NULL), j, sum200) AS sma_200,
+    arrayMap((i, v) -> if(i >= 12, v, NULL), j, arraySlice(y, 1, n)) AS ema_12,
+    arrayMap((i, v) -> if(i >= 26, v, NULL), j, arraySlice(y, n + 1, n)) AS ema_26,
+    arrayMap((i, v) -> if(i >= 50, v, NULL), j, arraySlice(y, 2 * n + 1, n)) AS ema_50,
+    arrayMap((i, v) -> if(i >= 200, v, NULL), j, arraySlice(y, 3 * n + 1, n)) AS ema_200,
+    arrayMap((i, m) -> if(i >= 34, m, NULL), j, macd_line) AS macd,
+    arrayMap((i, s) -> if(i >= 34, s, NULL), j, signal) AS macd_signal,
+    arrayMap((i, m, s) -> if(i >= 34, m - s, NULL), j, macd_line, signal) AS macd_hist,
+    -- 100·gain/(gain+loss), and 0 when there was neither gain nor loss.
+    arrayMap((i, g, lo) -> if(i >= 15, if(g + lo = 0, 0, 100 * (g / (g + lo))), NULL), j, arraySlice(y, 5 * n + 1, n),
+             arraySlice(y, 6 * n + 1, n)) AS rsi_14,
+    arrayMap((i, m, sd) -> if(i >= 20, m + 2 * sd, NULL), j, mid20, sd20) AS bb_upper,
+    arrayMap((i, m) -> if(i >= 20, m, NULL), j, mid20) AS bb_middle,
+    arrayMap((i, m, sd) -> if(i >= 20, m - 2 * sd, NULL), j, mid20, sd20) AS bb_lower,
+    arrayMap((i, x, m, sd) -> if(i >= 20 AND sd != 0, (x - (m - 2 * sd)) / ((m + 2 * sd) - (m - 2 * sd)), NULL), j, c,
+             mid20, sd20) AS bb_percent_b,
+    arrayMap((i, m, sd) -> if(i >= 20 AND m != 0, ((m + 2 * sd) - (m - 2 * sd)) / m, NULL), j, mid20, sd20)
+        AS bb_bandwidth,
+    arrayMap((i, v) -> if(i >= 15 AND has_range, v, NULL), j, arraySlice(y, 7 * n + 1, n)) AS atr_14,
+    arrayMap((i, k) -> if(i >= 18 AND has_range, k, NULL), j, slow_k) AS stoch_k,
+    arrayMap((i, a, b, d) -> if(i >= 18 AND has_range, (a + b + d) / 3, NULL), j, slow_k, arrayShiftRight(slow_k, 1),
+             arrayShiftRight(slow_k, 2)) AS stoch_d;
