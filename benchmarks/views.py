@@ -13,7 +13,12 @@ same run:
   hours) vs `v_change_by_second` filtered to the same hour (its window function reads all history).
 
 Both sides must return identical rows. Target: the materialized path >= 20x faster, p50 <= 50 ms
-(p50 over `--runs` reads through clickhouse-connect, as a dashboard would). Prints JSON.
+(p50 over `--runs` reads through clickhouse-connect, as a dashboard would).
+
+Then the indicators over the 1-hour candles (`v_indicators_1h`): RSI, MACD and Bollinger Bands of
+one coin over the whole year, and the latest values of every coin. Target: p50 <= 50 ms each. When
+TA-Lib is installed, the one coin's RSI, MACD and bands are also compared with TA-Lib's on the same
+closes (within 1e-9). `--indicators-only` skips the materialized-vs-plain comparison. Prints JSON.
 """
 
 from __future__ import annotations
@@ -98,6 +103,14 @@ WHERE ts > (SELECT toDateTime(max(fetched_at), 'UTC') FROM coins_current_full) -
 ORDER BY code, ts
 """
 
+# {code}: the middle coin of the dataset (C042 of 100).
+INDICATORS = {
+    "indicators_one_coin_1h": "SELECT bucket_start, close, rsi_14, macd, macd_signal, macd_hist, bb_upper, bb_middle, "
+    "bb_lower FROM v_indicators_1h WHERE code = '{code}' ORDER BY bucket_start",
+    "indicators_latest_all_coins_1h": "SELECT code, bucket_start, rsi_14, macd, macd_signal, macd_hist, bb_upper, "
+    "bb_middle, bb_lower FROM v_indicators_1h ORDER BY code ASC, bucket_start DESC LIMIT 1 BY code",
+}
+
 MATERIALIZED = {
     "ohlc_by_day": "SELECT * EXCEPT samples, samples FROM v_ohlc_by_day ORDER BY date, code",
     "overview": "SELECT * FROM overview_for_dashboard ORDER BY code",
@@ -120,12 +133,30 @@ def timed(client: Any, sql: str, runs: int) -> tuple[list[tuple], list[float]]:
     return rows, timings
 
 
+def agrees_with_talib(rows: list[tuple]) -> bool | None:
+    """The one coin's RSI, MACD and bands against TA-Lib on the same closes; None without TA-Lib."""
+    try:
+        import numpy as np
+        import talib
+    except ImportError:
+        return None
+    close = np.array([row[1] for row in rows], dtype=float)
+    macd = talib.MACD(close, 12, 26, 9)
+    expected = [talib.RSI(close, 14), *macd, *talib.BBANDS(close, 20, 2.0, 2.0, 0)]
+    for index, reference in enumerate(expected, start=2):
+        actual = np.array([np.nan if row[index] is None else row[index] for row in rows], dtype=float)
+        if not np.allclose(actual, reference, rtol=1e-9, atol=1e-9, equal_nan=True):
+            return False
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--coins", type=int, default=100)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--plain-runs", type=int, default=3)
+    parser.add_argument("--indicators-only", action="store_true", help="skip the materialized-vs-plain reads")
     args = parser.parse_args()
     total = args.coins * args.days * 1440
 
@@ -141,13 +172,19 @@ def main() -> None:
             )
             generate_s = time.perf_counter() - started
             started = time.perf_counter()
-            for table in ("coins_current_full", "candles_1d", "coins_latest"):
+            for table in ("coins_current_full", "candles_1h", "candles_1d", "coins_latest"):
                 client.command(f"OPTIMIZE TABLE {table} FINAL")
             optimize_s = time.perf_counter() - started
             assert client.query("SELECT count() FROM coins_current_full").result_rows == [(total,)]
 
             results: dict[str, Any] = {}
-            for name in MATERIALIZED:
+            for name, sql in INDICATORS.items():
+                rows, timings = timed(client, sql.replace("{code}", f"C{(args.coins - 1) * 42 // 99:03d}"), args.runs)
+                p50 = statistics.median(timings)
+                results[name] = {"rows": len(rows), "p50_ms": round(p50, 1), "meets_target": p50 <= 50}
+                if name == "indicators_one_coin_1h":
+                    results[name]["agrees_with_talib"] = agrees_with_talib(rows)
+            for name in () if args.indicators_only else MATERIALIZED:
                 fast_rows, fast = timed(client, MATERIALIZED[name], args.runs)
                 slow_rows, slow = timed(client, PLAIN[name], args.plain_runs)
                 fast_p50, slow_p50 = statistics.median(fast), statistics.median(slow)
