@@ -62,7 +62,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from coinstream.common.kafka_config import admin_config, consumer_config, producer_config
 from coinstream.common.kafka_lag import consumer_lag
 from coinstream.common.kafka_topics import is_replay, topic_ids
-from coinstream.common.settings import Settings
+from coinstream.common.settings import Settings, setting_default
 from coinstream.common.testing_hooks import hook_value
 from coinstream.ksql import ast
 from coinstream.ksql.engine import AggregateRuntime, Pipeline, ProcessingLogEntry
@@ -160,7 +160,7 @@ class KafkaRunner:
         *,
         bootstrap: str | None = None,
         app_id: str = DEFAULT_APP_ID,
-        commit_interval_ms: int = 1000,
+        commit_interval_ms: int = setting_default("ksql_commit_interval_ms"),
         cache: bool = True,
         processing_log_topic: str = DEFAULT_PROCESSING_LOG_TOPIC,
         idle_exit_s: float | None = None,

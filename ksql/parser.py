@@ -664,6 +664,8 @@ class StatementInfo:
     or_replace: bool
     line: int
     column: int
+    start: int = -1  # offsets of the statement in the script (its `;` excluded)
+    end: int = -1
 
 
 def split_statements(text: str) -> list[StatementInfo]:
@@ -697,9 +699,31 @@ def split_statements(text: str) -> list[StatementInfo]:
                     or_replace = True
             result.append(
                 StatementInfo(
-                    statement_text, "CREATE", object_type, name, if_not_exists, or_replace, meta.line, meta.column
+                    statement_text,
+                    "CREATE",
+                    object_type,
+                    name,
+                    if_not_exists,
+                    or_replace,
+                    meta.line,
+                    meta.column,
+                    meta.start_pos,
+                    meta.end_pos,
                 )
             )
         else:
-            result.append(StatementInfo(statement_text, "OTHER", None, None, False, False, meta.line, meta.column))
+            result.append(
+                StatementInfo(
+                    statement_text,
+                    "OTHER",
+                    None,
+                    None,
+                    False,
+                    False,
+                    meta.line,
+                    meta.column,
+                    meta.start_pos,
+                    meta.end_pos,
+                )
+            )
     return result

@@ -23,57 +23,58 @@ _REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def substitute(text: str, variables: Mapping[str, str]) -> str:
     """`text` with every `${name}` replaced by its value; `$${name}` becomes `${name}`."""
-    by_name = {name.lower(): value for name, value in variables.items()}
+    return _substitute(text, variables)[0]
 
-    def replace(match: re.Match[str]) -> str:
+
+def _substitute(text: str, variables: Mapping[str, str]) -> tuple[str, list[tuple[int, int]]]:
+    """The substituted text, and for each replacement (its end in the new text, the length the
+    new text lost or gained there): enough to map a position back to the text as written."""
+    by_name = {name.lower(): value for name, value in variables.items()}
+    parts: list[str] = []
+    shifts: list[tuple[int, int]] = []
+    last = written = 0
+    for match in _REFERENCE.finditer(text):
         escaped, name = match.group(1), match.group(2)
         if escaped:
-            return "${" + name + "}"
-        value = by_name.get(name.lower())
-        if value is None:
-            line = text.count("\n", 0, match.start()) + 1
-            column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
-            raise InvalidStatement(
-                f"variable ${{{name}}} is not defined (known: {', '.join(sorted(by_name)) or 'none'})", line, column
-            )
-        return value
-
-    return _REFERENCE.sub(replace, text)
-
-
-def _pieces(text: str) -> list[str]:
-    """`text` cut after each `;` outside quotes and comments (each piece keeps its `;`)."""
-    pieces, start, i, n = [], 0, 0, len(text)
-    while i < n:
-        char = text[i]
-        if char in "'`\"":
-            end = i + 1
-            while end < n:
-                if text[end] == char:
-                    if end + 1 < n and text[end + 1] == char:  # a doubled quote inside
-                        end += 2
-                        continue
-                    break
-                end += 1
-            i = end + 1
-        elif text.startswith("--", i):
-            newline = text.find("\n", i)
-            i = n if newline < 0 else newline + 1
-        elif text.startswith("/*", i):
-            close = text.find("*/", i + 2)
-            i = n if close < 0 else close + 2
-        elif char == ";":
-            pieces.append(text[start : i + 1])
-            start = i = i + 1
+            value = "${" + name + "}"
         else:
-            i += 1
-    if text[start:].strip():
-        pieces.append(text[start:])
-    return pieces
+            found = by_name.get(name.lower())
+            if found is None:
+                line = text.count("\n", 0, match.start()) + 1
+                column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+                raise InvalidStatement(
+                    f"variable ${{{name}}} is not defined (known: {', '.join(sorted(by_name)) or 'none'})",
+                    line,
+                    column,
+                )
+            value = found
+        parts += [text[last : match.start()], value]
+        written += match.start() - last + len(value)
+        shifts.append((written, len(match.group(0)) - len(value)))
+        last = match.end()
+    parts.append(text[last:])
+    return "".join(parts), shifts
 
 
 def statement_templates(text: str, variables: Mapping[str, str]) -> list[tuple[str, str]]:
     """(substituted, original) text of each statement of a script: what a statement was written
     as, before its `${name}` references got their values. The engine names a query's changelog
-    after the statement as written, so a changed setting (a variable's value) keeps its state."""
-    return [(substitute(piece, variables), piece) for piece in _pieces(text)]
+    after the statement as written, so a changed setting (a variable's value) keeps its state.
+
+    The statements are found by the parser's grammar in the substituted script (the one way
+    statements are split here); their bounds, never inside a value, map back to the text as
+    written."""
+    from coinstream.ksql.parser import split_statements
+
+    substituted, shifts = _substitute(text, variables)
+
+    def written(position: int) -> int:
+        return position + sum(shift for end, shift in shifts if end <= position)
+
+    return [
+        (
+            substituted[info.start : info.end].strip() + ";",
+            text[written(info.start) : written(info.end)].strip() + ";",
+        )
+        for info in split_statements(substituted)
+    ]
