@@ -106,6 +106,84 @@ def test_daily_close_and_ten_day_average(readonly):
     )
 
 
+def test_daily_close_and_thirty_day_average(readonly):
+    _, rows = run(readonly, "daily_close_30d", "BTC")
+    # BTC's 14 closes 2024-02-25 … 03-09 are 50000 + 500*d (d = 0 … 13), all within 30 days of 03-09.
+    assert len(rows) == 14
+    assert rows[-1] == (dt.date(2024, 3, 9), dt.datetime(2024, 3, 9, 12), "BTC", 56500.0, 50000.0 + 500 * 6.5)
+
+
+def test_performance_against_exact_calendar_days(readonly):
+    _, rows = run(readonly, "performance", None)
+    # Latest closes: BTC 2024-03-09 (56500; 03-08 56000, 03-02 53000), ETH 2024-03-09 (2900; 03-08 2850,
+    # 03-02 2550). 30, 90, 365 days back and 2023 have no close; the closes only rose: ATH = latest.
+    noon = dt.datetime(2024, 3, 9, 12)
+    assert rows == [
+        (
+            "BTC",
+            56500.0,
+            noon,
+            pytest.approx((56500 / 56000 - 1) * 100, rel=1e-12),
+            pytest.approx((56500 / 53000 - 1) * 100, rel=1e-12),
+            None,
+            None,
+            None,
+            None,
+            56500.0,
+            0.0,
+        ),
+        (
+            "ETH",
+            2900.0,
+            noon,
+            pytest.approx((2900 / 2850 - 1) * 100, rel=1e-12),
+            pytest.approx((2900 / 2550 - 1) * 100, rel=1e-12),
+            None,
+            None,
+            None,
+            None,
+            2900.0,
+            0.0,
+        ),
+    ]
+
+
+def test_volatility_and_drawdown_of_the_daily_closes(readonly):
+    import math
+    import statistics
+
+    _, rows = run(readonly, "volatility", "BTC")
+    closes = [50000.0 + 500 * d for d in range(14)]
+    returns = [math.log(closes[d] / closes[d - 1]) for d in range(1, 14)]
+    # 03-09: the returns dated 03-03 … 03-09 (the last 7) and all 13 for 30 and 90 days; 02-25 has none.
+    assert rows[0] == (dt.date(2024, 2, 25), "BTC", None, None, None)
+    assert rows[-1] == (
+        dt.date(2024, 3, 9),
+        "BTC",
+        pytest.approx(statistics.stdev(returns[-7:]) * math.sqrt(365), rel=1e-9),
+        pytest.approx(statistics.stdev(returns) * math.sqrt(365), rel=1e-9),
+        pytest.approx(statistics.stdev(returns) * math.sqrt(365), rel=1e-9),
+    )
+    _, rows = run(readonly, "drawdown", "BTC")
+    assert rows == [(dt.date(2024, 2, 25) + dt.timedelta(days=d), "BTC", 0.0, 0.0, 0.0) for d in range(14)]
+
+
+def test_indicator_cards_per_timeframe(readonly):
+    # BTC has 10 one-minute candles, 2 of 5 minutes and 1 of every longer timeframe: each is shorter
+    # than any indicator's lookback except SMA(7)'s, so every RSI, MACD and band value is NULL.
+    _, rows = run(readonly, "rsi", "BTC")
+    by_timeframe = {tf: sum(row[1] == tf for row in rows) for tf in ("1m", "5m", "15m", "1h", "4h", "1d")}
+    assert by_timeframe == {"1m": 10, "5m": 2, "15m": 1, "1h": 1, "4h": 1, "1d": 1}
+    assert all(row[3:] == (None, None, None) for row in rows)
+    _, rows = run(readonly, "macd", "BTC")
+    assert len(rows) == 16 and all(row[3:] == (None, None, None) for row in rows)
+    _, rows = run(readonly, "bollinger", "BTC")
+    one_minute = [row for row in rows if row[1] == "1m"]
+    # The 1-minute closes are 60010 + 100*m; the bands need 20 of them.
+    assert [row[3] for row in one_minute] == [60010.0 + 100 * m for m in range(10)]
+    assert all(value is None for row in one_minute for value in row[4:])
+
+
 def test_a_quote_in_the_coin_is_a_literal_not_sql(readonly):
     _, rows = run(readonly, "ohlc_1m", "BTC' OR '1'='1")
     assert rows == []
