@@ -634,7 +634,7 @@ class Compiler:
         negate = "not " if node.negate else ""
         literal = isinstance(node.pattern, ast.Literal) and isinstance(node.pattern.value, str)
         try:
-            regex = self.const(_like_regex(node.pattern.value, node.escape)) if literal else None  # type: ignore[attr-defined]
+            regex = self.const(_like_regex(node.pattern.value, node.escape)) if literal else None  # type: ignore[attr-defined]  # `literal` checked the node is a string Literal
         except ValueError:
             regex = None
         if regex is not None:

@@ -101,7 +101,7 @@ class SourceReader:
         self._ts_index = None
         self._ts_parse = None
         if source.timestamp_column is not None:
-            index, column = source.find(source.timestamp_column)  # type: ignore[misc]
+            index, column = source.find(source.timestamp_column)  # type: ignore[misc]  # the planner checked the column exists
             self._ts_index = index
             if column.type.base == "STRING":
                 pattern = timefmt.parser(source.timestamp_format or "")
@@ -394,7 +394,7 @@ class AggregateRuntime(QueryRuntime):
         passed = self._having_passed
         if st is not None:
             try:
-                ok = bool(self.plan.having(key, ws, we, st))  # type: ignore[misc]
+                ok = bool(self.plan.having(key, ws, we, st))  # type: ignore[misc]  # set whenever the query has HAVING
             except Exception:
                 ok = False
             if ok:

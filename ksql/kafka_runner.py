@@ -505,7 +505,7 @@ class KafkaRunner:
                         if message.value() == barriers[where]:
                             pending.discard(where)
                     elif key == POSITION_KEY:
-                        results[where] = (latest, json.loads(message.value()))  # type: ignore[arg-type]
+                        results[where] = (latest, json.loads(message.value()))  # type: ignore[arg-type]  # position records always have a value
                     else:
                         latest[key] = message.value()
         finally:
@@ -661,7 +661,7 @@ class KafkaRunner:
                         tuple[str, int, int], (message.topic(), message.partition(), message.offset())
                     )
                     _kind, timestamp = message.timestamp()
-                    if is_replay(message.headers()):  # type: ignore[arg-type]
+                    if is_replay(message.headers()):  # type: ignore[arg-type]  # confluent-kafka's stub widens header values
                         process(
                             topic,
                             partition,

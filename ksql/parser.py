@@ -625,7 +625,7 @@ class _CreateParts:
         # the grammar always gives a kind and a name (and a query for AS SELECT)
         self.kind: str = ""
         self.name: str = ""
-        self.query: ast.Query = None  # type: ignore[assignment]
+        self.query: ast.Query = None  # type: ignore[assignment]  # the grammar always supplies it for AS SELECT
         self.columns: tuple = ()
         self.properties: tuple = ()
         for child in children:
@@ -692,7 +692,7 @@ def split_statements(text: str) -> list[StatementInfo]:
                 if child.data == "kind":
                     object_type = str(child.children[0]).upper()
                 elif child.data == "identifier" and name is None:
-                    name = normalize_identifier(child.children[0])  # type: ignore[arg-type]
+                    name = normalize_identifier(child.children[0])  # type: ignore[arg-type]  # an identifier node holds one Token
                 elif child.data == "if_not_exists":
                     if_not_exists = True
                 elif child.data == "or_replace":

@@ -301,15 +301,15 @@ def coercer(sql_type: SqlType) -> Callable[[Any], Any]:
     elif base == "BYTES":
         inner = _to_bytes
     elif base == "ARRAY":
-        element = coercer(sql_type.element)  # type: ignore[arg-type]
+        element = coercer(sql_type.element)  # type: ignore[arg-type]  # an ARRAY type always has its element
 
         def inner(value: Any) -> list:
             if not isinstance(value, list):
                 raise CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: ARRAY")
             return [element(item) for item in value]
     elif base == "MAP":
-        key = coercer(sql_type.key)  # type: ignore[arg-type]
-        value_of = coercer(sql_type.element)  # type: ignore[arg-type]
+        key = coercer(sql_type.key)  # type: ignore[arg-type]  # a MAP type always has key and value types
+        value_of = coercer(sql_type.element)  # type: ignore[arg-type]  # as above
 
         def inner(value: Any) -> dict:
             if not isinstance(value, dict):

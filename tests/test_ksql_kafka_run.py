@@ -63,7 +63,7 @@ def start_runner(bootstrap: str, tmp_path: Path, *args: str, hooks: str = "") ->
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    process.log_path = log_path  # type: ignore[attr-defined]
+    process.log_path = log_path
     return process
 
 
@@ -71,10 +71,10 @@ def wait_until_assigned(process: subprocess.Popen, timeout_s: float = 60) -> Non
     """Block until the runner has joined the group and restored its state (it logs "assigned")."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if "ksql.kafka_runner: assigned" in process.log_path.read_text():  # type: ignore[attr-defined]
+        if "ksql.kafka_runner: assigned" in process.log_path.read_text():
             return
         if process.poll() is not None:
-            raise AssertionError(f"runner exited with {process.returncode}: {process.log_path.read_text()[-3000:]}")  # type: ignore[attr-defined]
+            raise AssertionError(f"runner exited with {process.returncode}: {process.log_path.read_text()[-3000:]}")
         time.sleep(0.05)
     raise AssertionError("runner never got its partitions")
 
@@ -164,7 +164,7 @@ def test_run_refuses_session_windows(bootstrap: str, tmp_path: Path) -> None:
         assert runner.wait(timeout=60) == 2
     finally:
         stop(runner)
-    assert "coinstream ksql run: unsupported: CTAS_T_1: SESSION windows in ksql run" in runner.log_path.read_text()  # type: ignore[attr-defined]
+    assert "coinstream ksql run: unsupported: CTAS_T_1: SESSION windows in ksql run" in runner.log_path.read_text()
 
 
 # ---- crash and restart ------------------------------------------------------------------------------------------

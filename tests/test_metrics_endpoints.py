@@ -92,8 +92,8 @@ def test_engine_metrics_count_the_known_input_exactly(kafka_bootstrap, tmp_path,
         engine_status = status(tmp_path, "--only", "engine-metrics", "--format", "json", KSQL_METRICS_PORT=str(port))
     finally:
         terminate(runner, 30)
-    assert runner.returncode == 0, runner.log_path.read_text()  # type: ignore[attr-defined]
-    assert f"engine metrics on {url}" in runner.log_path.read_text()  # type: ignore[attr-defined]
+    assert runner.returncode == 0, runner.log_path.read_text()
+    assert f"engine metrics on {url}" in runner.log_path.read_text()
 
     logged = Counter((source_name, kind) for source_name, _offset, _reason, kind in EXPECTED_LOG)
     assert counters(samples) == {
@@ -149,7 +149,7 @@ def test_engine_metrics_count_the_known_input_exactly(kafka_bootstrap, tmp_path,
         samples = scrape(url)
     finally:
         terminate(second, 30)
-    assert second.returncode == 0, second.log_path.read_text()  # type: ignore[attr-defined]
+    assert second.returncode == 0, second.log_path.read_text()
     # No record read, written or logged; no lag reported before the first record is consumed.
     assert counters(samples) == {
         **restored,
