@@ -13,6 +13,8 @@ series (the buckets that exist, in time order); each view column must match with
 from __future__ import annotations
 
 import datetime as dt
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ talib = pytest.importorskip("talib")
 np = pytest.importorskip("numpy")
 
 from coinstream.clickhouse.migrations import migrate  # noqa: E402 - after the importorskip above
+from coinstream.clickhouse.view_files import VIEWS_DIR  # noqa: E402
 
 pytest_plugins = ["tests.fixtures_clickhouse"]
 
@@ -198,3 +201,49 @@ def test_the_fixture_has_what_the_comparison_needs(loaded: Any):
         rsi = talib.RSI(data[(timeframe, "ETH")]["close"], 14)
         assert (rsi[14:40] == 0).all(), "TA-Lib answers 0 when the average gain and loss are both 0"
         assert np.isnan(talib.SMA(data[(timeframe, "SHORT")]["close"], 200)).all()
+
+
+# The lines a per-timeframe view may have of its own: the view's name, its output columns and the
+# read of its candles (the line that ends FROM v_<source>). Everything else is the one definition.
+OWN_LINES = (
+    re.compile(r"^CREATE OR REPLACE VIEW v_indicators_\w+ AS$"),
+    re.compile(r"^SELECT (bucket_start|toDate\(bucket_start\) AS date), code, gap_before, .*$"),
+    re.compile(r"^ *SELECT .* FROM v_(ohlc_by_minute|candles_\w+|hist_daily)$"),
+)
+
+
+def definition(path: Path) -> list[str]:
+    """A per-timeframe view's SQL from its CREATE on, its own lines replaced by a placeholder."""
+    text = path.read_text()
+    lines = text[text.index("CREATE OR REPLACE VIEW") :].splitlines()
+    return [next((f"<own {i}>" for i, own in enumerate(OWN_LINES) if own.match(line)), line) for line in lines]
+
+
+def test_per_timeframe_views_are_one_definition():
+    """Each v_indicators_<timeframe> holds the whole definition (so a read analyses one timeframe's
+    query only); the files may differ only in the name, the output columns and the candle read."""
+    definitions = {timeframe: definition(VIEWS_DIR / f"v_indicators_{timeframe}.sql") for timeframe in STEPS}
+    for timeframe, lines in definitions.items():
+        assert [line for line in lines if line.startswith("<own")] == ["<own 0>", "<own 1>", "<own 2>"], timeframe
+        assert lines == definitions["1h"], timeframe
+
+
+@pytest.mark.parametrize("timeframe", list(STEPS))
+def test_shared_view_has_the_per_timeframe_rows(loaded: Any, timeframe: str):
+    """v_indicators (every timeframe, for the dashboard's cards) and v_indicators_<timeframe> are
+    written separately; the same rows, value for value, say they did not drift apart."""
+    client, _ = loaded
+    time_column = "toDate(bucket_start) AS date" if timeframe == "daily_close" else "bucket_start"
+    columns = "gap_before, close, sma_7, sma_20, sma_30, sma_50, sma_200, ema_12, ema_26, ema_50, ema_200, macd, "
+    columns += "macd_signal, macd_hist, rsi_14, bb_upper, bb_middle, bb_lower, bb_percent_b, bb_bandwidth"
+    if timeframe != "daily_close":
+        columns += ", atr_14, stoch_k, stoch_d"
+    order = "code, date" if timeframe == "daily_close" else "code, bucket_start"
+    shared = client.query(
+        f"SELECT code, {time_column}, {columns} FROM v_indicators WHERE timeframe = '{timeframe}' ORDER BY {order}"
+    ).result_rows
+    own = client.query(
+        f"SELECT code, {order.split(', ')[1]}, {columns} FROM v_indicators_{timeframe} ORDER BY {order}"
+    ).result_rows
+    assert len(own) > 0
+    assert shared == own

@@ -1,7 +1,13 @@
 -- The standard indicators, computed as TA-Lib computes them (its default settings: EMA seeded
 -- with the SMA of its first period, RSI and ATR with Wilder's smoothing, Bollinger Bands with the
--- population standard deviation), over every timeframe at once; v_indicators_<timeframe> are this
--- view filtered to one timeframe, and that filter, like one on code, reaches the candle reads.
+-- population standard deviation), over every timeframe at once, for readers that break the series
+-- out by timeframe (the dashboard's indicator cards); a filter on timeframe or code reaches the
+-- candle reads. v_indicators_1m … _1d and _daily_close hold the same definition, each over its own
+-- candles only: a read of one timeframe is then analysed over that timeframe's query alone, which
+-- a filter on this view is not (its analysis cost more than computing a coin's year of hourly
+-- values). Built as a UNION ALL of those seven views instead, this view would be analysed seven
+-- times per read, which made a card three times slower; tests/test_indicators.py checks that its
+-- rows are theirs, value for value.
 --
 -- Series: one per (timeframe, code), the buckets that exist, in time order. Nothing is filled or
 -- interpolated: an indicator runs over the rows it has, and gap_before says when the previous
