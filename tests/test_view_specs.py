@@ -138,10 +138,41 @@ def test_view_case(clickhouse_client: Any, name: str, case: dict[str, Any]):
     assert _rows(clickhouse_client, case["query"]) == case["expect"], case["name"]
 
 
-def test_the_readme_views_table_is_generated_from_the_specs():
-    from coinstream.clickhouse.view_docs import README, readme_with_table
+def test_the_views_command_lists_every_view_from_its_files_and_no_readme_keeps_a_copy():
+    from click.testing import CliRunner
 
-    text = README.read_text()
-    assert text == readme_with_table(text), "run: python -m coinstream.clickhouse.view_docs --write"
-    listed = re.findall(r"^\| `(\w+)` \|", text[text.index("## The views") :], re.M)
-    assert listed == VIEW_NAMES
+    from coinstream.cli import main
+
+    listing = CliRunner().invoke(main, ["clickhouse", "views"])
+    assert listing.exit_code == 0, listing.output
+    lines = listing.output.splitlines()
+    assert [line.split()[0] for line in lines] == VIEW_NAMES
+    assert [line.split()[1] == "dashboard" for line in lines] == [view_spec(name)["dashboard"] for name in VIEW_NAMES]
+    assert "v_hist_gaps                           Days without a usable close, with the reason" in listing.output
+
+    detail = CliRunner().invoke(main, ["clickhouse", "views", "v_30_day_mov_avg"])
+    assert detail.exit_code == 0, detail.output
+    assert detail.output.splitlines()[:12] == [
+        "v_30_day_mov_avg",
+        "",
+        "The average close over the thirty calendar days ending on `date` (date-29 … date) that have data,",
+        "beside the 10-day one with the same rules.",
+        "",
+        "columns:",
+        "  date         Date",
+        "  code         LowCardinality(String)",
+        "  rate         Float64",
+        "  mov_avg_30d  Float64",
+        "",
+        "read by a dashboard: yes",
+    ]
+
+    table = CliRunner().invoke(main, ["clickhouse", "views", "--markdown"])
+    assert table.output.splitlines()[:2] == ["| view | columns | answers | dashboards |", "|---|---|---|---|"]
+    assert re.findall(r"^\| `(\w+)` \|", table.output, re.M) == VIEW_NAMES
+
+    unknown = CliRunner().invoke(main, ["clickhouse", "views", "v_nope"])
+    assert unknown.exit_code == 1 and "no view 'v_nope'" in unknown.output
+
+    for readme in [REPO / "README.md", REPO / "clickhouse" / "schema" / "README.md"]:
+        assert not re.search(r"^\| `v_\w+` \|", readme.read_text(), re.M), f"{readme} keeps a views table"

@@ -4,8 +4,8 @@
 other process (producers, loader, dashboards, `coinstream sql`) uses clickhouse-connect over HTTP
 exactly as against a real ClickHouse server.
 
-`migrate` lives in `clickhouse_migrate.py` (it needs no server of its own) and is added to the group
-here, with `serve`.
+`migrate` (clickhouse_migrate.py) and `views` (clickhouse_views.py) need no server of their own and
+are added to the group here, with `serve`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from coinstream.cli.commands.clickhouse_migrate import migrate_command
+from coinstream.cli.commands.clickhouse_views import views_command
 from coinstream.cli.setting_options import setting_option
 from coinstream.common.settings import Settings
 
@@ -26,6 +27,7 @@ def command() -> None:
 
 
 command.add_command(migrate_command)
+command.add_command(views_command)
 
 
 @command.command("serve")
