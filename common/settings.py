@@ -307,6 +307,15 @@ class Settings(BaseSettings):
         ge=1,
         le=600_000,
     )
+    indicators_interval_ms: int = setting(
+        5000,
+        "Freshness",
+        "a whole number of milliseconds, 100-3600000",
+        "How often `coinstream indicators` recomputes the indicator series whose candles changed, in ms: "
+        "how far the v_indicators views may lag the candles.",
+        ge=100,
+        le=3_600_000,
+    )
     rate_max_clock_skew_ms: int = setting(
         DEFAULT_MAX_CLOCK_SKEW_MS,
         "Freshness",

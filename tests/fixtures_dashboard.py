@@ -195,11 +195,15 @@ def history_rows() -> list[list[Any]]:
 
 
 def load_known_dataset(client: Any) -> None:
-    """Insert the whole dataset (the database must be migrated)."""
+    """Insert the whole dataset (the database must be migrated), then compute its indicators as
+    `coinstream indicators` would (one cycle)."""
+    from coinstream.clickhouse.indicators.maintainer import IndicatorMaintainer
+
     client.insert("coins_current_full", live_rows(), column_names=LIVE_COLUMNS)
     client.insert("ohlc_by_minute", ohlc_rows(), column_names=OHLC_COLUMNS)
     client.insert("mov_avg_60s", mov_avg_rows(), column_names=MOV_AVG_COLUMNS)
     client.insert("coins_historical", history_rows(), column_names=HISTORY_COLUMNS)
+    IndicatorMaintainer(client).run_once()
 
 
 @contextmanager

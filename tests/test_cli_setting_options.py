@@ -34,6 +34,7 @@ def test_the_overriding_options_and_their_ranges():
         "coinstream broker --port": ("kafka_local_port", 1, 65535),
         "coinstream clickhouse serve --port": ("clickhouse_port", 0, 65535),
         "coinstream dashboard --port": ("dashboard_port", 0, 65535),
+        "coinstream indicators --interval-ms": ("indicators_interval_ms", 100, 3_600_000),
         "coinstream ksql run --commit-interval-ms": ("ksql_commit_interval_ms", 10, None),
         "coinstream ksql run --metrics-port": ("ksql_metrics_port", 0, 65535),
         "coinstream load --batch-ms": ("loader_batch_ms", 1, 600_000),

@@ -64,6 +64,7 @@ SECRETS_BY_SERVICE = {
     "loader": {"CLICKHOUSE_PASSWORD"},  # inserts
     "producer": {"LCW_API_KEY"},  # LiveCoinWatch only, no ClickHouse
     "historical": {"LCW_API_KEY", "CLICKHOUSE_PASSWORD"},  # + writes its progress
+    "indicators": {"CLICKHOUSE_PASSWORD"},  # reads candles, writes the indicator store
     "dashboard": {"CLICKHOUSE_READONLY_PASSWORD"},  # reads as the read-only user
     "sim-api": set(),
 }
@@ -244,6 +245,7 @@ def test_start_order_of_the_pipeline(services):
         "sim-api": "service_healthy",
         "migrate": "service_completed_successfully",
     }
+    assert waits_for("indicators") == {"migrate": "service_completed_successfully"}
     assert waits_for("metabase-setup") == {"metabase": "service_healthy"}
     assert waits_for("metabase-provision") == {
         "metabase-setup": "service_completed_successfully",
@@ -271,6 +273,7 @@ def test_app_services_run_the_built_image_with_a_real_command_line(services):
     assert sorted(apps) == [
         "dashboard",
         "historical",
+        "indicators",
         "ksql-apply",
         "loader",
         "metabase-provision",
@@ -308,7 +311,7 @@ def test_one_shot_jobs_and_long_running_services(services):
 
 
 KAFKA_CLIENTS = {"loader", "producer", "historical"}
-CLICKHOUSE_WRITERS = {"migrate", "loader", "historical"}
+CLICKHOUSE_WRITERS = {"migrate", "loader", "historical", "indicators"}
 CLICKHOUSE_READERS = {"dashboard", "metabase-provision"}
 METRICS_SERVICES = {"loader", "producer", "historical"}
 
@@ -330,6 +333,7 @@ def container_settings(service: dict[str, Any], env: pytest.MonkeyPatch):
         "loader",
         "producer",
         "historical",
+        "indicators",
         "dashboard",
         "sim-api",
     ],
@@ -492,6 +496,7 @@ def test_every_variable_is_documented_in_env_example(raw):
         "HISTORICAL_DAILY_CREDITS",
         "HISTORICAL_METRICS_PORT",
         "HTTP_ALLOWED_ORIGINS",
+        "INDICATORS_INTERVAL_MS",
         "KAFKA_LOCAL_PORT",
         "KAFKA_REPLICATION_FACTOR",
         "KAFKA_TOPIC_PARTITIONS",

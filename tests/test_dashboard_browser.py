@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from coinstream.clickhouse.indicators.maintainer import IndicatorMaintainer
 from tests.fixtures_dashboard import load_known_dataset, start_dashboard
 
 pytest_plugins = ["tests.fixtures_clickhouse", "tests.fixtures_dashboard"]
@@ -192,6 +193,7 @@ def test_indicator_panels_under_the_candles(clickhouse_server, migrated_database
     client = clickhouse_server.client(database=migrated_database)
     try:
         client.insert("ohlc_by_minute", rows, column_names=OHLC_COLUMNS)
+        IndicatorMaintainer(client).run_once()  # as `coinstream indicators` does
     finally:
         client.close()
 

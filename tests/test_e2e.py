@@ -234,6 +234,34 @@ def restarts_since(up: UpProcess, since: int) -> dict[str, int]:
     return counts
 
 
+def assert_indicators_follow_the_candles(up: UpProcess, timeout_s: float = 60.0) -> None:
+    """The maintainer `up` starts follows the candles (the rollups' materialized views mark each
+    series they touch): within a few cycles every 1-minute and 5-minute candle has its indicator row,
+    with the candle's close, and no other row exists."""
+    pairs = {
+        "v_indicators_1m": "SELECT code, window_start, close FROM v_ohlc_by_minute",
+        "v_indicators_5m": "SELECT code, bucket_start, close FROM v_candles_5m",
+    }
+    client = up.clickhouse()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            differing = {
+                view: (
+                    set(client.query(f"SELECT code, bucket_start, close FROM {view}").result_rows),
+                    set(client.query(candles).result_rows),
+                )
+                for view, candles in pairs.items()
+            }
+            differing = {view: sides for view, sides in differing.items() if sides[0] != sides[1] or not sides[1]}
+            if not differing or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        client.close()
+    assert not differing, {view: (len(ours), len(theirs)) for view, (ours, theirs) in differing.items()}
+
+
 def run_until(seconds_from_now: float) -> None:
     time.sleep(max(0.0, seconds_from_now))
 
@@ -266,6 +294,8 @@ def test_e2e_views_equal_an_independent_computation_from_the_raw_records(stack):
     mark = len(up.output())
     settled = settle(stack)
     assert_everything_equal(stack, settled)
+
+    assert_indicators_follow_the_candles(up)
 
     minutes = {start for (_code, start) in settled.expected["v_ohlc_by_minute"]}
     assert len(minutes) >= 2 and len(settled.expected["v_60_sec_mov_avg"]) >= 3 * 10

@@ -5,16 +5,20 @@ coins: five of 2,000 buckets with gaps (a few buckets missing), at prices from 0
 crossing UTC midnight and the 2025 → 2026 year boundary, one of them starting with a constant
 stretch (RSI's 0/0 case, a zero Bollinger width, a zero stochastic range) and holding another one
 later; plus a coin of 150 buckets (fewer than the longest period, 200) and one of 10. The rows go
-straight into the landing and rollup tables. TA-Lib computes every indicator on each coin's
-series (the buckets that exist, in time order); each view column must match within 1e-9
-(relative, or absolute near zero) and be NULL exactly where TA-Lib answers NaN.
+straight into the landing and rollup tables, and `coinstream indicators`' maintainer runs one
+cycle. TA-Lib computes every indicator on each coin's series (the buckets that exist, in time
+order); each view column must match within 1e-9 (relative, or absolute near zero) and be NULL
+exactly where TA-Lib answers NaN.
+
+Then the store is attacked the way the pipeline uses it: candles arriving in parts, a late rate
+changing an old bucket, a maintainer restarted or killed before it recorded its cycle, rates
+through the real insert path (the rollups' materialized views must mark the series).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from pathlib import Path
+import time
 from typing import Any
 
 import pytest
@@ -22,8 +26,9 @@ import pytest
 talib = pytest.importorskip("talib")
 np = pytest.importorskip("numpy")
 
-from coinstream.clickhouse.migrations import migrate  # noqa: E402 - after the importorskip above
-from coinstream.clickhouse.view_files import VIEWS_DIR  # noqa: E402
+from coinstream.clickhouse.indicators.maintainer import IndicatorMaintainer  # noqa: E402 - after importorskip
+from coinstream.clickhouse.indicators.sources import TIMEFRAMES  # noqa: E402
+from coinstream.clickhouse.migrations import migrate  # noqa: E402
 
 pytest_plugins = ["tests.fixtures_clickhouse"]
 
@@ -141,6 +146,7 @@ def loaded(clickhouse_server: Any):
     migrate(client)
     data = fixture_series()
     load(client, data)
+    IndicatorMaintainer(client).run_once()
     try:
         yield client, data
     finally:
@@ -203,31 +209,6 @@ def test_the_fixture_has_what_the_comparison_needs(loaded: Any):
         assert np.isnan(talib.SMA(data[(timeframe, "SHORT")]["close"], 200)).all()
 
 
-# The lines a per-timeframe view may have of its own: the view's name, its output columns and the
-# read of its candles (the line that ends FROM v_<source>). Everything else is the one definition.
-OWN_LINES = (
-    re.compile(r"^CREATE OR REPLACE VIEW v_indicators_\w+ AS$"),
-    re.compile(r"^SELECT (bucket_start|toDate\(bucket_start\) AS date), code, gap_before, .*$"),
-    re.compile(r"^ *SELECT .* FROM v_(ohlc_by_minute|candles_\w+|hist_daily)$"),
-)
-
-
-def definition(path: Path) -> list[str]:
-    """A per-timeframe view's SQL from its CREATE on, its own lines replaced by a placeholder."""
-    text = path.read_text()
-    lines = text[text.index("CREATE OR REPLACE VIEW") :].splitlines()
-    return [next((f"<own {i}>" for i, own in enumerate(OWN_LINES) if own.match(line)), line) for line in lines]
-
-
-def test_per_timeframe_views_are_one_definition():
-    """Each v_indicators_<timeframe> holds the whole definition (so a read analyses one timeframe's
-    query only); the files may differ only in the name, the output columns and the candle read."""
-    definitions = {timeframe: definition(VIEWS_DIR / f"v_indicators_{timeframe}.sql") for timeframe in STEPS}
-    for timeframe, lines in definitions.items():
-        assert [line for line in lines if line.startswith("<own")] == ["<own 0>", "<own 1>", "<own 2>"], timeframe
-        assert lines == definitions["1h"], timeframe
-
-
 @pytest.mark.parametrize("timeframe", list(STEPS))
 def test_shared_view_has_the_per_timeframe_rows(loaded: Any, timeframe: str):
     """v_indicators (every timeframe, for the dashboard's cards) and v_indicators_<timeframe> are
@@ -247,3 +228,241 @@ def test_shared_view_has_the_per_timeframe_rows(loaded: Any, timeframe: str):
     ).result_rows
     assert len(own) > 0
     assert shared == own
+
+
+def test_latest_view_is_the_last_row_of_each_series(loaded: Any):
+    """v_indicators_latest: one row per timeframe and coin, its last bucket, TA-Lib's last values."""
+    client, data = loaded
+    result = client.query(
+        "SELECT timeframe, code, bucket_start, close, ema_200, macd_signal, rsi_14, bb_lower, atr_14, stoch_d "
+        "FROM v_indicators_latest ORDER BY timeframe, code"
+    )
+    assert [(row[0], row[1]) for row in result.result_rows] == sorted(data)
+    problems: list[str] = []
+    for row in result.result_rows:
+        timeframe, code, bucket_start = row[:3]
+        s = data[(timeframe, code)]
+        assert bucket_start == dt.datetime.fromtimestamp(int(s["t"][-1]), dt.timezone.utc).replace(tzinfo=None)
+        expected = reference(s, STEPS[timeframe], timeframe != "daily_close")
+        for name, actual in zip(["close", "ema_200", "macd_signal", "rsi_14", "bb_lower"], row[3:8], strict=True):
+            problems += [f"{timeframe} {code} {p}" for p in mismatches(name, [actual], expected[name][-1:])]
+        if timeframe == "daily_close":
+            assert row[8:] == (None, None), code
+        else:
+            for name, actual in zip(["atr_14", "stoch_d"], row[8:], strict=True):
+                problems += [f"{timeframe} {code} {p}" for p in mismatches(name, [actual], expected[name][-1:])]
+    assert problems == []
+
+
+@pytest.fixture
+def fresh(clickhouse_server: Any):
+    """A migrated database of its own, for the tests that change candles between cycles."""
+    database = f"indicators_inc_{dt.datetime.now().strftime('%H%M%S%f')}"
+    admin = clickhouse_server.client()
+    admin.command(f"CREATE DATABASE {database}")
+    client = clickhouse_server.client(database=database)
+    migrate(client)
+    try:
+        yield client
+    finally:
+        client.close()
+        admin.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+        admin.close()
+
+
+def insert_1h(client: Any, code: str, s: dict[str, Any], rows: slice, version: int = 0) -> None:
+    """Candles straight into candles_1h; a higher `version` wins the bucket's close (argMax)."""
+    values = [
+        (code, dt.datetime.fromtimestamp(int(t), dt.timezone.utc), float(o), float(h), float(lo), float(c))
+        for t, o, h, lo, c in zip(s["t"], s["open"], s["high"], s["low"], s["close"], strict=True)
+    ][rows]
+    client.insert("fixture_1h", values, column_names=["code", "t", "open", "high", "low", "close"])
+    client.command(
+        "INSERT INTO candles_1h SELECT code, t, argMinState(open, toInt128(0)), max(high), min(low), "
+        f"argMaxState(close, toInt128({version})), toUInt64(1) FROM fixture_1h GROUP BY code, t"
+    )
+    client.command("TRUNCATE TABLE fixture_1h")
+    time.sleep(0.01)  # marks of this insert are strictly older than the next cycle's start
+
+
+def assert_matches_talib_1h(client: Any, series_by_code: dict[str, dict[str, Any]]) -> None:
+    result = client.query("SELECT * FROM v_indicators_1h ORDER BY code, bucket_start")
+    columns = dict(zip(result.column_names, zip(*result.result_rows, strict=True), strict=True))
+    assert sorted(set(columns["code"])) == sorted(series_by_code)
+    problems: list[str] = []
+    for code, s in series_by_code.items():
+        rows = [i for i, c in enumerate(columns["code"]) if c == code]
+        assert len(rows) == len(s["t"]), code
+        for name, values in reference(s, 3600, True).items():
+            problems += [f"{code} {p}" for p in mismatches(name, [columns[name][i] for i in rows], values)]
+    assert problems == []
+
+
+def test_candles_in_parts_a_late_change_and_a_restart_give_talibs_values(fresh: Any):
+    """Each cycle recomputes exactly the marked series from the marked bucket; the result is the
+    one-shot answer for the candles as they end up."""
+    client = fresh
+    client.command(
+        "CREATE TABLE fixture_1h (code String, t DateTime('UTC'), open Float64, high Float64, "
+        "low Float64, close Float64) ENGINE = Memory"
+    )
+    growing, revised = series("1h", "BTC", seed=11), series("1h", "ETH", seed=12)
+    insert_1h(client, "GROW", growing, slice(0, 1200))
+    insert_1h(client, "REV", revised, slice(0, BUCKETS))
+    first = IndicatorMaintainer(client, margin_s=0).run_once()
+    assert first.buckets == {"1h": 1200 + BUCKETS} and first.series == {"1h": 2}
+
+    insert_1h(client, "GROW", growing, slice(1200, BUCKETS))
+    # A late rate: bucket 600 of REV closes elsewhere inside its range (high and low unchanged).
+    late = {key: values.copy() for key, values in revised.items()}
+    late["close"][600] = (late["high"][600] + late["low"][600]) / 2
+    insert_1h(client, "REV", late, slice(600, 601), version=1)
+
+    restarted = IndicatorMaintainer(client, margin_s=0)
+    second = restarted.run_once()
+    assert second.buckets == {"1h": (BUCKETS - 1200) + (BUCKETS - 600)}
+    assert_matches_talib_1h(client, {"GROW": growing, "REV": late})
+    assert restarted.run_once().buckets == {}
+
+
+class _KilledBeforeRecording:
+    """A client whose process dies between inserting the rows and recording the cycle."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
+        if table == "indicator_cycles":
+            raise ConnectionError("killed")
+        return self._client.insert(table, *args, **kwargs)
+
+
+def test_a_cycle_that_was_not_recorded_is_done_again(fresh: Any):
+    client = fresh
+    client.command(
+        "CREATE TABLE fixture_1h (code String, t DateTime('UTC'), open Float64, high Float64, "
+        "low Float64, close Float64) ENGINE = Memory"
+    )
+    s = series("1h", "BTC", seed=13)
+    insert_1h(client, "KILL", s, slice(0, 1500))
+    with pytest.raises(ConnectionError):
+        IndicatorMaintainer(_KilledBeforeRecording(client), margin_s=0).run_once()
+    insert_1h(client, "KILL", s, slice(1500, BUCKETS))
+    report = IndicatorMaintainer(client, margin_s=0).run_once()
+    assert report.buckets == {"1h": BUCKETS}  # nothing recorded: every series from its start
+    assert_matches_talib_1h(client, {"KILL": s})
+
+
+def test_rates_through_the_rollups_mark_their_series(fresh: Any):
+    """Rates inserted like the loader's: the rollups' materialized views fill the candles and mark
+    the series; a later rate inside an older bucket changes that bucket's row."""
+    client = fresh
+
+    def rate(offset: int, minute: int, value: float) -> list[Any]:
+        at = dt.datetime(2026, 3, 1, 0, minute, tzinfo=dt.timezone.utc)
+        return ["XRP", at, value, "coins_current_full", 0, offset, at, "XRP"]
+
+    columns = ["code", "fetched_at", "rate", "_topic", "_partition", "_offset", "_timestamp", "_key"]
+    client.insert("coins_current_full", [rate(0, 1, 1.0), rate(1, 7, 2.0), rate(2, 21, 4.0)], column_names=columns)
+    time.sleep(0.01)
+    maintainer = IndicatorMaintainer(client, margin_s=0)
+    assert maintainer.run_once().buckets == {"5m": 3, "15m": 2, "1h": 1, "4h": 1, "1d": 1}
+
+    def five_minute_rows() -> list[tuple[Any, ...]]:
+        return client.query(
+            "SELECT toString(bucket_start), gap_before, close, sma_7, rsi_14, atr_14 FROM v_indicators_5m "
+            "WHERE code = 'XRP' ORDER BY bucket_start"
+        ).result_rows
+
+    assert five_minute_rows() == [
+        ("2026-03-01 00:00:00", False, 1.0, None, None, None),
+        ("2026-03-01 00:05:00", False, 2.0, None, None, None),
+        ("2026-03-01 00:20:00", True, 4.0, None, None, None),
+    ]
+    client.insert("coins_current_full", [rate(3, 8, 3.0)], column_names=columns)
+    time.sleep(0.01)
+    # 5m from its first bucket again: a state before position 199 is not a seed to continue from.
+    assert maintainer.run_once().buckets == {"5m": 3, "15m": 2, "1h": 1, "4h": 1, "1d": 1}
+    assert [row[2] for row in five_minute_rows()] == [1.0, 3.0, 4.0]
+    latest = client.query(
+        "SELECT timeframe, toString(bucket_start), close FROM v_indicators_latest WHERE code = 'XRP' ORDER BY timeframe"
+    ).result_rows
+    assert latest == [
+        ("15m", "2026-03-01 00:15:00", 4.0),
+        ("1d", "2026-03-01 00:00:00", 4.0),
+        ("1h", "2026-03-01 00:00:00", 4.0),
+        ("4h", "2026-03-01 00:00:00", 4.0),
+        ("5m", "2026-03-01 00:20:00", 4.0),
+    ]
+
+
+@pytest.mark.parametrize("timeframe", list(STEPS))
+def test_each_candle_source_reads_its_views_rows(loaded: Any, timeframe: str):
+    """The maintainer reads the tables under the candle views (their primary keys find a series'
+    last buckets); what it reads must be the view's rows, value for value."""
+    client, _ = loaded
+    source = TIMEFRAMES[timeframe]
+    own = client.query(
+        f"SELECT code, bucket_start, close, high, low FROM ({source.query('{time} >= toDateTime(0)')}) "
+        "ORDER BY code, bucket_start"
+    ).result_rows
+    time_column, close, high, low = {
+        "1m": ("window_start", "close", "high", "low"),
+        "daily_close": ("toDateTime(date, 'UTC')", "rate", "NULL", "NULL"),
+    }.get(timeframe, ("bucket_start", "close", "high", "low"))
+    view = client.query(
+        f"SELECT code, {time_column}, {close}, {high}, {low} FROM {source.view} ORDER BY code, {time_column}"
+    ).result_rows
+    assert len(own) == sum(LENGTHS.get(code, BUCKETS) for code in COINS)
+    assert own == view
+
+
+def test_sources_pick_a_windows_latest_update_and_a_days_latest_fetch_as_the_views_do(fresh: Any):
+    client = fresh
+    at = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+    columns = ["code", "window_start", "open", "high", "low", "close", "_topic", "_topic_epoch", "_partition"]
+    columns += ["_offset", "_timestamp", "_key"]
+    minute = dt.timedelta(minutes=1)
+    updates = [  # (window, close, epoch, offset): the highest (epoch, offset) of a window wins
+        (at, 1.0, 0, 0),
+        (at, 2.0, 0, 5),
+        (at, 3.0, 1, 0),  # the topic's next incarnation: newer although its offset is lower
+        (at + minute, 7.0, 0, 6),
+    ]
+    rows = [["XRP", w, 1.0, 9.0, 0.5, c, "ohlc_by_minute", e, 0, o, w, "XRP"] for w, c, e, o in updates]
+    client.insert("ohlc_by_minute", rows, column_names=columns)
+    fetches = [(at + dt.timedelta(hours=12, seconds=5), 10.0, 0), (at + dt.timedelta(hours=13), 11.0, 1)]
+    client.insert(
+        "coins_historical",
+        [
+            ["XRP", at.date(), at + dt.timedelta(hours=12), r, f, "coins_historical", 0, o, f, "XRP"]
+            for f, r, o in fetches
+        ],
+        column_names=[
+            "code",
+            "date",
+            "ts",
+            "rate",
+            "fetched_at",
+            "_topic",
+            "_partition",
+            "_offset",
+            "_timestamp",
+            "_key",
+        ],
+    )
+    everything = "{time} >= toDateTime(0)"
+    minute_rows = client.query(
+        f"SELECT toString(bucket_start), close FROM ({TIMEFRAMES['1m'].query(everything)}) ORDER BY bucket_start"
+    ).result_rows
+    assert minute_rows == [("2026-03-01 00:00:00", 3.0), ("2026-03-01 00:01:00", 7.0)]
+    assert (
+        minute_rows
+        == client.query("SELECT toString(window_start), close FROM v_ohlc_by_minute ORDER BY window_start").result_rows
+    )
+    daily = client.query(f"SELECT toString(bucket_start), close FROM ({TIMEFRAMES['daily_close'].query(everything)})")
+    assert daily.result_rows == [("2026-03-01 00:00:00", 11.0)]
+    assert client.query("SELECT rate FROM v_hist_daily").result_rows == [(11.0,)]

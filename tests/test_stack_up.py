@@ -91,7 +91,17 @@ def test_up_starts_pipeline_and_ctrl_c_stops_every_process(tmp_path):
     try:
         lines = wait_for_line(process, "Ctrl+C stops everything")
         started = [line.split("|")[0].strip() for line in lines if line.endswith("| ready")]
-        assert started == ["broker", "clickhouse", "sim-api", "ksql", "loader", "producer", "historical", "dashboard"]
+        assert started == [
+            "broker",
+            "clickhouse",
+            "sim-api",
+            "ksql",
+            "loader",
+            "producer",
+            "indicators",
+            "historical",
+            "dashboard",
+        ]
         assert f"dashboard: http://127.0.0.1:{ports['dashboard']}/" in [
             line.split("| ", 1)[1] for line in lines if line.startswith("up ")
         ]

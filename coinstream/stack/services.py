@@ -108,6 +108,8 @@ def pipeline(settings: Settings) -> list[Service]:
         services.append(Service("ksql", _coinstream("ksql", "run"), restart_with=with_broker))
     services.append(Service("loader", _coinstream("load", "--no-migrate"), restart_with=with_broker))
     services.append(Service("producer", _coinstream("produce", "current"), restart_with=with_broker))
+    # Reads and writes ClickHouse only: the broker coming and going does not concern it.
+    services.append(Service("indicators", _coinstream("indicators", "--no-migrate")))
     # Closes the broker acknowledged may have been lost with it before the loader read them: each
     # start asks again for days marked delivered that ClickHouse does not hold.
     services.append(

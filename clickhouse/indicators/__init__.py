@@ -1,0 +1,1 @@
+"""Technical indicators of the candles, stored in ClickHouse and kept current."""
