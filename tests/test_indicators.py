@@ -406,7 +406,7 @@ def test_each_candle_source_reads_its_views_rows(loaded: Any, timeframe: str):
     client, _ = loaded
     source = TIMEFRAMES[timeframe]
     own = client.query(
-        f"SELECT code, bucket_start, close, high, low FROM ({source.query('{time} >= toDateTime(0)')}) "
+        f"SELECT code, bucket_start, close, high, low FROM ({source.query(f'{source.time} >= toDateTime(0)')}) "
         "ORDER BY code, bucket_start"
     ).result_rows
     time_column, close, high, low = {
@@ -454,15 +454,88 @@ def test_sources_pick_a_windows_latest_update_and_a_days_latest_fetch_as_the_vie
             "_key",
         ],
     )
-    everything = "{time} >= toDateTime(0)"
+    minute, daily = TIMEFRAMES["1m"], TIMEFRAMES["daily_close"]
     minute_rows = client.query(
-        f"SELECT toString(bucket_start), close FROM ({TIMEFRAMES['1m'].query(everything)}) ORDER BY bucket_start"
+        f"SELECT toString(bucket_start), close FROM ({minute.query(f'{minute.time} >= toDateTime(0)')}) "
+        "ORDER BY bucket_start"
     ).result_rows
     assert minute_rows == [("2026-03-01 00:00:00", 3.0), ("2026-03-01 00:01:00", 7.0)]
     assert (
         minute_rows
         == client.query("SELECT toString(window_start), close FROM v_ohlc_by_minute ORDER BY window_start").result_rows
     )
-    daily = client.query(f"SELECT toString(bucket_start), close FROM ({TIMEFRAMES['daily_close'].query(everything)})")
-    assert daily.result_rows == [("2026-03-01 00:00:00", 11.0)]
+    daily_rows = client.query(
+        f"SELECT toString(bucket_start), close FROM ({daily.query(f'{daily.time} >= toDateTime(0)')})"
+    ).result_rows
+    assert daily_rows == [("2026-03-01 00:00:00", 11.0)]
     assert client.query("SELECT rate FROM v_hist_daily").result_rows == [(11.0,)]
+
+
+def insert_daily(client: Any, rows: list[tuple[str, dt.date, float]], first_offset: int = 0) -> None:
+    """Daily closes as the loader lands them (code, date, rate)."""
+    columns = ["code", "date", "ts", "rate", "fetched_at", "_topic", "_partition", "_offset", "_timestamp", "_key"]
+    values = []
+    for index, (code, day, rate) in enumerate(rows):
+        noon = dt.datetime.combine(day, dt.time(12), tzinfo=dt.timezone.utc)
+        values.append([code, day, noon, rate, noon, "coins_historical", 0, first_offset + index, noon, code])
+    client.insert("coins_historical", values, column_names=columns)
+    time.sleep(0.01)
+
+
+def test_hostile_and_long_coin_codes_neither_break_a_cycle_nor_other_series(fresh: Any):
+    """Codes come from the data: braces, quotes and backslashes stay literal, and six hundred codes
+    of 64 four-byte characters (over 256 KiB of code text) are split across queries."""
+    client = fresh
+    day0 = dt.date(2025, 1, 1)
+    hostile = ["X{time}Y", "A'B\\C", "{where}", "Z'); DROP TABLE indicator_rows; --"]
+    long_codes = [chr(0x1D400 + n % 26) * 63 + chr(0x1D400 + n // 26) for n in range(600)]
+    rows = [("BTC", day0 + dt.timedelta(days=d), float(d + 1)) for d in range(300)]
+    rows += [(code, day0, 5.0) for code in hostile + long_codes]
+    insert_daily(client, rows)
+    report = IndicatorMaintainer(client, margin_s=0).run_once()
+    assert report.series == {"daily_close": 1 + len(hostile) + len(long_codes)}
+    assert report.buckets == {"daily_close": 300 + len(hostile) + len(long_codes)}
+    closes = dict(
+        client.query("SELECT code, close FROM v_indicators_daily_close WHERE date = '2025-01-01'").result_rows
+    )
+    assert closes == {"BTC": 1.0, **{code: 5.0 for code in hostile + long_codes}}
+    # BTC's closes are 1 … 300: its last SMA(7) is (294 + … + 300) / 7 = 297.
+    last = client.query("SELECT close, sma_7 FROM v_indicators_latest WHERE code = 'BTC'").result_rows
+    assert last == [(300.0, 297.0)]
+
+
+class _ClockSteppedBack:
+    """A client whose server clock has stepped back ten minutes (an NTP step, a resumed VM)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def query(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if sql == "SELECT now64(3, 'UTC')":
+            sql = "SELECT now64(3, 'UTC') - INTERVAL 10 MINUTE"
+        return self._client.query(sql, *args, **kwargs)
+
+
+def test_a_clock_stepping_back_still_replaces_recomputed_rows(fresh: Any):
+    client = fresh
+    day0 = dt.date(2025, 1, 1)
+    insert_daily(client, [("ETH", day0 + dt.timedelta(days=d), 100.0 + d) for d in range(250)])
+    IndicatorMaintainer(client, margin_s=0).run_once()
+    # The day 249 is sent again with another close, and a new day arrives; the clock is now behind.
+    insert_daily(
+        client, [("ETH", day0 + dt.timedelta(days=249), 500.0), ("ETH", day0 + dt.timedelta(days=250), 600.0)], 250
+    )
+    report = IndicatorMaintainer(_ClockSteppedBack(client), margin_s=0).run_once()
+    # Marks are read from the stepped-back clock's now minus the margin: the first load's marks,
+    # stamped less than ten minutes ago, are read again, so the series is recomputed from day 0.
+    assert report.buckets == {"daily_close": 251}
+    tail = client.query(
+        "SELECT toString(date), close FROM v_indicators_daily_close WHERE code = 'ETH' ORDER BY date DESC LIMIT 2"
+    ).result_rows
+    assert tail == [("2025-09-08", 600.0), ("2025-09-07", 500.0)]
+    assert client.query("SELECT toString(bucket_start), close FROM v_indicators_latest").result_rows == [
+        ("2025-09-08 00:00:00", 600.0)
+    ]

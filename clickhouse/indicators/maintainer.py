@@ -46,6 +46,9 @@ MARKS_KEPT = dt.timedelta(days=7)
 # all of them (a year of 1-minute candles is 525,600 buckets per coin), so fewer at a time.
 CONTINUED_PER_QUERY = 1000
 REBUILT_PER_QUERY = 10
+# Codes are written into the queries (twice each, with a start time): bounded in bytes too, so a
+# thousand long codes never exceed a server's max_query_size (256 KiB by default).
+CODE_BYTES_PER_QUERY = 64 * 1024
 # Rows per insert: ~40 columns of 8 bytes, so ~80 MB of Arrow per insert at most (a server limits
 # a request's body; the embedded one to 256 MiB by default).
 ROWS_PER_INSERT = 250_000
@@ -93,6 +96,20 @@ class CycleReport:
         return sum(self.buckets.values())
 
 
+def _chunks(codes: list[str], most: int) -> list[list[str]]:
+    """`codes` in order, at most `most` and about CODE_BYTES_PER_QUERY of code text per chunk."""
+    chunks: list[list[str]] = []
+    size = 0
+    for code in codes:
+        cost = 2 * len(code.encode()) + 64  # in the IN list and the transform, quoted, with a start time
+        if not chunks or len(chunks[-1]) >= most or size + cost > CODE_BYTES_PER_QUERY:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(code)
+        size += cost
+    return chunks
+
+
 def _sql_list(values: Iterable[str]) -> str:
     return "[" + ", ".join("'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'" for value in values) + "]"
 
@@ -112,6 +129,7 @@ class IndicatorMaintainer:
         self._margin = dt.timedelta(seconds=margin_s)
         self._timeframes = dict(timeframes)
         self._last_cycle: dt.datetime | None = None
+        self._last_version: dt.datetime | None = None
         self._tails: dict[tuple[str, str], Columns] = {}
         self._pending = _Pending()
         self._started = False
@@ -123,23 +141,37 @@ class IndicatorMaintainer:
         cycle_start = cycle_start.replace(tzinfo=dt.timezone.utc)
         if not self._started:
             self._last_cycle = self._recorded_cycle()
+            self._last_version = self._stored_version()
             self._started = True
         if self._last_cycle is None or cycle_start - self._last_cycle > MARKS_KEPT - self._margin:
             dirty = self._every_series()
         else:
-            dirty = self._marked_since(self._last_cycle - self._margin)
+            # The server's clock may have stepped back since the last cycle: marks are then stamped
+            # before that cycle's start, so read from whichever is earlier.
+            dirty = self._marked_since(min(self._last_cycle, cycle_start) - self._margin)
+        # The rows' version only goes up, whatever the clock does: a recomputed row must replace
+        # the one it recomputes (ReplacingMergeTree keeps the highest computed_at).
+        version = cycle_start
+        if self._last_version is not None and version <= self._last_version:
+            version = self._last_version + dt.timedelta(milliseconds=1)
         report = CycleReport(cycle_start)
         self._pending = _Pending()
         for timeframe, codes in dirty.items():
             if timeframe in self._timeframes and codes:
                 report.series[timeframe] = len(codes)
-                report.buckets[timeframe] = self._recompute(timeframe, codes, cycle_start)
+                report.buckets[timeframe] = self._recompute(timeframe, codes, version)
         self._flush()
+        self._last_version = version
         self._client.insert(
             "indicator_cycles", [[cycle_start, report.total_buckets]], column_names=["cycle_start", "buckets"]
         )
         self._last_cycle = cycle_start
         return report
+
+    def _stored_version(self) -> dt.datetime | None:
+        """The highest computed_at stored: the floor of the next cycle's version."""
+        latest, count = self._client.query("SELECT max(computed_at), count() FROM indicator_latest").result_rows[0]
+        return latest.replace(tzinfo=dt.timezone.utc) if count else None
 
     def _recorded_cycle(self) -> dt.datetime | None:
         rows = self._client.query("SELECT max(cycle_start), count() FROM indicator_cycles").result_rows
@@ -171,16 +203,14 @@ class IndicatorMaintainer:
         source = self._timeframes[timeframe]
         before: dict[str, Columns] = {}
         codes = sorted(since)
-        for first in range(0, len(codes), CONTINUED_PER_QUERY):
-            before |= self._stored_before(
-                timeframe, {code: since[code] for code in codes[first : first + CONTINUED_PER_QUERY]}
-            )
+        for chunk in _chunks(codes, CONTINUED_PER_QUERY):
+            before |= self._stored_before(timeframe, {code: since[code] for code in chunk})
         priors = {code: prior for code, columns in before.items() if (prior := _prior(columns)) is not None}
         continued = sorted(priors)
         rebuilt = [code for code in codes if code not in priors]
         groups = [
-            *(continued[i : i + CONTINUED_PER_QUERY] for i in range(0, len(continued), CONTINUED_PER_QUERY)),
-            *(rebuilt[i : i + REBUILT_PER_QUERY] for i in range(0, len(rebuilt), REBUILT_PER_QUERY)),
+            *_chunks(continued, CONTINUED_PER_QUERY),
+            *_chunks(rebuilt, REBUILT_PER_QUERY),
         ]
         written = 0
         for group in groups:
@@ -259,7 +289,7 @@ class IndicatorMaintainer:
         where = (
             f"code IN {_sql_list(starts)} "
             # The literal bound reaches the primary key; the per-code one picks each series' start.
-            f"AND {{time}} >= toDateTime({lower}, 'UTC') AND {{time}} >= {_since_by_code(starts)}"
+            f"AND {source.time} >= toDateTime({lower}, 'UTC') AND {source.time} >= {_since_by_code(starts)}"
         )
         table = self._client.query_arrow(
             "SELECT code, toUnixTimestamp(bucket_start) AS t, toFloat64(close) AS close, "

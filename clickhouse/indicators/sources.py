@@ -8,7 +8,7 @@ that each source returns its view's rows.
 
 Every `select` yields code, bucket_start (DateTime, UTC), close, high, low (NULL when the source
 has no range: the daily closes) for the rows matching `{where}`, a condition on `code` and on
-`time` (the table's own time column, as a DateTime). `step_s` is the bucket length, used to tell a
+`time` (SQL for the table's own time column as a DateTime). `step_s` is the bucket length, used to tell a
 gap (`gap_before`: the previous bucket is not the adjacent one).
 """
 
@@ -29,7 +29,9 @@ class CandleSource:
     has_range: bool = True
 
     def query(self, where: str) -> str:
-        return self.select.format(table=self.table, where=where.replace("{time}", self.time))
+        """The candles matching `where`, a condition on `code` and on `self.time`. Only the template
+        is formatted: braces in `where` (coin codes come from the data) are never interpreted."""
+        return self.select.format(table=self.table, where=where)
 
 
 # The rollups keep partial states per (code, bucket); merged, they are the view's FINAL values.
